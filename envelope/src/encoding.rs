@@ -1,0 +1,253 @@
+//! Strict decoders shared by the envelope and, through the gateway, by every
+//! token and proof parser: canonical unpadded base64url, canonical decimal
+//! integers, and JSON objects without duplicate members.
+//!
+//! "Strict" means one encoding per value. A lenient decoder lets an attacker
+//! produce many byte strings for one meaning, which breaks replay keys,
+//! thumbprint comparisons and signature-covered headers.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::collections::HashSet;
+use std::fmt;
+
+/// Unpadded base64url that refuses padding and non-zero trailing bits.
+const STRICT_B64URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
+/// Why a strict decode failed. Carries no input bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not canonical unpadded base64url")]
+    Base64,
+    #[error("not a canonical decimal integer")]
+    Integer,
+    #[error("not a json object")]
+    NotObject,
+    #[error("malformed json")]
+    Json,
+    #[error("duplicate json member")]
+    DuplicateMember,
+    #[error("json nested too deeply")]
+    TooDeep,
+}
+
+/// Encodes bytes as unpadded base64url.
+pub fn b64url_encode(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes canonical unpadded base64url: no padding, no whitespace, no
+/// non-zero bits after the last full octet.
+pub fn b64url_decode(text: &str) -> Result<Vec<u8>, DecodeError> {
+    // A length of 1 mod 4 can never be produced by an encoder.
+    if text.len() % 4 == 1 {
+        return Err(DecodeError::Base64);
+    }
+    STRICT_B64URL.decode(text).map_err(|_| DecodeError::Base64)
+}
+
+/// True when `text` is the canonical unpadded base64url encoding of some
+/// byte string of exactly `len` octets.
+pub fn is_canonical_b64url_of_len(text: &str, len: usize) -> bool {
+    matches!(b64url_decode(text), Ok(bytes) if bytes.len() == len)
+}
+
+/// Parses a non-negative decimal integer in canonical form: ASCII digits only,
+/// no sign, no leading zero (except "0" itself), at most 15 digits.
+pub fn parse_canonical_u64(text: &str) -> Result<u64, DecodeError> {
+    let bytes = text.as_bytes();
+    let canonical = !bytes.is_empty()
+        && bytes.len() <= 15
+        && bytes.iter().all(u8::is_ascii_digit)
+        && (bytes[0] != b'0' || bytes.len() == 1);
+    if !canonical {
+        return Err(DecodeError::Integer);
+    }
+    text.parse().map_err(|_| DecodeError::Integer)
+}
+
+/// Maximum nesting of arrays and objects accepted in untrusted JSON.
+const MAX_DEPTH: usize = 16;
+
+/// Checks that `json` is one JSON object and that no object anywhere inside it
+/// repeats a member name. serde_json alone keeps the last duplicate for
+/// untyped values and ignores duplicates of unknown fields; a verifier and a
+/// later reader could then disagree on what was signed.
+pub fn check_json_object(json: &[u8]) -> Result<(), DecodeError> {
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError::NotObject);
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let result = de::Deserializer::deserialize_any(&mut de, Strict { depth: 0 });
+    match result {
+        Ok(()) => de.end().map_err(|_| DecodeError::Json),
+        Err(e) => Err(classify(&e)),
+    }
+}
+
+fn classify(e: &serde_json::Error) -> DecodeError {
+    let text = e.to_string();
+    if text.starts_with(DUPLICATE) {
+        DecodeError::DuplicateMember
+    } else if text.starts_with(TOO_DEEP) {
+        DecodeError::TooDeep
+    } else {
+        DecodeError::Json
+    }
+}
+
+const DUPLICATE: &str = "stella: duplicate member";
+const TOO_DEEP: &str = "stella: too deep";
+
+/// A visitor that walks any JSON value, failing on duplicate object members.
+#[derive(Clone, Copy)]
+struct Strict {
+    depth: usize,
+}
+
+impl Strict {
+    fn nested<E: de::Error>(self) -> Result<Self, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(TOO_DEEP));
+        }
+        Ok(Strict {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any json value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.nested()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.nested()?;
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key.into_owned()) {
+                return Err(de::Error::custom(DUPLICATE));
+            }
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_round_trips_and_refuses_padding_and_stray_bits() {
+        assert_eq!(b64url_decode(&b64url_encode(b"hello")).unwrap(), b"hello");
+        assert_eq!(b64url_decode("aGVsbG8="), Err(DecodeError::Base64));
+        // "aGVsbG9" would be canonical; "aGVsbG+" uses the wrong alphabet.
+        assert_eq!(b64url_decode("aGVsbG+"), Err(DecodeError::Base64));
+        // "QQ" is canonical for "A"; "QR" differs only in trailing bits.
+        assert_eq!(b64url_decode("QQ").unwrap(), b"A");
+        assert_eq!(b64url_decode("QR"), Err(DecodeError::Base64));
+        assert_eq!(b64url_decode("Q"), Err(DecodeError::Base64));
+        assert_eq!(b64url_decode(" QQ"), Err(DecodeError::Base64));
+    }
+
+    #[test]
+    fn rfc8705_example_thumbprint_is_not_canonical() {
+        // ../shared/reference/rfc-vectors.json: the RFC's example ends in a
+        // character with non-zero padding bits.
+        let example = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2";
+        assert!(!is_canonical_b64url_of_len(example, 32));
+        let fixed = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0";
+        assert!(is_canonical_b64url_of_len(fixed, 32));
+    }
+
+    #[test]
+    fn canonical_integers_only() {
+        assert_eq!(parse_canonical_u64("0"), Ok(0));
+        assert_eq!(parse_canonical_u64("1700000000"), Ok(1_700_000_000));
+        for bad in [
+            "",
+            "01",
+            "+1",
+            "-1",
+            "1.0",
+            " 1",
+            "1e3",
+            "0x10",
+            "1234567890123456",
+        ] {
+            assert_eq!(
+                parse_canonical_u64(bad),
+                Err(DecodeError::Integer),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_duplicates_are_found_at_any_depth() {
+        assert_eq!(check_json_object(br#"{"a":1,"b":[1,{"c":2}]}"#), Ok(()));
+        assert_eq!(
+            check_json_object(br#"{"a":1,"a":2}"#),
+            Err(DecodeError::DuplicateMember)
+        );
+        assert_eq!(
+            check_json_object(br#"{"a":{"x":1,"x":1}}"#),
+            Err(DecodeError::DuplicateMember)
+        );
+        // An escaped name is the same member as its plain spelling.
+        assert_eq!(
+            check_json_object(br#"{"a":1,"\u0061":2}"#),
+            Err(DecodeError::DuplicateMember)
+        );
+        assert_eq!(check_json_object(b"[1]"), Err(DecodeError::NotObject));
+        assert_eq!(check_json_object(br#"{"a":1} x"#), Err(DecodeError::Json));
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(
+            check_json_object(deep.as_bytes()),
+            Err(DecodeError::TooDeep)
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! Envelope key material, key ids and keyrings.
+//!
+//! A key has exactly one algorithm; that is the per-key allowlist. Secret
+//! material is zeroed on drop and never shown by `Debug`.
+
+use crate::encoding::{b64url_decode, b64url_encode};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use std::collections::BTreeMap;
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Shortest HS256 secret accepted, in bytes (the HMAC-SHA256 output size).
+pub const MIN_HMAC_SECRET_LEN: usize = 32;
+/// Longest key id, in bytes.
+pub const MAX_KID_LEN: usize = 64;
+
+/// Envelope signature algorithms. Anything else, `none` included, is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// HMAC-SHA256 over a shared secret (the default).
+    Hs256,
+    /// Ed25519: services hold public keys only and cannot mint envelopes.
+    EdDsa,
+}
+
+impl Alg {
+    /// The exact header spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::Hs256 => "HS256",
+            Alg::EdDsa => "EdDSA",
+        }
+    }
+
+    /// Parses the exact header spelling (case-sensitive, as in JOSE).
+    pub fn from_header(text: &str) -> Option<Alg> {
+        match text {
+            "HS256" => Some(Alg::Hs256),
+            "EdDSA" => Some(Alg::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Alg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key id: 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    pub fn new(text: &str) -> Result<KeyId, KeyError> {
+        let ok = !text.is_empty()
+            && text.len() <= MAX_KID_LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(KeyId(text.to_owned()))
+        } else {
+            Err(KeyError::BadKid)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why key material was refused. Never carries the material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key id must be 1 to {MAX_KID_LEN} characters from A-Z a-z 0-9 . _ -")]
+    BadKid,
+    #[error("key must be written as hs256:<base64url>, ed25519-private:<base64url> or ed25519-public:<base64url>")]
+    UnknownForm,
+    #[error("key material is not canonical unpadded base64url")]
+    Encoding,
+    #[error("hs256 secret is {0} bytes; at least {MIN_HMAC_SECRET_LEN} are required")]
+    ShortSecret(usize),
+    #[error("ed25519 key is {0} bytes; exactly 32 are required")]
+    Ed25519Length(usize),
+    #[error("key list entry must be written as kid=key")]
+    ListEntry,
+    #[error("key id {0} appears more than once")]
+    DuplicateKid(String),
+    #[error("key {0} is a public key and cannot sign")]
+    CannotSign(String),
+}
+
+enum Material {
+    Hmac(Zeroizing<Vec<u8>>),
+    Ed25519Public([u8; 32]),
+    // The seed is kept so the key can be written back out by `keys generate`.
+    Ed25519Private {
+        pair: Box<Ed25519KeyPair>,
+        seed: Zeroizing<[u8; 32]>,
+    },
+}
+
+/// One envelope key with its id and its single algorithm.
+pub struct Key {
+    kid: KeyId,
+    material: Material,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.material {
+            Material::Hmac(_) => "hs256 secret",
+            Material::Ed25519Public(_) => "ed25519 public",
+            Material::Ed25519Private { .. } => "ed25519 private",
+        };
+        f.debug_struct("Key")
+            .field("kid", &self.kid.0)
+            .field("kind", &kind)
+            .field("material", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Key {
+    /// Parses `hs256:<b64url>`, `ed25519-private:<b64url seed>` or
+    /// `ed25519-public:<b64url>`.
+    pub fn parse(kid: KeyId, spec: &str) -> Result<Key, KeyError> {
+        let (form, value) = spec.split_once(':').ok_or(KeyError::UnknownForm)?;
+        let bytes = Zeroizing::new(b64url_decode(value.trim()).map_err(|_| KeyError::Encoding)?);
+        match form.trim().to_ascii_lowercase().as_str() {
+            "hs256" => Key::hmac(kid, &bytes),
+            "ed25519-public" => {
+                let public: [u8; 32] = bytes[..]
+                    .try_into()
+                    .map_err(|_| KeyError::Ed25519Length(bytes.len()))?;
+                Ok(Key {
+                    kid,
+                    material: Material::Ed25519Public(public),
+                })
+            }
+            "ed25519-private" => {
+                let seed: [u8; 32] = bytes[..]
+                    .try_into()
+                    .map_err(|_| KeyError::Ed25519Length(bytes.len()))?;
+                Key::ed25519_from_seed(kid, seed)
+            }
+            _ => Err(KeyError::UnknownForm),
+        }
+    }
+
+    /// Parses a key the way `Router__IdentityEnvelopeSigningKey` is written in
+    /// existing deployments: one of the forms of [`Key::parse`], or else the
+    /// text itself as an HS256 secret (at least 32 bytes).
+    pub fn parse_compat(kid: KeyId, text: &str) -> Result<Key, KeyError> {
+        match Key::parse(kid.clone(), text) {
+            Err(KeyError::UnknownForm) => Key::hmac(kid, text.as_bytes()),
+            other => other,
+        }
+    }
+
+    /// An HS256 key over `secret`.
+    pub fn hmac(kid: KeyId, secret: &[u8]) -> Result<Key, KeyError> {
+        if secret.len() < MIN_HMAC_SECRET_LEN {
+            return Err(KeyError::ShortSecret(secret.len()));
+        }
+        Ok(Key {
+            kid,
+            material: Material::Hmac(Zeroizing::new(secret.to_vec())),
+        })
+    }
+
+    /// An Ed25519 signing key from its 32-byte seed.
+    pub fn ed25519_from_seed(kid: KeyId, seed: [u8; 32]) -> Result<Key, KeyError> {
+        let seed = Zeroizing::new(seed);
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed[..])
+            .map_err(|_| KeyError::Ed25519Length(32))?;
+        Ok(Key {
+            kid,
+            material: Material::Ed25519Private {
+                pair: Box::new(pair),
+                seed,
+            },
+        })
+    }
+
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+
+    pub fn alg(&self) -> Alg {
+        match self.material {
+            Material::Hmac(_) => Alg::Hs256,
+            Material::Ed25519Public(_) | Material::Ed25519Private { .. } => Alg::EdDsa,
+        }
+    }
+
+    pub fn can_sign(&self) -> bool {
+        !matches!(self.material, Material::Ed25519Public(_))
+    }
+
+    /// The key written back in the form [`Key::parse`] reads. Contains the
+    /// secret for secret keys: only `keys generate` prints it.
+    pub fn to_spec(&self) -> Zeroizing<String> {
+        Zeroizing::new(match &self.material {
+            Material::Hmac(secret) => format!("hs256:{}", b64url_encode(&secret[..])),
+            Material::Ed25519Public(public) => format!("ed25519-public:{}", b64url_encode(public)),
+            Material::Ed25519Private { seed, .. } => {
+                format!("ed25519-private:{}", b64url_encode(&seed[..]))
+            }
+        })
+    }
+
+    /// The verification-only form: the public key for Ed25519, the secret
+    /// itself for HS256 (a shared secret has no public half).
+    pub fn public_spec(&self) -> Zeroizing<String> {
+        match &self.material {
+            Material::Ed25519Private { pair, .. } => Zeroizing::new(format!(
+                "ed25519-public:{}",
+                b64url_encode(pair.public_key().as_ref())
+            )),
+            _ => self.to_spec(),
+        }
+    }
+
+    /// Signs `message`. `None` for a public key.
+    pub(crate) fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+        match &self.material {
+            Material::Hmac(secret) => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+                Some(ring::hmac::sign(&key, message).as_ref().to_vec())
+            }
+            Material::Ed25519Private { pair, .. } => Some(pair.sign(message).as_ref().to_vec()),
+            Material::Ed25519Public(_) => None,
+        }
+    }
+
+    /// Verifies `signature` over `message`; constant time for HMAC.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            Material::Hmac(secret) => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+                ring::hmac::verify(&key, message, signature).is_ok()
+            }
+            Material::Ed25519Public(public) => ed25519_verify(public, message, signature),
+            Material::Ed25519Private { pair, .. } => {
+                ed25519_verify(pair.public_key().as_ref(), message, signature)
+            }
+        }
+    }
+}
+
+fn ed25519_verify(public: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+        .verify(message, signature)
+        .is_ok()
+}
+
+/// The keys a verifier accepts, by key id.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    keys: BTreeMap<KeyId, Key>,
+}
+
+impl Keyring {
+    pub fn new() -> Keyring {
+        Keyring::default()
+    }
+
+    /// Adds a key; a second key with the same id is an error, not a silent
+    /// replacement.
+    pub fn insert(&mut self, key: Key) -> Result<(), KeyError> {
+        if self.keys.contains_key(&key.kid) {
+            return Err(KeyError::DuplicateKid(key.kid.0.clone()));
+        }
+        self.keys.insert(key.kid.clone(), key);
+        Ok(())
+    }
+
+    /// Parses `kid=key;kid=key` (`;` or `,` between entries, spaces ignored).
+    pub fn parse_list(text: &str) -> Result<Keyring, KeyError> {
+        let mut ring = Keyring::new();
+        for entry in text
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let (kid, spec) = entry.split_once('=').ok_or(KeyError::ListEntry)?;
+            ring.insert(Key::parse(KeyId::new(kid.trim())?, spec.trim())?)?;
+        }
+        Ok(ring)
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|(k, _)| k.0 == kid).map(|(_, v)| v)
+    }
+
+    pub fn kids(&self) -> impl Iterator<Item = &KeyId> {
+        self.keys.keys()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kid(s: &str) -> KeyId {
+        KeyId::new(s).unwrap()
+    }
+
+    #[test]
+    fn debug_never_shows_material() {
+        let secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
+        let key = Key::parse_compat(kid("k1"), secret).unwrap();
+        let shown = format!("{key:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("<redacted>"));
+        let ed = Key::ed25519_from_seed(kid("k2"), [7; 32]).unwrap();
+        let spec = ed.to_spec();
+        let seed_b64 = spec.split_once(':').unwrap().1;
+        assert!(!format!("{ed:?}").contains(seed_b64));
+    }
+
+    #[test]
+    fn key_specs_round_trip() {
+        let ed = Key::ed25519_from_seed(kid("e"), [9; 32]).unwrap();
+        let again = Key::parse(kid("e"), &ed.to_spec()).unwrap();
+        assert_eq!(again.sign(b"m"), ed.sign(b"m"));
+        let public = Key::parse(kid("e"), &ed.public_spec()).unwrap();
+        assert!(!public.can_sign());
+        assert!(public.verify(b"m", &ed.sign(b"m").unwrap()));
+        assert!(!public.verify(b"n", &ed.sign(b"m").unwrap()));
+    }
+
+    #[test]
+    fn bad_keys_are_refused_with_reasons() {
+        assert_eq!(KeyId::new(""), Err(KeyError::BadKid));
+        assert_eq!(KeyId::new("a b"), Err(KeyError::BadKid));
+        assert_eq!(KeyId::new(&"k".repeat(65)), Err(KeyError::BadKid));
+        assert_eq!(
+            Key::parse(kid("a"), "hs256:c2hvcnQ").unwrap_err(),
+            KeyError::ShortSecret(5)
+        );
+        assert_eq!(
+            Key::parse(kid("a"), "rsa:AAAA").unwrap_err(),
+            KeyError::UnknownForm
+        );
+        assert_eq!(
+            Key::parse(kid("a"), "ed25519-public:AAAA").unwrap_err(),
+            KeyError::Ed25519Length(3)
+        );
+        assert_eq!(
+            Key::parse(kid("a"), "hs256:AAA=").unwrap_err(),
+            KeyError::Encoding
+        );
+        assert_eq!(
+            Key::parse_compat(kid("a"), "too-short").unwrap_err(),
+            KeyError::ShortSecret(9)
+        );
+    }
+
+    #[test]
+    fn keyring_list_parses_and_refuses_duplicates() {
+        let ed = Key::ed25519_from_seed(kid("x"), [1; 32]).unwrap();
+        let hs = Key::hmac(kid("y"), &[2; 32]).unwrap();
+        let list = format!(
+            "a={}; b={}",
+            ed.public_spec().as_str(),
+            hs.to_spec().as_str()
+        );
+        let ring = Keyring::parse_list(&list).unwrap();
+        assert_eq!(ring.len(), 2);
+        assert_eq!(ring.get("a").unwrap().alg(), Alg::EdDsa);
+        assert_eq!(ring.get("b").unwrap().alg(), Alg::Hs256);
+        let dup = format!("a={0};a={0}", hs.to_spec().as_str());
+        assert_eq!(
+            Keyring::parse_list(&dup).unwrap_err(),
+            KeyError::DuplicateKid("a".into())
+        );
+        assert_eq!(
+            Keyring::parse_list("junk").unwrap_err(),
+            KeyError::ListEntry
+        );
+    }
+}

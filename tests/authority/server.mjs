@@ -1,0 +1,321 @@
+// Stella Gateway test Authority: a real OIDC / OAuth 2.0 Authorization Server
+// (panva's oidc-provider) for end-to-end tests. NOT for production use: it
+// keeps everything in memory, uses plain http on loopback and accepts the
+// client certificate from a test-only request header.
+//
+// stdout carries exactly one line, the readiness line:
+//   AUTHORITY_READY {"issuer":"http://127.0.0.1:PORT","port":PORT}
+// Everything else (oidc-provider notices included) goes to stderr.
+//
+// Environment:
+//   AUTHORITY_PORT          port to bind on 127.0.0.1 (default 0 = ephemeral)
+//   AUTHORITY_CLIENTS_FILE  JSON file: array of extra client metadata objects
+//                           (or {"clients":[...]}); they are added to the
+//                           built-in clients, replacing a built-in one with
+//                           the same client_id
+//   AUTHORITY_KEYS_FILE     JWKS with private keys; loaded if it exists,
+//                           otherwise generated keys are written there
+//   AUTHORITY_AT_TTL        access token lifetime in seconds (default 300)
+//   AUTHORITY_DEFAULT_RESOURCE  audience used when no resource= is sent
+//                           (default http://gateway.local/api)
+
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+
+// oidc-provider prints some notices with console.info (stdout). Route all
+// console output to stderr before it is loaded, so that stdout only ever
+// carries the readiness line.
+for (const method of ['log', 'info', 'debug']) {
+  // eslint-disable-next-line no-console
+  console[method] = (...args) => console.error(...args);
+}
+
+const { default: Provider, errors } = await import('oidc-provider');
+
+const log = (...args) => console.error('[authority]', ...args);
+
+// ---------------------------------------------------------------------------
+// configuration from the environment
+
+function intEnv(name, dflt, { min = 0 } = {}) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+const PORT = intEnv('AUTHORITY_PORT', 0);
+const AT_TTL = intEnv('AUTHORITY_AT_TTL', 300, { min: 1 });
+const DEFAULT_RESOURCE = process.env.AUTHORITY_DEFAULT_RESOURCE || 'http://gateway.local/api';
+const CERT_HEADER = 'x-test-client-cert';
+const OIDC_SCOPES = ['openid', 'offline_access'];
+
+// ---------------------------------------------------------------------------
+// clients
+
+const BUILTIN_CLIENTS = [
+  {
+    client_id: 'svc-bearer',
+    client_secret: 'svc-bearer-secret',
+    scope: 'echo.read echo.write admin',
+    tenant: 'acme',
+  },
+  {
+    client_id: 'svc-dpop',
+    client_secret: 'svc-dpop-secret',
+    scope: 'echo.read echo.write admin',
+    tenant: 'acme',
+    dpop_bound_access_tokens: true,
+  },
+  {
+    client_id: 'svc-mtls',
+    client_secret: 'svc-mtls-secret',
+    scope: 'echo.read echo.write admin',
+    tenant: 'acme',
+    tls_client_certificate_bound_access_tokens: true,
+  },
+  {
+    client_id: 'svc-readonly',
+    client_secret: 'svc-readonly-secret',
+    scope: 'echo.read',
+    tenant: 'globex',
+  },
+];
+
+const CLIENT_DEFAULTS = {
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  token_endpoint_auth_method: 'client_secret_basic',
+};
+
+function loadClients() {
+  const byId = new Map();
+  for (const c of BUILTIN_CLIENTS) byId.set(c.client_id, c);
+
+  const file = process.env.AUTHORITY_CLIENTS_FILE;
+  if (file) {
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const extra = Array.isArray(parsed) ? parsed : parsed?.clients;
+    if (!Array.isArray(extra)) {
+      throw new Error(`${file}: expected a JSON array of clients or {"clients": [...]}`);
+    }
+    for (const c of extra) {
+      if (!c || typeof c.client_id !== 'string') throw new Error(`${file}: every client needs a client_id`);
+      byId.set(c.client_id, c);
+    }
+    log(`loaded ${extra.length} client(s) from ${file}`);
+  }
+
+  return [...byId.values()].map((c) => ({ ...CLIENT_DEFAULTS, ...c }));
+}
+
+const clients = loadClients();
+
+// Every scope any client may hold is a scope the Authority supports, and
+// every resource server (audience) accepts all non-OIDC scopes.
+const apiScopes = [...new Set(clients.flatMap((c) => (c.scope ? c.scope.split(' ') : [])))]
+  .filter((s) => s && !OIDC_SCOPES.includes(s));
+const RESOURCE_SCOPE = apiScopes.join(' ');
+
+// ---------------------------------------------------------------------------
+// signing keys
+
+const thumbprint = (jwk) => {
+  const members = jwk.kty === 'RSA'
+    ? { e: jwk.e, kty: jwk.kty, n: jwk.n }
+    : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
+  return crypto.createHash('sha256').update(JSON.stringify(members)).digest('base64url');
+};
+
+function generateKeys() {
+  const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  // ES256 first: it is the access token signing key.
+  return {
+    keys: [
+      { ...ec, use: 'sig', alg: 'ES256', kid: thumbprint(ec) },
+      { ...rsa, use: 'sig', alg: 'RS256', kid: thumbprint(rsa) },
+    ],
+  };
+}
+
+function loadKeys() {
+  const file = process.env.AUTHORITY_KEYS_FILE;
+  if (file && fs.existsSync(file)) {
+    const jwks = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (!Array.isArray(jwks?.keys) || !jwks.keys.some((k) => k.kty === 'EC' && k.crv === 'P-256' && k.d)) {
+      throw new Error(`${file}: expected a JWKS with a private EC P-256 key`);
+    }
+    log(`loaded signing keys from ${file}`);
+    return jwks;
+  }
+  const jwks = generateKeys();
+  if (file) {
+    fs.writeFileSync(file, `${JSON.stringify(jwks, null, 2)}\n`, { mode: 0o600 });
+    log(`generated signing keys and wrote them to ${file}`);
+  }
+  return jwks;
+}
+
+const jwks = loadKeys();
+
+// ---------------------------------------------------------------------------
+// test-only client certificate header
+
+// The header value is the client certificate PEM, URL-encoded
+// (encodeURIComponent, like nginx's $ssl_client_escaped_cert). Also accepted:
+// a PEM whose newlines are written as the two characters "\n", or the bare
+// base64 DER. Returns the certificate as a PEM string, or undefined.
+function certificateFromHeader(ctx) {
+  let value = ctx.get(CERT_HEADER);
+  if (!value) return undefined;
+  if (value.includes('%')) value = decodeURIComponent(value);
+  value = value.replace(/\\n/g, '\n');
+  if (!value.includes('-----BEGIN')) {
+    const b64 = value.replace(/\s+/g, '');
+    value = `-----BEGIN CERTIFICATE-----\n${b64.match(/.{1,64}/g)?.join('\n')}\n-----END CERTIFICATE-----\n`;
+  }
+  try {
+    return new crypto.X509Certificate(value).toString();
+  } catch (err) {
+    throw new errors.InvalidRequest(`${CERT_HEADER} header is not a valid certificate: ${err.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// provider
+
+const server = http.createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(PORT, '127.0.0.1', () => {
+    server.off('error', reject);
+    resolve();
+  });
+});
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}`;
+
+const configuration = {
+  clients,
+  jwks,
+  scopes: [...OIDC_SCOPES, ...apiScopes],
+  // Only the machine-to-machine endpoints matter; no accounts exist.
+  async findAccount() {
+    return undefined;
+  },
+  extraClientMetadata: {
+    properties: ['tenant'],
+    validator(ctx, key, value) {
+      if (key === 'tenant' && value !== undefined && typeof value !== 'string') {
+        throw new errors.InvalidClientMetadata('tenant must be a string');
+      }
+    },
+  },
+  async extraTokenClaims(ctx, token) {
+    const client = ctx?.oidc?.client?.clientId === token.clientId
+      ? ctx.oidc.client
+      : await provider.Client.find(token.clientId);
+    const claims = { client_id: token.clientId };
+    if (client?.tenant) claims.tenant = client.tenant;
+    return claims;
+  },
+  ttl: {
+    AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL || AT_TTL,
+    ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL || AT_TTL,
+  },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    dPoP: { enabled: true },
+    mTLS: {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      getCertificate: certificateFromHeader,
+    },
+    resourceIndicators: {
+      enabled: true,
+      async defaultResource(ctx, client, oneOf) {
+        return oneOf || DEFAULT_RESOURCE;
+      },
+      async useGrantedResource() {
+        return true;
+      },
+      async getResourceServerInfo(ctx, resourceIndicator) {
+        const url = URL.parse(resourceIndicator);
+        if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+          throw new errors.InvalidTarget('resource must be an http(s) URL');
+        }
+        return {
+          scope: RESOURCE_SCOPE,
+          audience: resourceIndicator,
+          accessTokenTTL: AT_TTL,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        };
+      },
+    },
+  },
+  // Interactions are never used (no end-users); keep the provider quiet.
+  interactions: {
+    url(ctx, interaction) {
+      return `/interaction/${interaction.uid}`;
+    },
+  },
+  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+};
+
+const provider = new Provider(issuer, configuration);
+
+provider.on('server_error', (ctx, err) => log('server_error', err));
+provider.on('grant.error', (ctx, err) => log('grant.error', err?.message, err?.error_description ?? ''));
+
+// A client_credentials request without a scope parameter gets all the
+// scopes registered for the client (oidc-provider would otherwise issue a
+// token without any scope claim). oidc-provider has no option for this, so the
+// built-in grant handler is wrapped; it is reached through an internal module
+// of the pinned oidc-provider version.
+try {
+  const { default: internals } = await import('oidc-provider/lib/helpers/weak_cache.js');
+  const { grantTypeHandlers, grantTypeParams, grantTypeDupes } = internals(provider);
+  const builtin = grantTypeHandlers.get('client_credentials');
+  if (typeof builtin !== 'function') throw new Error('client_credentials handler not found');
+  provider.registerGrantType(
+    'client_credentials',
+    async (ctx) => {
+      if (!ctx.oidc.params.scope && ctx.oidc.client?.scope) {
+        ctx.oidc.params.scope = ctx.oidc.client.scope;
+      }
+      return builtin(ctx);
+    },
+    grantTypeParams.get('client_credentials'),
+    grantTypeDupes.get('client_credentials'),
+  );
+} catch (err) {
+  log(`warning: could not install the default-scope wrapper (${err.message}); `
+    + 'tokens requested without scope will carry no scope claim');
+}
+
+server.on('request', provider.callback());
+
+process.stdout.write(`AUTHORITY_READY ${JSON.stringify({ issuer, port })}\n`);
+log(`issuer ${issuer}, ${clients.length} clients, access token TTL ${AT_TTL}s, default resource ${DEFAULT_RESOURCE}`);
+
+let stopping = false;
+function shutdown(signal) {
+  if (stopping) return;
+  stopping = true;
+  log(`${signal} received, shutting down`);
+  server.close(() => process.exit(0));
+  server.closeAllConnections?.();
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
