@@ -44,29 +44,33 @@ pub fn fold_env_name(name: &str) -> String {
 
 /// Where configuration values come from.
 pub trait EnvSource {
+    /// Every variable, as `(name, value)`.
+    fn entries(&self) -> Vec<(String, String)>;
+
     /// The value of the variable matching `name` (see [`fold_env_name`]).
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl EnvSource for ProcessEnv {
     fn get(&self, name: &str) -> Option<String> {
         let wanted = fold_env_name(name);
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        self.entries()
+            .into_iter()
             .find(|(k, _)| fold_env_name(k) == wanted)
             .map(|(_, v)| v)
     }
 }
 
+/// The process environment. Variables that are not valid UTF-8 are skipped.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn entries(&self) -> Vec<(String, String)> {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    }
+}
+
 impl EnvSource for HashMap<String, String> {
-    fn get(&self, name: &str) -> Option<String> {
-        let wanted = fold_env_name(name);
-        self.iter()
-            .find(|(k, _)| fold_env_name(k) == wanted)
-            .map(|(_, v)| v.clone())
+    fn entries(&self) -> Vec<(String, String)> {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 

@@ -1,0 +1,248 @@
+//! Command-line interface: `check`, `keys generate`, `envelope mint`.
+//! Exit codes: 0 success, 2 invalid configuration or arguments, 1 other
+//! failures.
+
+use crate::config;
+use clap::{Parser, Subcommand, ValueEnum};
+use ring::rand::{SecureRandom, SystemRandom};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+use stella_envelope::config::ProcessEnv;
+use stella_envelope::{AuthMethod, Confirmation, Identity, Key, KeyId, Signer, Target};
+
+#[derive(Parser)]
+#[command(
+    name = "stella-gateway",
+    version,
+    about = "Stella Gateway: policy decision point and identity envelope signer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration; print it resolved, with secrets redacted.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Envelope key material.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Identity envelopes (for testing services without a gateway).
+    Envelope {
+        #[command(subcommand)]
+        command: EnvelopeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new envelope key; prints the gateway and service settings.
+    Generate {
+        #[arg(long, value_enum, default_value = "HS256")]
+        alg: KeyAlg,
+        #[arg(long)]
+        kid: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    #[value(name = "HS256")]
+    Hs256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+#[derive(Subcommand)]
+enum EnvelopeCommand {
+    /// Sign an envelope for one request and print it as curl -H arguments.
+    Mint {
+        /// Environment variable holding the signing key (never pass keys as
+        /// arguments: they would show in the process list).
+        #[arg(long, default_value = "Router__IdentityEnvelopeSigningKey")]
+        key_env: String,
+        #[arg(long, default_value = "default")]
+        kid: String,
+        #[arg(long, default_value = "stella-gateway")]
+        issuer: String,
+        #[arg(long)]
+        audience: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long, default_value_t = 60)]
+        lifetime: u64,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Keys {
+            command: KeysCommand::Generate { alg, kid },
+        } => generate(alg, &kid),
+        Command::Envelope {
+            command:
+                EnvelopeCommand::Mint {
+                    key_env,
+                    kid,
+                    issuer,
+                    audience,
+                    method,
+                    path,
+                    subject,
+                    tenant,
+                    client_id,
+                    scopes,
+                    lifetime,
+                },
+        } => {
+            let identity = Identity {
+                auth_method: if subject.is_some() || client_id.is_some() {
+                    AuthMethod::Bearer
+                } else {
+                    AuthMethod::Anonymous
+                },
+                subject,
+                tenant,
+                client_id,
+                scopes,
+                roles: Vec::new(),
+                confirmation: Confirmation::default(),
+            };
+            mint(
+                &key_env, &kid, &issuer, &audience, &method, &path, &identity, lifetime,
+            )
+        }
+    }
+}
+
+/// Prints every configuration error as `path: problem` on stderr.
+pub fn report(errors: &[config::ConfigError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+fn check(path: &std::path::Path) -> i32 {
+    match config::load(path, &ProcessEnv) {
+        Ok(cfg) => {
+            println!("# configuration {} is valid", path.display());
+            print!("{}", config::redacted_yaml(&cfg.effective));
+            0
+        }
+        Err(errors) => {
+            report(&errors);
+            2
+        }
+    }
+}
+
+fn generate(alg: KeyAlg, kid: &str) -> i32 {
+    let kid = match KeyId::new(kid) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("--kid: {e}");
+            return 2;
+        }
+    };
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    if SystemRandom::new().fill(&mut seed[..]).is_err() {
+        eprintln!("the system random number generator failed");
+        return 1;
+    }
+    let key = match alg {
+        KeyAlg::Hs256 => Key::hmac(kid.clone(), &seed[..]),
+        KeyAlg::EdDsa => Key::ed25519_from_seed(kid.clone(), *seed),
+    };
+    let Ok(key) = key else {
+        eprintln!("key generation failed");
+        return 1;
+    };
+    println!("# {} envelope key {kid}", key.alg());
+    println!("# Gateway (secret: keep it in a secret store, never in a log):");
+    println!("Router__IdentityEnvelopeSigningKeyId={kid}");
+    println!(
+        "Router__IdentityEnvelopeSigningKey={}",
+        key.to_spec().as_str()
+    );
+    match alg {
+        KeyAlg::Hs256 => println!("# Services verify HS256 with the same secret:"),
+        KeyAlg::EdDsa => println!("# Services verify with the public key only:"),
+    }
+    println!(
+        "Router__IdentityEnvelopeAcceptedKeys={kid}={}",
+        key.public_spec().as_str()
+    );
+    0
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mint(
+    key_env: &str,
+    kid: &str,
+    issuer: &str,
+    audience: &str,
+    method: &str,
+    path: &str,
+    identity: &Identity,
+    lifetime: u64,
+) -> i32 {
+    let Some(text) = stella_envelope::config::EnvSource::get(&ProcessEnv, key_env) else {
+        eprintln!("{key_env}: is not set");
+        return 2;
+    };
+    let key = KeyId::new(kid)
+        .map_err(|e| format!("--kid: {e}"))
+        .and_then(|kid| Key::parse_compat(kid, text.trim()).map_err(|e| format!("{key_env}: {e}")))
+        .and_then(|key| Signer::new(key, issuer, lifetime).map_err(|e| format!("{key_env}: {e}")));
+    let signer = match key {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let request_id = format!("mint-{now}");
+    let headers = signer.sign(
+        identity,
+        &Target {
+            audience,
+            method,
+            path,
+            request_id: &request_id,
+        },
+        now,
+    );
+    for (name, value) in headers.pairs() {
+        println!("-H '{name}: {value}'");
+    }
+    0
+}

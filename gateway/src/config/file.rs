@@ -1,0 +1,184 @@
+//! The configuration file format: serde structs that describe the YAML and
+//! nothing else. Every struct refuses unknown keys. Conversion into checked
+//! internal values happens in `config::resolve`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub router: RouterSection,
+    #[serde(default)]
+    pub services: Vec<ServiceSection>,
+    #[serde(default)]
+    pub logging: LoggingSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// The gateway's id: the envelope issuer.
+    pub id: Option<String>,
+    /// Scheme, host and port clients use to reach the gateway. DPoP `htu`
+    /// is checked against this, never against the client's `Host`.
+    pub public_origin: Option<String>,
+    #[serde(default)]
+    pub listeners: ListenersSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// Folder of route policy files, relative to this file.
+    pub policies_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenersSection {
+    /// Plain HTTP listener address, e.g. `127.0.0.1:8080`.
+    pub http: Option<String>,
+    pub tls: Option<TlsSection>,
+    /// Admin listener: health, readiness, metrics.
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub addr: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// `none`, `optional` or `required`.
+    pub client_certificates: Option<String>,
+    /// PEM bundle of CAs client certificates must chain to.
+    pub client_ca_file: Option<String>,
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub authority: AuthoritySection,
+    pub token_cache_max_entries: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthoritySection {
+    pub issuer: Option<String>,
+    pub require_https_metadata: Option<bool>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    pub leeway_seconds: Option<u64>,
+    /// Claims required besides iss, exp, aud, sub (RFC 9068 asks for
+    /// `client_id` and `jti`; an issuer that omits them can relax this).
+    pub required_claims: Option<Vec<String>>,
+    pub jwks_refresh_seconds: Option<u64>,
+    pub jwks_cooldown_seconds: Option<u64>,
+    pub jwks_max_stale_seconds: Option<u64>,
+    pub http_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSection {
+    /// `Deny`, `RequireAuthenticated` or `AllowAnonymous`.
+    pub on_missing_authorization: Option<String>,
+    /// The envelope signing key itself (prefer the `_file` form or the
+    /// `Router__IdentityEnvelopeSigningKey` environment variable).
+    pub identity_envelope_signing_key: Option<String>,
+    pub identity_envelope_signing_key_file: Option<String>,
+    pub identity_envelope_signing_key_id: Option<String>,
+    pub identity_envelope_lifetime_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    pub connect_timeout_ms: Option<u64>,
+    pub read_timeout_ms: Option<u64>,
+    /// Forward `Authorization` and `DPoP` (for `ServiceEnforced` services
+    /// that validate tokens themselves).
+    pub forward_credentials: Option<bool>,
+    /// The trust mode the service runs in (documentation and OpenAPI).
+    pub trust_mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    /// `text` or `json`.
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `stella_gateway=debug`.
+    pub level: Option<String>,
+}
+
+/// Keys whose values are secrets: never printed, never logged.
+pub const SECRET_KEYS: &[&str] = &["identity_envelope_signing_key"];
+
+/// A configuration with every field filled in. Serialized, it is the shape
+/// of the format: the loader refuses any key it does not contain, and
+/// environment overrides may only create keys it names.
+pub fn schema_sample() -> FileConfig {
+    let s = || Some(String::new());
+    FileConfig {
+        gateway: GatewaySection {
+            id: s(),
+            public_origin: s(),
+            listeners: ListenersSection {
+                http: s(),
+                tls: Some(TlsSection {
+                    addr: s(),
+                    cert_file: s(),
+                    key_file: s(),
+                    client_certificates: s(),
+                    client_ca_file: s(),
+                    http2: Some(true),
+                }),
+                admin: s(),
+            },
+            auth: AuthSection {
+                authority: AuthoritySection {
+                    issuer: s(),
+                    require_https_metadata: Some(true),
+                    audiences: vec![String::new()],
+                    algorithms: vec![String::new()],
+                    leeway_seconds: Some(0),
+                    required_claims: Some(vec![String::new()]),
+                    jwks_refresh_seconds: Some(0),
+                    jwks_cooldown_seconds: Some(0),
+                    jwks_max_stale_seconds: Some(0),
+                    http_timeout_ms: Some(0),
+                },
+                token_cache_max_entries: Some(0),
+            },
+            policies_dir: s(),
+        },
+        router: RouterSection {
+            on_missing_authorization: s(),
+            identity_envelope_signing_key: s(),
+            identity_envelope_signing_key_file: s(),
+            identity_envelope_signing_key_id: s(),
+            identity_envelope_lifetime_seconds: Some(0),
+        },
+        services: vec![ServiceSection {
+            name: s(),
+            upstreams: vec![String::new()],
+            connect_timeout_ms: Some(0),
+            read_timeout_ms: Some(0),
+            forward_credentials: Some(true),
+            trust_mode: s(),
+        }],
+        logging: LoggingSection {
+            format: s(),
+            level: s(),
+        },
+    }
+}

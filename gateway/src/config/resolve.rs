@@ -1,0 +1,616 @@
+//! Conversion of the file structs into checked internal values. Everything
+//! that can be wrong with a configuration is found here, all at once, and
+//! reported with its key path; the rest of the gateway never sees an
+//! unchecked value.
+
+use super::file::*;
+use super::ConfigError;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use stella_envelope::{Key, KeyId, Signer, TrustMode};
+
+/// Access-token and proof algorithms the gateway can ever accept.
+pub const SUPPORTED_ALGORITHMS: &[&str] = &["ES256", "ES384", "EdDSA", "PS256", "RS256"];
+
+/// What happens on a route that has no policy (`Router__OnMissingAuthorization`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingAuthorization {
+    /// 403 for every request.
+    Deny,
+    /// Any valid identity passes.
+    RequireAuthenticated,
+    /// Anyone passes, as on an anonymous route.
+    AllowAnonymous,
+}
+
+impl MissingAuthorization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingAuthorization::Deny => "Deny",
+            MissingAuthorization::RequireAuthenticated => "RequireAuthenticated",
+            MissingAuthorization::AllowAnonymous => "AllowAnonymous",
+        }
+    }
+
+    fn parse(text: &str) -> Option<MissingAuthorization> {
+        match text
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', '-'], "")
+            .as_str()
+        {
+            "deny" => Some(MissingAuthorization::Deny),
+            "requireauthenticated" => Some(MissingAuthorization::RequireAuthenticated),
+            "allowanonymous" => Some(MissingAuthorization::AllowAnonymous),
+            _ => None,
+        }
+    }
+}
+
+/// Client certificate handling on the TLS listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCertMode {
+    None,
+    Optional,
+    Required,
+}
+
+impl ClientCertMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientCertMode::None => "none",
+            ClientCertMode::Optional => "optional",
+            ClientCertMode::Required => "required",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    pub addr: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_certificates: ClientCertMode,
+    pub client_ca_file: Option<PathBuf>,
+    pub http2: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Listeners {
+    pub http: Option<SocketAddr>,
+    pub tls: Option<TlsListener>,
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthorityConfig {
+    /// Exactly as configured; compared byte for byte with `iss`.
+    pub issuer: String,
+    pub require_https_metadata: bool,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    pub leeway: Duration,
+    pub required_claims: Vec<String>,
+    pub jwks_refresh: Duration,
+    pub jwks_cooldown: Duration,
+    pub jwks_max_stale: Duration,
+    pub http_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub name: String,
+    /// `host:port` addresses, used round-robin.
+    pub upstreams: Vec<String>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub forward_credentials: bool,
+    pub trust_mode: Option<TrustMode>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Logging {
+    pub json: bool,
+    pub level: String,
+}
+
+/// The checked configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub gateway_id: String,
+    /// `scheme://host[:port]` in lowercase without a default port.
+    pub public_origin: Option<String>,
+    pub listeners: Listeners,
+    pub authority: AuthorityConfig,
+    pub token_cache_max_entries: u64,
+    pub policies_dir: Option<PathBuf>,
+    pub on_missing_authorization: MissingAuthorization,
+    pub signer: Arc<Signer>,
+    pub envelope_lifetime: Duration,
+    pub services: Vec<Service>,
+    pub logging: Logging,
+    /// The file structs with every default filled in, for `check` to print
+    /// (through `redacted_yaml`).
+    pub effective: FileConfig,
+}
+
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, path: &str, problem: impl Into<String>) {
+        self.0.push(ConfigError::new(path, problem));
+    }
+}
+
+fn socket_addr(errors: &mut Errors, path: &str, text: &Option<String>) -> Option<SocketAddr> {
+    let text = text.as_deref()?;
+    match text.trim().parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.add(path, "must be an ip:port address such as 127.0.0.1:8080");
+            None
+        }
+    }
+}
+
+fn existing_file(
+    errors: &mut Errors,
+    path: &str,
+    base: &Path,
+    text: &Option<String>,
+) -> Option<PathBuf> {
+    let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) else {
+        errors.add(path, "is required");
+        return None;
+    };
+    let file = base.join(text.trim());
+    if !file.is_file() {
+        errors.add(path, format!("file {} does not exist", file.display()));
+        return None;
+    }
+    Some(file)
+}
+
+fn seconds(
+    errors: &mut Errors,
+    path: &str,
+    value: Option<u64>,
+    default: u64,
+    range: (u64, u64),
+) -> u64 {
+    let v = value.unwrap_or(default);
+    if v < range.0 || v > range.1 {
+        errors.add(path, format!("must be between {} and {}", range.0, range.1));
+        return default;
+    }
+    v
+}
+
+/// Validates `scheme://host[:port]` and returns it in canonical form:
+/// lowercase, default port removed, no trailing slash.
+pub fn canonical_origin(text: &str) -> Option<String> {
+    let uri: http::Uri = text.trim().parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return None;
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    Some(match authority.port_u16() {
+        Some(p) if p != default_port => format!("{scheme}://{host}:{p}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+fn host_port(text: &str) -> bool {
+    match text.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+                })
+        }
+        None => false,
+    }
+}
+
+/// Step 3 of loading. `base` is the folder relative paths start from.
+pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError>> {
+    let mut e = Errors(Vec::new());
+    let mut effective = file.clone();
+
+    let gateway_id = file
+        .gateway
+        .id
+        .clone()
+        .unwrap_or_else(|| "stella-gateway".into());
+    if gateway_id.is_empty() || !gateway_id.bytes().all(|b| b.is_ascii_graphic()) {
+        e.add("gateway.id", "must be non-empty visible ascii");
+    }
+    effective.gateway.id = Some(gateway_id.clone());
+
+    let public_origin = match &file.gateway.public_origin {
+        None => None,
+        Some(text) => {
+            let origin = canonical_origin(text);
+            if origin.is_none() {
+                e.add(
+                    "gateway.public_origin",
+                    "must be scheme://host[:port] with scheme http or https and no path",
+                );
+            }
+            origin
+        }
+    };
+
+    // Listeners.
+    let l = &file.gateway.listeners;
+    let http = socket_addr(&mut e, "gateway.listeners.http", &l.http);
+    let admin = socket_addr(&mut e, "gateway.listeners.admin", &l.admin);
+    let tls = l.tls.as_ref().and_then(|t| {
+        let addr = match socket_addr(&mut e, "gateway.listeners.tls.addr", &t.addr) {
+            Some(a) => Some(a),
+            None if t.addr.is_none() => {
+                e.add("gateway.listeners.tls.addr", "is required");
+                None
+            }
+            None => None,
+        };
+        let cert_file = existing_file(
+            &mut e,
+            "gateway.listeners.tls.cert_file",
+            base,
+            &t.cert_file,
+        );
+        let key_file = existing_file(&mut e, "gateway.listeners.tls.key_file", base, &t.key_file);
+        let mode = match t
+            .client_certificates
+            .as_deref()
+            .map(|m| m.trim().to_ascii_lowercase())
+        {
+            None => ClientCertMode::None,
+            Some(m) if m == "none" => ClientCertMode::None,
+            Some(m) if m == "optional" => ClientCertMode::Optional,
+            Some(m) if m == "required" => ClientCertMode::Required,
+            Some(_) => {
+                e.add(
+                    "gateway.listeners.tls.client_certificates",
+                    "must be none, optional or required",
+                );
+                ClientCertMode::None
+            }
+        };
+        let client_ca_file = match mode {
+            ClientCertMode::None => None,
+            _ => existing_file(
+                &mut e,
+                "gateway.listeners.tls.client_ca_file",
+                base,
+                &t.client_ca_file,
+            ),
+        };
+        Some(TlsListener {
+            addr: addr?,
+            cert_file: cert_file?,
+            key_file: key_file?,
+            client_certificates: mode,
+            client_ca_file,
+            http2: t.http2.unwrap_or(true),
+        })
+    });
+    if l.http.is_none() && l.tls.is_none() {
+        e.add("gateway.listeners", "needs an http or a tls listener");
+    }
+
+    // Authority.
+    let a = &file.gateway.auth.authority;
+    let require_https_metadata = a.require_https_metadata.unwrap_or(true);
+    let issuer = a.issuer.clone().unwrap_or_default();
+    if issuer.trim().is_empty() {
+        e.add("gateway.auth.authority.issuer", "is required");
+    } else {
+        match issuer
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.scheme_str().map(str::to_owned))
+        {
+            Some(s) if s == "https" => {}
+            Some(s) if s == "http" && !require_https_metadata => {}
+            Some(s) if s == "http" => e.add(
+                "gateway.auth.authority.issuer",
+                "must use https (set require_https_metadata: false only for local development)",
+            ),
+            _ => e.add(
+                "gateway.auth.authority.issuer",
+                "must be an absolute http(s) url",
+            ),
+        }
+    }
+    if a.audiences.is_empty() || a.audiences.iter().any(|x| x.trim().is_empty()) {
+        e.add(
+            "gateway.auth.authority.audiences",
+            "must list at least one non-empty audience",
+        );
+    }
+    let algorithms = if a.algorithms.is_empty() {
+        SUPPORTED_ALGORITHMS.iter().map(|s| s.to_string()).collect()
+    } else {
+        for (i, alg) in a.algorithms.iter().enumerate() {
+            if !SUPPORTED_ALGORITHMS.contains(&alg.as_str()) {
+                e.add(
+                    &format!("gateway.auth.authority.algorithms[{i}]"),
+                    format!(
+                        "is not accepted; choose from {}",
+                        SUPPORTED_ALGORITHMS.join(", ")
+                    ),
+                );
+            }
+        }
+        a.algorithms.clone()
+    };
+    let required_claims = a
+        .required_claims
+        .clone()
+        .unwrap_or_else(|| vec!["client_id".into(), "jti".into()]);
+    let leeway = seconds(
+        &mut e,
+        "gateway.auth.authority.leeway_seconds",
+        a.leeway_seconds,
+        30,
+        (0, 300),
+    );
+    let refresh = seconds(
+        &mut e,
+        "gateway.auth.authority.jwks_refresh_seconds",
+        a.jwks_refresh_seconds,
+        300,
+        (10, 86_400),
+    );
+    let cooldown = seconds(
+        &mut e,
+        "gateway.auth.authority.jwks_cooldown_seconds",
+        a.jwks_cooldown_seconds,
+        10,
+        (1, 3_600),
+    );
+    let max_stale = seconds(
+        &mut e,
+        "gateway.auth.authority.jwks_max_stale_seconds",
+        a.jwks_max_stale_seconds,
+        3_600,
+        (0, 604_800),
+    );
+    let timeout_ms = seconds(
+        &mut e,
+        "gateway.auth.authority.http_timeout_ms",
+        a.http_timeout_ms,
+        2_000,
+        (100, 60_000),
+    );
+    let authority = AuthorityConfig {
+        issuer: issuer.trim().to_owned(),
+        require_https_metadata,
+        audiences: a.audiences.clone(),
+        algorithms: algorithms.clone(),
+        leeway: Duration::from_secs(leeway),
+        required_claims: required_claims.clone(),
+        jwks_refresh: Duration::from_secs(refresh),
+        jwks_cooldown: Duration::from_secs(cooldown),
+        jwks_max_stale: Duration::from_secs(max_stale),
+        http_timeout: Duration::from_millis(timeout_ms),
+    };
+    let ea = &mut effective.gateway.auth.authority;
+    ea.require_https_metadata = Some(require_https_metadata);
+    ea.algorithms = algorithms;
+    ea.required_claims = Some(required_claims);
+    ea.leeway_seconds = Some(leeway);
+    ea.jwks_refresh_seconds = Some(refresh);
+    ea.jwks_cooldown_seconds = Some(cooldown);
+    ea.jwks_max_stale_seconds = Some(max_stale);
+    ea.http_timeout_ms = Some(timeout_ms);
+    let token_cache_max_entries = seconds(
+        &mut e,
+        "gateway.auth.token_cache_max_entries",
+        file.gateway.auth.token_cache_max_entries,
+        100_000,
+        (0, 10_000_000),
+    );
+    effective.gateway.auth.token_cache_max_entries = Some(token_cache_max_entries);
+
+    let policies_dir = file.gateway.policies_dir.as_ref().and_then(|d| {
+        let dir = base.join(d.trim());
+        if dir.is_dir() {
+            Some(dir)
+        } else {
+            e.add(
+                "gateway.policies_dir",
+                format!("folder {} does not exist", dir.display()),
+            );
+            None
+        }
+    });
+
+    // Router.
+    let r = &file.router;
+    let on_missing_authorization = match &r.on_missing_authorization {
+        None => MissingAuthorization::RequireAuthenticated,
+        Some(text) => MissingAuthorization::parse(text).unwrap_or_else(|| {
+            e.add(
+                "router.on_missing_authorization",
+                "must be Deny, RequireAuthenticated or AllowAnonymous",
+            );
+            MissingAuthorization::RequireAuthenticated
+        }),
+    };
+    effective.router.on_missing_authorization = Some(on_missing_authorization.as_str().into());
+    let kid_text = r
+        .identity_envelope_signing_key_id
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    effective.router.identity_envelope_signing_key_id = Some(kid_text.clone());
+    let kid = KeyId::new(kid_text.trim())
+        .map_err(|err| e.add("router.identity_envelope_signing_key_id", err.to_string()))
+        .ok();
+    let key_text = match (
+        &r.identity_envelope_signing_key,
+        &r.identity_envelope_signing_key_file,
+    ) {
+        (Some(_), Some(_)) => {
+            e.add(
+                "router.identity_envelope_signing_key",
+                "is set together with identity_envelope_signing_key_file; set one",
+            );
+            None
+        }
+        (Some(k), None) => Some(zeroize::Zeroizing::new(k.trim().to_owned())),
+        (None, Some(f)) => {
+            let path = base.join(f.trim());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Some(zeroize::Zeroizing::new(text.trim().to_owned())),
+                Err(err) => {
+                    e.add(
+                        "router.identity_envelope_signing_key_file",
+                        format!("cannot read {}: {}", path.display(), err.kind()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => {
+            e.add(
+                "router.identity_envelope_signing_key",
+                "is required (or identity_envelope_signing_key_file, or Router__IdentityEnvelopeSigningKey)",
+            );
+            None
+        }
+    };
+    let lifetime = seconds(
+        &mut e,
+        "router.identity_envelope_lifetime_seconds",
+        r.identity_envelope_lifetime_seconds,
+        60,
+        (1, 300),
+    );
+    effective.router.identity_envelope_lifetime_seconds = Some(lifetime);
+    let signer = match (kid, key_text) {
+        (Some(kid), Some(text)) => match Key::parse_compat(kid, &text) {
+            Ok(key) if key.can_sign() => Signer::new(key, gateway_id.clone(), lifetime).ok(),
+            Ok(_) => {
+                e.add(
+                    "router.identity_envelope_signing_key",
+                    "is a public key; the gateway needs a signing key",
+                );
+                None
+            }
+            Err(err) => {
+                e.add("router.identity_envelope_signing_key", err.to_string());
+                None
+            }
+        },
+        _ => None,
+    };
+
+    // Services.
+    let mut services = Vec::new();
+    for (i, s) in file.services.iter().enumerate() {
+        let at = |k: &str| format!("services[{i}].{k}");
+        let name = s.name.clone().unwrap_or_default();
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            });
+        if !name_ok {
+            e.add(&at("name"), "must be 1 to 64 characters from a-z 0-9 - _ .");
+        } else if file.services[..i]
+            .iter()
+            .any(|o| o.name.as_deref() == Some(name.as_str()))
+        {
+            e.add(&at("name"), "is used by another service");
+        }
+        if s.upstreams.is_empty() {
+            e.add(&at("upstreams"), "must list at least one host:port");
+        }
+        for (j, u) in s.upstreams.iter().enumerate() {
+            if !host_port(u.trim()) {
+                e.add(
+                    &format!("services[{i}].upstreams[{j}]"),
+                    "must be host:port",
+                );
+            }
+        }
+        let connect = seconds(
+            &mut e,
+            &at("connect_timeout_ms"),
+            s.connect_timeout_ms,
+            2_000,
+            (1, 600_000),
+        );
+        let read = seconds(
+            &mut e,
+            &at("read_timeout_ms"),
+            s.read_timeout_ms,
+            30_000,
+            (1, 3_600_000),
+        );
+        let trust_mode = s.trust_mode.as_ref().and_then(|m| {
+            m.parse::<TrustMode>()
+                .map_err(|err| e.add(&at("trust_mode"), err.to_string()))
+                .ok()
+        });
+        let es = &mut effective.services[i];
+        es.connect_timeout_ms = Some(connect);
+        es.read_timeout_ms = Some(read);
+        es.forward_credentials = Some(s.forward_credentials.unwrap_or(false));
+        services.push(Service {
+            name,
+            upstreams: s.upstreams.iter().map(|u| u.trim().to_owned()).collect(),
+            connect_timeout: Duration::from_millis(connect),
+            read_timeout: Duration::from_millis(read),
+            forward_credentials: s.forward_credentials.unwrap_or(false),
+            trust_mode,
+        });
+    }
+
+    let logging = Logging {
+        json: match file.logging.format.as_deref().map(str::trim) {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(_) => {
+                e.add("logging.format", "must be text or json");
+                false
+            }
+        },
+        level: file.logging.level.clone().unwrap_or_else(|| "info".into()),
+    };
+    effective.logging.format = Some(if logging.json { "json" } else { "text" }.into());
+    effective.logging.level = Some(logging.level.clone());
+
+    match (e.0.is_empty(), signer) {
+        (true, Some(signer)) => Ok(Config {
+            gateway_id,
+            public_origin,
+            listeners: Listeners { http, tls, admin },
+            authority,
+            token_cache_max_entries,
+            policies_dir,
+            on_missing_authorization,
+            signer: Arc::new(signer),
+            envelope_lifetime: Duration::from_secs(lifetime),
+            services,
+            logging,
+            effective,
+        }),
+        _ => Err(e.0),
+    }
+}

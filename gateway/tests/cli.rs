@@ -1,0 +1,256 @@
+//! The command line as an operator uses it: `check`, `keys generate`,
+//! `envelope mint`, run as the real binary with a controlled environment.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn gateway(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stella-gateway"));
+    cmd.env_clear().args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run stella-gateway")
+}
+
+fn repo(path: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+fn temp_config(name: &str, yaml: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("stella-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+const MINIMAL: &str = r#"
+gateway:
+  listeners: {http: "127.0.0.1:8080"}
+  auth:
+    authority:
+      issuer: https://authority.example
+      audiences: [api]
+router:
+  identity_envelope_signing_key: "a-secret-value-that-is-at-least-32-bytes"
+services:
+  - {name: orders, upstreams: ["orders:8080"]}
+"#;
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn local_config_is_valid_and_printed_with_the_key_redacted() {
+    let out = gateway(&["check", "--config", &repo("config/local.yaml")], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("identity_envelope_signing_key: <redacted>"),
+        "{text}"
+    );
+    assert!(!text.contains("hs256:"), "{text}");
+    assert!(text.contains("on_missing_authorization: RequireAuthenticated"));
+}
+
+#[test]
+fn every_error_is_reported_with_its_key_path_and_exit_code_2() {
+    let path = temp_config(
+        "errors",
+        r#"
+gateway:
+  listenerz: {}
+  auth:
+    authority:
+      issuer: http://authority.example
+      algorithms: [ES256, none, HS256]
+router:
+  on_missing_authorization: Sometimes
+  identity_envelope_signing_key: "tiny-secret"
+services:
+  - {name: Orders, upstreams: ["no-port"], colour: blue}
+"#,
+    );
+    let out = gateway(&["check", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for expected in [
+        "gateway.listenerz: unknown key",
+        "services[0].colour: unknown key",
+        "gateway.listeners: needs an http or a tls listener",
+        "gateway.auth.authority.issuer: must use https",
+        "gateway.auth.authority.audiences: must list at least one",
+        "gateway.auth.authority.algorithms[1]: is not accepted",
+        "gateway.auth.authority.algorithms[2]: is not accepted",
+        "router.on_missing_authorization: must be Deny, RequireAuthenticated or AllowAnonymous",
+        "router.identity_envelope_signing_key: hs256 secret is 11 bytes",
+        "services[0].name: must be 1 to 64 characters",
+        "services[0].upstreams[0]: must be host:port",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("tiny-secret"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn environment_names_from_the_design_override_the_file() {
+    let path = temp_config("env", MINIMAL);
+    let out = gateway(
+        &["check", "--config", &path],
+        &[
+            ("Gateway__Auth__Authority__Issuer", "http://127.0.0.1:7100"),
+            ("Gateway__Auth__Authority__RequireHttpsMetadata", "false"),
+            ("Router__OnMissingAuthorization", "AllowAnonymous"),
+            (
+                "Router__IdentityEnvelopeSigningKey",
+                "another-secret-that-is-at-least-32-bytes",
+            ),
+            // Service-side names in a shared environment file are ignored.
+            ("Router__AuthorizationTrustMode", "GatewayEnforced"),
+            ("ROUTER__IDENTITYENVELOPEAUDIENCE", "orders"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("issuer: http://127.0.0.1:7100"), "{text}");
+    assert!(text.contains("require_https_metadata: false"), "{text}");
+    assert!(
+        text.contains("on_missing_authorization: AllowAnonymous"),
+        "{text}"
+    );
+    assert!(!text.contains("another-secret"), "{text}");
+}
+
+#[test]
+fn an_override_can_create_a_key_and_index_a_list() {
+    let path = temp_config("env-create", MINIMAL);
+    let out = gateway(
+        &["check", "--config", &path],
+        &[
+            ("GATEWAY__LISTENERS__ADMIN", "127.0.0.1:9999"),
+            ("Services__0__Upstreams__1", "orders-2:8080"),
+            ("Services__0__Forward_Credentials", "true"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("admin: 127.0.0.1:9999"), "{text}");
+    assert!(text.contains("- orders-2:8080"), "{text}");
+    assert!(text.contains("forward_credentials: true"), "{text}");
+}
+
+#[test]
+fn an_override_naming_no_key_is_an_error() {
+    let path = temp_config("env-bad", MINIMAL);
+    let out = gateway(
+        &["check", "--config", &path],
+        &[("Gateway__Auth__Authority__Isuer", "https://typo.example")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Gateway__Auth__Authority__Isuer: names no configuration key"));
+}
+
+#[test]
+fn invalid_yaml_reports_the_position_but_not_the_content() {
+    let path = temp_config("yaml", "gateway: [unclosed\nrouter: secret-looking-value\n");
+    let out = gateway(&["check", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("is not valid yaml at line"), "{err}");
+    assert!(!err.contains("secret-looking-value"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_exit_2() {
+    let out = gateway(&["check", "--config", "/nonexistent/gateway.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read"));
+}
+
+fn setting<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+}
+
+#[test]
+fn generated_eddsa_key_gives_services_only_the_public_half_and_mints_verifiable_envelopes() {
+    let out = gateway(
+        &["keys", "generate", "--alg", "EdDSA", "--kid", "gw-2026"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let signing = setting(&text, "Router__IdentityEnvelopeSigningKey");
+    let accepted = setting(&text, "Router__IdentityEnvelopeAcceptedKeys");
+    assert!(signing.starts_with("ed25519-private:"));
+    assert!(accepted.starts_with("gw-2026=ed25519-public:"));
+
+    let minted = gateway(
+        &[
+            "envelope",
+            "mint",
+            "--kid",
+            "gw-2026",
+            "--audience",
+            "orders",
+            "--path",
+            "/orders/1",
+            "--subject",
+            "alice",
+            "--scope",
+            "orders.read",
+        ],
+        &[("Router__IdentityEnvelopeSigningKey", signing)],
+    );
+    assert_eq!(minted.status.code(), Some(0), "{}", stderr(&minted));
+    let lines = stdout(&minted);
+    let headers: Vec<(String, String)> = lines
+        .lines()
+        .map(|l| {
+            let inner = l.strip_prefix("-H '").unwrap().strip_suffix('\'').unwrap();
+            let (n, v) = inner.split_once(": ").unwrap();
+            (n.to_owned(), v.to_owned())
+        })
+        .collect();
+    assert_eq!(headers.len(), 6);
+
+    use stella_envelope::*;
+    let ring = Keyring::parse_list(accepted).unwrap();
+    let verifier = Verifier::new(ring, VerifierSettings::new("orders"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let check = check_request(
+        Some(&verifier),
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        &RequestBinding {
+            method: "GET",
+            path: "/orders/1",
+        },
+        now,
+    );
+    let EnvelopeCheck::Valid(v) = check else {
+        panic!("{check:?}")
+    };
+    assert_eq!(v.identity().subject.as_deref(), Some("alice"));
+    assert_eq!(v.identity().scopes, ["orders.read"]);
+}
+
+#[test]
+fn mint_without_the_key_variable_is_exit_2() {
+    let out = gateway(&["envelope", "mint", "--audience", "a", "--path", "/"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Router__IdentityEnvelopeSigningKey: is not set"));
+}
