@@ -49,7 +49,7 @@ where
             // Envelopes arrive but no key is configured: nothing can be trusted.
             None => EnvelopeCheck::Invalid(EnvelopeError::UnknownKid),
             Some(v) => match v.verify(&headers, request, now) {
-                Ok(valid) => EnvelopeCheck::Valid(valid),
+                Ok(valid) => EnvelopeCheck::Valid(Box::new(valid)),
                 Err(e) => EnvelopeCheck::Invalid(e),
             },
         },

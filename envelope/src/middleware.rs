@@ -33,7 +33,7 @@ use tower::{Layer, Service};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvelopeOutcome {
     /// A valid envelope, trusted in this mode.
-    Trusted(VerifiedEnvelope),
+    Trusted(Box<VerifiedEnvelope>),
     /// The handler must authenticate the caller itself. `ignored_invalid`
     /// is set when an invalid envelope was ignored (`ServiceEnforced`).
     ServiceAuth {
@@ -187,7 +187,7 @@ impl<St: Send + Sync> FromRequestParts<St> for GatewayIdentity {
 
     async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, Response> {
         match parts.extensions.get::<EnvelopeOutcome>() {
-            Some(EnvelopeOutcome::Trusted(v)) => Ok(GatewayIdentity(v.clone())),
+            Some(EnvelopeOutcome::Trusted(v)) => Ok(GatewayIdentity(v.as_ref().clone())),
             Some(EnvelopeOutcome::ServiceAuth { .. }) => Err(rejection_response(&Rejection {
                 status: 401,
                 code: "envelope_required",

@@ -67,7 +67,7 @@ impl FromStr for TrustMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvelopeCheck {
     Absent,
-    Valid(VerifiedEnvelope),
+    Valid(Box<VerifiedEnvelope>),
     Invalid(EnvelopeError),
 }
 
@@ -75,7 +75,7 @@ pub enum EnvelopeCheck {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Serve the request as the identity in the envelope.
-    UseEnvelope(VerifiedEnvelope),
+    UseEnvelope(Box<VerifiedEnvelope>),
     /// Authorize the request with the service's own authentication.
     /// `ignored` holds the failure of an invalid envelope, to be logged.
     ServiceAuth { ignored: Option<EnvelopeError> },

@@ -57,7 +57,7 @@ fn reject(status: u16, code: &'static str, cause: Option<EnvelopeError>) -> Acti
 fn trust_mode_table_row_by_row() {
     use EnvelopeCheck::*;
     use TrustMode::*;
-    let v = valid_envelope();
+    let v = Box::new(valid_envelope());
     let cases = [
         (
             ServiceEnforced,

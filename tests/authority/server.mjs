@@ -275,7 +275,7 @@ const configuration = {
 const provider = new Provider(issuer, configuration);
 
 provider.on('server_error', (ctx, err) => log('server_error', err));
-provider.on('grant.error', (ctx, err) => log('grant.error', err?.message, err?.error_description ?? ''));
+provider.on('grant.error', (ctx, err) => log('grant.error', err?.message, err?.error_description ?? '', err?.error_detail ?? ''));
 
 // A client_credentials request without a scope parameter gets all the
 // scopes registered for the client (oidc-provider would otherwise issue a
