@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod identity;
 pub mod jose;
 pub mod routing;

@@ -1,0 +1,161 @@
+//! Shared vocabulary of the pipeline: the claims of a verified access token
+//! and the caller the authentication stage hands to the policy stage.
+//!
+//! `TokenClaims` can only be built by the token verifier (`authn::bearer`),
+//! so an unchecked token can never reach the policy or the envelope signer.
+
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use stella_envelope::AuthMethod;
+
+/// What an access token's `cnf` claim binds it to (RFC 9449, RFC 8705).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// No `cnf`: a plain bearer token.
+    Unbound,
+    /// `cnf.jkt`: the thumbprint of a DPoP key (canonical base64url).
+    Jkt(String),
+    /// `cnf.x5t#S256`: the thumbprint of a client certificate.
+    X5tS256(String),
+    /// A `cnf` the gateway cannot enforce (both members, `jwk`, unknown
+    /// members, non-canonical values). Always refused: fail closed.
+    Unenforceable,
+}
+
+/// The claims of an access token whose signature, issuer, audience and
+/// times were verified.
+#[derive(Clone, Debug)]
+pub struct TokenClaims {
+    pub(crate) issuer: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) jti: Option<String>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) tenant: Option<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) expires_at: u64,
+    pub(crate) binding: Binding,
+    /// Every claim as received, for claim-equality requirements.
+    pub(crate) all: Map<String, Value>,
+}
+
+impl TokenClaims {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+    pub fn jti(&self) -> Option<&str> {
+        self.jti.as_deref()
+    }
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+    pub fn binding(&self) -> &Binding {
+        &self.binding
+    }
+    /// A claim as received.
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.all.get(name)
+    }
+
+    /// Test-only constructor for policy tests and decision tables.
+    #[doc(hidden)]
+    pub fn for_tests(subject: &str, scopes: &[&str]) -> TokenClaims {
+        TokenClaims {
+            issuer: "https://authority.test".into(),
+            subject: Some(subject.into()),
+            audiences: vec!["api".into()],
+            client_id: Some("client".into()),
+            jti: Some("jti".into()),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            tenant: None,
+            roles: Vec::new(),
+            expires_at: u64::MAX,
+            binding: Binding::Unbound,
+            all: Map::new(),
+        }
+    }
+
+    /// Test-only: builder-style setters for decision tables.
+    #[doc(hidden)]
+    pub fn with_tenant(mut self, tenant: &str) -> TokenClaims {
+        self.tenant = Some(tenant.into());
+        self.all.insert("tenant".into(), Value::String(tenant.into()));
+        self
+    }
+    #[doc(hidden)]
+    pub fn with_roles(mut self, roles: &[&str]) -> TokenClaims {
+        self.roles = roles.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    #[doc(hidden)]
+    pub fn with_claim(mut self, name: &str, value: Value) -> TokenClaims {
+        self.all.insert(name.into(), value);
+        self
+    }
+    #[doc(hidden)]
+    pub fn with_audiences(mut self, audiences: &[&str]) -> TokenClaims {
+        self.audiences = audiences.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    #[doc(hidden)]
+    pub fn with_binding(mut self, binding: Binding) -> TokenClaims {
+        self.binding = binding;
+        self
+    }
+}
+
+/// Who is calling, as established by the authentication stage.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// No credentials were presented.
+    Anonymous,
+    /// A verified access token, with how its sender constraint (if any) was
+    /// proven: `Bearer` (unbound), `Dpop`, `Mtls`, or `Bypass` (bound but
+    /// unproven, let through by the emergency bypass).
+    Token {
+        claims: Arc<TokenClaims>,
+        method: AuthMethod,
+    },
+    /// A SPIFFE X.509-SVID client certificate alone.
+    Spiffe { spiffe_id: String },
+}
+
+impl Caller {
+    pub fn auth_method(&self) -> AuthMethod {
+        match self {
+            Caller::Anonymous => AuthMethod::Anonymous,
+            Caller::Token { method, .. } => *method,
+            Caller::Spiffe { .. } => AuthMethod::Spiffe,
+        }
+    }
+
+    pub fn claims(&self) -> Option<&TokenClaims> {
+        match self {
+            Caller::Token { claims, .. } => Some(claims),
+            _ => None,
+        }
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self, Caller::Anonymous)
+    }
+}
