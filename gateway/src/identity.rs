@@ -98,7 +98,8 @@ impl TokenClaims {
     #[doc(hidden)]
     pub fn with_tenant(mut self, tenant: &str) -> TokenClaims {
         self.tenant = Some(tenant.into());
-        self.all.insert("tenant".into(), Value::String(tenant.into()));
+        self.all
+            .insert("tenant".into(), Value::String(tenant.into()));
         self
     }
     #[doc(hidden)]

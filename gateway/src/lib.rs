@@ -2,8 +2,19 @@
 //! for the services behind it. One module per pipeline stage; the Pingora
 //! glue stays thin and calls pure functions from the others.
 
+pub mod admin;
+pub mod authn;
+pub mod authority;
 pub mod cli;
 pub mod config;
+pub mod forward;
+pub mod gateway;
 pub mod identity;
 pub mod jose;
+pub mod policy;
+pub mod proxy;
+pub mod response;
 pub mod routing;
+pub mod server;
+pub mod telemetry;
+pub mod tls;

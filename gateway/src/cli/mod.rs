@@ -25,6 +25,11 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Serve: proxy listeners (plain and TLS) and the admin listener.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a configuration; print it resolved, with secrets redacted.
     Check {
         #[arg(long)]
@@ -39,6 +44,34 @@ enum Command {
     Envelope {
         #[command(subcommand)]
         command: EnvelopeCommand,
+    },
+    /// Route policies: run decision tests, explain one decision.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Load DIR/*.yaml as policies, run DIR/tests/*.yaml; print a table.
+    /// Exit 0 all pass, 1 a test failed, 2 invalid files.
+    Test { dir: PathBuf },
+    /// Show the route a request matches, its requirement and the decision.
+    Explain {
+        #[arg(long)]
+        policies: PathBuf,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        host: Option<String>,
+        /// "anonymous", {"token": {...}, "method": "dpop"} or {"spiffe": "spiffe://..."}.
+        #[arg(long)]
+        caller_json: Option<String>,
+        #[arg(long, default_value = "RequireAuthenticated")]
+        on_missing_authorization: String,
     },
 }
 
@@ -102,7 +135,26 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
+        Command::Run { config } => crate::server::run(&config),
         Command::Check { config } => check(&config),
+        Command::Policy { command } => match command {
+            PolicyCommand::Test { dir } => crate::policy::command::test_dir(&dir),
+            PolicyCommand::Explain {
+                policies,
+                method,
+                path,
+                host,
+                caller_json,
+                on_missing_authorization,
+            } => crate::policy::command::explain(&crate::policy::command::ExplainArgs {
+                policies: &policies,
+                method: &method,
+                path: &path,
+                host: host.as_deref(),
+                caller_json: caller_json.as_deref(),
+                on_missing_authorization: &on_missing_authorization,
+            }),
+        },
         Command::Keys {
             command: KeysCommand::Generate { alg, kid },
         } => generate(alg, &kid),

@@ -1,0 +1,109 @@
+//! The admin listener: `/healthz` (the process is up), `/readyz` (the
+//! Authority's keys are loaded and fresh enough), `/metrics` (Prometheus
+//! text) and `/config` (active configuration version and key ids). It is a
+//! separate listener so it can be kept off the public network.
+
+use crate::gateway::Gateway;
+use crate::telemetry::External;
+use async_trait::async_trait;
+use http::{header, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct Admin {
+    pub gateway: Arc<Gateway>,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>> {
+    let body = body.into_bytes();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+impl Admin {
+    pub fn ready(&self) -> bool {
+        self.gateway.jwks.is_ready()
+    }
+
+    fn metrics(&self) -> String {
+        let gw = &self.gateway;
+        let extra = format!(
+            "# HELP stella_gateway_token_cache_hits_total Access tokens found in the verified-token cache\n\
+             # TYPE stella_gateway_token_cache_hits_total counter\n\
+             stella_gateway_token_cache_hits_total {}\n\
+             # HELP stella_gateway_token_cache_misses_total Access tokens verified in full\n\
+             # TYPE stella_gateway_token_cache_misses_total counter\n\
+             stella_gateway_token_cache_misses_total {}\n\
+             # HELP stella_gateway_token_cache_entries Tokens in the verified-token cache\n\
+             # TYPE stella_gateway_token_cache_entries gauge\n\
+             stella_gateway_token_cache_entries {}\n\
+             # HELP stella_gateway_jwks_unknown_kid_refetches_total JWKS fetches caused by an unknown kid\n\
+             # TYPE stella_gateway_jwks_unknown_kid_refetches_total counter\n\
+             stella_gateway_jwks_unknown_kid_refetches_total {}\n",
+            gw.tokens.hits(),
+            gw.tokens.misses(),
+            gw.tokens.entry_count(),
+            gw.jwks.unknown_kid_refetches(),
+        );
+        gw.metrics.render(&External {
+            jwks_refreshes: gw.jwks.refreshes(),
+            jwks_refresh_failures: gw.jwks.refresh_failures(),
+            jwks_keys: gw.jwks.key_ids().len() as u64,
+            jwks_age_seconds: gw.jwks.age(),
+            ready: self.ready(),
+            extra: &extra,
+        })
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_owned();
+        let gw = &self.gateway;
+        match path.as_str() {
+            "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" => {
+                let ready = self.ready();
+                let body = json!({
+                    "ready": ready,
+                    "authority_keys_loaded": ready,
+                    "jwks_age_seconds": gw.jwks.age(),
+                });
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                reply(status, "application/json", body.to_string())
+            }
+            "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics()),
+            "/config" => {
+                let body = json!({
+                    "config_version": gw.config_version,
+                    "gateway_id": gw.config.gateway_id,
+                    "envelope": {
+                        "kid": gw.signer.key().kid().as_str(),
+                        "alg": gw.signer.key().alg().as_str(),
+                    },
+                    "authority": {
+                        "issuer": gw.config.authority.issuer,
+                        "key_ids": gw.jwks.key_ids(),
+                    },
+                    "services": gw.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+                    "routes": gw.policies.routes().len(),
+                    "on_missing_authorization": gw.config.on_missing_authorization.as_str(),
+                });
+                reply(StatusCode::OK, "application/json", body.to_string())
+            }
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Verified access tokens by hash, so a token seen again skips signature
+//! verification and claims parsing.
+//!
+//! - The key is SHA-256 of the token bytes: the raw token (a bearer
+//!   credential) is never kept, and equal hashes mean equal tokens.
+//! - An entry lives until the token's `exp` plus leeway, never longer, and
+//!   at most `token_cache_max_entries` entries are kept (moka evicts the
+//!   least useful). A hit found past its `exp` + leeway is a miss: `now` is
+//!   the caller's, as everywhere in the pure core, and does not depend on
+//!   moka's own clock.
+//! - A hit skips only what the token alone proves (signature, issuer,
+//!   audience, times, claim types). The route policy, the `cnf` binding and
+//!   any DPoP proof are checked by the caller on every request (DESIGN 3.3).
+//! - Entries are valid for the rules they were verified under: build a new
+//!   cache when the Authority configuration changes.
+//! - Tokens verified with a key the Authority later withdraws stay cached
+//!   until they expire; access tokens are short-lived, and re-checking the
+//!   key on every hit would cost the lookup the cache exists to skip.
+
+use crate::identity::TokenClaims;
+use moka::sync::Cache;
+use moka::Expiry;
+use ring::digest::{digest, SHA256};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// SHA-256 of a token's bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    pub fn of(token: &str) -> TokenKey {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+        TokenKey(key)
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A hash of a credential is not itself secret, but it is a stable
+        // handle on one; keep it out of logs.
+        f.write_str("TokenKey(..)")
+    }
+}
+
+struct Entry {
+    claims: Arc<TokenClaims>,
+    /// Unix seconds; the entry is good while `now < valid_until`.
+    valid_until: u64,
+    /// `valid_until - now` at insertion, for moka's eviction.
+    ttl: Duration,
+}
+
+struct UntilTokenExpiry;
+
+impl Expiry<TokenKey, Arc<Entry>> for UntilTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &TokenKey,
+        entry: &Arc<Entry>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &TokenKey,
+        entry: &Arc<Entry>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// The verified-token cache, with hit and miss counters.
+pub struct TokenCache {
+    /// `None` when configured with zero entries: caching is off.
+    inner: Option<Cache<TokenKey, Arc<Entry>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("enabled", &self.inner.is_some())
+            .field("hits", &self.hits())
+            .field("misses", &self.misses())
+            .finish()
+    }
+}
+
+impl TokenCache {
+    /// A cache of at most `max_entries` tokens; 0 turns caching off.
+    pub fn new(max_entries: u64) -> TokenCache {
+        let inner = (max_entries > 0).then(|| {
+            Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(UntilTokenExpiry)
+                .build()
+        });
+        TokenCache {
+            inner,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The claims of a token verified earlier, if still valid at `now`.
+    pub fn get(&self, key: &TokenKey, now: u64) -> Option<Arc<TokenClaims>> {
+        let found = self.inner.as_ref().and_then(|cache| {
+            let entry = cache.get(key)?;
+            if now < entry.valid_until {
+                Some(entry.claims.clone())
+            } else {
+                cache.invalidate(key);
+                None
+            }
+        });
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Remembers verified `claims` until `valid_until` (unix seconds,
+    /// normally `exp` + leeway). Nothing is stored if that is not after
+    /// `now`.
+    pub fn insert(&self, key: TokenKey, claims: Arc<TokenClaims>, valid_until: u64, now: u64) {
+        let Some(cache) = &self.inner else { return };
+        if valid_until <= now {
+            return;
+        }
+        let ttl = Duration::from_secs(valid_until - now);
+        cache.insert(
+            key,
+            Arc::new(Entry {
+                claims,
+                valid_until,
+                ttl,
+            }),
+        );
+    }
+
+    /// Lookups answered from the cache.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Lookups not answered from the cache.
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    /// Entries held (approximate: moka applies evictions lazily).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |cache| {
+            cache.run_pending_tasks();
+            cache.entry_count()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(subject: &str) -> Arc<TokenClaims> {
+        Arc::new(TokenClaims::for_tests(subject, &["read"]))
+    }
+
+    #[test]
+    fn key_is_the_sha256_of_the_token_bytes() {
+        let key = TokenKey::of("abc");
+        let expected = digest(&SHA256, b"abc");
+        assert_eq!(&key.0[..], expected.as_ref());
+        assert_ne!(TokenKey::of("abc"), TokenKey::of("abd"));
+        assert_eq!(format!("{key:?}"), "TokenKey(..)");
+    }
+
+    #[test]
+    fn inserted_token_is_a_hit_until_valid_until() {
+        let cache = TokenCache::new(10);
+        let key = TokenKey::of("t1");
+        assert!(cache.get(&key, 1000).is_none());
+        cache.insert(key, claims("alice"), 1100, 1000);
+        assert_eq!(cache.get(&key, 1000).unwrap().subject(), Some("alice"));
+        assert!(cache.get(&key, 1099).is_some());
+        assert!(cache.get(&key, 1100).is_none(), "expired entry is a miss");
+        assert!(cache.get(&key, 1050).is_none(), "and it was removed");
+        assert_eq!((cache.hits(), cache.misses()), (2, 3));
+    }
+
+    #[test]
+    fn already_expired_claims_are_not_stored() {
+        let cache = TokenCache::new(10);
+        let key = TokenKey::of("t1");
+        cache.insert(key, claims("alice"), 1000, 1000);
+        assert!(cache.get(&key, 999).is_none());
+    }
+
+    #[test]
+    fn zero_entries_turns_caching_off() {
+        let cache = TokenCache::new(0);
+        let key = TokenKey::of("t1");
+        cache.insert(key, claims("alice"), 2000, 1000);
+        assert!(cache.get(&key, 1000).is_none());
+        assert_eq!(
+            (cache.hits(), cache.misses(), cache.entry_count()),
+            (0, 1, 0)
+        );
+    }
+
+    #[test]
+    fn entry_count_is_bounded_by_max_entries() {
+        let cache = TokenCache::new(50);
+        for i in 0..500 {
+            cache.insert(TokenKey::of(&format!("t{i}")), claims("x"), 10_000, 1000);
+        }
+        assert!(cache.entry_count() <= 50, "{}", cache.entry_count());
+    }
+
+    #[test]
+    fn distinct_tokens_do_not_share_entries() {
+        let cache = TokenCache::new(10);
+        cache.insert(TokenKey::of("a"), claims("alice"), 2000, 1000);
+        cache.insert(TokenKey::of("b"), claims("bob"), 2000, 1000);
+        assert_eq!(
+            cache.get(&TokenKey::of("b"), 1000).unwrap().subject(),
+            Some("bob")
+        );
+        assert!(cache.get(&TokenKey::of("c"), 1000).is_none());
+    }
+}

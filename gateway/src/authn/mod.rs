@@ -1,0 +1,22 @@
+//! Authentication: turning the credentials of a request into verified
+//! claims.
+//!
+//! - [`bearer`]: RFC 9068 JWT access tokens, verified against the
+//!   Authority's keys ([`crate::authority::jwks`]);
+//! - [`cache`]: verified tokens by hash, so the hot path skips signature
+//!   and claims parsing (never the route policy or a binding check);
+//! - `dpop` and `mtls` (sender constraints) build on `bearer`'s claims and
+//!   their [`crate::identity::Binding`].
+
+pub mod bearer;
+pub mod cache;
+pub mod presented;
+
+#[cfg(test)]
+pub(crate) mod test_keys;
+
+pub use bearer::{
+    authenticate_bearer, parse_token, verify_claims, ClaimProblem, ParsedToken, RulesError,
+    TokenError, TokenRules,
+};
+pub use cache::{TokenCache, TokenKey};

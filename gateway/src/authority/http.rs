@@ -1,0 +1,346 @@
+//! One bounded JSON GET to the Authority.
+//!
+//! HTTP/1.1 through hyper, TLS through rustls with the ring provider (the
+//! tree's only TLS crypto backend) and the platform's root certificates.
+//! Each request is bounded: a total timeout covering connect, headers and
+//! body, and a 1 MiB body cap. Redirects are not followed, plain http is
+//! refused unless the fetcher was built to allow it, and the body must be a
+//! single JSON object without duplicate members.
+
+use crate::jose::JsonObject;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::header::{ACCEPT, CONTENT_LENGTH, USER_AGENT};
+use hyper::{Request, StatusCode, Uri};
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
+use std::time::Duration;
+use stella_envelope::encoding::check_json_object;
+
+/// Largest document accepted, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+const USER_AGENT_VALUE: &str = concat!("stella-gateway/", env!("CARGO_PKG_VERSION"));
+
+/// Why a fetch failed. Carries no document content and no url.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("url is not an absolute http(s) url")]
+    InvalidUrl,
+    #[error("url is plain http and only https is allowed")]
+    InsecureScheme,
+    #[error("request did not complete within {millis} ms")]
+    Timeout { millis: u64 },
+    #[error("connection or tls failure")]
+    Transport,
+    #[error("http status {0}, expected 200")]
+    Status(u16),
+    #[error("body is larger than {max} bytes")]
+    TooLarge { max: usize },
+    #[error("body is not a json object without duplicate members")]
+    NotJson,
+    #[error("tls client configuration could not be built")]
+    TlsSetup,
+}
+
+impl FetchError {
+    /// A stable label for metrics and logs; one of a fixed set.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FetchError::InvalidUrl => "invalid_url",
+            FetchError::InsecureScheme => "insecure_scheme",
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::Transport => "transport",
+            FetchError::Status(_) => "http_status",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::NotJson => "not_json",
+            FetchError::TlsSetup => "tls_setup",
+        }
+    }
+}
+
+/// A reusable client for the Authority's documents (connections are
+/// pooled).
+#[derive(Clone)]
+pub struct HttpFetcher {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    timeout: Duration,
+    allow_http: bool,
+}
+
+impl std::fmt::Debug for HttpFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFetcher")
+            .field("timeout", &self.timeout)
+            .field("allow_http", &self.allow_http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpFetcher {
+    /// A fetcher whose requests each complete within `timeout`. With
+    /// `allow_http` false, only https urls are fetched.
+    ///
+    /// Root certificates come from the platform store. If none can be
+    /// loaded, https fetches fail certificate verification (fail closed) and
+    /// an error is logged once here; plain http, where allowed, still works.
+    pub fn new(timeout: Duration, allow_http: bool) -> Result<HttpFetcher, FetchError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|_| FetchError::TlsSetup)?;
+        let tls = match builder.clone().with_native_roots() {
+            Ok(with_roots) => with_roots.with_no_client_auth(),
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    "no platform root certificates; https fetches from the authority will fail"
+                );
+                builder
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            }
+        };
+        let connector = HttpsConnectorBuilder::new().with_tls_config(tls);
+        let connector = if allow_http {
+            connector.https_or_http()
+        } else {
+            connector.https_only()
+        }
+        .enable_http1()
+        .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(2)
+            .build(connector);
+        Ok(HttpFetcher {
+            client,
+            timeout,
+            allow_http,
+        })
+    }
+
+    /// Whether plain http urls are fetched.
+    pub fn allows_http(&self) -> bool {
+        self.allow_http
+    }
+
+    /// GETs `url` and returns its body as a JSON object. Only status 200 is
+    /// accepted; redirects are errors.
+    pub async fn get_json(&self, url: &str) -> Result<JsonObject, FetchError> {
+        let uri = self.check_url(url)?;
+        let millis = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        match tokio::time::timeout(self.timeout, self.fetch(uri)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout { millis }),
+        }
+    }
+
+    fn check_url(&self, url: &str) -> Result<Uri, FetchError> {
+        let uri: Uri = url.parse().map_err(|_| FetchError::InvalidUrl)?;
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(FetchError::InvalidUrl);
+        }
+        match uri.scheme_str() {
+            Some("https") => Ok(uri),
+            Some("http") if self.allow_http => Ok(uri),
+            Some("http") => Err(FetchError::InsecureScheme),
+            _ => Err(FetchError::InvalidUrl),
+        }
+    }
+
+    async fn fetch(&self, uri: Uri) -> Result<JsonObject, FetchError> {
+        let request = Request::get(uri)
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .body(Empty::new())
+            .map_err(|_| FetchError::InvalidUrl)?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|_| FetchError::Transport)?;
+        if response.status() != StatusCode::OK {
+            return Err(FetchError::Status(response.status().as_u16()));
+        }
+        // Refuse early when the server says it is too large; the limit on
+        // the body below catches servers that do not say or lie.
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64) {
+            return Err(FetchError::TooLarge {
+                max: MAX_DOCUMENT_BYTES,
+            });
+        }
+        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    FetchError::TooLarge {
+                        max: MAX_DOCUMENT_BYTES,
+                    }
+                } else {
+                    FetchError::Transport
+                }
+            })?
+            .to_bytes();
+        parse_json_object(&body)
+    }
+}
+
+/// Parses a document body: one JSON object, no duplicate members at any
+/// depth (the same strictness as token payloads).
+pub fn parse_json_object(body: &[u8]) -> Result<JsonObject, FetchError> {
+    check_json_object(body).map_err(|_| FetchError::NotJson)?;
+    serde_json::from_slice(body).map_err(|_| FetchError::NotJson)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::test_server::{Reply, TestServer};
+
+    fn fetcher(allow_http: bool) -> HttpFetcher {
+        HttpFetcher::new(Duration::from_millis(500), allow_http).unwrap()
+    }
+
+    #[tokio::test]
+    async fn json_object_with_status_200_is_returned() {
+        let server = TestServer::start();
+        server.set("/doc", Reply::json(r#"{"a":1,"b":["x"]}"#));
+        let doc = fetcher(true).get_json(&server.url("/doc")).await.unwrap();
+        assert_eq!(doc.get("a"), Some(&serde_json::json!(1)));
+        assert_eq!(server.count("/doc"), 1);
+    }
+
+    #[tokio::test]
+    async fn status_other_than_200_is_a_typed_error() {
+        let server = TestServer::start();
+        server.set("/moved", Reply::status(302, "{}"));
+        server.set("/gone", Reply::status(404, "{}"));
+        server.set("/down", Reply::status(503, "{}"));
+        let f = fetcher(true);
+        assert_eq!(
+            f.get_json(&server.url("/moved")).await,
+            Err(FetchError::Status(302))
+        );
+        assert_eq!(
+            f.get_json(&server.url("/gone")).await,
+            Err(FetchError::Status(404))
+        );
+        let err = f.get_json(&server.url("/down")).await.unwrap_err();
+        assert_eq!(err, FetchError::Status(503));
+        assert_eq!(err.code(), "http_status");
+    }
+
+    #[tokio::test]
+    async fn non_json_or_non_object_or_duplicate_members_is_not_json() {
+        let server = TestServer::start();
+        server.set("/html", Reply::json("<html>hi</html>"));
+        server.set("/array", Reply::json("[1,2]"));
+        server.set("/dup", Reply::json(r#"{"keys":[],"keys":[{}]}"#));
+        let f = fetcher(true);
+        for path in ["/html", "/array", "/dup"] {
+            assert_eq!(
+                f.get_json(&server.url(path)).await,
+                Err(FetchError::NotJson),
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn oversize_body_is_refused_whether_declared_or_not() {
+        let server = TestServer::start();
+        let big = format!(r#"{{"pad":"{}"}}"#, "a".repeat(MAX_DOCUMENT_BYTES));
+        server.set("/declared", Reply::json(&big));
+        server.set("/chunked", Reply::json(&big).chunked());
+        let f = fetcher(true);
+        for path in ["/declared", "/chunked"] {
+            assert_eq!(
+                f.get_json(&server.url(path)).await,
+                Err(FetchError::TooLarge {
+                    max: MAX_DOCUMENT_BYTES
+                }),
+                "{path}"
+            );
+        }
+        // Exactly at the limit is fine.
+        let exact = format!(r#"{{"pad":"{}"}}"#, "a".repeat(MAX_DOCUMENT_BYTES - 10));
+        assert_eq!(exact.len(), MAX_DOCUMENT_BYTES);
+        server.set("/exact", Reply::json(&exact).chunked());
+        assert!(f.get_json(&server.url("/exact")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn slow_server_times_out() {
+        let server = TestServer::start();
+        server.set("/slow", Reply::json("{}").delay(Duration::from_secs(3)));
+        let f = HttpFetcher::new(Duration::from_millis(200), true).unwrap();
+        let err = f.get_json(&server.url("/slow")).await.unwrap_err();
+        assert_eq!(err, FetchError::Timeout { millis: 200 });
+        assert_eq!(err.code(), "timeout");
+    }
+
+    #[tokio::test]
+    async fn plain_http_is_refused_without_a_request_unless_allowed() {
+        let server = TestServer::start();
+        server.set("/doc", Reply::json("{}"));
+        assert_eq!(
+            fetcher(false).get_json(&server.url("/doc")).await,
+            Err(FetchError::InsecureScheme)
+        );
+        assert_eq!(server.count("/doc"), 0);
+        assert!(fetcher(true).get_json(&server.url("/doc")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn relative_or_odd_scheme_urls_are_invalid() {
+        let f = fetcher(true);
+        for url in [
+            "/jwks",
+            "ftp://a.example/jwks",
+            "file:///etc/passwd",
+            "",
+            "https://",
+        ] {
+            assert_eq!(
+                f.get_json(url).await,
+                Err(FetchError::InvalidUrl),
+                "{url:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_a_transport_error() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = fetcher(true)
+            .get_json(&format!("http://127.0.0.1:{port}/jwks"))
+            .await
+            .unwrap_err();
+        assert_eq!(err, FetchError::Transport);
+    }
+
+    #[tokio::test]
+    async fn tls_to_a_plain_http_server_fails_closed() {
+        let server = TestServer::start();
+        server.set("/doc", Reply::json("{}"));
+        let url = server.url("/doc").replacen("http://", "https://", 1);
+        assert_eq!(
+            fetcher(false).get_json(&url).await,
+            Err(FetchError::Transport)
+        );
+    }
+}

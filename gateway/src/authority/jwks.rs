@@ -1,0 +1,555 @@
+//! The Authority's signing keys, as token verification sees them.
+//!
+//! A [`KeySet`] is parsed from a JWKS document (pure) and published in an
+//! immutable snapshot that readers clone an `Arc` of; a refresh swaps the
+//! snapshot whole, so a reader never sees half a key set.
+//!
+//! Rules (DESIGN 3.3):
+//! - keys that do not parse as public keys ([`PublicJwk::from_json`]), whose
+//!   `use` is not `sig`, or that allow none of the accepted algorithms are
+//!   skipped and counted, never fatal; a set with no usable key is a failed
+//!   refresh;
+//! - `kid` selects the key. Several keys may share a `kid` (RFC 7517 4.5
+//!   allows it for keys of different types); the one allowing the token's
+//!   `alg` is chosen. A key without `kid` can only be selected by a token
+//!   without `kid`, and a token without `kid` only when the whole set is one
+//!   key: with more, choosing would be guessing;
+//! - freshness: keys are fresh for `jwks_refresh` after the last successful
+//!   fetch and then served stale for at most `jwks_max_stale` more (so
+//!   `max_stale: 0` means "no stale keys"). Past that, or before the first
+//!   load, lookups report [`KeyLookupError::Unavailable`] (503), not an
+//!   invalid token (401). A failed refresh keeps the old keys;
+//! - an unknown `kid` triggers at most one on-demand JWKS fetch per
+//!   `jwks_cooldown`, shared by all concurrent callers (single flight);
+//!   fetches never overlap, scheduled or not. Within the cooldown an unknown
+//!   kid is [`KeyLookupError::UnknownKid`] (401) if the last fetch worked and
+//!   `Unavailable` if it failed: "not there" and "could not look" differ.
+
+use super::discovery::{discover, Discovery};
+use super::http::HttpFetcher;
+use super::{AuthorityError, Clock, Document};
+use crate::config::resolve::AuthorityConfig;
+use crate::jose::{JsonObject, JwsAlg, PublicJwk, VerifyingKey};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+/// The longest wait between retries after failed refreshes.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// A parsed JWKS: the usable verification keys.
+#[derive(Clone, Debug, Default)]
+pub struct KeySet {
+    by_kid: HashMap<String, Vec<Arc<VerifyingKey>>>,
+    unnamed: Vec<Arc<VerifyingKey>>,
+    usable: usize,
+    skipped: usize,
+}
+
+/// The result of looking a token's key up in one [`KeySet`].
+#[derive(Clone, Debug)]
+pub enum Selection {
+    Found(Arc<VerifyingKey>),
+    /// The token names a `kid` the set does not have.
+    UnknownKid,
+    /// The token names no `kid` and the set has more than one key.
+    MissingKid,
+}
+
+impl KeySet {
+    /// Parses a JWKS document (RFC 7517 section 5). Unusable keys are
+    /// skipped and counted; a document without a `keys` array, or with no
+    /// usable key, is an error.
+    pub fn from_jwks(doc: &JsonObject) -> Result<KeySet, AuthorityError> {
+        let Some(Value::Array(keys)) = doc.get("keys") else {
+            return Err(AuthorityError::MissingMember {
+                document: Document::Jwks,
+                member: "keys",
+            });
+        };
+        let mut set = KeySet::default();
+        for key in keys {
+            match usable_key(key) {
+                Some((kid, key)) => {
+                    set.usable += 1;
+                    match kid {
+                        Some(kid) => set.by_kid.entry(kid).or_default().push(key),
+                        None => set.unnamed.push(key),
+                    }
+                }
+                None => set.skipped += 1,
+            }
+        }
+        if set.usable == 0 {
+            return Err(AuthorityError::NoUsableKeys {
+                skipped: set.skipped,
+            });
+        }
+        Ok(set)
+    }
+
+    /// Usable keys in the set.
+    pub fn len(&self) -> usize {
+        self.usable
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.usable == 0
+    }
+
+    /// Keys of the document that were not usable.
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+
+    /// The key ids in the set, sorted (for the admin listener).
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.by_kid.keys().cloned().collect();
+        kids.sort();
+        kids
+    }
+
+    /// Picks the key for a token with header `kid` and `alg`.
+    pub fn select(&self, kid: Option<&str>, alg: JwsAlg) -> Selection {
+        let candidates: &[Arc<VerifyingKey>] = match kid {
+            Some(kid) => match self.by_kid.get(kid) {
+                Some(keys) => keys,
+                None => return Selection::UnknownKid,
+            },
+            None if self.usable == 1 => match (self.unnamed.first(), self.by_kid.values().next()) {
+                (Some(key), _) => std::slice::from_ref(key),
+                (None, Some(keys)) => keys,
+                (None, None) => return Selection::MissingKid,
+            },
+            None => return Selection::MissingKid,
+        };
+        // Prefer the key that allows `alg`; otherwise hand back the first so
+        // verification reports the precise mismatch instead of "unknown kid".
+        match candidates
+            .iter()
+            .find(|k| k.allows(alg))
+            .or_else(|| candidates.first())
+        {
+            Some(key) => Selection::Found(key.clone()),
+            None => Selection::UnknownKid,
+        }
+    }
+}
+
+/// One JWKS entry as a usable key with its kid, or `None` to skip it.
+fn usable_key(entry: &Value) -> Option<(Option<String>, Arc<VerifyingKey>)> {
+    let Value::Object(object) = entry else {
+        return None;
+    };
+    let jwk = PublicJwk::from_json(object).ok()?;
+    if jwk.key_use().is_some_and(|u| u != "sig") {
+        return None;
+    }
+    let key = VerifyingKey::new(&jwk);
+    if !JwsAlg::ALL.iter().any(|alg| key.allows(*alg)) {
+        return None;
+    }
+    Some((jwk.kid().map(str::to_owned), Arc::new(key)))
+}
+
+/// Why no key could be handed out for a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyLookupError {
+    /// The keys could not be used or checked: 503 with `Retry-After`.
+    #[error("authority signing keys unavailable: {0}")]
+    Unavailable(Unavailable),
+    /// The Authority does not publish the token's `kid`: 401.
+    #[error("no authority key has the token's kid")]
+    UnknownKid,
+    /// The token has no `kid` and the key set is not a single key: 401.
+    #[error("token has no kid and the authority publishes more than one key")]
+    MissingKid,
+}
+
+/// Why the keys are unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No JWKS has been loaded since start.
+    NeverLoaded,
+    /// The last successful fetch is `age` seconds old, past `max_age`.
+    Stale { age: u64, max_age: u64 },
+    /// The kid is unknown and the refetch meant to find it failed.
+    RefetchFailed,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::NeverLoaded => f.write_str("no jwks loaded yet"),
+            Unavailable::Stale { age, max_age } => write!(
+                f,
+                "last successful jwks fetch was {age} s ago, more than the {max_age} s allowed"
+            ),
+            Unavailable::RefetchFailed => f.write_str("jwks refetch for an unknown kid failed"),
+        }
+    }
+}
+
+impl KeyLookupError {
+    /// A stable label for metrics and logs; one of a fixed set.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeyLookupError::Unavailable(_) => "keys_unavailable",
+            KeyLookupError::UnknownKid => "unknown_kid",
+            KeyLookupError::MissingKid => "missing_kid",
+        }
+    }
+
+    /// True for the 503 case.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, KeyLookupError::Unavailable(_))
+    }
+}
+
+/// One published key set and when it was fetched.
+#[derive(Debug, Default)]
+struct Snapshot {
+    keys: KeySet,
+    /// Unix seconds of the successful fetch; `None` before the first.
+    fetched_at: Option<u64>,
+}
+
+impl Snapshot {
+    fn select(
+        &self,
+        kid: Option<&str>,
+        alg: JwsAlg,
+        now: u64,
+        max_age: u64,
+    ) -> Result<Selection, KeyLookupError> {
+        let Some(fetched_at) = self.fetched_at else {
+            return Err(KeyLookupError::Unavailable(Unavailable::NeverLoaded));
+        };
+        let age = now.saturating_sub(fetched_at);
+        if age > max_age {
+            return Err(KeyLookupError::Unavailable(Unavailable::Stale {
+                age,
+                max_age,
+            }));
+        }
+        Ok(self.keys.select(kid, alg))
+    }
+}
+
+/// On-demand refetch bookkeeping; guarded by the fetch gate.
+#[derive(Debug, Default)]
+struct OnDemand {
+    last_attempt: Option<u64>,
+    last_failed: bool,
+}
+
+/// Counters for the metrics module; monotonically increasing.
+#[derive(Debug, Default)]
+struct Counters {
+    refreshes: AtomicU64,
+    refresh_failures: AtomicU64,
+    unknown_kid_refetches: AtomicU64,
+}
+
+/// The JWKS of one Authority, kept fresh by [`JwksCache::run_refresh_loop`]
+/// and refetched on unknown `kid`.
+pub struct JwksCache {
+    issuer: String,
+    require_https: bool,
+    fetcher: HttpFetcher,
+    clock: Arc<dyn Clock>,
+    refresh_every: Duration,
+    cooldown: u64,
+    max_age: u64,
+    snapshot: RwLock<Arc<Snapshot>>,
+    discovery: RwLock<Option<Arc<Discovery>>>,
+    /// Held for every fetch: fetches never overlap, and callers with an
+    /// unknown kid queue here and share one fetch.
+    fetch_gate: tokio::sync::Mutex<OnDemand>,
+    counters: Counters,
+}
+
+impl fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksCache")
+            .field("issuer", &self.issuer)
+            .field("refresh_every", &self.refresh_every)
+            .field("cooldown", &self.cooldown)
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwksCache {
+    /// A cache for the Authority in `config`, empty until the first
+    /// [`refresh`](Self::refresh). Fails only if the issuer is not a usable
+    /// url or TLS cannot be set up.
+    pub fn new(
+        config: &AuthorityConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<JwksCache, AuthorityError> {
+        super::discovery::check_url("issuer", &config.issuer, config.require_https_metadata)
+            .map_err(|_| AuthorityError::BadIssuer)?;
+        let fetcher = HttpFetcher::new(config.http_timeout, !config.require_https_metadata)
+            .map_err(|source| AuthorityError::Fetch {
+                document: Document::Discovery,
+                source,
+            })?;
+        let refresh_every = config.jwks_refresh;
+        Ok(JwksCache {
+            issuer: config.issuer.clone(),
+            require_https: config.require_https_metadata,
+            fetcher,
+            clock,
+            refresh_every,
+            cooldown: config.jwks_cooldown.as_secs(),
+            max_age: refresh_every
+                .as_secs()
+                .saturating_add(config.jwks_max_stale.as_secs()),
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            discovery: RwLock::new(None),
+            fetch_gate: tokio::sync::Mutex::new(OnDemand::default()),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Runs discovery, then fetches the JWKS, and publishes the new keys.
+    /// On failure the previous keys stay (until they are too old).
+    pub async fn refresh(&self) -> Result<(), AuthorityError> {
+        let _gate = self.fetch_gate.lock().await;
+        self.fetch_and_publish(true).await
+    }
+
+    /// Refreshes now, then every `jwks_refresh`; after a failure it retries
+    /// sooner (1 s, 2 s, 4 s ... at most a minute, never later than the
+    /// regular interval). Runs until the task is dropped or aborted.
+    pub async fn run_refresh_loop(self: Arc<Self>) {
+        let mut failures: u32 = 0;
+        loop {
+            let wait = match self.refresh().await {
+                Ok(()) => {
+                    failures = 0;
+                    self.refresh_every
+                }
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    retry_delay(failures, self.refresh_every)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The key for a token whose header has `kid` and `alg`. See the module
+    /// documentation for the refetch and staleness rules.
+    pub async fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: JwsAlg,
+    ) -> Result<Arc<VerifyingKey>, KeyLookupError> {
+        if let Some(found) = self.try_select(kid, alg)? {
+            return Ok(found);
+        }
+        let mut on_demand = self.fetch_gate.lock().await;
+        // Another caller may have fetched while this one waited.
+        if let Some(found) = self.try_select(kid, alg)? {
+            return Ok(found);
+        }
+        let now = self.clock.now();
+        if let Some(last) = on_demand.last_attempt {
+            if now < last.saturating_add(self.cooldown) {
+                return Err(if on_demand.last_failed {
+                    KeyLookupError::Unavailable(Unavailable::RefetchFailed)
+                } else {
+                    KeyLookupError::UnknownKid
+                });
+            }
+        }
+        on_demand.last_attempt = Some(now);
+        self.counters
+            .unknown_kid_refetches
+            .fetch_add(1, Ordering::Relaxed);
+        // Discovery is reused: a token's unknown kid is no reason to
+        // re-read metadata (the scheduled refresh does).
+        let fetched = self.fetch_and_publish(false).await;
+        on_demand.last_failed = fetched.is_err();
+        match self.try_select(kid, alg)? {
+            Some(found) => Ok(found),
+            None if fetched.is_err() => {
+                Err(KeyLookupError::Unavailable(Unavailable::RefetchFailed))
+            }
+            None => Err(KeyLookupError::UnknownKid),
+        }
+    }
+
+    /// Keys loaded and not too old: the gateway can verify tokens.
+    pub fn is_ready(&self) -> bool {
+        self.current()
+            .fetched_at
+            .is_some_and(|at| self.clock.now().saturating_sub(at) <= self.max_age)
+    }
+
+    /// Unix seconds of the last successful JWKS fetch.
+    pub fn last_success(&self) -> Option<u64> {
+        self.current().fetched_at
+    }
+
+    /// Seconds since the last successful JWKS fetch (for a staleness
+    /// gauge); `None` before the first.
+    pub fn age(&self) -> Option<u64> {
+        self.last_success()
+            .map(|at| self.clock.now().saturating_sub(at))
+    }
+
+    /// The key ids currently published, sorted.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.current().keys.kids()
+    }
+
+    /// Keys skipped in the current set.
+    pub fn skipped_keys(&self) -> usize {
+        self.current().keys.skipped()
+    }
+
+    /// The last successfully checked metadata (for introspection).
+    pub fn discovery(&self) -> Option<Arc<Discovery>> {
+        self.discovery
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Successful JWKS fetches (scheduled and on-demand).
+    pub fn refreshes(&self) -> u64 {
+        self.counters.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Failed discovery or JWKS fetches (scheduled and on-demand).
+    pub fn refresh_failures(&self) -> u64 {
+        self.counters.refresh_failures.load(Ordering::Relaxed)
+    }
+
+    /// On-demand fetches triggered by an unknown kid.
+    pub fn unknown_kid_refetches(&self) -> u64 {
+        self.counters.unknown_kid_refetches.load(Ordering::Relaxed)
+    }
+
+    /// How old keys may get before lookups report them unavailable:
+    /// `jwks_refresh + jwks_max_stale`, in seconds.
+    pub fn max_age(&self) -> u64 {
+        self.max_age
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        // Writers only swap an `Arc`, which cannot panic half-way, so a
+        // poisoned lock still holds a whole snapshot.
+        self.snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `Ok(None)` means unknown kid, worth a refetch.
+    fn try_select(
+        &self,
+        kid: Option<&str>,
+        alg: JwsAlg,
+    ) -> Result<Option<Arc<VerifyingKey>>, KeyLookupError> {
+        match self
+            .current()
+            .select(kid, alg, self.clock.now(), self.max_age)?
+        {
+            Selection::Found(key) => Ok(Some(key)),
+            Selection::UnknownKid => Ok(None),
+            Selection::MissingKid => Err(KeyLookupError::MissingKid),
+        }
+    }
+
+    /// Fetches (discovery when asked or never done, then JWKS) and
+    /// publishes; counts and logs the outcome. Callers hold the fetch gate.
+    async fn fetch_and_publish(&self, rediscover: bool) -> Result<(), AuthorityError> {
+        match self.load(rediscover).await {
+            Ok(keys) => {
+                let fetched_at = self.clock.now();
+                let previous = self.current();
+                if previous.keys.kids() != keys.kids() || previous.fetched_at.is_none() {
+                    tracing::info!(
+                        issuer = %self.issuer,
+                        keys = keys.len(),
+                        skipped = keys.skipped(),
+                        "authority signing keys loaded"
+                    );
+                }
+                if keys.skipped() > 0 {
+                    tracing::warn!(
+                        issuer = %self.issuer,
+                        skipped = keys.skipped(),
+                        "authority jwks has keys the gateway cannot use"
+                    );
+                }
+                let snapshot = Arc::new(Snapshot {
+                    keys,
+                    fetched_at: Some(fetched_at),
+                });
+                *self
+                    .snapshot
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = snapshot;
+                self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.counters
+                    .refresh_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    issuer = %self.issuer,
+                    %error,
+                    code = error.code(),
+                    age_seconds = self.age(),
+                    "authority key refresh failed; keeping the previous keys"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    async fn load(&self, rediscover: bool) -> Result<KeySet, AuthorityError> {
+        let known = if rediscover { None } else { self.discovery() };
+        let discovery = match known {
+            Some(d) => d,
+            None => {
+                let d = Arc::new(discover(&self.fetcher, &self.issuer, self.require_https).await?);
+                *self
+                    .discovery
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(d.clone());
+                d
+            }
+        };
+        let doc = self
+            .fetcher
+            .get_json(discovery.jwks_uri())
+            .await
+            .map_err(|source| AuthorityError::Fetch {
+                document: Document::Jwks,
+                source,
+            })?;
+        KeySet::from_jwks(&doc)
+    }
+}
+
+/// The wait before retry number `failures` (1-based): doubling from one
+/// second, at most a minute and never longer than the regular interval.
+pub fn retry_delay(failures: u32, refresh_every: Duration) -> Duration {
+    let exponent = failures.saturating_sub(1).min(6);
+    Duration::from_secs(1u64 << exponent)
+        .min(MAX_RETRY_DELAY)
+        .min(refresh_every)
+}
+
+#[cfg(test)]
+mod tests;

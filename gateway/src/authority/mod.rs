@@ -1,0 +1,174 @@
+//! The gateway's view of the Authority (the OIDC issuer): metadata
+//! discovery, the JWKS cache that token verification reads keys from, and
+//! the HTTP client both use.
+//!
+//! What it owns:
+//! - [`http`]: one bounded JSON GET (timeout, 1 MiB cap, rustls with the
+//!   ring provider, plain http only when configured);
+//! - [`discovery`]: `{issuer}/.well-known/openid-configuration`, checked
+//!   against the configured issuer;
+//! - [`jwks`]: the signing keys, refreshed on a schedule and on unknown
+//!   `kid` (single flight, once per cooldown), served stale for a bounded
+//!   time when the Authority is down, then reported unavailable (503).
+//!
+//! Parsing and decisions are pure functions over documents and a `now`;
+//! only the fetches are async. Time comes from a [`Clock`] so tests can
+//! freeze it.
+
+pub mod discovery;
+pub mod http;
+pub mod jwks;
+
+#[cfg(test)]
+pub(crate) mod test_server;
+
+pub use discovery::Discovery;
+pub use http::{FetchError, HttpFetcher};
+pub use jwks::{JwksCache, KeyLookupError, KeySet};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock time in whole unix seconds. Injected so that staleness,
+/// cooldowns and token times can be tested with a frozen clock.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> u64;
+}
+
+/// The system clock. A clock set before 1970 reads as 0.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that only moves when told to; for tests across the workspace.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(now: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(now))
+    }
+
+    pub fn set(&self, now: u64) {
+        self.0.store(now, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, seconds: u64) {
+        // Saturating: a test that advances past u64::MAX gets u64::MAX.
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(seconds))
+            });
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Which Authority document a failure concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Document {
+    Discovery,
+    Jwks,
+}
+
+impl std::fmt::Display for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Document::Discovery => "discovery document",
+            Document::Jwks => "jwks",
+        })
+    }
+}
+
+/// Why talking to the Authority, or reading what it sent, failed.
+///
+/// Messages name the document and a fixed fact (a member name, an http
+/// status); never content of the document. See [`AuthorityError::code`]
+/// for the metric label.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    #[error("fetching the {document} failed: {source}")]
+    Fetch {
+        document: Document,
+        source: FetchError,
+    },
+    #[error("discovery document `issuer` does not equal the configured issuer")]
+    IssuerMismatch,
+    #[error("{document} member `{member}` is missing or not a string")]
+    MissingMember {
+        document: Document,
+        member: &'static str,
+    },
+    #[error("discovery document member `{0}` is not an absolute http(s) url")]
+    NotAUrl(&'static str),
+    #[error("discovery document member `{0}` is not https and require_https_metadata is on")]
+    InsecureMetadata(&'static str),
+    #[error("configured issuer is not an absolute http(s) url")]
+    BadIssuer,
+    #[error("jwks has no key usable for verification ({skipped} skipped)")]
+    NoUsableKeys { skipped: usize },
+}
+
+impl AuthorityError {
+    /// A stable label for metrics and logs; one of a fixed set.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthorityError::Fetch { source, .. } => source.code(),
+            AuthorityError::IssuerMismatch => "issuer_mismatch",
+            AuthorityError::MissingMember { .. } => "missing_member",
+            AuthorityError::NotAUrl(_) => "not_a_url",
+            AuthorityError::InsecureMetadata(_) => "insecure_metadata",
+            AuthorityError::BadIssuer => "bad_issuer",
+            AuthorityError::NoUsableKeys { .. } => "no_usable_keys",
+        }
+    }
+
+    /// Which document the failure concerns, for a metric label.
+    pub fn document(&self) -> Document {
+        match self {
+            AuthorityError::Fetch { document, .. }
+            | AuthorityError::MissingMember { document, .. } => *document,
+            AuthorityError::NoUsableKeys { .. } => Document::Jwks,
+            AuthorityError::IssuerMismatch
+            | AuthorityError::NotAUrl(_)
+            | AuthorityError::InsecureMetadata(_)
+            | AuthorityError::BadIssuer => Document::Discovery,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told_and_saturates() {
+        let clock = ManualClock::new(100);
+        assert_eq!(clock.now(), 100);
+        clock.advance(5);
+        assert_eq!(clock.now(), 105);
+        clock.set(u64::MAX - 1);
+        clock.advance(10);
+        assert_eq!(clock.now(), u64::MAX);
+    }
+
+    #[test]
+    fn system_clock_reads_a_plausible_unix_time() {
+        // 2020-01-01 and 2200-01-01: a sanity window, not an exact value.
+        let now = SystemClock.now();
+        assert!((1_577_836_800..7_258_118_400).contains(&now), "{now}");
+    }
+}

@@ -1,0 +1,210 @@
+//! What the upstream receives (DESIGN.md 3.5 and 3.6): which client headers
+//! are removed, and which headers the gateway sets in their place (its own
+//! forwarding headers, trace context, request id and the signed envelope).
+//!
+//! Pure functions over header names and values; the proxy applies the plan.
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// Whether a client-sent header must not reach the upstream. Names are
+/// compared case-insensitively; the caller removes every duplicate.
+pub fn is_stripped(name: &str, forward_credentials: bool, trusted_tls_terminator: bool) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let identity = lower.starts_with("x-stellaops-") || lower.starts_with("x-stella-");
+    let client_cert = matches!(
+        lower.as_str(),
+        "client-cert" | "client-cert-chain" | "x-ssl-client-cert"
+    ) && !trusted_tls_terminator;
+    let forwarding = lower == "forwarded"
+        || lower.starts_with("x-forwarded-")
+        || lower == "x-real-ip"
+        || lower == "x-request-id";
+    // Replaced by the gateway's own trace context below.
+    let trace = lower == "traceparent" || lower == "tracestate";
+    let credentials = !forward_credentials && (lower == "authorization" || lower == "dpop");
+    identity || client_cert || forwarding || trace || credentials
+}
+
+/// The headers the gateway adds, given what the client sent.
+pub struct Added {
+    pub forwarded_for: String,
+    pub forwarded_proto: &'static str,
+    pub forwarded_host: Option<String>,
+    pub request_id: String,
+    pub traceparent: String,
+    /// Kept only when the incoming `traceparent` was valid.
+    pub tracestate: Option<String>,
+}
+
+impl Added {
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![
+            ("x-forwarded-for", self.forwarded_for.clone()),
+            ("x-forwarded-proto", self.forwarded_proto.to_owned()),
+            ("x-request-id", self.request_id.clone()),
+            ("traceparent", self.traceparent.clone()),
+        ];
+        if let Some(host) = &self.forwarded_host {
+            out.push(("x-forwarded-host", host.clone()));
+        }
+        if let Some(state) = &self.tracestate {
+            out.push(("tracestate", state.clone()));
+        }
+        out
+    }
+}
+
+/// A W3C trace context parent: version 00, trace id, parent (span) id, flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: String,
+    pub parent_id: String,
+    pub flags: String,
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` value; `None` unless it is valid per W3C
+    /// Trace Context (lowercase hex, non-zero ids, version not `ff`).
+    pub fn parse(value: &str) -> Option<TraceParent> {
+        let parts: Vec<&str> = value.trim().split('-').collect();
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let zero = |s: &str| s.bytes().all(|b| b == b'0');
+        match parts.as_slice() {
+            [version, trace, parent, flags, ..]
+                if hex(version, 2)
+                    && *version != "ff"
+                    && (*version != "00" || parts.len() == 4)
+                    && hex(trace, 32)
+                    && !zero(trace)
+                    && hex(parent, 16)
+                    && !zero(parent)
+                    && hex(flags, 2) =>
+            {
+                Some(TraceParent {
+                    trace_id: trace.to_string(),
+                    parent_id: parent.to_string(),
+                    flags: flags.to_string(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    pub fn header(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+    }
+}
+
+/// Random lowercase hex of `bytes` bytes.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // SystemRandom only fails when the OS has no randomness source, and
+    // then a non-random id is still usable as an id.
+    let _ = SystemRandom::new().fill(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The trace context for the upstream hop: the client's trace continued
+/// with a new span id when valid, otherwise a new trace.
+pub fn next_trace(
+    incoming: Option<&str>,
+    incoming_state: Option<&str>,
+) -> (TraceParent, Option<String>) {
+    match incoming.and_then(TraceParent::parse) {
+        Some(parent) => (
+            TraceParent {
+                trace_id: parent.trace_id,
+                parent_id: random_hex(8),
+                flags: parent.flags,
+            },
+            incoming_state.map(str::to_owned),
+        ),
+        None => (
+            TraceParent {
+                trace_id: random_hex(16),
+                parent_id: random_hex(8),
+                flags: "01".into(),
+            },
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_forwarding_and_certificate_headers_are_stripped_in_any_case() {
+        for name in [
+            "X-StellaOps-Identity-Envelope",
+            "x-stellaops-identity-envelope-kid",
+            "X-STELLA-TENANT",
+            "X-Stella-Anything",
+            "Client-Cert",
+            "client-cert-chain",
+            "X-SSL-Client-Cert",
+            "Forwarded",
+            "X-Forwarded-For",
+            "x-forwarded-host",
+            "X-Real-IP",
+            "traceparent",
+        ] {
+            assert!(is_stripped(name, true, false), "{name}");
+        }
+        for name in [
+            "Accept",
+            "Content-Type",
+            "X-Stellar",
+            "Cookie",
+            "User-Agent",
+        ] {
+            assert!(!is_stripped(name, false, false), "{name}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_forwarded_only_to_services_that_ask_for_them() {
+        assert!(is_stripped("Authorization", false, false));
+        assert!(is_stripped("DPoP", false, false));
+        assert!(!is_stripped("Authorization", true, false));
+        assert!(!is_stripped("dpop", true, false));
+    }
+
+    #[test]
+    fn client_certificate_headers_pass_only_from_a_trusted_tls_terminator() {
+        assert!(!is_stripped("Client-Cert", false, true));
+        assert!(is_stripped("X-StellaOps-Identity-Envelope", false, true));
+    }
+
+    #[test]
+    fn valid_traceparent_is_continued_with_a_new_span() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (next, state) = next_trace(Some(incoming), Some("congo=t61rcWkgMzE"));
+        assert_eq!(next.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(next.parent_id, "00f067aa0ba902b7");
+        assert_eq!(next.flags, "01");
+        assert_eq!(state.as_deref(), Some("congo=t61rcWkgMzE"));
+        assert!(TraceParent::parse(&next.header()).is_some());
+    }
+
+    #[test]
+    fn invalid_traceparent_starts_a_new_trace_and_drops_tracestate() {
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            let (next, state) = next_trace(Some(bad), Some("x=y"));
+            assert_ne!(next.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
+            assert_eq!(state, None, "{bad}");
+            assert!(TraceParent::parse(&next.header()).is_some());
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The state one gateway process shares across requests: checked
+//! configuration, compiled policies, upstream pools, the Authority's keys,
+//! the verified-token cache, the envelope signer and the metrics.
+
+use crate::authn::presented::Presented;
+use crate::authn::{authenticate_bearer, TokenCache, TokenError, TokenRules};
+use crate::authority::jwks::JwksCache;
+use crate::authority::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::identity::{Binding, Caller};
+use crate::policy::Policies;
+use crate::response::Refusal;
+use crate::telemetry::Metrics;
+use crate::tls::ClientCert;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use stella_envelope::{AuthMethod, Signer};
+use subtle::ConstantTimeEq;
+
+/// One service's upstream addresses, used round-robin.
+pub struct Upstream {
+    pub name: String,
+    addrs: Vec<String>,
+    next: AtomicUsize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub forward_credentials: bool,
+}
+
+impl Upstream {
+    pub fn next_addr(&self) -> &str {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        // `config` refuses services without upstreams.
+        &self.addrs[i % self.addrs.len()]
+    }
+}
+
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub policies: Policies,
+    pub upstreams: Vec<Upstream>,
+    by_name: HashMap<String, usize>,
+    pub signer: Arc<Signer>,
+    pub rules: TokenRules,
+    pub jwks: Arc<JwksCache>,
+    pub tokens: TokenCache,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    /// Short hash of the effective configuration, shown on the admin port.
+    pub config_version: String,
+    request_prefix: String,
+    request_counter: AtomicU64,
+}
+
+impl Gateway {
+    /// Builds the state from a checked configuration; loads the policies.
+    /// No network traffic: the Authority's keys are fetched later.
+    pub fn new(config: Config) -> Result<Gateway, Vec<ConfigError>> {
+        let names: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
+        let policies = match &config.policies_dir {
+            Some(dir) => Policies::load_dir(dir, Some(&names))?,
+            None => Policies::from_files(&[], Some(&names))?,
+        };
+        let rules = TokenRules::from_config(&config.authority)
+            .map_err(|e| vec![ConfigError::new("gateway.auth.authority", e.to_string())])?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let jwks = JwksCache::new(&config.authority, clock.clone()).map_err(|e| {
+            vec![ConfigError::new(
+                "gateway.auth.authority.issuer",
+                e.to_string(),
+            )]
+        })?;
+        let upstreams = config
+            .services
+            .iter()
+            .map(|s| Upstream {
+                name: s.name.clone(),
+                addrs: s.upstreams.clone(),
+                next: AtomicUsize::new(0),
+                connect_timeout: s.connect_timeout,
+                read_timeout: s.read_timeout,
+                forward_credentials: s.forward_credentials,
+            })
+            .collect();
+        let by_name = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let effective = crate::config::redacted_yaml(&config.effective);
+        let digest = ring::digest::digest(&ring::digest::SHA256, effective.as_bytes());
+        let config_version: String = digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Gateway {
+            signer: config.signer.clone(),
+            tokens: TokenCache::new(config.token_cache_max_entries),
+            config: Arc::new(config),
+            policies,
+            upstreams,
+            by_name,
+            rules,
+            jwks: Arc::new(jwks),
+            clock,
+            metrics: Metrics::new(),
+            config_version,
+            request_prefix: crate::forward::random_hex(4),
+            request_counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn service_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// A request id unique to this process: a random prefix per process and
+    /// a counter (no system call per request).
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.request_prefix)
+    }
+
+    /// The caller behind a request's credential. Bindings are checked every
+    /// time, also for tokens found in the cache.
+    pub async fn authenticate(
+        &self,
+        credential: Presented<'_>,
+        client_cert: Option<&ClientCert>,
+    ) -> Result<Caller, Refusal> {
+        match credential {
+            Presented::None => Ok(match client_cert.map(|c| &c.spiffe) {
+                Some(Ok(Some(id))) => Caller::Spiffe {
+                    spiffe_id: id.clone(),
+                },
+                _ => Caller::Anonymous,
+            }),
+            Presented::Bearer(token) => {
+                let claims = authenticate_bearer(
+                    token,
+                    &self.rules,
+                    &self.jwks,
+                    &self.tokens,
+                    self.clock.now(),
+                )
+                .await
+                .map_err(token_refusal)?;
+                let method = match claims.binding() {
+                    Binding::Unbound => AuthMethod::Bearer,
+                    // DESIGN.md 3.3: a DPoP-bound token presented as Bearer.
+                    Binding::Jkt(_) => {
+                        return Err(Refusal::InvalidToken {
+                            code: "dpop_bound_token_as_bearer",
+                        })
+                    }
+                    Binding::X5tS256(expected) => match client_cert {
+                        Some(cert)
+                            if bool::from(
+                                cert.thumbprint.as_bytes().ct_eq(expected.as_bytes()),
+                            ) =>
+                        {
+                            AuthMethod::Mtls
+                        }
+                        Some(_) => {
+                            return Err(Refusal::InvalidToken {
+                                code: "certificate_mismatch",
+                            })
+                        }
+                        None => {
+                            return Err(Refusal::InvalidToken {
+                                code: "certificate_missing",
+                            })
+                        }
+                    },
+                    Binding::Unenforceable => {
+                        return Err(Refusal::InvalidToken {
+                            code: "unenforceable_cnf",
+                        })
+                    }
+                };
+                Ok(Caller::Token { claims, method })
+            }
+            Presented::Dpop { .. } => Err(Refusal::InvalidDpopProof {
+                code: "dpop_not_enabled",
+            }),
+        }
+    }
+}
+
+fn token_refusal(e: TokenError) -> Refusal {
+    if e.is_unavailable() {
+        Refusal::AuthorityUnavailable
+    } else {
+        Refusal::InvalidToken { code: e.code() }
+    }
+}

@@ -1,0 +1,440 @@
+//! The Pingora glue. `ProxyHttp` here only gathers inputs (method, path,
+//! headers, TLS client certificate) and hands them to the pure stages:
+//! `routing` (normalize), `policy` (route and decision), `authn`
+//! (credentials), `forward` (header hygiene) and `stella_envelope` (signing).
+//! Every refusal is written by [`write_refusal`] from `response::Refusal`.
+
+use crate::authn::presented::presented;
+use crate::forward::{self, Added};
+use crate::gateway::{Gateway, Upstream};
+use crate::identity::{Binding, Caller};
+use crate::policy::decide::{decide, Decision, Denial};
+use crate::policy::RouteTarget;
+use crate::response::{Refusal, Reply};
+use crate::routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
+use crate::tls::ClientCert;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::{HttpPeer, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp};
+use pingora::{Error, ErrorType, Result};
+use std::sync::Arc;
+use std::time::Instant;
+use stella_envelope::{Confirmation, Identity, Target};
+
+/// Per-request state shared between the filters.
+pub struct Ctx {
+    started: Instant,
+    request_id: String,
+    route_id: Option<String>,
+    service: Option<usize>,
+    path: Option<NormalizedPath>,
+    query: Option<String>,
+    caller: Option<Caller>,
+    /// Set only by an allow decision; the envelope is signed only then.
+    allowed: bool,
+    refusal: Option<Refusal>,
+    reason: &'static str,
+    tls: bool,
+    client_cert: Option<ClientCert>,
+    upstream_addr: Option<String>,
+}
+
+/// The proxy service: a handle on the shared gateway state.
+pub struct Proxy {
+    pub gateway: Arc<Gateway>,
+}
+
+fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a [u8]> {
+    req.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
+/// Writes a refusal: the only way the gateway answers a request itself.
+pub async fn write_refusal(
+    session: &mut Session,
+    refusal: &Refusal,
+    request_id: &str,
+) -> Result<()> {
+    let Reply {
+        status,
+        headers,
+        body,
+    } = refusal.reply(request_id);
+    let mut head = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    for (name, value) in headers {
+        head.append_header(name, value)?;
+    }
+    head.insert_header("content-length", body.len().to_string())?;
+    head.insert_header("x-request-id", request_id)?;
+    session.write_response_header(Box::new(head), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
+    Ok(())
+}
+
+impl Proxy {
+    /// The route, identity and decision for a request; `Err` is the answer.
+    async fn decide(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
+        let req = session.req_header();
+        let target = req
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        let (raw_path, query) = split_path_query(target.as_bytes());
+        let path = normalize_path(raw_path).map_err(|e| Refusal::BadPath { code: e.code() })?;
+        ctx.query = query.map(|q| String::from_utf8_lossy(q).into_owned());
+        let host = req
+            .uri
+            .host()
+            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
+        let gw = &self.gateway;
+        let route = match gw.policies.lookup(host, req.method.as_str(), &path) {
+            Lookup::Matched(route) => route,
+            Lookup::MethodNotAllowed { allowed } => {
+                return Err(Refusal::MethodNotAllowed {
+                    allowed: allowed.iter().map(|m| m.to_string()).collect(),
+                })
+            }
+            Lookup::NotFound => return Err(Refusal::NoRoute),
+        };
+        let target: &RouteTarget = route.value();
+        ctx.route_id = Some(target.route_id.clone());
+        ctx.service = gw.service_index(&target.service);
+        ctx.path = Some(path);
+
+        let credential = presented(
+            &header_values(req, "authorization"),
+            &header_values(req, "dpop"),
+        )
+        .map_err(|e| e.refusal())?;
+        let caller = gw
+            .authenticate(credential, ctx.client_cert.as_ref())
+            .await?;
+        let decision = decide(
+            target.policy.as_ref(),
+            &target.tenant_rules,
+            &caller,
+            gw.config.on_missing_authorization,
+        );
+        ctx.caller = Some(caller);
+        match decision {
+            Decision::Allow(allowed) => {
+                ctx.reason = allowed.reason();
+                ctx.allowed = true;
+                Ok(())
+            }
+            Decision::Deny(denial) => {
+                ctx.reason = denial.reason();
+                Err(match denial {
+                    Denial::AuthenticationRequired => Refusal::AuthenticationRequired,
+                    Denial::InsufficientScope { required } => {
+                        Refusal::InsufficientScope { required }
+                    }
+                    Denial::Forbidden { reason } => Refusal::Forbidden {
+                        reason: reason.as_str(),
+                    },
+                    Denial::SenderConstraintRequired { .. } => Refusal::SenderConstraintRequired,
+                })
+            }
+        }
+    }
+}
+
+/// The identity the envelope carries for an allowed caller.
+fn envelope_identity(caller: &Caller, client_cert: Option<&ClientCert>) -> Identity {
+    let mut identity = Identity::anonymous();
+    identity.auth_method = caller.auth_method();
+    match caller {
+        Caller::Anonymous => {}
+        Caller::Token { claims, .. } => {
+            identity.subject = claims.subject().map(str::to_owned);
+            identity.tenant = claims.tenant().map(str::to_owned);
+            identity.client_id = claims.client_id().map(str::to_owned);
+            identity.scopes = claims.scopes().to_vec();
+            identity.roles = claims.roles().to_vec();
+            identity.confirmation = match claims.binding() {
+                Binding::Jkt(jkt) => Confirmation {
+                    jkt: Some(jkt.clone()),
+                    ..Confirmation::default()
+                },
+                Binding::X5tS256(x5t) => Confirmation {
+                    x5t_s256: Some(x5t.clone()),
+                    spiffe_id: client_cert.and_then(|c| c.spiffe.clone().ok().flatten()),
+                    ..Confirmation::default()
+                },
+                Binding::Unbound | Binding::Unenforceable => Confirmation::default(),
+            };
+        }
+        Caller::Spiffe { spiffe_id } => {
+            identity.subject = Some(spiffe_id.clone());
+            identity.confirmation = Confirmation {
+                x5t_s256: client_cert.map(|c| c.thumbprint.clone()),
+                spiffe_id: Some(spiffe_id.clone()),
+                ..Confirmation::default()
+            };
+        }
+    }
+    identity
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            request_id: self.gateway.next_request_id(),
+            route_id: None,
+            service: None,
+            path: None,
+            query: None,
+            caller: None,
+            allowed: false,
+            refusal: None,
+            reason: "",
+            tls: false,
+            client_cert: None,
+            upstream_addr: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some(ssl) = session.digest().and_then(|d| d.ssl_digest.as_ref()) {
+            ctx.tls = true;
+            ctx.client_cert = ssl.extension.get::<ClientCert>().cloned();
+        }
+        match self.decide(session, ctx).await {
+            Ok(()) => Ok(false),
+            Err(refusal) => {
+                if ctx.reason.is_empty() {
+                    ctx.reason = refusal.code();
+                }
+                write_refusal(session, &refusal, &ctx.request_id).await?;
+                ctx.refusal = Some(refusal);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let upstream: &Upstream = ctx
+            .service
+            .and_then(|i| self.gateway.upstreams.get(i))
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::InternalError,
+                    "route names no configured service",
+                )
+            })?;
+        let addr = upstream.next_addr();
+        ctx.upstream_addr = Some(addr.to_owned());
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(upstream.connect_timeout);
+        peer.options.read_timeout = Some(upstream.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let gw = &self.gateway;
+        let (Some(service), Some(path), Some(caller), true) = (
+            ctx.service.and_then(|i| gw.upstreams.get(i)),
+            &ctx.path,
+            &ctx.caller,
+            ctx.allowed,
+        ) else {
+            // Unreachable: request_filter answers every request it does not allow.
+            return Error::e_explain(ErrorType::InternalError, "forwarding an undecided request");
+        };
+        let incoming_trace = upstream
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let incoming_state = upstream
+            .headers
+            .get("tracestate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let original_host = upstream
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let strip: Vec<String> = upstream
+            .headers
+            .keys()
+            .filter(|name| forward::is_stripped(name.as_str(), service.forward_credentials, false))
+            .map(|name| name.as_str().to_owned())
+            .collect();
+        for name in strip {
+            upstream.remove_header(&name);
+        }
+
+        // One canonical path for matching and forwarding.
+        let uri = match &ctx.query {
+            Some(q) => format!("{}?{q}", path.as_str()),
+            None => path.as_str().to_owned(),
+        };
+        let uri = uri.parse().map_err(|_| {
+            Error::explain(ErrorType::InternalError, "normalized path is not a uri")
+        })?;
+        upstream.set_uri(uri);
+
+        let (trace, tracestate) =
+            forward::next_trace(incoming_trace.as_deref(), incoming_state.as_deref());
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let added = Added {
+            forwarded_for: client_ip,
+            forwarded_proto: if ctx.tls { "https" } else { "http" },
+            forwarded_host: original_host,
+            request_id: ctx.request_id.clone(),
+            traceparent: trace.header(),
+            tracestate,
+        };
+        for (name, value) in added.pairs() {
+            upstream.insert_header(name, value)?;
+        }
+
+        let identity = envelope_identity(caller, ctx.client_cert.as_ref());
+        let envelope = gw.signer.sign(
+            &identity,
+            &Target {
+                audience: &service.name,
+                method: upstream.method.as_str(),
+                path: path.as_str(),
+                request_id: &ctx.request_id,
+            },
+            gw.clock.now(),
+        );
+        for (name, value) in envelope.pairs() {
+            upstream.insert_header(name, value.to_owned())?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let refusal = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Refusal::UpstreamTimeout
+            }
+            ErrorType::InternalError => Refusal::Internal,
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => Refusal::UpstreamUnavailable,
+                pingora::ErrorSource::Downstream => {
+                    // The client went away or sent garbage; nothing to say.
+                    ctx.reason = "downstream_error";
+                    return FailToProxy {
+                        error_code: 0,
+                        can_reuse_downstream: false,
+                    };
+                }
+                _ => Refusal::Internal,
+            },
+        };
+        if let Some(service) = ctx.service.and_then(|i| self.gateway.upstreams.get(i)) {
+            let kind = match refusal {
+                Refusal::UpstreamTimeout => "timeout",
+                Refusal::UpstreamUnavailable => "unavailable",
+                _ => "internal",
+            };
+            self.gateway
+                .metrics
+                .upstream_errors
+                .with_label_values(&[service.name.as_str(), kind])
+                .inc();
+        }
+        ctx.reason = refusal.code();
+        let status = refusal.status();
+        let _ = write_refusal(session, &refusal, &ctx.request_id).await;
+        ctx.refusal = Some(refusal);
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let route = ctx.route_id.as_deref().unwrap_or("none");
+        let decision = if ctx.allowed { "allow" } else { "deny" };
+        let m = &self.gateway.metrics;
+        m.requests
+            .with_label_values(&[route, decision, status_label(status)])
+            .inc();
+        m.latency
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        let claims = ctx.caller.as_ref().and_then(Caller::claims);
+        let cnf = ctx
+            .caller
+            .as_ref()
+            .and_then(|c| match c.claims().map(|c| c.binding()) {
+                Some(Binding::Jkt(t)) | Some(Binding::X5tS256(t)) => Some(t.as_str()),
+                _ => None,
+            });
+        tracing::info!(
+            target: "stella_gateway::decision",
+            request_id = %ctx.request_id,
+            route,
+            service = ctx.service.and_then(|i| self.gateway.upstreams.get(i)).map(|u| u.name.as_str()).unwrap_or("none"),
+            method = %session.req_header().method,
+            decision,
+            status,
+            reason = ctx.reason,
+            auth_method = ctx.caller.as_ref().map(|c| c.auth_method().as_str()).unwrap_or("none"),
+            tenant = claims.and_then(|c| c.tenant()).unwrap_or(""),
+            client_id = claims.and_then(|c| c.client_id()).unwrap_or(""),
+            cnf = cnf.unwrap_or(""),
+            upstream = ctx.upstream_addr.as_deref().unwrap_or(""),
+            latency_us = ctx.started.elapsed().as_micros() as u64,
+            "decision"
+        );
+    }
+}
+
+/// Status codes as bounded metric labels.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "none",
+        s if s < 200 => "1xx",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}

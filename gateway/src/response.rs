@@ -1,0 +1,302 @@
+//! The one place where refusals become HTTP responses (DESIGN.md 3.4).
+//!
+//! Every response the gateway makes itself goes through [`Refusal::reply`]:
+//! status, `WWW-Authenticate` challenges (RFC 6750, RFC 9449 section 7.1),
+//! `Retry-After`, and an `application/problem+json` body with a stable
+//! `error` code. Nothing from the client is echoed; details are fixed text.
+
+use serde_json::json;
+
+/// Realm in every challenge.
+pub const REALM: &str = "stella-gateway";
+
+/// Proof algorithms advertised in DPoP challenges.
+pub const DPOP_ALGS: &str = "ES256 ES384 EdDSA PS256";
+
+/// Seconds a client should wait after a 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Why the gateway answers a request itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The path cannot be normalized safely (`code` names the defect).
+    BadPath {
+        code: &'static str,
+    },
+    /// Several credentials or authentication methods at once.
+    MultipleCredentials,
+    /// A malformed `Authorization` header.
+    MalformedAuthorization,
+    NoRoute,
+    MethodNotAllowed {
+        allowed: Vec<String>,
+    },
+    /// No credentials on a route that needs an identity.
+    AuthenticationRequired,
+    /// The access token is invalid; `code` is the verifier's fixed label.
+    InvalidToken {
+        code: &'static str,
+    },
+    /// The route needs a sender-constrained token the caller did not prove.
+    SenderConstraintRequired,
+    /// A DPoP proof is missing or invalid (RFC 9449 section 7.1).
+    InvalidDpopProof {
+        code: &'static str,
+    },
+    InsufficientScope {
+        required: Vec<String>,
+    },
+    /// Authenticated, but the policy says no; `reason` is a fixed label.
+    Forbidden {
+        reason: &'static str,
+    },
+    /// The Authority (keys, introspection) is needed and unavailable.
+    AuthorityUnavailable,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    /// A failure inside the gateway (never caused by client input).
+    Internal,
+}
+
+/// A response ready to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Refusal {
+    /// The stable `error` code in the body (and the metrics `reason`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::BadPath { .. }
+            | Refusal::MultipleCredentials
+            | Refusal::MalformedAuthorization => "invalid_request",
+            Refusal::NoRoute => "not_found",
+            Refusal::MethodNotAllowed { .. } => "method_not_allowed",
+            Refusal::AuthenticationRequired => "authentication_required",
+            Refusal::InvalidToken { .. } | Refusal::SenderConstraintRequired => "invalid_token",
+            Refusal::InvalidDpopProof { .. } => "invalid_dpop_proof",
+            Refusal::InsufficientScope { .. } => "insufficient_scope",
+            Refusal::Forbidden { .. } => "access_denied",
+            Refusal::AuthorityUnavailable => "temporarily_unavailable",
+            Refusal::UpstreamUnavailable => "bad_gateway",
+            Refusal::UpstreamTimeout => "gateway_timeout",
+            Refusal::Internal => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::BadPath { .. }
+            | Refusal::MultipleCredentials
+            | Refusal::MalformedAuthorization => 400,
+            Refusal::NoRoute => 404,
+            Refusal::MethodNotAllowed { .. } => 405,
+            Refusal::AuthenticationRequired
+            | Refusal::InvalidToken { .. }
+            | Refusal::SenderConstraintRequired
+            | Refusal::InvalidDpopProof { .. } => 401,
+            Refusal::InsufficientScope { .. } | Refusal::Forbidden { .. } => 403,
+            Refusal::AuthorityUnavailable => 503,
+            Refusal::UpstreamUnavailable => 502,
+            Refusal::UpstreamTimeout => 504,
+            Refusal::Internal => 500,
+        }
+    }
+
+    /// A fixed description; never client input.
+    fn detail(&self) -> &'static str {
+        match self {
+            Refusal::BadPath { .. } => "the request path is not acceptable",
+            Refusal::MultipleCredentials => {
+                "more than one credential or authentication method was sent"
+            }
+            Refusal::MalformedAuthorization => "the authorization header is malformed",
+            Refusal::NoRoute => "no route matches the request",
+            Refusal::MethodNotAllowed { .. } => "the route does not allow this method",
+            Refusal::AuthenticationRequired => "this route requires authentication",
+            Refusal::InvalidToken { .. } => "the access token is not valid",
+            Refusal::SenderConstraintRequired => {
+                "this route requires a sender-constrained access token"
+            }
+            Refusal::InvalidDpopProof { .. } => "the dpop proof is missing or not valid",
+            Refusal::InsufficientScope { .. } => "the access token lacks a required scope",
+            Refusal::Forbidden { .. } => "the policy of this route denies the request",
+            Refusal::AuthorityUnavailable => "the authority is unavailable; retry later",
+            Refusal::UpstreamUnavailable => "the upstream service could not be reached",
+            Refusal::UpstreamTimeout => "the upstream service did not answer in time",
+            Refusal::Internal => "the gateway failed to process the request",
+        }
+    }
+
+    /// The `Bearer` challenge for this refusal, if it needs one. `error` is
+    /// left out when no credentials were sent (RFC 6750 section 3.1).
+    fn challenge(&self) -> Option<String> {
+        let with_error = |error: &str, description: &str| {
+            format!(
+                "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{description}\""
+            )
+        };
+        match self {
+            Refusal::AuthenticationRequired => Some(format!("Bearer realm=\"{REALM}\"")),
+            Refusal::InvalidToken { .. } | Refusal::SenderConstraintRequired => {
+                Some(with_error("invalid_token", self.detail()))
+            }
+            Refusal::MultipleCredentials | Refusal::MalformedAuthorization => {
+                Some(with_error("invalid_request", self.detail()))
+            }
+            Refusal::InvalidDpopProof { .. } => Some(format!(
+                "DPoP realm=\"{REALM}\", error=\"invalid_dpop_proof\", error_description=\"{}\", algs=\"{DPOP_ALGS}\"",
+                self.detail()
+            )),
+            Refusal::InsufficientScope { required } => {
+                // Scope tokens are from the policy files, never from the client.
+                let mut c = with_error("insufficient_scope", self.detail());
+                if !required.is_empty() {
+                    c.push_str(&format!(", scope=\"{}\"", required.join(" ")));
+                }
+                Some(c)
+            }
+            _ => None,
+        }
+    }
+
+    /// Builds the response. `request_id` is the gateway's own id.
+    pub fn reply(&self, request_id: &str) -> Reply {
+        let status = self.status();
+        let mut body = json!({
+            "type": "about:blank",
+            "title": title(status),
+            "status": status,
+            "error": self.code(),
+            "detail": self.detail(),
+            "request_id": request_id,
+        });
+        match self {
+            Refusal::InvalidToken { code } => body["token_error"] = json!(code),
+            Refusal::InvalidDpopProof { code } => body["proof_error"] = json!(code),
+            Refusal::BadPath { code } => body["path_error"] = json!(code),
+            Refusal::Forbidden { reason } => body["reason"] = json!(reason),
+            _ => {}
+        }
+        let mut headers = vec![
+            ("content-type", "application/problem+json".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ];
+        if let Some(challenge) = self.challenge() {
+            headers.push(("www-authenticate", challenge));
+        }
+        if status == 503 {
+            headers.push(("retry-after", RETRY_AFTER_SECS.to_string()));
+        }
+        if let Refusal::MethodNotAllowed { allowed } = self {
+            headers.push(("allow", allowed.join(", ")));
+        }
+        Reply {
+            status,
+            headers,
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+fn title(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Internal Server Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn no_credentials_gets_a_challenge_without_an_error() {
+        let r = Refusal::AuthenticationRequired.reply("r1");
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer realm=\"stella-gateway\"")
+        );
+    }
+
+    #[test]
+    fn invalid_token_challenge_names_the_error() {
+        let r = Refusal::InvalidToken { code: "expired" }.reply("r1");
+        assert_eq!(r.status, 401);
+        let c = header(&r, "www-authenticate").unwrap();
+        assert!(
+            c.starts_with("Bearer realm=\"stella-gateway\", error=\"invalid_token\""),
+            "{c}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(body["token_error"], "expired");
+        assert_eq!(body["request_id"], "r1");
+    }
+
+    #[test]
+    fn insufficient_scope_is_403_with_the_required_scopes() {
+        let r = Refusal::InsufficientScope {
+            required: vec!["admin".into()],
+        }
+        .reply("r");
+        assert_eq!(r.status, 403);
+        assert!(header(&r, "www-authenticate")
+            .unwrap()
+            .ends_with("scope=\"admin\""));
+    }
+
+    #[test]
+    fn unavailable_authority_is_503_with_retry_after_and_no_challenge() {
+        let r = Refusal::AuthorityUnavailable.reply("r");
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r, "retry-after"), Some("5"));
+        assert_eq!(header(&r, "www-authenticate"), None);
+    }
+
+    #[test]
+    fn every_reply_is_problem_json_and_never_cached() {
+        for refusal in [
+            Refusal::BadPath {
+                code: "encoded_slash",
+            },
+            Refusal::MultipleCredentials,
+            Refusal::NoRoute,
+            Refusal::MethodNotAllowed {
+                allowed: vec!["GET".into(), "HEAD".into()],
+            },
+            Refusal::Forbidden { reason: "tenant" },
+            Refusal::UpstreamTimeout,
+        ] {
+            let r = refusal.reply("r");
+            assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+            assert_eq!(header(&r, "cache-control"), Some("no-store"));
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["status"], r.status);
+            assert_eq!(body["error"], refusal.code());
+        }
+        let r = Refusal::MethodNotAllowed {
+            allowed: vec!["GET".into(), "HEAD".into()],
+        }
+        .reply("r");
+        assert_eq!(header(&r, "allow"), Some("GET, HEAD"));
+    }
+}

@@ -1,0 +1,142 @@
+//! Logs and metrics. Label values come from fixed sets (route ids from the
+//! policy files, decision and reason codes from enums, status codes), never
+//! from client input, so cardinality is bounded.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+use std::fmt::Write;
+
+/// Prometheus metrics of one gateway process.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+}
+
+/// Extra counters owned by other stages, read at scrape time.
+pub struct External<'a> {
+    pub jwks_refreshes: u64,
+    pub jwks_refresh_failures: u64,
+    pub jwks_keys: u64,
+    pub jwks_age_seconds: Option<u64>,
+    pub ready: bool,
+    pub extra: &'a str,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_requests_total",
+                "Requests by route, decision and status",
+            ),
+            &["route", "decision", "status"],
+        )
+        .expect("static metric definition");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "stella_gateway_request_duration_seconds",
+                "Time from request head to the end of the response, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_upstream_errors_total",
+                "Upstream failures by service and kind",
+            ),
+            &["service", "kind"],
+        )
+        .expect("static metric definition");
+        // Registering fresh, uniquely named collectors cannot fail.
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(upstream_errors.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, external: &External<'_>) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        counter(
+            "stella_gateway_jwks_refreshes_total",
+            "Successful JWKS fetches",
+            "counter",
+            external.jwks_refreshes,
+        );
+        counter(
+            "stella_gateway_jwks_refresh_failures_total",
+            "Failed JWKS fetches",
+            "counter",
+            external.jwks_refresh_failures,
+        );
+        counter(
+            "stella_gateway_jwks_keys",
+            "Keys in the JWKS cache",
+            "gauge",
+            external.jwks_keys,
+        );
+        if let Some(age) = external.jwks_age_seconds {
+            counter(
+                "stella_gateway_jwks_age_seconds",
+                "Seconds since the last successful JWKS fetch",
+                "gauge",
+                age,
+            );
+        }
+        counter(
+            "stella_gateway_ready",
+            "1 when the gateway is ready",
+            "gauge",
+            u64::from(external.ready),
+        );
+        text.push_str(external.extra);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Installs the global tracing subscriber: text or JSON lines on stderr,
+/// filtered by `level` (a tracing filter such as `info`).
+pub fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}

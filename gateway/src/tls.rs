@@ -1,0 +1,267 @@
+//! TLS termination: the listener's rustls settings (server certificate,
+//! client certificates `none | optional | required` against a CA bundle,
+//! HTTP/2), and what the handshake tells the request path about the client
+//! certificate: its RFC 8705 SHA-256 thumbprint and its SPIFFE ID.
+
+use crate::config::resolve::{ClientCertMode, TlsListener};
+use crate::config::ConfigError;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use std::any::Any;
+use std::sync::Arc;
+use stella_envelope::encoding::b64url_encode;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// What the gateway knows about a TLS client's certificate, captured once
+/// per connection at the end of the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    /// base64url (no padding) of SHA-256 over the leaf's DER bytes as
+    /// received: the RFC 8705 `x5t#S256` value.
+    pub thumbprint: String,
+    /// The SPIFFE ID, when the leaf is a valid X.509-SVID.
+    pub spiffe: Result<Option<String>, SpiffeError>,
+}
+
+impl ClientCert {
+    pub fn from_der(der: &[u8]) -> ClientCert {
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        ClientCert {
+            thumbprint: b64url_encode(digest.as_ref()),
+            spiffe: spiffe_id(der),
+        }
+    }
+}
+
+/// Why a certificate carrying a SPIFFE URI is not a valid X.509-SVID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpiffeError {
+    #[error("certificate cannot be parsed")]
+    Unparsable,
+    #[error("an svid has exactly one uri san")]
+    SeveralUris,
+    #[error("spiffe trust domain must be lowercase letters, digits, '.', '-' or '_'")]
+    BadTrustDomain,
+    #[error(
+        "spiffe id path must be non-empty, not the root, without dot segments, query or fragment"
+    )]
+    BadPath,
+    #[error("an svid leaf must not be a ca certificate")]
+    LeafIsCa,
+}
+
+/// The SPIFFE ID of a leaf certificate (SPIFFE X.509-SVID rules): `Ok(None)`
+/// when the certificate has no `spiffe://` URI at all.
+pub fn spiffe_id(der: &[u8]) -> Result<Option<String>, SpiffeError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|_| SpiffeError::Unparsable)?;
+    let uris: Vec<&str> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::URI(u) => Some(*u),
+                _ => None,
+            })
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(_) => return Err(SpiffeError::Unparsable),
+    };
+    if !uris
+        .iter()
+        .any(|u| u.to_ascii_lowercase().starts_with("spiffe://"))
+    {
+        return Ok(None);
+    }
+    if uris.len() != 1 {
+        return Err(SpiffeError::SeveralUris);
+    }
+    let id = parse_spiffe_uri(uris[0])?;
+    let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+    if is_ca {
+        return Err(SpiffeError::LeafIsCa);
+    }
+    Ok(Some(id))
+}
+
+/// Checks a SPIFFE ID string: `spiffe://` (scheme lowercase), a lowercase
+/// trust domain, and a non-root path of non-empty segments.
+pub fn parse_spiffe_uri(uri: &str) -> Result<String, SpiffeError> {
+    let rest = uri
+        .strip_prefix("spiffe://")
+        .ok_or(SpiffeError::BadTrustDomain)?;
+    let (domain, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let domain_ok = !domain.is_empty()
+        && domain.len() <= 255
+        && domain.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        });
+    if !domain_ok {
+        return Err(SpiffeError::BadTrustDomain);
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let path_ok = !segments.is_empty()
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && *s != "."
+                && *s != ".."
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        });
+    if !path_ok {
+        return Err(SpiffeError::BadPath);
+    }
+    Ok(uri.to_owned())
+}
+
+/// Captures the client certificate at the end of each handshake.
+struct CaptureClientCert;
+
+#[async_trait::async_trait]
+impl TlsAccept for CaptureClientCert {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let der = tls.peer_certificate_der()?;
+        Some(Arc::new(ClientCert::from_der(der)))
+    }
+}
+
+fn err(path: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::new(format!("gateway.listeners.tls.{path}"), problem)
+}
+
+/// Checks the certificate, key and CA files and builds the listener
+/// settings. Every problem is reported before any port is bound (Pingora
+/// itself would panic on a bad file).
+pub fn settings(listener: &TlsListener) -> Result<TlsSettings, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    match CertificateDer::pem_file_iter(&listener.cert_file) {
+        Ok(iter) => {
+            let certs: Result<Vec<_>, _> = iter.collect();
+            if !matches!(certs, Ok(ref c) if !c.is_empty()) {
+                errors.push(err("cert_file", "holds no pem certificate"));
+            }
+        }
+        Err(_) => errors.push(err("cert_file", "cannot be read as pem")),
+    }
+    if PrivateKeyDer::from_pem_file(&listener.key_file).is_err() {
+        errors.push(err("key_file", "holds no pem private key"));
+    }
+    let verifier = match (listener.client_certificates, &listener.client_ca_file) {
+        (ClientCertMode::None, _) => None,
+        (mode, Some(ca)) => match client_verifier(ca, mode == ClientCertMode::Optional) {
+            Ok(v) => Some(v),
+            Err(problem) => {
+                errors.push(err("client_ca_file", problem));
+                None
+            }
+        },
+        (_, None) => {
+            errors.push(err(
+                "client_ca_file",
+                "is required when client_certificates is not none",
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut settings = TlsSettings::with_callbacks(Box::new(CaptureClientCert))
+        .map_err(|_| vec![err("addr", "tls settings cannot be created")])?;
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    settings
+        .set_certificate_chain_file(&path(&listener.cert_file))
+        .map_err(|_| vec![err("cert_file", "cannot be loaded")])?;
+    settings
+        .set_private_key_file(&path(&listener.key_file))
+        .map_err(|_| vec![err("key_file", "cannot be loaded")])?;
+    if listener.http2 {
+        settings.enable_h2();
+    }
+    if let Some(verifier) = verifier {
+        settings.set_client_cert_verifier(verifier);
+    }
+    Ok(settings)
+}
+
+fn client_verifier(
+    ca_file: &std::path::Path,
+    optional: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(ca_file).map_err(|_| "cannot be read as pem".to_owned())?;
+    for cert in certs {
+        let cert = cert.map_err(|_| "holds a malformed pem certificate".to_owned())?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("holds a certificate rustls refuses as a root: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("holds no certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .map_err(|e| format!("cannot build a client certificate verifier: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spiffe_uris_follow_the_svid_rules() {
+        assert_eq!(
+            parse_spiffe_uri("spiffe://stella.test/ns/default/sa/orders").as_deref(),
+            Ok("spiffe://stella.test/ns/default/sa/orders")
+        );
+        for (bad, error) in [
+            ("spiffe://Stella.test/ns/a", SpiffeError::BadTrustDomain),
+            ("spiffe:///ns/a", SpiffeError::BadTrustDomain),
+            ("spiffe://stella.test", SpiffeError::BadPath),
+            ("spiffe://stella.test/", SpiffeError::BadPath),
+            ("spiffe://stella.test/ns//a", SpiffeError::BadPath),
+            ("spiffe://stella.test/ns/../a", SpiffeError::BadPath),
+            ("spiffe://stella.test/ns/a?x=1", SpiffeError::BadPath),
+            (
+                "spiffe://user@stella.test/ns/a",
+                SpiffeError::BadTrustDomain,
+            ),
+            (
+                "spiffe://stella.test:8443/ns/a",
+                SpiffeError::BadTrustDomain,
+            ),
+        ] {
+            assert_eq!(parse_spiffe_uri(bad), Err(error), "{bad}");
+        }
+    }
+
+    #[test]
+    fn thumbprint_is_base64url_sha256_of_the_der() {
+        let cert = ClientCert::from_der(b"not a certificate");
+        let expected = b64url_encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            b"not a certificate",
+        ));
+        assert_eq!(cert.thumbprint, expected);
+        assert_eq!(cert.spiffe, Err(SpiffeError::Unparsable));
+    }
+}
