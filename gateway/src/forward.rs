@@ -99,13 +99,48 @@ impl TraceParent {
     }
 }
 
-/// Random lowercase hex of `bytes` bytes.
+thread_local! {
+    /// Per-thread generator state for trace and span ids, seeded once from
+    /// the operating system. Ids must be unique, not secret, so a fast
+    /// generator replaces a system call per id on the hot path.
+    static ID_STATE: std::cell::Cell<u64> = std::cell::Cell::new(os_seed());
+}
+
+fn os_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    // SystemRandom fails only without an OS randomness source; the
+    // address of a local still differs between threads then.
+    if SystemRandom::new().fill(&mut seed).is_err() {
+        return &seed as *const _ as u64 | 1;
+    }
+    u64::from_le_bytes(seed) | 1
+}
+
+/// splitmix64: the next 64 random bits of this thread's id generator.
+fn next_u64() -> u64 {
+    ID_STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// Random lowercase hex of `bytes` bytes, for ids (not for secrets).
 pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // SystemRandom only fails when the OS has no randomness source, and
-    // then a non-random id is still usable as an id.
-    let _ = SystemRandom::new().fill(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(bytes * 2);
+    let mut remaining = bytes;
+    while remaining > 0 {
+        let word = next_u64().to_le_bytes();
+        for b in word.iter().take(remaining.min(8)) {
+            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        remaining = remaining.saturating_sub(8);
+    }
+    out
 }
 
 /// The trace context for the upstream hop: the client's trace continued
@@ -179,6 +214,18 @@ mod tests {
     fn client_certificate_headers_pass_only_from_a_trusted_tls_terminator() {
         assert!(!is_stripped("Client-Cert", false, true));
         assert!(is_stripped("X-StellaOps-Identity-Envelope", false, true));
+    }
+
+    #[test]
+    fn random_ids_have_the_requested_length_and_differ() {
+        let a = random_hex(16);
+        let b = random_hex(16);
+        assert_eq!(a.len(), 32);
+        assert_eq!(random_hex(3).len(), 6);
+        assert_ne!(a, b);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 
     #[test]

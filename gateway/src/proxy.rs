@@ -8,7 +8,7 @@ use crate::authn::presented::presented;
 use crate::forward::{self, Added};
 use crate::gateway::{Gateway, Upstream};
 use crate::identity::{Binding, Caller};
-use crate::policy::decide::{decide, Decision, Denial};
+use crate::policy::decide::{decide, Allowed, Decision, Denial};
 use crate::policy::RouteTarget;
 use crate::response::{Refusal, Reply};
 use crate::routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
@@ -32,9 +32,8 @@ pub struct Ctx {
     path: Option<NormalizedPath>,
     query: Option<String>,
     caller: Option<Caller>,
-    /// Set only by an allow decision; the envelope is signed only then.
-    allowed: bool,
-    refusal: Option<Refusal>,
+    /// Proof of an allow decision; forwarding and signing require it.
+    allowed: Option<Allowed>,
     reason: &'static str,
     tls: bool,
     client_cert: Option<ClientCert>,
@@ -127,7 +126,7 @@ impl Proxy {
         match decision {
             Decision::Allow(allowed) => {
                 ctx.reason = allowed.reason();
-                ctx.allowed = true;
+                ctx.allowed = Some(allowed);
                 Ok(())
             }
             Decision::Deny(denial) => {
@@ -147,8 +146,13 @@ impl Proxy {
     }
 }
 
-/// The identity the envelope carries for an allowed caller.
-fn envelope_identity(caller: &Caller, client_cert: Option<&ClientCert>) -> Identity {
+/// The identity the envelope carries. Takes the policy's proof of an allow
+/// decision, so an undecided caller cannot be signed for.
+fn envelope_identity(
+    _allowed: &Allowed,
+    caller: &Caller,
+    client_cert: Option<&ClientCert>,
+) -> Identity {
     let mut identity = Identity::anonymous();
     identity.auth_method = caller.auth_method();
     match caller {
@@ -197,8 +201,7 @@ impl ProxyHttp for Proxy {
             path: None,
             query: None,
             caller: None,
-            allowed: false,
-            refusal: None,
+            allowed: None,
             reason: "",
             tls: false,
             client_cert: None,
@@ -218,7 +221,6 @@ impl ProxyHttp for Proxy {
                     ctx.reason = refusal.code();
                 }
                 write_refusal(session, &refusal, &ctx.request_id).await?;
-                ctx.refusal = Some(refusal);
                 Ok(true)
             }
         }
@@ -249,11 +251,11 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let gw = &self.gateway;
-        let (Some(service), Some(path), Some(caller), true) = (
+        let (Some(service), Some(path), Some(caller), Some(allowed)) = (
             ctx.service.and_then(|i| gw.upstreams.get(i)),
             &ctx.path,
             &ctx.caller,
-            ctx.allowed,
+            &ctx.allowed,
         ) else {
             // Unreachable: request_filter answers every request it does not allow.
             return Error::e_explain(ErrorType::InternalError, "forwarding an undecided request");
@@ -312,7 +314,7 @@ impl ProxyHttp for Proxy {
             upstream.insert_header(name, value)?;
         }
 
-        let identity = envelope_identity(caller, ctx.client_cert.as_ref());
+        let identity = envelope_identity(allowed, caller, ctx.client_cert.as_ref());
         let envelope = gw.signer.sign(
             &identity,
             &Target {
@@ -363,7 +365,6 @@ impl ProxyHttp for Proxy {
         ctx.reason = refusal.code();
         let status = refusal.status();
         let _ = write_refusal(session, &refusal, &ctx.request_id).await;
-        ctx.refusal = Some(refusal);
         FailToProxy {
             error_code: status,
             can_reuse_downstream: false,
@@ -376,7 +377,11 @@ impl ProxyHttp for Proxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let route = ctx.route_id.as_deref().unwrap_or("none");
-        let decision = if ctx.allowed { "allow" } else { "deny" };
+        let decision = if ctx.allowed.is_some() {
+            "allow"
+        } else {
+            "deny"
+        };
         let m = &self.gateway.metrics;
         m.requests
             .with_label_values(&[route, decision, status_label(status)])

@@ -120,10 +120,16 @@ mod tests {
         presented(&a, &d)
     }
 
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [&'a str],
+        Result<Presented<'a>, PresentedError>,
+    );
+
     #[test]
     fn credential_rules_case_table() {
         use PresentedError::*;
-        let cases: &[(&[&str], &[&str], Result<Presented, PresentedError>)] = &[
+        let cases: &[Case] = &[
             (&[], &[], Ok(Presented::None)),
             (
                 &["Bearer abc.def.ghi"],

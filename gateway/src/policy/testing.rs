@@ -532,3 +532,288 @@ pub fn run(policies: &Policies, tests: &[DecisionTest]) -> TestReport {
         uncovered_routes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+service: echo
+routes:
+  - {id: pub, path: /public/**, policy: {anonymous: true}}
+  - {id: read, path: /items/**, methods: [GET], policy: {scopes_any: [r]}}
+  - {id: untested, path: /other}
+"#;
+
+    fn policies() -> Policies {
+        match Policies::from_files(&[SourceFile::new("p/echo.yaml", POLICY)], None) {
+            Ok(p) => p,
+            Err(e) => panic!("policy refused: {e:?}"),
+        }
+    }
+
+    fn tests_of(text: &str) -> Result<Vec<DecisionTest>, Vec<String>> {
+        parse_tests(&[SourceFile::new("t.yaml", text)], &policies())
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    }
+
+    fn get(path: &str, method: &str, caller: &Caller) -> (bool, u16, Option<String>, String) {
+        let o = outcome(
+            &policies(),
+            None,
+            method,
+            path,
+            caller,
+            MissingAuthorization::RequireAuthenticated,
+        );
+        (o.allow, o.status, o.route, o.reason)
+    }
+
+    #[test]
+    fn outcomes_cover_bad_paths_missing_routes_and_wrong_methods() {
+        let anon = Caller::Anonymous;
+        let s = |x: &str| x.to_owned();
+        assert_eq!(
+            get("/public/a?q=1", "GET", &anon),
+            (true, 200, Some(s("pub")), s("anonymous"))
+        );
+        assert_eq!(
+            get("/public/../items/1", "GET", &anon),
+            (false, 401, Some(s("read")), s("authentication_required"))
+        );
+        assert_eq!(
+            get("/items/%2f", "GET", &anon),
+            (false, 400, None, s("encoded_slash"))
+        );
+        assert_eq!(
+            get("items", "GET", &anon),
+            (false, 400, None, s("not_origin_form"))
+        );
+        assert_eq!(
+            get("/nothing", "GET", &anon),
+            (false, 404, None, s("not_found"))
+        );
+        assert_eq!(
+            get("/items/1", "POST", &anon),
+            (false, 405, None, s("method_not_allowed"))
+        );
+    }
+
+    #[test]
+    fn an_expectation_compares_only_the_parts_it_states() {
+        let got = Outcome {
+            allow: false,
+            status: 403,
+            route: Some("read".into()),
+            reason: "insufficient_scope".into(),
+        };
+        let base = Expectation {
+            allow: false,
+            status: None,
+            route: None,
+            reason: None,
+        };
+        assert!(base.matches(&got));
+        assert!(!Expectation {
+            allow: true,
+            ..base.clone()
+        }
+        .matches(&got));
+        assert!(Expectation {
+            status: Some(403),
+            ..base.clone()
+        }
+        .matches(&got));
+        assert!(!Expectation {
+            status: Some(401),
+            ..base.clone()
+        }
+        .matches(&got));
+        assert!(!Expectation {
+            route: Some("pub".into()),
+            ..base.clone()
+        }
+        .matches(&got));
+        assert!(!Expectation {
+            reason: Some("tenant".into()),
+            ..base.clone()
+        }
+        .matches(&got));
+        assert_eq!(
+            Expectation {
+                status: Some(403),
+                route: Some("read".into()),
+                ..base
+            }
+            .describe(),
+            "deny 403 read"
+        );
+        assert_eq!(got.describe(), "deny 403 read (insufficient_scope)");
+    }
+
+    #[test]
+    fn callers_are_read_from_each_of_their_three_shapes() {
+        let text = r#"
+- name: token
+  request: {method: GET, path: /items/1}
+  caller:
+    token: {sub: ann, scopes: [r, w], tenant: acme, roles: [clerk], aud: [orders], claims: {level: 3}}
+    method: dpop
+  expect: {decision: allow}
+- name: workload
+  request: {method: GET, path: /items/1}
+  caller: {spiffe: spiffe://t.test/sa/x}
+  expect: {decision: deny}
+- name: nobody
+  request: {method: GET, path: /items/1}
+  caller: anonymous
+  on_missing_authorization: allow_anonymous
+  expect: {decision: deny}
+"#;
+        let tests = match tests_of(text) {
+            Ok(t) => t,
+            Err(e) => panic!("{e:?}"),
+        };
+        let Caller::Token { claims, method } = &tests[0].caller else {
+            panic!("a token caller")
+        };
+        assert_eq!(*method, AuthMethod::Dpop);
+        assert_eq!(claims.subject(), Some("ann"));
+        assert_eq!(claims.scopes(), ["r", "w"]);
+        assert_eq!(claims.tenant(), Some("acme"));
+        assert_eq!(claims.roles(), ["clerk"]);
+        assert_eq!(claims.audiences(), ["orders"]);
+        assert_eq!(claims.claim("level"), Some(&serde_json::json!(3)));
+        assert!(
+            matches!(&tests[1].caller, Caller::Spiffe { spiffe_id } if spiffe_id == "spiffe://t.test/sa/x")
+        );
+        assert!(matches!(tests[2].caller, Caller::Anonymous));
+        assert_eq!(tests[2].on_missing, MissingAuthorization::AllowAnonymous);
+        assert_eq!(
+            tests[0].on_missing,
+            MissingAuthorization::RequireAuthenticated
+        );
+        assert_eq!(tests[1].source, "t.yaml [1]");
+    }
+
+    #[test]
+    fn a_test_file_that_cannot_be_right_is_refused_with_every_problem() {
+        let text = r#"
+- name: same
+  request: {method: get, path: /items/1}
+  caller: somebody
+  on_missing_authorization: Sometimes
+  expect: {decision: allow, status: 401, reason: nope}
+- name: same
+  request: {method: GET, path: /nothing}
+  caller: anonymous
+  expect: {decision: deny, status: 404, route: read}
+- name: same
+  request: {method: GET, path: /items/1}
+  caller: anonymous
+  expect: {decision: deny, route: missing}
+- name: typo
+  request: {method: GET, path: /x, hots: h}
+  caller: anonymous
+  expect: {decision: maybe}
+"#;
+        let Err(errors) = tests_of(text) else {
+            panic!("the file must be refused")
+        };
+        let reasons = known_reasons().join(", ");
+        assert_eq!(
+            errors,
+            vec![
+                "t.yaml: [0].request.method: method name must be an uppercase token (for example get is written GET)".to_owned(),
+                format!("t.yaml: [0].caller: {CALLER_SHAPES}"),
+                "t.yaml: [0].on_missing_authorization: must be Deny, RequireAuthenticated or AllowAnonymous".to_owned(),
+                "t.yaml: [0].expect.status: must be 200 for decision allow".to_owned(),
+                format!("t.yaml: [0].expect.reason: is not a reason; one of: {reasons}"),
+                "t.yaml: [1].expect.route: cannot be given with status 400, 404 or 405: no route is matched".to_owned(),
+                "t.yaml: [2].expect.route: names no route of the policies".to_owned(),
+                "t.yaml: [3].request.hots: unknown key".to_owned(),
+                "t.yaml: [3].expect.decision: unknown value, expected `allow` or `deny`".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_test_names_are_refused() {
+        let one = "- {name: same, request: {method: GET, path: /x}, caller: anonymous, expect: {decision: deny}}\n";
+        let result = parse_tests(
+            &[
+                SourceFile::new("a.yaml", one),
+                SourceFile::new("b.yaml", one),
+            ],
+            &policies(),
+        );
+        let errors: Vec<String> = result
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            vec!["b.yaml: [0].name: is also the name of a.yaml [0]"]
+        );
+        let empty = parse_tests(&[SourceFile::new("e.yaml", "")], &policies());
+        let errors: Vec<String> = empty
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors, vec!["e.yaml: has no tests"]);
+    }
+
+    #[test]
+    fn the_report_marks_failures_and_names_routes_no_test_reached() {
+        let text = r#"
+- name: public page is open
+  request: {method: GET, path: /public/x}
+  caller: anonymous
+  expect: {decision: allow, route: pub}
+- name: "items are open \u001b[31m"
+  request: {method: GET, path: /items/1}
+  caller: anonymous
+  expect: {decision: allow}
+"#;
+        let tests = match tests_of(text) {
+            Ok(t) => t,
+            Err(e) => panic!("{e:?}"),
+        };
+        let report = run(&policies(), &tests);
+        assert_eq!((report.passed(), report.failed()), (1, 1));
+        assert_eq!(report.uncovered_routes, vec!["untested"]);
+        let shown = report.render();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(
+            lines[0].starts_with("NAME") && lines[0].ends_with("RESULT"),
+            "{shown}"
+        );
+        assert!(
+            lines[1].starts_with("public page is open") && lines[1].ends_with("PASS"),
+            "{shown}"
+        );
+        assert!(
+            lines[2].contains("allow")
+                && lines[2].contains("deny 401 read (authentication_required)")
+                && lines[2].ends_with("FAIL"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains('\u{1b}'),
+            "control characters are not printed: {shown}"
+        );
+        assert!(
+            shown.contains("FAIL t.yaml [1]: items are open ?[31m"),
+            "{shown}"
+        );
+        assert!(shown.contains("2 tests: 1 passed, 1 failed"), "{shown}");
+        assert!(
+            shown.contains("routes no test reached: untested"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): in one run on this machine, compares requests/s
+# and latency of
+#   direct   the upstream itself (HAProxy answering 200 "ok")
+#   pass     an anonymous pass-through route through the gateway
+#   bearer   a Bearer route through the gateway, warm token cache
+#   haproxy  HAProxy 2.6 checking the same token with jwt_verify on every request
+# and, as references for reading the figures,
+#   hapass   HAProxy as a plain proxy (no token check)
+#   bare     a Pingora proxy with no filters (gateway/examples/bare_proxy.rs)
+# It prints medians over ROUNDS rounds of requests/s, latency, and the proxy
+# process's CPU time per request (steadier than requests/s on a busy
+# machine), the ratios of DESIGN.md section 5, and the gateway's resident
+# memory.
+#
+# Needs: wrk, haproxy (Debian packages), node (tests/authority), cargo.
+# Usage: bench/run.sh [DURATION_SECONDS] [ROUNDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-5}
+ROUNDS=${2:-3}
+CONNS=${3:-32}
+
+for tool in wrk haproxy node; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is required (apt-get install -y wrk haproxy)"; exit 2; }
+done
+[ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund >/dev/null)
+cargo build -q --release -p stella-gateway --bin stella-gateway --example bare_proxy
+GW=target/release/stella-gateway
+BARE=target/release/examples/bare_proxy
+
+work=$(mktemp -d /tmp/stella-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_line() { # file marker -> prints the rest of the line once present
+  for _ in $(seq 1 400); do
+    if line=$(grep -m1 "^$2 " "$1" 2>/dev/null); then echo "${line#"$2 "}"; return 0; fi
+    sleep 0.05
+  done
+  echo "bench: timed out waiting for $2 in $1" >&2; cat "$1" >&2; exit 1
+}
+
+# Authority, long-lived tokens.
+(cd tests/authority && AUTHORITY_PORT=0 AUTHORITY_AT_TTL=3600 exec node server.mjs >"$work/authority.out" 2>"$work/authority.err") &
+pids+=($!)
+issuer=$(wait_line "$work/authority.out" AUTHORITY_READY | python3 -c 'import json,sys; print(json.load(sys.stdin)["issuer"])')
+token=$(node tests/authority/token.mjs --issuer "$issuer" --client svc-bearer --secret svc-bearer-secret --scope "echo.read")
+# The Authority's ES256 key as PEM, for HAProxy's jwt_verify.
+node --input-type=module -e '
+  const [issuer, out] = process.argv.slice(1);
+  const d = await (await fetch(issuer + "/.well-known/openid-configuration")).json();
+  const jwks = await (await fetch(d.jwks_uri)).json();
+  const { createPublicKey } = await import("node:crypto");
+  const jwk = jwks.keys.find(k => k.kty === "EC" && k.crv === "P-256");
+  (await import("node:fs")).writeFileSync(out, createPublicKey({ key: jwk, format: "jwk" }).export({ type: "spki", format: "pem" }));
+' "$issuer" "$work/es256.pem"
+
+up=$(free_port); hp=$(free_port); gw=$(free_port); admin=$(free_port); pp=$(free_port); bp=$(free_port)
+cat >"$work/upstream.cfg" <<CFG
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend upstream
+  bind 127.0.0.1:$up
+  http-request return status 200 content-type text/plain string "ok"
+CFG
+cat >"$work/haproxy-jwt.cfg" <<CFG
+global
+  nbthread 2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend jwt
+  bind 127.0.0.1:$hp
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.jwt_alg) -m str ES256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.jwt_alg,"$work/es256.pem") -m int 1 }
+  default_backend upstream
+backend upstream
+  server u1 127.0.0.1:$up
+CFG
+cat >"$work/haproxy-pass.cfg" <<CFG
+global
+  nbthread 2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend pass
+  bind 127.0.0.1:$pp
+  default_backend upstream
+backend upstream
+  server u1 127.0.0.1:$up
+CFG
+haproxy -q -f "$work/upstream.cfg" & up_pid=$!; pids+=($up_pid)
+haproxy -q -f "$work/haproxy-jwt.cfg" & hp_pid=$!; pids+=($hp_pid)
+haproxy -q -f "$work/haproxy-pass.cfg" & pp_pid=$!; pids+=($pp_pid)
+"$BARE" "127.0.0.1:$bp" "127.0.0.1:$up" 2 >/dev/null 2>&1 & bp_pid=$!; pids+=($bp_pid)
+
+cat >"$work/gateway.yaml" <<CFG
+gateway:
+  id: stella-gateway-bench
+  listeners: {http: "127.0.0.1:$gw", admin: "127.0.0.1:$admin"}
+  auth:
+    authority:
+      issuer: "$issuer"
+      require_https_metadata: false
+      audiences: [http://gateway.local/api]
+  policies_dir: $PWD/bench/policies
+router:
+  identity_envelope_signing_key: "hs256:YmVuY2gtb25seS1lbnZlbG9wZS1rZXktMDEyMzQ1Njc4OWFi"
+  identity_envelope_signing_key_id: bench-1
+services:
+  - {name: bench, upstreams: ["127.0.0.1:$up"]}
+logging: {level: warn}
+CFG
+$GW run --config "$work/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
+gw_pid=$!; pids+=($gw_pid)
+wait_line "$work/gateway.out" GATEWAY_READY >/dev/null
+
+declare -A url=(
+  [direct]="http://127.0.0.1:$up/pass/x"
+  [hapass]="http://127.0.0.1:$pp/pass/x"
+  [bare]="http://127.0.0.1:$bp/pass/x"
+  [pass]="http://127.0.0.1:$gw/pass/x"
+  [bearer]="http://127.0.0.1:$gw/bearer/x"
+  [haproxy]="http://127.0.0.1:$hp/bearer/x"
+)
+declare -A pid_of=([direct]=$up_pid [hapass]=$pp_pid [bare]=$bp_pid [pass]=$gw_pid [bearer]=$gw_pid [haproxy]=$hp_pid)
+targets="direct hapass bare pass bearer haproxy"
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+auth=(-H "Authorization: Bearer $token")
+sleep 0.3
+for name in $targets; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "${url[$name]}")
+  [ "$code" = 200 ] || { echo "bench: $name answered $code, expected 200" >&2; cat "$work/gateway.err" >&2; exit 1; }
+done
+
+results="$work/results.tsv"
+for round in $(seq 1 "$ROUNDS"); do
+  for name in $targets; do
+    before=$(ticks "${pid_of[$name]}")
+    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${auth[@]}" "${url[$name]}")
+    after=$(ticks "${pid_of[$name]}")
+    echo "$out" | python3 -c '
+import re, sys
+name, rnd, cpu_ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+text = sys.stdin.read()
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+total = int(re.search(r"(\d+) requests in", text).group(1))
+cpu_us = cpu_ticks * 1e6 / hz / max(total, 1)
+print(f"{name}\t{rnd}\t{rps}\t{p50}\t{p99}\t{errors.group(1) if errors else 0}\t{cpu_us}")
+' "$name" "$round" "$((after - before))" "$hz" >>"$results"
+  done
+done
+rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
+verify_per_s=$(openssl speed -seconds 1 ecdsap256 2>/dev/null | awk '/nistp256/ {print $NF}')
+
+python3 - "$results" "$rss_kib" "$verify_per_s" "$DURATION" "$ROUNDS" "$CONNS" <<'PY'
+import statistics, sys
+path, rss, verify, duration, rounds, conns = sys.argv[1:]
+rows = [l.split("\t") for l in open(path).read().split("\n") if l]
+by = {}
+for name, rnd, rps, p50, p99, errs, cpu in rows:
+    by.setdefault(name, []).append((float(rps), float(p50), float(p99), int(errs), float(cpu)))
+med = {n: tuple(statistics.median(r[i] for r in v) for i in range(5)) for n, v in by.items()}
+labels = {"direct": "upstream directly", "hapass": "HAProxy plain proxy (reference)",
+          "bare": "Pingora, no filters (reference)", "pass": "gateway anonymous pass-through",
+          "bearer": "gateway Bearer, warm cache", "haproxy": "HAProxy jwt_verify every request"}
+print(f"\nStella Gateway benchmark: {rounds} rounds x {duration}s, wrk -t1 -c{conns}, medians")
+print(f"{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>12}{'non-2xx':>9}  rounds req/s        what")
+for n in ["direct", "hapass", "bare", "pass", "bearer", "haproxy"]:
+    rps, p50, p99, errs, cpu = med[n]
+    each = " ".join(f"{r[0]:.0f}" for r in by[n])
+    print(f"{n:<9}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{cpu:>12.1f}{int(errs):>9}  {each:<20}{labels[n]}")
+r = lambda a, b: med[a][0] / med[b][0]
+c = lambda a, b: med[b][4] / med[a][4]
+print(f"\nbearer / pass    req/s {r('bearer','pass'):.3f}  cpu {c('bearer','pass'):.3f}   (target >= 0.9)")
+print(f"bearer / haproxy req/s {r('bearer','haproxy'):.3f}  cpu {c('bearer','haproxy'):.3f}   (target >= 2.5)")
+print(f"pass / bare      req/s {r('pass','bare'):.3f}  cpu {c('pass','bare'):.3f}   (the gateway's cost over Pingora itself)")
+print(f"bare / hapass    req/s {r('bare','hapass'):.3f}  cpu {c('bare','hapass'):.3f}   (Pingora against HAProxy as plain proxies)")
+print(f"gateway RSS after load: {int(rss)/1024:.1f} MiB")
+if verify:
+    print(f"reference: openssl speed ecdsap256 verify/s = {verify}")
+PY
