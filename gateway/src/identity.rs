@@ -5,6 +5,7 @@
 //! so an unchecked token can never reach the policy or the envelope signer.
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 use stella_envelope::AuthMethod;
 
@@ -36,8 +37,35 @@ pub struct TokenClaims {
     pub(crate) roles: Vec<String>,
     pub(crate) expires_at: u64,
     pub(crate) binding: Binding,
-    /// Every claim as received, for claim-equality requirements.
-    pub(crate) all: Map<String, Value>,
+    /// The claims that have no typed field above, as received, for
+    /// claim-equality requirements. Typed claims are not kept twice: a
+    /// cached token costs memory for as long as it lives.
+    pub(crate) extra: Box<[(Box<str>, Value)]>,
+}
+
+/// Claims read into typed fields (or checked and dropped: `exp`, `nbf`,
+/// `iat`, `cnf`); everything else goes to `extra`.
+pub const TYPED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "client_id",
+    "jti",
+    "scope",
+    "tenant",
+    "roles",
+    "exp",
+    "nbf",
+    "iat",
+    "cnf",
+];
+
+/// Keeps the claims of `all` that have no typed field.
+pub(crate) fn untyped_claims(all: Map<String, Value>) -> Box<[(Box<str>, Value)]> {
+    all.into_iter()
+        .filter(|(k, _)| !TYPED_CLAIMS.contains(&k.as_str()))
+        .map(|(k, v)| (k.into_boxed_str(), v))
+        .collect()
 }
 
 impl TokenClaims {
@@ -71,9 +99,33 @@ impl TokenClaims {
     pub fn binding(&self) -> &Binding {
         &self.binding
     }
-    /// A claim as received.
-    pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.all.get(name)
+    /// A claim, for equality requirements: typed claims rebuilt from their
+    /// fields (`scope` as the space-separated string, `aud` as a string when
+    /// there is one audience), others as received. `nbf`, `iat` and `cnf`
+    /// are not kept and read as absent.
+    pub fn claim(&self, name: &str) -> Option<Cow<'_, Value>> {
+        let text = |s: &Option<String>| s.as_ref().map(|v| Cow::Owned(Value::String(v.clone())));
+        let list = |l: &[String]| Value::Array(l.iter().cloned().map(Value::String).collect());
+        match name {
+            "iss" => Some(Cow::Owned(Value::String(self.issuer.clone()))),
+            "sub" => text(&self.subject),
+            "client_id" => text(&self.client_id),
+            "jti" => text(&self.jti),
+            "tenant" => text(&self.tenant),
+            "scope" => Some(Cow::Owned(Value::String(self.scopes.join(" ")))),
+            "roles" => Some(Cow::Owned(list(&self.roles))),
+            "aud" => Some(Cow::Owned(match self.audiences.as_slice() {
+                [one] => Value::String(one.clone()),
+                many => list(many),
+            })),
+            "exp" => Some(Cow::Owned(Value::from(self.expires_at))),
+            "nbf" | "iat" | "cnf" => None,
+            other => self
+                .extra
+                .iter()
+                .find(|(k, _)| &**k == other)
+                .map(|(_, v)| Cow::Borrowed(v)),
+        }
     }
 
     /// Test-only constructor for policy tests and decision tables.
@@ -90,7 +142,7 @@ impl TokenClaims {
             roles: Vec::new(),
             expires_at: u64::MAX,
             binding: Binding::Unbound,
-            all: Map::new(),
+            extra: Box::new([]),
         }
     }
 
@@ -98,8 +150,6 @@ impl TokenClaims {
     #[doc(hidden)]
     pub fn with_tenant(mut self, tenant: &str) -> TokenClaims {
         self.tenant = Some(tenant.into());
-        self.all
-            .insert("tenant".into(), Value::String(tenant.into()));
         self
     }
     #[doc(hidden)]
@@ -109,7 +159,10 @@ impl TokenClaims {
     }
     #[doc(hidden)]
     pub fn with_claim(mut self, name: &str, value: Value) -> TokenClaims {
-        self.all.insert(name.into(), value);
+        let mut extra: Vec<_> = self.extra.into_vec();
+        extra.retain(|(k, _)| &**k != name);
+        extra.push((name.into(), value));
+        self.extra = extra.into_boxed_slice();
         self
     }
     #[doc(hidden)]

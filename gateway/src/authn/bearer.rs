@@ -384,7 +384,7 @@ pub fn verify_claims(
         roles,
         expires_at,
         binding,
-        all: claims,
+        extra: crate::identity::untyped_claims(claims),
     })
 }
 

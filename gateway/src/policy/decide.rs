@@ -418,7 +418,7 @@ fn token_requirements(req: &CallerRequirements, claims: &TokenClaims) -> Result<
     if !req
         .claims
         .iter()
-        .all(|(name, want)| claims.claim(name) == Some(want))
+        .all(|(name, want)| claims.claim(name).as_deref() == Some(want))
     {
         return Err(Denial::Forbidden {
             reason: DenyReason::Claim,

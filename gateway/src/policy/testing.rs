@@ -683,7 +683,10 @@ routes:
         assert_eq!(claims.tenant(), Some("acme"));
         assert_eq!(claims.roles(), ["clerk"]);
         assert_eq!(claims.audiences(), ["orders"]);
-        assert_eq!(claims.claim("level"), Some(&serde_json::json!(3)));
+        assert_eq!(
+            claims.claim("level").as_deref(),
+            Some(&serde_json::json!(3))
+        );
         assert!(
             matches!(&tests[1].caller, Caller::Spiffe { spiffe_id } if spiffe_id == "spiffe://t.test/sa/x")
         );
