@@ -254,3 +254,93 @@ fn mint_without_the_key_variable_is_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("Router__IdentityEnvelopeSigningKey: is not set"));
 }
+
+#[test]
+fn production_example_is_valid_once_its_files_exist() {
+    let dir = std::env::temp_dir().join(format!("stella-cli-{}-prod", std::process::id()));
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let run = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=api.example.com",
+        "-days",
+        "1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.crt",
+    ]);
+    std::fs::write(
+        dir.join("envelope.key"),
+        "hs256:cHJvZHVjdGlvbi1leGFtcGxlLXRlc3Qta2V5LTAxMjM0NTY3",
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("orders.yaml"),
+        "service: orders\nroutes:\n  - {id: orders, path: /orders/**, policy: {scopes_any: [orders.read]}}\n",
+    )
+    .unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let out = gateway(
+        &["check", "--config", &repo("config/production.example.yaml")],
+        &[
+            ("Gateway__Listeners__Tls__Cert_File", &path("server.crt")),
+            ("Gateway__Listeners__Tls__Key_File", &path("server.key")),
+            (
+                "Gateway__Listeners__Tls__Client_Ca_File",
+                &path("server.crt"),
+            ),
+            ("Gateway__Policies_Dir", &path("policies")),
+            (
+                "Router__IdentityEnvelopeSigningKeyFile",
+                &path("envelope.key"),
+            ),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("client_certificates: optional"), "{text}");
+    assert!(!text.contains("cHJvZHVjdGlvbi1leGFtcGxl"), "{text}");
+}
+
+#[test]
+fn check_also_refuses_invalid_policies_with_file_and_key_path() {
+    let config = temp_config("bad-policy", MINIMAL);
+    let dir = std::path::Path::new(&config)
+        .parent()
+        .unwrap()
+        .join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("orders.yaml"),
+        "service: shipping\nroutes:\n  - {id: a, path: /a/**, policy: {scopes_all: [x]}, colour: red}\n",
+    )
+    .unwrap();
+    let yaml = MINIMAL.replacen("gateway:\n", "gateway:\n  policies_dir: policies\n", 1);
+    std::fs::write(&config, yaml).unwrap();
+    let out = gateway(&["check", "--config", &config], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("orders.yaml"), "{err}");
+    assert!(err.contains("routes[0].colour: unknown key"), "{err}");
+    assert!(err.contains("service"), "{err}");
+}

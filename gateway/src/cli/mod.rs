@@ -201,11 +201,18 @@ pub fn report(errors: &[config::ConfigError]) {
     }
 }
 
+/// Validates what `run` would load (configuration, TLS files, policies)
+/// with the same messages, and prints the effective configuration.
 fn check(path: &std::path::Path) -> i32 {
-    match config::load(path, &ProcessEnv) {
-        Ok(cfg) => {
+    match crate::server::prepare(path) {
+        Ok((gateway, _)) => {
             println!("# configuration {} is valid", path.display());
-            print!("{}", config::redacted_yaml(&cfg.effective));
+            println!(
+                "# {} routes from policies, envelope key {}",
+                gateway.policies.routes().len(),
+                gateway.signer.key().kid()
+            );
+            print!("{}", config::redacted_yaml(&gateway.config.effective));
             0
         }
         Err(errors) => {
