@@ -67,6 +67,33 @@ pub struct AuthSection {
     #[serde(default)]
     pub authority: AuthoritySection,
     pub token_cache_max_entries: Option<u64>,
+    #[serde(default)]
+    pub dpop: DpopSection,
+    /// Emergency switch: let tokens whose sender constraint cannot be
+    /// proven pass on routes that allow bypass. Off by default; logged loudly.
+    pub allow_temporary_bypass: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopSection {
+    /// Oldest accepted proof `iat`, seconds before now (default 60).
+    pub proof_max_age_seconds: Option<u64>,
+    /// Newest accepted proof `iat`, seconds after now (default 5).
+    pub proof_future_skew_seconds: Option<u64>,
+    /// Proof algorithms (default ES256, ES384, EdDSA, PS256).
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// `memory` (default, one node) or a `redis://` URL shared by all nodes.
+    pub replay_store: Option<String>,
+    /// Live entries the memory store holds before refusing with 503.
+    pub replay_max_entries: Option<u64>,
+    /// Secret for stateless server nonces, shared by all nodes (32+ bytes).
+    pub nonce_secret: Option<String>,
+    pub nonce_secret_file: Option<String>,
+    /// Lifetime step of a server nonce (default 60 s; one previous step is
+    /// still accepted).
+    pub nonce_step_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -126,7 +153,7 @@ pub struct LoggingSection {
 }
 
 /// Keys whose values are secrets: never printed, never logged.
-pub const SECRET_KEYS: &[&str] = &["identity_envelope_signing_key"];
+pub const SECRET_KEYS: &[&str] = &["identity_envelope_signing_key", "nonce_secret"];
 
 /// A configuration with every field filled in. Serialized, it is the shape
 /// of the format: the loader refuses any key it does not contain, and
@@ -163,6 +190,17 @@ pub fn schema_sample() -> FileConfig {
                     http_timeout_ms: Some(0),
                 },
                 token_cache_max_entries: Some(0),
+                dpop: DpopSection {
+                    proof_max_age_seconds: Some(0),
+                    proof_future_skew_seconds: Some(0),
+                    algorithms: vec![String::new()],
+                    replay_store: s(),
+                    replay_max_entries: Some(0),
+                    nonce_secret: s(),
+                    nonce_secret_file: s(),
+                    nonce_step_seconds: Some(0),
+                },
+                allow_temporary_bypass: Some(false),
             },
             policies_dir: s(),
             threads: Some(0),

@@ -338,7 +338,14 @@ fn redact(v: &mut Value) {
     match v {
         Value::Mapping(m) => {
             for (k, v) in m.iter_mut() {
-                if k.as_str().is_some_and(|k| file::SECRET_KEYS.contains(&k)) && !v.is_null() {
+                if k.as_str() == Some("replay_store") {
+                    // A redis URL may carry a password.
+                    if let Some(url) = v.as_str().filter(|u| u.contains('@')) {
+                        let host = url.rsplit_once('@').map(|(_, h)| h).unwrap_or_default();
+                        *v = Value::String(format!("redis://<redacted>@{host}"));
+                    }
+                } else if k.as_str().is_some_and(|k| file::SECRET_KEYS.contains(&k)) && !v.is_null()
+                {
                     *v = Value::String("<redacted>".into());
                 } else {
                     redact(v);

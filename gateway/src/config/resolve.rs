@@ -99,6 +99,27 @@ pub struct AuthorityConfig {
     pub http_timeout: Duration,
 }
 
+/// Where DPoP proof identifiers are remembered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayStoreConfig {
+    /// In this process (one gateway node).
+    Memory { max_entries: u64 },
+    /// A redis server shared by every node (`SET NX PX`).
+    Redis { url: String },
+}
+
+/// DPoP (RFC 9449) settings.
+#[derive(Clone, Debug)]
+pub struct DpopConfig {
+    pub proof_max_age: Duration,
+    pub proof_future_skew: Duration,
+    pub algorithms: Vec<String>,
+    pub replay_store: ReplayStoreConfig,
+    /// Secret for stateless nonces; `None` when no route requires nonces.
+    pub nonce_secret: Option<zeroize::Zeroizing<Vec<u8>>>,
+    pub nonce_step: Duration,
+}
+
 #[derive(Clone, Debug)]
 pub struct Service {
     pub name: String,
@@ -125,6 +146,9 @@ pub struct Config {
     pub listeners: Listeners,
     pub authority: AuthorityConfig,
     pub token_cache_max_entries: u64,
+    pub dpop: DpopConfig,
+    /// The audited emergency bypass (DESIGN.md 1): off unless configured.
+    pub allow_temporary_bypass: bool,
     pub policies_dir: Option<PathBuf>,
     pub threads: usize,
     pub work_stealing: bool,
@@ -429,6 +453,122 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
     );
     effective.gateway.auth.token_cache_max_entries = Some(token_cache_max_entries);
 
+    // DPoP.
+    let d = &file.gateway.auth.dpop;
+    let max_age = seconds(
+        &mut e,
+        "gateway.auth.dpop.proof_max_age_seconds",
+        d.proof_max_age_seconds,
+        60,
+        (1, 3_600),
+    );
+    let skew = seconds(
+        &mut e,
+        "gateway.auth.dpop.proof_future_skew_seconds",
+        d.proof_future_skew_seconds,
+        5,
+        (0, 300),
+    );
+    let proof_algorithms: Vec<String> = if d.algorithms.is_empty() {
+        ["ES256", "ES384", "EdDSA", "PS256"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        for (i, alg) in d.algorithms.iter().enumerate() {
+            if !SUPPORTED_ALGORITHMS.contains(&alg.as_str()) {
+                e.add(
+                    &format!("gateway.auth.dpop.algorithms[{i}]"),
+                    format!(
+                        "is not accepted; choose from {}",
+                        SUPPORTED_ALGORITHMS.join(", ")
+                    ),
+                );
+            }
+        }
+        d.algorithms.clone()
+    };
+    let replay_max = seconds(
+        &mut e,
+        "gateway.auth.dpop.replay_max_entries",
+        d.replay_max_entries,
+        1_000_000,
+        (1, 100_000_000),
+    );
+    let replay_store = match d.replay_store.as_deref().map(str::trim) {
+        None | Some("memory") => ReplayStoreConfig::Memory {
+            max_entries: replay_max,
+        },
+        Some(url) if url.starts_with("redis://") => ReplayStoreConfig::Redis {
+            url: url.to_owned(),
+        },
+        Some(_) => {
+            e.add(
+                "gateway.auth.dpop.replay_store",
+                "must be memory or a redis:// url",
+            );
+            ReplayStoreConfig::Memory {
+                max_entries: replay_max,
+            }
+        }
+    };
+    let nonce_secret = match (&d.nonce_secret, &d.nonce_secret_file) {
+        (Some(_), Some(_)) => {
+            e.add(
+                "gateway.auth.dpop.nonce_secret",
+                "is set together with nonce_secret_file; set one",
+            );
+            None
+        }
+        (Some(text), None) => Some(zeroize::Zeroizing::new(text.trim().as_bytes().to_vec())),
+        (None, Some(f)) => match std::fs::read(base.join(f.trim())) {
+            Ok(bytes) => Some(zeroize::Zeroizing::new(bytes.trim_ascii().to_vec())),
+            Err(err) => {
+                e.add(
+                    "gateway.auth.dpop.nonce_secret_file",
+                    format!("cannot be read: {}", err.kind()),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if let Some(secret) = &nonce_secret {
+        if secret.len() < 32 {
+            e.add(
+                "gateway.auth.dpop.nonce_secret",
+                format!("is {} bytes; at least 32 are required", secret.len()),
+            );
+        }
+    }
+    let nonce_step = seconds(
+        &mut e,
+        "gateway.auth.dpop.nonce_step_seconds",
+        d.nonce_step_seconds,
+        60,
+        (5, 3_600),
+    );
+    let ed = &mut effective.gateway.auth.dpop;
+    ed.proof_max_age_seconds = Some(max_age);
+    ed.proof_future_skew_seconds = Some(skew);
+    ed.algorithms = proof_algorithms.clone();
+    ed.replay_store = Some(match &replay_store {
+        ReplayStoreConfig::Memory { .. } => "memory".into(),
+        ReplayStoreConfig::Redis { url } => url.clone(),
+    });
+    ed.replay_max_entries = Some(replay_max);
+    ed.nonce_step_seconds = Some(nonce_step);
+    let dpop = DpopConfig {
+        proof_max_age: Duration::from_secs(max_age),
+        proof_future_skew: Duration::from_secs(skew),
+        algorithms: proof_algorithms,
+        replay_store,
+        nonce_secret,
+        nonce_step: Duration::from_secs(nonce_step),
+    };
+    let allow_temporary_bypass = file.gateway.auth.allow_temporary_bypass.unwrap_or(false);
+    effective.gateway.auth.allow_temporary_bypass = Some(allow_temporary_bypass);
+
     let policies_dir = file.gateway.policies_dir.as_ref().and_then(|d| {
         let dir = base.join(d.trim());
         if dir.is_dir() {
@@ -619,6 +759,8 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
             listeners: Listeners { http, tls, admin },
             authority,
             token_cache_max_entries,
+            dpop,
+            allow_temporary_bypass,
             policies_dir,
             threads,
             work_stealing,
