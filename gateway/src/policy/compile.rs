@@ -351,6 +351,7 @@ fn check_tenant_rule(
     Some(TenantRule {
         sender_constraint: rule.sender_constraint,
         allow_bypass: rule.allow_bypass.unwrap_or(false),
+        dpop_nonce: rule.dpop_nonce.unwrap_or(false),
     })
 }
 
@@ -531,6 +532,7 @@ fn check_policy(
         spiffe_ids: check_list(&p.spiffe_ids, name, &key("spiffe_ids"), spiffe_text, errors),
         sender_constraint: p.sender_constraint.unwrap_or_default(),
         allow_bypass: p.allow_bypass.unwrap_or(false),
+        dpop_nonce: p.dpop_nonce.unwrap_or(false),
     };
 
     // Which requirement keys are present, in file order, for messages.
@@ -848,10 +850,12 @@ routes:
         let global = TenantRule {
             sender_constraint: SenderConstraint::AnyBound,
             allow_bypass: true,
+            dpop_nonce: false,
         };
         let own = TenantRule {
             sender_constraint: SenderConstraint::Dpop,
             allow_bypass: false,
+            dpop_nonce: false,
         };
         assert_eq!(rules("e"), vec![global, own]);
         assert_eq!(rules("o"), vec![global]);

@@ -261,6 +261,35 @@ pub fn decide(
     caller: &Caller,
     on_missing: MissingAuthorization,
 ) -> Decision {
+    // A bound token whose sender constraint was not proven passes only
+    // where the route or the caller's tenant allows the emergency bypass;
+    // everywhere else it is refused as it would be without the bypass.
+    if caller.auth_method() == AuthMethod::Bypass {
+        let route_allows = matches!(route_policy, Some(Requirements::Caller(r)) if r.allow_bypass);
+        let tenant_allows = caller
+            .claims()
+            .and_then(TokenClaims::tenant)
+            .is_some_and(|t| tenant_rules.for_tenant(t).iter().any(|r| r.allow_bypass));
+        if !route_allows && !tenant_allows {
+            let route_needs = match route_policy {
+                Some(Requirements::Caller(r)) if r.sender_constraint != SenderConstraint::None => {
+                    Some(r.sender_constraint)
+                }
+                _ => None,
+            };
+            let tenant_needs = caller.claims().and_then(TokenClaims::tenant).and_then(|t| {
+                tenant_rules
+                    .for_tenant(t)
+                    .first()
+                    .map(|r| r.sender_constraint)
+            });
+            return Decision::Deny(Denial::SenderConstraintRequired {
+                needed: route_needs
+                    .or(tenant_needs)
+                    .unwrap_or(SenderConstraint::AnyBound),
+            });
+        }
+    }
     match route_policy {
         Some(Requirements::Anonymous) => allow(AllowBasis::AnonymousRoute, false),
         Some(Requirements::Caller(req)) => decide_requirements(req, tenant_rules, caller),
@@ -761,6 +790,7 @@ mod tests {
             TenantRule {
                 sender_constraint: SenderConstraint::Mtls,
                 allow_bypass: false,
+                dpop_nonce: false,
             },
         );
         let tenant_token = |method| {
@@ -843,6 +873,7 @@ mod tests {
             TenantRule {
                 sender_constraint: SenderConstraint::AnyBound,
                 allow_bypass: true,
+                dpop_nonce: false,
             },
         );
         let d = decide(
@@ -948,6 +979,55 @@ mod tests {
             let d = decide(Some(&req), &no_rules(), &caller, RequireAuthenticated);
             assert_eq!(verdict(&d), want, "{caller:?}");
         }
+    }
+
+    #[test]
+    fn a_bypass_caller_is_refused_wherever_bypass_is_not_allowed() {
+        let bypass = Caller::Token {
+            claims: Arc::new(TokenClaims::for_tests("svc", &["echo.read"]).with_tenant("acme")),
+            method: AuthMethod::Bypass,
+        };
+        let none = TenantRules::new();
+        let plain = Requirements::Caller(CallerRequirements {
+            scopes_any: vec!["echo.read".into()],
+            ..CallerRequirements::default()
+        });
+        let refused = Decision::Deny(Denial::SenderConstraintRequired {
+            needed: SenderConstraint::AnyBound,
+        });
+        for policy in [Some(&Requirements::Anonymous), Some(&plain), None] {
+            for on_missing in [
+                MissingAuthorization::AllowAnonymous,
+                MissingAuthorization::RequireAuthenticated,
+            ] {
+                assert_eq!(
+                    decide(policy, &none, &bypass, on_missing),
+                    refused,
+                    "{policy:?}"
+                );
+            }
+        }
+        let allowing = Requirements::Caller(CallerRequirements {
+            sender_constraint: SenderConstraint::Dpop,
+            allow_bypass: true,
+            ..CallerRequirements::default()
+        });
+        let Decision::Allow(allowed) =
+            decide(Some(&allowing), &none, &bypass, MissingAuthorization::Deny)
+        else {
+            panic!("bypass route refused a bypass caller");
+        };
+        assert!(allowed.used_bypass());
+        let mut tenant = TenantRules::new();
+        tenant.add(
+            "acme",
+            TenantRule {
+                sender_constraint: SenderConstraint::Mtls,
+                allow_bypass: true,
+                dpop_nonce: false,
+            },
+        );
+        assert!(decide(Some(&plain), &tenant, &bypass, MissingAuthorization::Deny).is_allow());
     }
 
     #[test]

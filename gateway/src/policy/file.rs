@@ -76,6 +76,8 @@ pub struct FilePolicy {
     pub spiffe_ids: Option<Vec<String>>,
     pub sender_constraint: Option<SenderConstraint>,
     pub allow_bypass: Option<bool>,
+    /// DPoP proofs on this route must carry a fresh server nonce.
+    pub dpop_nonce: Option<bool>,
 }
 
 /// `tenants.<name>`: what callers of that tenant must prove.
@@ -84,6 +86,8 @@ pub struct FilePolicy {
 pub struct FileTenantRule {
     pub sender_constraint: SenderConstraint,
     pub allow_bypass: Option<bool>,
+    /// DPoP proofs of this tenant's callers must carry a server nonce.
+    pub dpop_nonce: Option<bool>,
 }
 
 /// One decision test; a test file is a list of them.

@@ -142,6 +142,8 @@ pub struct CallerRequirements {
     pub sender_constraint: SenderConstraint,
     /// `AuthMethod::Bypass` satisfies `sender_constraint`.
     pub allow_bypass: bool,
+    /// DPoP proofs must carry a server nonce.
+    pub dpop_nonce: bool,
 }
 
 impl CallerRequirements {
@@ -196,6 +198,7 @@ impl fmt::Display for Requirements {
 pub struct TenantRule {
     pub sender_constraint: SenderConstraint,
     pub allow_bypass: bool,
+    pub dpop_nonce: bool,
 }
 
 /// Tenant rules that apply to one service: the global rules plus the
@@ -240,6 +243,22 @@ pub struct RouteTarget {
     pub tenant_rules: Arc<TenantRules>,
     /// Where the route is defined: `policies/echo.yaml routes[1]`.
     pub source: String,
+}
+
+impl RouteTarget {
+    fn caller_requirements(&self) -> Option<&CallerRequirements> {
+        match &self.policy {
+            Some(Requirements::Caller(req)) => Some(req),
+            _ => None,
+        }
+    }
+
+    /// Whether DPoP proofs need a server nonce here: the route asks for it,
+    /// or a rule of the caller's tenant does.
+    pub fn requires_dpop_nonce(&self, tenant: Option<&str>) -> bool {
+        self.caller_requirements().is_some_and(|r| r.dpop_nonce)
+            || tenant.is_some_and(|t| self.tenant_rules.for_tenant(t).iter().any(|r| r.dpop_nonce))
+    }
 }
 
 /// Every route of every policy file, ready for lookups. Immutable; a reload
