@@ -7,9 +7,11 @@ use crate::authn::{authenticate_bearer, TokenCache, TokenError, TokenRules};
 use crate::authority::jwks::JwksCache;
 use crate::authority::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::identity::{Binding, Caller};
+use crate::identity::{Binding, Caller, TokenClaims};
 use crate::policy::Policies;
+use crate::policy::RouteTarget;
 use crate::response::Refusal;
+use crate::routing::NormalizedPath;
 use crate::telemetry::Metrics;
 use crate::tls::ClientCert;
 use std::collections::HashMap;
@@ -128,52 +130,52 @@ impl Gateway {
     pub async fn authenticate(
         &self,
         credential: Presented<'_>,
-        client_cert: Option<&ClientCert>,
+        request: &RequestFacts<'_>,
     ) -> Result<Caller, Refusal> {
         match credential {
-            Presented::None => Ok(match client_cert.map(|c| &c.spiffe) {
+            Presented::None => Ok(match request.client_cert.map(|c| &c.spiffe) {
                 Some(Ok(Some(id))) => Caller::Spiffe {
                     spiffe_id: id.clone(),
                 },
                 _ => Caller::Anonymous,
             }),
             Presented::Bearer(token) => {
-                let claims = authenticate_bearer(
-                    token,
-                    &self.rules,
-                    &self.jwks,
-                    &self.tokens,
-                    self.clock.now(),
-                )
-                .await
-                .map_err(token_refusal)?;
+                let claims = self.verify_token(token).await?;
                 let method = match claims.binding() {
                     Binding::Unbound => AuthMethod::Bearer,
                     // DESIGN.md 3.3: a DPoP-bound token presented as Bearer.
-                    Binding::Jkt(_) => {
-                        return Err(Refusal::InvalidToken {
-                            code: "dpop_bound_token_as_bearer",
-                        })
+                    Binding::Jkt(_) => self.unproven(Refusal::InvalidToken {
+                        code: "dpop_bound_token_as_bearer",
+                    })?,
+                    Binding::X5tS256(expected) => {
+                        let mismatch = match request.client_cert {
+                            Some(cert)
+                                if bool::from(
+                                    cert.thumbprint.as_bytes().ct_eq(expected.as_bytes()),
+                                ) =>
+                            {
+                                None
+                            }
+                            Some(_) => Some("thumbprint-mismatch"),
+                            None if request.tls => Some("missing-certificate"),
+                            None => Some("context-missing"),
+                        };
+                        match mismatch {
+                            None => AuthMethod::Mtls,
+                            Some(reason) => {
+                                self.metrics
+                                    .mtls_mismatch
+                                    .with_label_values(&[reason])
+                                    .inc();
+                                self.unproven(Refusal::InvalidToken {
+                                    code: match reason {
+                                        "thumbprint-mismatch" => "certificate_mismatch",
+                                        _ => "certificate_missing",
+                                    },
+                                })?
+                            }
+                        }
                     }
-                    Binding::X5tS256(expected) => match client_cert {
-                        Some(cert)
-                            if bool::from(
-                                cert.thumbprint.as_bytes().ct_eq(expected.as_bytes()),
-                            ) =>
-                        {
-                            AuthMethod::Mtls
-                        }
-                        Some(_) => {
-                            return Err(Refusal::InvalidToken {
-                                code: "certificate_mismatch",
-                            })
-                        }
-                        None => {
-                            return Err(Refusal::InvalidToken {
-                                code: "certificate_missing",
-                            })
-                        }
-                    },
                     Binding::Unenforceable => {
                         return Err(Refusal::InvalidToken {
                             code: "unenforceable_cnf",
@@ -187,6 +189,41 @@ impl Gateway {
             }),
         }
     }
+
+    async fn verify_token(&self, token: &str) -> Result<Arc<TokenClaims>, Refusal> {
+        authenticate_bearer(
+            token,
+            &self.rules,
+            &self.jwks,
+            &self.tokens,
+            self.clock.now(),
+        )
+        .await
+        .map_err(token_refusal)
+    }
+
+    /// A bound token whose constraint was not proven: refused, unless the
+    /// emergency bypass is on (the policy then admits it only where a route
+    /// or tenant allows bypass).
+    fn unproven(&self, refusal: Refusal) -> Result<AuthMethod, Refusal> {
+        if self.config.allow_temporary_bypass {
+            Ok(AuthMethod::Bypass)
+        } else {
+            Err(refusal)
+        }
+    }
+}
+
+/// What the authentication stage needs to know about the request besides
+/// its credential.
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    pub path: &'a NormalizedPath,
+    pub query: Option<&'a str>,
+    /// The request arrived over TLS.
+    pub tls: bool,
+    pub client_cert: Option<&'a ClientCert>,
+    pub route: &'a RouteTarget,
 }
 
 fn token_refusal(e: TokenError) -> Refusal {

@@ -6,7 +6,7 @@
 
 use crate::authn::presented::presented;
 use crate::forward::{self, Added};
-use crate::gateway::{Gateway, Upstream};
+use crate::gateway::{Gateway, RequestFacts, Upstream};
 use crate::identity::{Binding, Caller};
 use crate::policy::decide::{decide, Allowed, Decision, Denial};
 use crate::policy::RouteTarget;
@@ -106,16 +106,21 @@ impl Proxy {
         let target: &RouteTarget = route.value();
         ctx.route_id = Some(target.route_id.clone());
         ctx.service = gw.service_index(&target.service);
-        ctx.path = Some(path);
 
         let credential = presented(
             &header_values(req, "authorization"),
             &header_values(req, "dpop"),
         )
         .map_err(|e| e.refusal())?;
-        let caller = gw
-            .authenticate(credential, ctx.client_cert.as_ref())
-            .await?;
+        let facts = RequestFacts {
+            method: req.method.as_str(),
+            path: &path,
+            query: ctx.query.as_deref(),
+            tls: ctx.tls,
+            client_cert: ctx.client_cert.as_ref(),
+            route: target,
+        };
+        let caller = gw.authenticate(credential, &facts).await?;
         let decision = decide(
             target.policy.as_ref(),
             &target.tenant_rules,
@@ -123,8 +128,18 @@ impl Proxy {
             gw.config.on_missing_authorization,
         );
         ctx.caller = Some(caller);
+        ctx.path = Some(path);
         match decision {
             Decision::Allow(allowed) => {
+                if allowed.used_bypass() {
+                    gw.metrics.dpop_bypass.inc();
+                    tracing::warn!(
+                        request_id = %ctx.request_id,
+                        route = %target.route_id,
+                        client_id = ctx.caller.as_ref().and_then(Caller::claims).and_then(|c| c.client_id()).unwrap_or(""),
+                        "emergency bypass: sender constraint not proven, request let through"
+                    );
+                }
                 ctx.reason = allowed.reason();
                 ctx.allowed = Some(allowed);
                 Ok(())

@@ -3,7 +3,7 @@
 //! from client input, so cardinality is bounded.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 use std::fmt::Write;
 
@@ -13,6 +13,17 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub upstream_errors: IntCounterVec,
+    /// DPoP proofs refused, by fixed reason.
+    pub dpop_proof_rejected: IntCounterVec,
+    /// Proofs without a valid server nonce where one was required.
+    pub dpop_nonce_miss: IntCounter,
+    /// Requests let through by the emergency bypass.
+    pub dpop_bypass: IntCounter,
+    /// Certificate-bound tokens that failed: `context-missing`,
+    /// `missing-certificate`, `thumbprint-mismatch`.
+    pub mtls_mismatch: IntCounterVec,
+    pub replay_store_errors: IntCounter,
+    pub replay_store_seconds: prometheus::Histogram,
 }
 
 /// Extra counters owned by other stages, read at scrape time.
@@ -55,11 +66,58 @@ impl Metrics {
             &["service", "kind"],
         )
         .expect("static metric definition");
+        let dpop_proof_rejected = IntCounterVec::new(
+            Opts::new(
+                "dpop_proof_rejected_total",
+                "DPoP proofs refused, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        let dpop_nonce_miss = IntCounter::new(
+            "dpop_nonce_miss_total",
+            "DPoP proofs without a valid server nonce where one is required",
+        )
+        .expect("static metric definition");
+        let dpop_bypass = IntCounter::new(
+            "dpop_bypass_total",
+            "Requests with an unproven sender constraint let through by the emergency bypass",
+        )
+        .expect("static metric definition");
+        let mtls_mismatch = IntCounterVec::new(
+            Opts::new(
+                "mtls_mismatch_total",
+                "Certificate-bound tokens whose certificate did not match",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        let replay_store_errors = IntCounter::new(
+            "stella_gateway_replay_store_errors_total",
+            "DPoP replay store failures (each answered with 503)",
+        )
+        .expect("static metric definition");
+        let replay_store_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "stella_gateway_replay_store_seconds",
+                "DPoP replay store insert latency",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+            ]),
+        )
+        .expect("static metric definition");
         // Registering fresh, uniquely named collectors cannot fail.
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(dpop_proof_rejected.clone()),
+            Box::new(dpop_nonce_miss.clone()),
+            Box::new(dpop_bypass.clone()),
+            Box::new(mtls_mismatch.clone()),
+            Box::new(replay_store_errors.clone()),
+            Box::new(replay_store_seconds.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -68,6 +126,12 @@ impl Metrics {
             requests,
             latency,
             upstream_errors,
+            dpop_proof_rejected,
+            dpop_nonce_miss,
+            dpop_bypass,
+            mtls_mismatch,
+            replay_store_errors,
+            replay_store_seconds,
         }
     }
 
