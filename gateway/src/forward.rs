@@ -9,7 +9,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// Whether a client-sent header must not reach the upstream. Names are
 /// compared case-insensitively; the caller removes every duplicate.
 pub fn is_stripped(name: &str, forward_credentials: bool, trusted_tls_terminator: bool) -> bool {
-    let lower = name.to_ascii_lowercase();
+    // `_` is folded to `-`: CGI/WSGI-style frameworks read `X_Stella_Tenant`
+    // and `X-Stella-Tenant` as the same variable.
+    let lower = name.to_ascii_lowercase().replace('_', "-");
     let identity = lower.starts_with("x-stellaops-") || lower.starts_with("x-stella-");
     let client_cert = matches!(
         lower.as_str(),
@@ -188,6 +190,9 @@ mod tests {
             "x-forwarded-host",
             "X-Real-IP",
             "traceparent",
+            "X_StellaOps_Identity_Envelope",
+            "x-stella_tenant",
+            "X_Forwarded_For",
         ] {
             assert!(is_stripped(name, true, false), "{name}");
         }

@@ -2,12 +2,17 @@
 //! configuration, compiled policies, upstream pools, the Authority's keys,
 //! the verified-token cache, the envelope signer and the metrics.
 
+use crate::authn::dpop::{check_proof, DpopRules, ProofInput};
+use crate::authn::nonce::{NonceCheck, NonceIssuer};
 use crate::authn::presented::Presented;
+use crate::authn::replay::{Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::authn::{authenticate_bearer, TokenCache, TokenError, TokenRules};
 use crate::authority::jwks::JwksCache;
 use crate::authority::{Clock, SystemClock};
+use crate::config::resolve::ReplayStoreConfig;
 use crate::config::{Config, ConfigError};
 use crate::identity::{Binding, Caller, TokenClaims};
+use crate::jose::JwsAlg;
 use crate::policy::Policies;
 use crate::policy::RouteTarget;
 use crate::response::Refusal;
@@ -48,6 +53,10 @@ pub struct Gateway {
     pub rules: TokenRules,
     pub jwks: Arc<JwksCache>,
     pub tokens: TokenCache,
+    pub dpop_rules: DpopRules,
+    pub replay: Arc<dyn ReplayStore>,
+    /// Server nonces, when a nonce secret is configured.
+    pub nonces: Option<NonceIssuer>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     /// Short hash of the effective configuration, shown on the admin port.
@@ -91,6 +100,7 @@ impl Gateway {
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
             .collect();
+        let (dpop_rules, replay, nonces) = dpop_parts(&config, &policies)?;
         let effective = crate::config::redacted_yaml(&config.effective);
         let digest = ring::digest::digest(&ring::digest::SHA256, effective.as_bytes());
         let config_version: String = digest.as_ref()[..6]
@@ -100,6 +110,9 @@ impl Gateway {
         Ok(Gateway {
             signer: config.signer.clone(),
             tokens: TokenCache::new(config.token_cache_max_entries),
+            dpop_rules,
+            replay,
+            nonces,
             config: Arc::new(config),
             policies,
             upstreams,
@@ -184,10 +197,86 @@ impl Gateway {
                 };
                 Ok(Caller::Token { claims, method })
             }
-            Presented::Dpop { .. } => Err(Refusal::InvalidDpopProof {
-                code: "dpop_not_enabled",
-            }),
+            Presented::Dpop { token, proof } => {
+                let claims = self.verify_token(token).await?;
+                let Some(origin) = &self.config.public_origin else {
+                    return Err(Refusal::InvalidDpopProof {
+                        code: "dpop_not_configured",
+                    });
+                };
+                // htu is checked against the configured origin, never the
+                // client's Host or forwarding headers.
+                let target = match request.query {
+                    Some(q) => format!("{origin}{}?{q}", request.path.as_str()),
+                    None => format!("{origin}{}", request.path.as_str()),
+                };
+                let nonce: Option<&dyn NonceCheck> =
+                    if request.route.requires_dpop_nonce(claims.tenant()) {
+                        // `dpop_parts` refuses a configuration that requires
+                        // nonces without a secret.
+                        self.nonces.as_ref().map(|n| n as &dyn NonceCheck)
+                    } else {
+                        None
+                    };
+                let now = self.clock.now();
+                let input = ProofInput {
+                    method: request.method,
+                    target_uri: &target,
+                    proof,
+                    access_token: token,
+                    binding: claims.binding(),
+                    nonce,
+                };
+                let checked = match check_proof(&input, &self.dpop_rules, now) {
+                    Ok(checked) => checked,
+                    Err(e) => {
+                        self.metrics
+                            .dpop_proof_rejected
+                            .with_label_values(&[e.code()])
+                            .inc();
+                        if let (true, Some(issuer)) = (e.wants_nonce(), &self.nonces) {
+                            self.metrics.dpop_nonce_miss.inc();
+                            return Err(Refusal::UseDpopNonce {
+                                nonce: issuer.issue(now),
+                            });
+                        }
+                        return Err(e.refusal());
+                    }
+                };
+                let started = std::time::Instant::now();
+                let fresh = self
+                    .replay
+                    .insert_once(checked.replay_key(), self.dpop_rules.replay_ttl())
+                    .await;
+                self.metrics
+                    .replay_store_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                match fresh {
+                    Ok(Fresh::Inserted) => Ok(Caller::Token {
+                        claims,
+                        method: AuthMethod::Dpop,
+                    }),
+                    Ok(Fresh::Replayed) => {
+                        self.metrics
+                            .dpop_proof_rejected
+                            .with_label_values(&["replayed"])
+                            .inc();
+                        Err(Refusal::InvalidDpopProof { code: "replayed" })
+                    }
+                    Err(e) => {
+                        self.metrics.replay_store_errors.inc();
+                        tracing::warn!(error = %e, "dpop replay store unavailable; refusing with 503");
+                        Err(Refusal::ReplayStoreUnavailable)
+                    }
+                }
+            }
         }
+    }
+
+    /// A fresh server nonce for a successful DPoP response on a route that
+    /// requires nonces.
+    pub fn fresh_nonce(&self) -> Option<String> {
+        self.nonces.as_ref().map(|n| n.issue(self.clock.now()))
     }
 
     async fn verify_token(&self, token: &str) -> Result<Arc<TokenClaims>, Refusal> {
@@ -224,6 +313,68 @@ pub struct RequestFacts<'a> {
     pub tls: bool,
     pub client_cert: Option<&'a ClientCert>,
     pub route: &'a RouteTarget,
+}
+
+/// What DPoP checking needs: proof rules, the replay store, the nonce issuer.
+type DpopParts = (DpopRules, Arc<dyn ReplayStore>, Option<NonceIssuer>);
+
+/// DPoP proof rules, the replay store and the nonce issuer from the
+/// configuration; refuses policies that need nonces without a secret.
+fn dpop_parts(config: &Config, policies: &Policies) -> Result<DpopParts, Vec<ConfigError>> {
+    let d = &config.dpop;
+    let mut errors = Vec::new();
+    let algs: Vec<JwsAlg> = d
+        .algorithms
+        .iter()
+        .filter_map(|a| JwsAlg::from_header(a).ok())
+        .collect();
+    let rules = DpopRules::new(&algs, d.proof_max_age, d.proof_future_skew)
+        .map_err(|e| errors.push(ConfigError::new("gateway.auth.dpop", e.to_string())))
+        .ok();
+    let replay: Option<Arc<dyn ReplayStore>> = match &d.replay_store {
+        ReplayStoreConfig::Memory { max_entries } => Some(Arc::new(MemoryReplayStore::new(
+            usize::try_from(*max_entries).unwrap_or(usize::MAX),
+        ))),
+        ReplayStoreConfig::Redis { url } => match RedisReplayStore::new(url) {
+            Ok(store) => Some(Arc::new(store)),
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    "gateway.auth.dpop.replay_store",
+                    e.to_string(),
+                ));
+                None
+            }
+        },
+    };
+    let nonces = match &d.nonce_secret {
+        Some(secret) => NonceIssuer::new(secret, d.nonce_step)
+            .map_err(|e| {
+                errors.push(ConfigError::new(
+                    "gateway.auth.dpop.nonce_secret",
+                    e.to_string(),
+                ))
+            })
+            .ok(),
+        None => None,
+    };
+    let wants_nonces = policies.routes().iter().any(|route| {
+        let target = route.value();
+        target.requires_dpop_nonce(None)
+            || target
+                .tenant_rules
+                .iter()
+                .any(|(_, rules)| rules.iter().any(|r| r.dpop_nonce))
+    });
+    if wants_nonces && d.nonce_secret.is_none() {
+        errors.push(ConfigError::new(
+            "gateway.auth.dpop.nonce_secret",
+            "is required: a policy sets dpop_nonce (set nonce_secret or nonce_secret_file, the same on every node)",
+        ));
+    }
+    match (rules, replay, errors.is_empty()) {
+        (Some(rules), Some(replay), true) => Ok((rules, replay, nonces)),
+        _ => Err(errors),
+    }
 }
 
 fn token_refusal(e: TokenError) -> Refusal {

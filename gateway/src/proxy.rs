@@ -38,6 +38,8 @@ pub struct Ctx {
     tls: bool,
     client_cert: Option<ClientCert>,
     upstream_addr: Option<String>,
+    /// Hand the client a fresh DPoP nonce with the response.
+    send_nonce: bool,
 }
 
 /// The proxy service: a handle on the shared gateway state.
@@ -127,6 +129,8 @@ impl Proxy {
             &caller,
             gw.config.on_missing_authorization,
         );
+        ctx.send_nonce = caller.auth_method() == stella_envelope::AuthMethod::Dpop
+            && target.requires_dpop_nonce(caller.claims().and_then(|c| c.tenant()));
         ctx.caller = Some(caller);
         ctx.path = Some(path);
         match decision {
@@ -221,6 +225,7 @@ impl ProxyHttp for Proxy {
             tls: false,
             client_cert: None,
             upstream_addr: None,
+            send_nonce: false,
         }
     }
 
@@ -346,6 +351,21 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if ctx.send_nonce {
+            if let Some(nonce) = self.gateway.fresh_nonce() {
+                response.insert_header("dpop-nonce", nonce)?;
+            }
+        }
+        Ok(())
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let refusal = match e.etype() {
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -354,14 +374,19 @@ impl ProxyHttp for Proxy {
             ErrorType::InternalError => Refusal::Internal,
             _ => match e.esource() {
                 pingora::ErrorSource::Upstream => Refusal::UpstreamUnavailable,
-                pingora::ErrorSource::Downstream => {
-                    // The client went away or sent garbage; nothing to say.
-                    ctx.reason = "downstream_error";
-                    return FailToProxy {
-                        error_code: 0,
-                        can_reuse_downstream: false,
-                    };
-                }
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    // The client went away: nobody to answer.
+                    ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+                        ctx.reason = "downstream_closed";
+                        return FailToProxy {
+                            error_code: 0,
+                            can_reuse_downstream: false,
+                        };
+                    }
+                    // A request Pingora refuses to forward, such as a
+                    // Connection header nominating a protected header.
+                    _ => Refusal::MalformedRequest,
+                },
                 _ => Refusal::Internal,
             },
         };
@@ -369,6 +394,7 @@ impl ProxyHttp for Proxy {
             let kind = match refusal {
                 Refusal::UpstreamTimeout => "timeout",
                 Refusal::UpstreamUnavailable => "unavailable",
+                Refusal::MalformedRequest => "downstream",
                 _ => "internal",
             };
             self.gateway

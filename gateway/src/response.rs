@@ -27,6 +27,9 @@ pub enum Refusal {
     MultipleCredentials,
     /// A malformed `Authorization` header.
     MalformedAuthorization,
+    /// A request the gateway will not forward as sent (for example a
+    /// `Connection` header that nominates a header the gateway sets).
+    MalformedRequest,
     NoRoute,
     MethodNotAllowed {
         allowed: Vec<String>,
@@ -43,6 +46,13 @@ pub enum Refusal {
     InvalidDpopProof {
         code: &'static str,
     },
+    /// The route requires a server nonce the proof did not carry; `nonce`
+    /// is a fresh one for the retry (RFC 9449 section 9).
+    UseDpopNonce {
+        nonce: String,
+    },
+    /// The DPoP replay store is needed and unavailable (or full).
+    ReplayStoreUnavailable,
     InsufficientScope {
         required: Vec<String>,
     },
@@ -72,12 +82,15 @@ impl Refusal {
         match self {
             Refusal::BadPath { .. }
             | Refusal::MultipleCredentials
-            | Refusal::MalformedAuthorization => "invalid_request",
+            | Refusal::MalformedAuthorization
+            | Refusal::MalformedRequest => "invalid_request",
             Refusal::NoRoute => "not_found",
             Refusal::MethodNotAllowed { .. } => "method_not_allowed",
             Refusal::AuthenticationRequired => "authentication_required",
             Refusal::InvalidToken { .. } | Refusal::SenderConstraintRequired => "invalid_token",
             Refusal::InvalidDpopProof { .. } => "invalid_dpop_proof",
+            Refusal::UseDpopNonce { .. } => "use_dpop_nonce",
+            Refusal::ReplayStoreUnavailable => "temporarily_unavailable",
             Refusal::InsufficientScope { .. } => "insufficient_scope",
             Refusal::Forbidden { .. } => "access_denied",
             Refusal::AuthorityUnavailable => "temporarily_unavailable",
@@ -91,15 +104,17 @@ impl Refusal {
         match self {
             Refusal::BadPath { .. }
             | Refusal::MultipleCredentials
-            | Refusal::MalformedAuthorization => 400,
+            | Refusal::MalformedAuthorization
+            | Refusal::MalformedRequest => 400,
             Refusal::NoRoute => 404,
             Refusal::MethodNotAllowed { .. } => 405,
             Refusal::AuthenticationRequired
             | Refusal::InvalidToken { .. }
             | Refusal::SenderConstraintRequired
-            | Refusal::InvalidDpopProof { .. } => 401,
+            | Refusal::InvalidDpopProof { .. }
+            | Refusal::UseDpopNonce { .. } => 401,
             Refusal::InsufficientScope { .. } | Refusal::Forbidden { .. } => 403,
-            Refusal::AuthorityUnavailable => 503,
+            Refusal::AuthorityUnavailable | Refusal::ReplayStoreUnavailable => 503,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
@@ -114,6 +129,7 @@ impl Refusal {
                 "more than one credential or authentication method was sent"
             }
             Refusal::MalformedAuthorization => "the authorization header is malformed",
+            Refusal::MalformedRequest => "the request cannot be forwarded as sent",
             Refusal::NoRoute => "no route matches the request",
             Refusal::MethodNotAllowed { .. } => "the route does not allow this method",
             Refusal::AuthenticationRequired => "this route requires authentication",
@@ -122,6 +138,12 @@ impl Refusal {
                 "this route requires a sender-constrained access token"
             }
             Refusal::InvalidDpopProof { .. } => "the dpop proof is missing or not valid",
+            Refusal::UseDpopNonce { .. } => {
+                "the dpop proof must carry the server nonce sent in DPoP-Nonce"
+            }
+            Refusal::ReplayStoreUnavailable => {
+                "dpop proofs cannot be checked for replay now; retry later"
+            }
             Refusal::InsufficientScope { .. } => "the access token lacks a required scope",
             Refusal::Forbidden { .. } => "the policy of this route denies the request",
             Refusal::AuthorityUnavailable => "the authority is unavailable; retry later",
@@ -131,35 +153,46 @@ impl Refusal {
         }
     }
 
-    /// The `Bearer` challenge for this refusal, if it needs one. `error` is
-    /// left out when no credentials were sent (RFC 6750 section 3.1).
-    fn challenge(&self) -> Option<String> {
-        let with_error = |error: &str, description: &str| {
+    /// The challenges for this refusal, one per scheme: `Bearer` (RFC 6750)
+    /// and `DPoP` (RFC 9449 section 7.1, with `algs`). `error` is left out
+    /// when no credentials were sent (RFC 6750 section 3.1).
+    fn challenges(&self) -> Vec<String> {
+        let bearer = |error: &str| {
             format!(
-                "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{description}\""
+                "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"",
+                self.detail()
             )
         };
+        let dpop = |error: Option<&str>| {
+            match error {
+            None => format!("DPoP realm=\"{REALM}\", algs=\"{DPOP_ALGS}\""),
+            Some(error) => format!(
+                "DPoP realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\", algs=\"{DPOP_ALGS}\"",
+                self.detail()
+            ),
+        }
+        };
         match self {
-            Refusal::AuthenticationRequired => Some(format!("Bearer realm=\"{REALM}\"")),
+            Refusal::AuthenticationRequired => {
+                vec![format!("Bearer realm=\"{REALM}\""), dpop(None)]
+            }
             Refusal::InvalidToken { .. } | Refusal::SenderConstraintRequired => {
-                Some(with_error("invalid_token", self.detail()))
+                vec![bearer("invalid_token"), dpop(Some("invalid_token"))]
             }
             Refusal::MultipleCredentials | Refusal::MalformedAuthorization => {
-                Some(with_error("invalid_request", self.detail()))
+                vec![bearer("invalid_request")]
             }
-            Refusal::InvalidDpopProof { .. } => Some(format!(
-                "DPoP realm=\"{REALM}\", error=\"invalid_dpop_proof\", error_description=\"{}\", algs=\"{DPOP_ALGS}\"",
-                self.detail()
-            )),
+            Refusal::InvalidDpopProof { .. } => vec![dpop(Some("invalid_dpop_proof"))],
+            Refusal::UseDpopNonce { .. } => vec![dpop(Some("use_dpop_nonce"))],
             Refusal::InsufficientScope { required } => {
                 // Scope tokens are from the policy files, never from the client.
-                let mut c = with_error("insufficient_scope", self.detail());
+                let mut c = bearer("insufficient_scope");
                 if !required.is_empty() {
                     c.push_str(&format!(", scope=\"{}\"", required.join(" ")));
                 }
-                Some(c)
+                vec![c]
             }
-            _ => None,
+            _ => Vec::new(),
         }
     }
 
@@ -185,8 +218,11 @@ impl Refusal {
             ("content-type", "application/problem+json".to_owned()),
             ("cache-control", "no-store".to_owned()),
         ];
-        if let Some(challenge) = self.challenge() {
+        for challenge in self.challenges() {
             headers.push(("www-authenticate", challenge));
+        }
+        if let Refusal::UseDpopNonce { nonce } = self {
+            headers.push(("dpop-nonce", nonce.clone()));
         }
         if status == 503 {
             headers.push(("retry-after", RETRY_AFTER_SECS.to_string()));
@@ -227,14 +263,55 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    fn headers<'a>(r: &'a Reply, name: &str) -> Vec<&'a str> {
+        r.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     #[test]
-    fn no_credentials_gets_a_challenge_without_an_error() {
+    fn no_credentials_gets_one_challenge_per_scheme_without_an_error() {
         let r = Refusal::AuthenticationRequired.reply("r1");
         assert_eq!(r.status, 401);
         assert_eq!(
-            header(&r, "www-authenticate"),
-            Some("Bearer realm=\"stella-gateway\"")
+            headers(&r, "www-authenticate"),
+            [
+                "Bearer realm=\"stella-gateway\"",
+                "DPoP realm=\"stella-gateway\", algs=\"ES256 ES384 EdDSA PS256\""
+            ]
         );
+    }
+
+    #[test]
+    fn nonce_refusal_carries_a_fresh_nonce_and_the_use_dpop_nonce_error() {
+        let r = Refusal::UseDpopNonce {
+            nonce: "n-1".into(),
+        }
+        .reply("r");
+        assert_eq!(r.status, 401);
+        assert_eq!(header(&r, "dpop-nonce"), Some("n-1"));
+        let c = headers(&r, "www-authenticate");
+        assert_eq!(c.len(), 1);
+        assert!(
+            c[0].starts_with("DPoP realm=\"stella-gateway\", error=\"use_dpop_nonce\""),
+            "{c:?}"
+        );
+        assert!(c[0].contains("algs=\""), "{c:?}");
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    }
+
+    #[test]
+    fn proof_defects_get_only_a_dpop_challenge() {
+        let r = Refusal::InvalidDpopProof {
+            code: "htu_mismatch",
+        }
+        .reply("r");
+        let c = headers(&r, "www-authenticate");
+        assert_eq!(c.len(), 1);
+        assert!(c[0].starts_with("DPoP realm=\"stella-gateway\", error=\"invalid_dpop_proof\""));
+        assert_eq!(Refusal::ReplayStoreUnavailable.reply("r").status, 503);
     }
 
     #[test]

@@ -112,7 +112,10 @@ async fn real_authority_token_verifies_with_keys_from_discovery() {
     assert!(claims.jti().is_some_and(|j| !j.is_empty()));
     assert!(claims.expires_at() > clock.now());
     assert_eq!(claims.binding(), &Binding::Unbound);
-    assert_eq!(claims.claim("tenant"), Some(&Value::String("acme".into())));
+    assert_eq!(
+        claims.claim("tenant").as_deref(),
+        Some(&Value::String("acme".into()))
+    );
 
     // Presented again: from the cache, no further JWKS fetch.
     let refreshes = jwks.refreshes();

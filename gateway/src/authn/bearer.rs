@@ -343,7 +343,13 @@ pub fn verify_claims(
         }
     }
 
-    let subject = string(&claims, "sub")?.map(str::to_owned);
+    // RFC 9068 section 2.2: `sub` is required in every JWT access token.
+    let subject = Some(
+        string(&claims, "sub")?
+            .filter(|s| !s.is_empty())
+            .ok_or(TokenError::claim("sub", ClaimProblem::Missing))?
+            .to_owned(),
+    );
     let client_id = string(&claims, "client_id")?.map(str::to_owned);
     let jti = string(&claims, "jti")?.map(str::to_owned);
     let scopes = match claims.get("scope") {

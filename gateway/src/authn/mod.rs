@@ -10,7 +10,10 @@
 
 pub mod bearer;
 pub mod cache;
+pub mod dpop;
+pub mod nonce;
 pub mod presented;
+pub mod replay;
 
 #[cfg(test)]
 pub(crate) mod test_keys;

@@ -20,14 +20,26 @@ pub struct Process {
 impl Process {
     /// Spawns `command` and waits up to `timeout` for a stdout line
     /// `<marker> <json>`. Stderr is inherited so failures show in test output.
-    pub fn start(name: &str, mut command: Command, marker: &str, timeout: Duration) -> Process {
+    pub fn start(name: &str, command: Command, marker: &str, timeout: Duration) -> Process {
+        Process::try_start(name, command, marker, timeout).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Process::start`] that reports a process which exits or stays silent
+    /// instead of panicking, so a caller can retry (for example with other
+    /// ports after losing a race for one).
+    pub fn try_start(
+        name: &str,
+        mut command: Command,
+        marker: &str,
+        timeout: Duration,
+    ) -> Result<Process, String> {
         command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .stdin(Stdio::null());
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         let marker = format!("{marker} ");
@@ -47,17 +59,33 @@ impl Process {
             }
         });
         match rx.recv_timeout(timeout) {
-            Ok(json) => Process {
-                child,
-                ready: serde_json::from_str(&json).expect("ready line carries json"),
-                name: name.to_owned(),
+            Ok(json) => match serde_json::from_str(&json) {
+                Ok(ready) => Ok(Process {
+                    child,
+                    ready,
+                    name: name.to_owned(),
+                }),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(format!("{name} ready line is not json ({e}): {json}"))
+                }
             },
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
-                panic!("{name} did not become ready within {timeout:?} (exit: {status:?})");
+                Err(format!(
+                    "{name} did not become ready within {timeout:?} (exit: {status:?})"
+                ))
             }
         }
+    }
+
+    /// Kills the process now and waits for it to be gone (SIGKILL: an
+    /// abrupt outage, not a graceful stop).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The `addr` member of the ready line as a socket address.
@@ -151,6 +179,20 @@ pub fn request(
     parse_response(&raw)
 }
 
+/// Writes `raw` (a whole request, exactly as given) and returns every byte
+/// the server sent until it closed the connection: empty when it closed
+/// without answering.
+pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    stream.write_all(raw).expect("write request");
+    let mut answer = Vec::new();
+    // A reset after a partial answer still returns what arrived.
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
 /// Parses an HTTP/1.1 response (Content-Length, chunked, or read-to-close).
 pub fn parse_response(raw: &[u8]) -> Response {
     let split = raw
@@ -199,6 +241,27 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[(size + 2).min(data.len())..];
     }
     out
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago: bound to port 0 and
+/// released. For programs that cannot bind port 0 and report back (Pingora);
+/// another process may take it in between, so callers retry on a failed
+/// start with a fresh port.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// `n` distinct free ports (all held until every one is chosen, so they
+/// differ from each other). Same caveat as [`free_port`].
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }
 
 /// Polls `check` until it returns true or `timeout` passes.
