@@ -4,6 +4,12 @@
 #   direct   the upstream itself (HAProxy answering 200 "ok")
 #   pass     an anonymous pass-through route through the gateway
 #   bearer   a Bearer route through the gateway, warm token cache
+#   dpop     a DPoP route: a fresh proof per request (pre-generated outside the
+#            measured loop, each used once), warm token cache
+#   tlspass  the anonymous route over mutual TLS, and
+#   mtls     a certificate-bound (RFC 8705) token route over mutual TLS; wrk
+#            cannot present client certificates, so both go through a local
+#            HAProxy that opens the mTLS connections to the gateway
 #   haproxy  HAProxy 2.6 checking the same token with jwt_verify on every request
 # and, as references for reading the figures,
 #   hapass   HAProxy as a plain proxy (no token check)
@@ -48,6 +54,23 @@ wait_line() { # file marker -> prints the rest of the line once present
 pids+=($!)
 issuer=$(wait_line "$work/authority.out" AUTHORITY_READY | python3 -c 'import json,sys; print(json.load(sys.stdin)["issuer"])')
 token=$(node tests/authority/token.mjs --issuer "$issuer" --client svc-bearer --secret svc-bearer-secret --scope "echo.read")
+# TLS material: a CA, the gateway's certificate, a client certificate.
+(
+  cd "$work"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench-ca \
+    -keyout ca.key -out ca.pem 2>/dev/null
+  for who in server client; do
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$who" \
+      -keyout "$who.key" -out "$who.csr" 2>/dev/null
+  done
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile server.ext -out server.pem 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >client.ext # any extension makes it X.509 v3, which webpki requires
+  openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile client.ext -out client.pem 2>/dev/null
+  cat client.pem client.key >client-bundle.pem
+)
+mtls_token=$(node tests/authority/token.mjs --issuer "$issuer" --client svc-mtls --secret svc-mtls-secret --scope "echo.read" --cert-pem "$work/client.pem")
+dpop_token=$(node tests/authority/token.mjs --issuer "$issuer" --client svc-dpop --secret svc-dpop-secret --scope "echo.read" --dpop-key-file "$work/dpop-key.json")
 # The Authority's ES256 key as PEM, for HAProxy's jwt_verify.
 node --input-type=module -e '
   const [issuer, out] = process.argv.slice(1);
@@ -59,6 +82,7 @@ node --input-type=module -e '
 ' "$issuer" "$work/es256.pem"
 
 up=$(free_port); hp=$(free_port); gw=$(free_port); admin=$(free_port); pp=$(free_port); bp=$(free_port)
+gwtls=$(free_port); mc=$(free_port)
 cat >"$work/upstream.cfg" <<CFG
 global
   nbthread 1
@@ -103,20 +127,49 @@ frontend pass
 backend upstream
   server u1 127.0.0.1:$up
 CFG
+cat >"$work/mtls-client.cfg" <<CFG
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend mtlsclient
+  bind 127.0.0.1:$mc
+  default_backend gateway_tls
+backend gateway_tls
+  server g1 127.0.0.1:$gwtls ssl crt $work/client-bundle.pem ca-file $work/ca.pem verify required sni str(localhost)
+CFG
+haproxy -q -f "$work/mtls-client.cfg" & pids+=($!)
 haproxy -q -f "$work/upstream.cfg" & up_pid=$!; pids+=($up_pid)
 haproxy -q -f "$work/haproxy-jwt.cfg" & hp_pid=$!; pids+=($hp_pid)
 haproxy -q -f "$work/haproxy-pass.cfg" & pp_pid=$!; pids+=($pp_pid)
 "$BARE" "127.0.0.1:$bp" "127.0.0.1:$up" 2 >/dev/null 2>&1 & bp_pid=$!; pids+=($bp_pid)
 
+# Proofs are made before each round, so their iat may be a round old: the
+# proof window is widened for the benchmark (the default is 60 s).
 cat >"$work/gateway.yaml" <<CFG
 gateway:
   id: stella-gateway-bench
-  listeners: {http: "127.0.0.1:$gw", admin: "127.0.0.1:$admin"}
+  public_origin: "http://127.0.0.1:$gw"
+  listeners:
+    http: "127.0.0.1:$gw"
+    admin: "127.0.0.1:$admin"
+    tls:
+      addr: "127.0.0.1:$gwtls"
+      cert_file: "$work/server.pem"
+      key_file: "$work/server.key"
+      client_certificates: optional
+      client_ca_file: "$work/ca.pem"
+      http2: false
   auth:
     authority:
       issuer: "$issuer"
       require_https_metadata: false
       audiences: [http://gateway.local/api]
+    dpop:
+      proof_max_age_seconds: 3600
   policies_dir: $PWD/bench/policies
 router:
   identity_envelope_signing_key: "hs256:YmVuY2gtb25seS1lbnZlbG9wZS1rZXktMDEyMzQ1Njc4OWFi"
@@ -136,23 +189,39 @@ declare -A url=(
   [pass]="http://127.0.0.1:$gw/pass/x"
   [bearer]="http://127.0.0.1:$gw/bearer/x"
   [haproxy]="http://127.0.0.1:$hp/bearer/x"
+  [dpop]="http://127.0.0.1:$gw/dpop/x"
+  [tlspass]="http://127.0.0.1:$mc/pass/x"
+  [mtls]="http://127.0.0.1:$mc/mtls/x"
 )
-declare -A pid_of=([direct]=$up_pid [hapass]=$pp_pid [bare]=$bp_pid [pass]=$gw_pid [bearer]=$gw_pid [haproxy]=$hp_pid)
-targets="direct hapass bare pass bearer haproxy"
+declare -A token_of=([bearer]="$token" [haproxy]="$token" [mtls]="$mtls_token")
+declare -A pid_of=([direct]=$up_pid [hapass]=$pp_pid [bare]=$bp_pid [pass]=$gw_pid [bearer]=$gw_pid [haproxy]=$hp_pid [dpop]=$gw_pid [tlspass]=$gw_pid [mtls]=$gw_pid)
+targets="direct hapass bare pass bearer haproxy dpop tlspass mtls"
+make_proofs() { # count -> $work/proofs.txt
+  node bench/make-proofs.mjs "$work/dpop-key.json" GET "${url[dpop]}" "$dpop_token" "$1" "$work/proofs.txt"
+}
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 auth=(-H "Authorization: Bearer $token")
 sleep 0.3
-for name in $targets; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "${url[$name]}")
+make_proofs 1
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: DPoP $dpop_token" -H "DPoP: $(head -1 "$work/proofs.txt")" "${url[dpop]}")
+[ "$code" = 200 ] || { echo "bench: dpop answered $code, expected 200" >&2; cat "$work/gateway.err" >&2; exit 1; }
+for name in direct hapass bare pass bearer haproxy tlspass mtls; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${token_of[$name]:-$token}" "${url[$name]}")
   [ "$code" = 200 ] || { echo "bench: $name answered $code, expected 200" >&2; cat "$work/gateway.err" >&2; exit 1; }
 done
 
 results="$work/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
   for name in $targets; do
-    before=$(ticks "${pid_of[$name]}")
-    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${auth[@]}" "${url[$name]}")
+    if [ "$name" = dpop ]; then
+      make_proofs $((DURATION * 25000))
+      before=$(ticks "${pid_of[$name]}")
+      out=$(PROOFS="$work/proofs.txt" TOKEN="$dpop_token" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/proofs.lua "${url[$name]}")
+    else
+      before=$(ticks "${pid_of[$name]}")
+      out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer ${token_of[$name]:-$token}" "${url[$name]}")
+    fi
     after=$(ticks "${pid_of[$name]}")
     echo "$out" | python3 -c '
 import re, sys
@@ -182,12 +251,12 @@ by = {}
 for name, rnd, rps, p50, p99, errs, cpu in rows:
     by.setdefault(name, []).append((float(rps), float(p50), float(p99), int(errs), float(cpu)))
 med = {n: tuple(statistics.median(r[i] for r in v) for i in range(5)) for n, v in by.items()}
-labels = {"direct": "upstream directly", "hapass": "HAProxy plain proxy (reference)",
+labels = {"tlspass": "anonymous route over mTLS (via HAProxy client hop)", "mtls": "certificate-bound token over mTLS (same hop)", "dpop": "gateway DPoP, one proof verification per request", "direct": "upstream directly", "hapass": "HAProxy plain proxy (reference)",
           "bare": "Pingora, no filters (reference)", "pass": "gateway anonymous pass-through",
           "bearer": "gateway Bearer, warm cache", "haproxy": "HAProxy jwt_verify every request"}
 print(f"\nStella Gateway benchmark: {rounds} rounds x {duration}s, wrk -t1 -c{conns}, medians")
 print(f"{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>12}{'non-2xx':>9}  rounds req/s        what")
-for n in ["direct", "hapass", "bare", "pass", "bearer", "haproxy"]:
+for n in ["direct", "hapass", "bare", "pass", "bearer", "dpop", "haproxy", "tlspass", "mtls"]:
     rps, p50, p99, errs, cpu = med[n]
     each = " ".join(f"{r[0]:.0f}" for r in by[n])
     print(f"{n:<9}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{cpu:>12.1f}{int(errs):>9}  {each:<20}{labels[n]}")
@@ -197,7 +266,12 @@ print(f"\nbearer / pass    req/s {r('bearer','pass'):.3f}  cpu {c('bearer','pass
 print(f"bearer / haproxy req/s {r('bearer','haproxy'):.3f}  cpu {c('bearer','haproxy'):.3f}   (target >= 2.5)")
 print(f"pass / bare      req/s {r('pass','bare'):.3f}  cpu {c('pass','bare'):.3f}   (the gateway's cost over Pingora itself)")
 print(f"bare / hapass    req/s {r('bare','hapass'):.3f}  cpu {c('bare','hapass'):.3f}   (Pingora against HAProxy as plain proxies)")
-print(f"gateway RSS after load: {int(rss)/1024:.1f} MiB")
 if verify:
-    print(f"reference: openssl speed ecdsap256 verify/s = {verify}")
+    t_verify = 1.0 / float(verify)
+    bound = 1.0 / (1.0 / med["pass"][0] + t_verify)
+    print(f"dpop / bound     req/s {med['dpop'][0] / bound:.3f}   (target >= 0.9; bound = 1/(1/R_pass + t_verify) = {bound:.0f} req/s,"
+          f" t_verify = {t_verify * 1e6:.1f} us from openssl speed ecdsap256, {verify} verify/s)")
+    print(f"dpop cpu over pass: {med['dpop'][4] - med['pass'][4]:.1f} us/request (one ES256 verification costs {t_verify * 1e6:.1f} us)")
+print(f"mtls / tlspass   req/s {r('mtls','tlspass'):.3f}  cpu {c('mtls','tlspass'):.3f}   (certificate-bound token against the same mTLS path)")
+print(f"gateway RSS after load: {int(rss)/1024:.1f} MiB")
 PY
