@@ -14,7 +14,8 @@
 # and, as references for reading the figures,
 #   hapass   HAProxy as a plain proxy (no token check)
 #   bare     a Pingora proxy with no filters (gateway/examples/bare_proxy.rs)
-# It prints medians over ROUNDS rounds of requests/s, latency, and the proxy
+# It prints medians over ROUNDS rounds of requests/s, latency, signature
+# verifications per request (the gateway's own counter), and the proxy
 # process's CPU time per request (steadier than requests/s on a busy
 # machine), the ratios of DESIGN.md section 5, and the gateway's resident
 # memory.
@@ -200,6 +201,7 @@ make_proofs() { # count -> $work/proofs.txt
   node bench/make-proofs.mjs "$work/dpop-key.json" GET "${url[dpop]}" "$dpop_token" "$1" "$work/proofs.txt"
 }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+verifications() { curl -s "http://127.0.0.1:$admin/metrics" | awk '/^stella_gateway_signature_verifications_total/ {print $2}'; }
 hz=$(getconf CLK_TCK)
 auth=(-H "Authorization: Bearer $token")
 sleep 0.3
@@ -214,6 +216,7 @@ done
 results="$work/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
   for name in $targets; do
+    v_before=$(verifications)
     if [ "$name" = dpop ]; then
       make_proofs $((DURATION * 25000))
       before=$(ticks "${pid_of[$name]}")
@@ -223,9 +226,10 @@ for round in $(seq 1 "$ROUNDS"); do
       out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer ${token_of[$name]:-$token}" "${url[$name]}")
     fi
     after=$(ticks "${pid_of[$name]}")
+    v_after=$(verifications)
     echo "$out" | python3 -c '
 import re, sys
-name, rnd, cpu_ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+name, rnd, cpu_ticks, hz, verifies = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 text = sys.stdin.read()
 def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
@@ -236,8 +240,8 @@ p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 total = int(re.search(r"(\d+) requests in", text).group(1))
 cpu_us = cpu_ticks * 1e6 / hz / max(total, 1)
-print(f"{name}\t{rnd}\t{rps}\t{p50}\t{p99}\t{errors.group(1) if errors else 0}\t{cpu_us}")
-' "$name" "$round" "$((after - before))" "$hz" >>"$results"
+print(f"{name}\t{rnd}\t{rps}\t{p50}\t{p99}\t{errors.group(1) if errors else 0}\t{cpu_us}\t{verifies / max(total, 1)}")
+' "$name" "$round" "$((after - before))" "$hz" "$((v_after - v_before))" >>"$results"
   done
 done
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
@@ -248,18 +252,19 @@ import statistics, sys
 path, rss, verify, duration, rounds, conns = sys.argv[1:]
 rows = [l.split("\t") for l in open(path).read().split("\n") if l]
 by = {}
-for name, rnd, rps, p50, p99, errs, cpu in rows:
-    by.setdefault(name, []).append((float(rps), float(p50), float(p99), int(errs), float(cpu)))
-med = {n: tuple(statistics.median(r[i] for r in v) for i in range(5)) for n, v in by.items()}
+for name, rnd, rps, p50, p99, errs, cpu, verifies in rows:
+    by.setdefault(name, []).append((float(rps), float(p50), float(p99), int(errs), float(cpu), float(verifies)))
+med = {n: tuple(statistics.median(r[i] for r in v) for i in range(6)) for n, v in by.items()}
 labels = {"tlspass": "anonymous route over mTLS (via HAProxy client hop)", "mtls": "certificate-bound token over mTLS (same hop)", "dpop": "gateway DPoP, one proof verification per request", "direct": "upstream directly", "hapass": "HAProxy plain proxy (reference)",
           "bare": "Pingora, no filters (reference)", "pass": "gateway anonymous pass-through",
           "bearer": "gateway Bearer, warm cache", "haproxy": "HAProxy jwt_verify every request"}
 print(f"\nStella Gateway benchmark: {rounds} rounds x {duration}s, wrk -t1 -c{conns}, medians")
-print(f"{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>12}{'non-2xx':>9}  rounds req/s        what")
+print(f"{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>12}{'sig/req':>9}{'non-2xx':>9}  rounds req/s        what")
 for n in ["direct", "hapass", "bare", "pass", "bearer", "dpop", "haproxy", "tlspass", "mtls"]:
-    rps, p50, p99, errs, cpu = med[n]
+    rps, p50, p99, errs, cpu, sig = med[n]
     each = " ".join(f"{r[0]:.0f}" for r in by[n])
-    print(f"{n:<9}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{cpu:>12.1f}{int(errs):>9}  {each:<20}{labels[n]}")
+    sig_text = f"{sig:.3f}" if n in ("pass", "bearer", "dpop", "tlspass", "mtls") else "-"
+    print(f"{n:<9}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{cpu:>12.1f}{sig_text:>9}{int(errs):>9}  {each:<20}{labels[n]}")
 r = lambda a, b: med[a][0] / med[b][0]
 c = lambda a, b: med[b][4] / med[a][4]
 print(f"\nbearer / pass    req/s {r('bearer','pass'):.3f}  cpu {c('bearer','pass'):.3f}   (target >= 0.9)")

@@ -44,12 +44,16 @@ impl Admin {
              # HELP stella_gateway_token_cache_entries Tokens in the verified-token cache\n\
              # TYPE stella_gateway_token_cache_entries gauge\n\
              stella_gateway_token_cache_entries {}\n\
+             # HELP stella_gateway_signature_verifications_total Asymmetric signature verifications (access tokens and DPoP proofs)\n\
+             # TYPE stella_gateway_signature_verifications_total counter\n\
+             stella_gateway_signature_verifications_total {}\n\
              # HELP stella_gateway_jwks_unknown_kid_refetches_total JWKS fetches caused by an unknown kid\n\
              # TYPE stella_gateway_jwks_unknown_kid_refetches_total counter\n\
              stella_gateway_jwks_unknown_kid_refetches_total {}\n",
             gw.tokens.hits(),
             gw.tokens.misses(),
             gw.tokens.entry_count(),
+            crate::jose::signature_verifications(),
             gw.jwks.unknown_kid_refetches(),
         );
         gw.metrics.render(&External {

@@ -37,4 +37,4 @@ pub use error::{JoseError, JwsPart, KeyProblem, MemberProblem};
 pub use jwk::PublicJwk;
 pub use jws::{typ_matches, CompactJws, JsonObject, JwsHeader};
 pub use thumbprint::{thumbprint_matches, thumbprint_sha256};
-pub use verify::{verify, VerifyingKey};
+pub use verify::{signature_verifications, verify, VerifyingKey};

@@ -106,6 +106,7 @@ impl VerifyingKey {
         if signature.len() != expected_len {
             return Err(JoseError::MalformedSignature { alg });
         }
+        SIGNATURE_VERIFICATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let verified = match &self.prepared {
             Prepared::EcP256(key) | Prepared::EcP384(key) => key.verify(signing_input, signature),
             Prepared::Ed25519(key) => key.verify(signing_input, signature),
@@ -129,6 +130,16 @@ impl From<&PublicJwk> for VerifyingKey {
     fn from(jwk: &PublicJwk) -> Self {
         VerifyingKey::new(jwk)
     }
+}
+
+/// Signature verifications run by this process (every algorithm): the
+/// benchmark and the tests use it to show the hot path does exactly one per
+/// DPoP request and none per cached Bearer token.
+static SIGNATURE_VERIFICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`SIGNATURE_VERIFICATIONS`].
+pub fn signature_verifications() -> u64 {
+    SIGNATURE_VERIFICATIONS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Verifies one signature with a JWK: [`PublicJwk::check_alg`], the
