@@ -157,21 +157,35 @@ pub fn settings(listener: &TlsListener) -> Result<TlsSettings, Vec<ConfigError>>
     if PrivateKeyDer::from_pem_file(&listener.key_file).is_err() {
         errors.push(err("key_file", "holds no pem private key"));
     }
-    let verifier = match (listener.client_certificates, &listener.client_ca_file) {
-        (ClientCertMode::None, _) => None,
-        (mode, Some(ca)) => match client_verifier(ca, mode == ClientCertMode::Optional) {
-            Ok(v) => Some(v),
-            Err(problem) => {
-                errors.push(err("client_ca_file", problem));
-                None
+    let optional = listener.client_certificates == ClientCertMode::Optional;
+    let verifier = match listener.client_certificates {
+        ClientCertMode::None => None,
+        _ => {
+            let default = listener.client_ca_file.as_ref().and_then(|ca| {
+                client_verifier(ca, optional)
+                    .map_err(|problem| errors.push(err("client_ca_file", problem)))
+                    .ok()
+            });
+            let mut domains = Vec::new();
+            for (i, (domain, ca)) in listener.spiffe_roots.iter().enumerate() {
+                match client_verifier(ca, optional) {
+                    Ok(v) => domains.push((domain.clone(), v)),
+                    Err(problem) => {
+                        errors.push(err(&format!("spiffe_roots[{i}].ca_file"), problem))
+                    }
+                }
             }
-        },
-        (_, None) => {
-            errors.push(err(
-                "client_ca_file",
-                "is required when client_certificates is not none",
-            ));
-            None
+            if default.is_none() && domains.is_empty() && errors.is_empty() {
+                errors.push(err(
+                    "client_ca_file",
+                    "is required when client_certificates is not none",
+                ));
+            }
+            if domains.is_empty() {
+                default
+            } else {
+                Some(Arc::new(TrustDomainVerifier::new(default, domains, optional)) as Verifier)
+            }
         }
     };
     if !errors.is_empty() {
@@ -193,6 +207,112 @@ pub fn settings(listener: &TlsListener) -> Result<TlsSettings, Vec<ConfigError>>
         settings.set_client_cert_verifier(verifier);
     }
     Ok(settings)
+}
+
+type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+/// Chooses the roots by the client certificate: an X.509-SVID is verified
+/// only against its own trust domain's roots (so one domain's CA can never
+/// vouch for another domain's IDs); any other certificate against the
+/// default bundle.
+#[derive(Debug)]
+struct TrustDomainVerifier {
+    default: Option<Verifier>,
+    domains: Vec<(String, Verifier)>,
+    optional: bool,
+    hints: Vec<rustls::DistinguishedName>,
+}
+
+impl TrustDomainVerifier {
+    fn new(default: Option<Verifier>, domains: Vec<(String, Verifier)>, optional: bool) -> Self {
+        let mut hints: Vec<rustls::DistinguishedName> = Vec::new();
+        for v in default.iter().chain(domains.iter().map(|(_, v)| v)) {
+            for h in v.root_hint_subjects() {
+                if !hints.iter().any(|x| x.as_ref() == h.as_ref()) {
+                    hints.push(h.clone());
+                }
+            }
+        }
+        TrustDomainVerifier {
+            default,
+            domains,
+            optional,
+            hints,
+        }
+    }
+
+    /// Any verifier, for the handshake signature (it uses only the
+    /// certificate's key, not the roots).
+    fn any(&self) -> &Verifier {
+        // `new` is only called with at least one domain.
+        self.default.as_ref().unwrap_or(&self.domains[0].1)
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for TrustDomainVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        !self.optional
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let refused = || rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let verifier = match spiffe_id(end_entity.as_ref()) {
+            Ok(Some(id)) => {
+                let domain = id
+                    .strip_prefix("spiffe://")
+                    .and_then(|rest| rest.split('/').next())
+                    .unwrap_or_default();
+                self.domains
+                    .iter()
+                    .find(|(d, _)| d == domain)
+                    .map(|(_, v)| v)
+                    .ok_or_else(refused)?
+            }
+            Ok(None) => self.default.as_ref().ok_or_else(refused)?,
+            // A certificate claiming a SPIFFE ID that is not a valid SVID.
+            Err(_) => {
+                return Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::BadEncoding,
+                ))
+            }
+        };
+        verifier.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.any().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.any().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.any().supported_verify_schemes()
+    }
 }
 
 fn client_verifier(

@@ -58,7 +58,19 @@ pub struct TlsSection {
     pub client_certificates: Option<String>,
     /// PEM bundle of CAs client certificates must chain to.
     pub client_ca_file: Option<String>,
+    /// Roots per SPIFFE trust domain: an X.509-SVID is verified only
+    /// against the roots of its own trust domain (then `client_ca_file`
+    /// covers the certificates without a SPIFFE ID).
+    #[serde(default)]
+    pub spiffe_roots: Vec<SpiffeRootsSection>,
     pub http2: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpiffeRootsSection {
+    pub trust_domain: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -172,6 +184,10 @@ pub fn schema_sample() -> FileConfig {
                     key_file: s(),
                     client_certificates: s(),
                     client_ca_file: s(),
+                    spiffe_roots: vec![SpiffeRootsSection {
+                        trust_domain: s(),
+                        ca_file: s(),
+                    }],
                     http2: Some(true),
                 }),
                 admin: s(),

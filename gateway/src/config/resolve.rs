@@ -74,6 +74,8 @@ pub struct TlsListener {
     pub key_file: PathBuf,
     pub client_certificates: ClientCertMode,
     pub client_ca_file: Option<PathBuf>,
+    /// (trust domain, CA file) pairs.
+    pub spiffe_roots: Vec<(String, PathBuf)>,
     pub http2: bool,
 }
 
@@ -316,8 +318,33 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
                 ClientCertMode::None
             }
         };
+        let mut spiffe_roots = Vec::new();
+        for (i, r) in t.spiffe_roots.iter().enumerate() {
+            let at = |k: &str| format!("gateway.listeners.tls.spiffe_roots[{i}].{k}");
+            let domain = r.trust_domain.clone().unwrap_or_default();
+            if crate::tls::parse_spiffe_uri(&format!("spiffe://{domain}/x")).is_err() {
+                e.add(
+                    &at("trust_domain"),
+                    "must be a lowercase spiffe trust domain such as example.org",
+                );
+            } else if spiffe_roots.iter().any(|(d, _)| d == &domain) {
+                e.add(&at("trust_domain"), "is listed twice");
+            }
+            if let Some(file) = existing_file(&mut e, &at("ca_file"), base, &r.ca_file) {
+                spiffe_roots.push((domain, file));
+            }
+        }
+        if !t.spiffe_roots.is_empty() && mode == ClientCertMode::None {
+            e.add(
+                "gateway.listeners.tls.spiffe_roots",
+                "needs client_certificates optional or required",
+            );
+        }
+        // With per-domain roots alone, certificates without a SPIFFE ID have
+        // no roots, so client_ca_file becomes optional.
         let client_ca_file = match mode {
             ClientCertMode::None => None,
+            _ if !t.spiffe_roots.is_empty() && t.client_ca_file.is_none() => None,
             _ => existing_file(
                 &mut e,
                 "gateway.listeners.tls.client_ca_file",
@@ -331,6 +358,7 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
             key_file: key_file?,
             client_certificates: mode,
             client_ca_file,
+            spiffe_roots,
             http2: t.http2.unwrap_or(true),
         })
     });
