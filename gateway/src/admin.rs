@@ -28,8 +28,13 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u
 }
 
 impl Admin {
-    pub fn ready(&self) -> bool {
-        self.gateway.jwks.is_ready()
+    /// Whether the replay store answers (a memory store always does).
+    async fn replay_store_reachable(&self) -> bool {
+        let ping = self.gateway.replay.ping();
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
+            Ok(Ok(()))
+        )
     }
 
     fn metrics(&self) -> String {
@@ -61,7 +66,7 @@ impl Admin {
             jwks_refresh_failures: gw.jwks.refresh_failures(),
             jwks_keys: gw.jwks.key_ids().len() as u64,
             jwks_age_seconds: gw.jwks.age(),
-            ready: self.ready(),
+            ready: gw.jwks.is_ready(),
             extra: &extra,
         })
     }
@@ -75,10 +80,13 @@ impl ServeHttp for Admin {
         match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
             "/readyz" => {
-                let ready = self.ready();
+                let keys = gw.jwks.is_ready();
+                let replay = self.replay_store_reachable().await;
+                let ready = keys && replay;
                 let body = json!({
                     "ready": ready,
-                    "authority_keys_loaded": ready,
+                    "authority_keys_loaded": keys,
+                    "replay_store_reachable": replay,
                     "jwks_age_seconds": gw.jwks.age(),
                 });
                 let status = if ready {

@@ -54,6 +54,8 @@ pub struct Gateway {
     pub jwks: Arc<JwksCache>,
     pub tokens: TokenCache,
     pub dpop_rules: DpopRules,
+    /// The proof algorithms for DPoP challenges, as configured.
+    pub dpop_algs: String,
     pub replay: Arc<dyn ReplayStore>,
     /// Server nonces, when a nonce secret is configured.
     pub nonces: Option<NonceIssuer>,
@@ -110,6 +112,7 @@ impl Gateway {
         Ok(Gateway {
             signer: config.signer.clone(),
             tokens: TokenCache::new(config.token_cache_max_entries),
+            dpop_algs: dpop_rules.algs_challenge(),
             dpop_rules,
             replay,
             nonces,
@@ -196,6 +199,15 @@ impl Gateway {
                     }
                 };
                 Ok(Caller::Token { claims, method })
+            }
+            Presented::BearerWithDpopHeader(token) => {
+                let claims = self.verify_token(token).await?;
+                Err(match claims.binding() {
+                    Binding::Jkt(_) => Refusal::InvalidToken {
+                        code: "dpop_bound_token_as_bearer",
+                    },
+                    _ => Refusal::MultipleCredentials,
+                })
             }
             Presented::Dpop { token, proof } => {
                 let claims = self.verify_token(token).await?;

@@ -60,12 +60,13 @@ pub async fn write_refusal(
     session: &mut Session,
     refusal: &Refusal,
     request_id: &str,
+    dpop_algs: &str,
 ) -> Result<()> {
     let Reply {
         status,
         headers,
         body,
-    } = refusal.reply(request_id);
+    } = refusal.reply_with_algs(request_id, dpop_algs);
     let mut head = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (name, value) in headers {
         head.append_header(name, value)?;
@@ -240,7 +241,7 @@ impl ProxyHttp for Proxy {
                 if ctx.reason.is_empty() {
                     ctx.reason = refusal.code();
                 }
-                write_refusal(session, &refusal, &ctx.request_id).await?;
+                write_refusal(session, &refusal, &ctx.request_id, &self.gateway.dpop_algs).await?;
                 Ok(true)
             }
         }
@@ -405,7 +406,7 @@ impl ProxyHttp for Proxy {
         }
         ctx.reason = refusal.code();
         let status = refusal.status();
-        let _ = write_refusal(session, &refusal, &ctx.request_id).await;
+        let _ = write_refusal(session, &refusal, &ctx.request_id, &self.gateway.dpop_algs).await;
         FailToProxy {
             error_code: status,
             can_reuse_downstream: false,

@@ -10,7 +10,8 @@ use serde_json::json;
 /// Realm in every challenge.
 pub const REALM: &str = "stella-gateway";
 
-/// Proof algorithms advertised in DPoP challenges.
+/// Proof algorithms advertised in DPoP challenges by default; the gateway
+/// passes its configured list to [`Refusal::reply_with_algs`].
 pub const DPOP_ALGS: &str = "ES256 ES384 EdDSA PS256";
 
 /// Seconds a client should wait after a 503.
@@ -156,7 +157,7 @@ impl Refusal {
     /// The challenges for this refusal, one per scheme: `Bearer` (RFC 6750)
     /// and `DPoP` (RFC 9449 section 7.1, with `algs`). `error` is left out
     /// when no credentials were sent (RFC 6750 section 3.1).
-    fn challenges(&self) -> Vec<String> {
+    fn challenges(&self, dpop_algs: &str) -> Vec<String> {
         let bearer = |error: &str| {
             format!(
                 "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"",
@@ -165,9 +166,9 @@ impl Refusal {
         };
         let dpop = |error: Option<&str>| {
             match error {
-            None => format!("DPoP realm=\"{REALM}\", algs=\"{DPOP_ALGS}\""),
+            None => format!("DPoP realm=\"{REALM}\", algs=\"{dpop_algs}\""),
             Some(error) => format!(
-                "DPoP realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\", algs=\"{DPOP_ALGS}\"",
+                "DPoP realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\", algs=\"{dpop_algs}\"",
                 self.detail()
             ),
         }
@@ -196,8 +197,14 @@ impl Refusal {
         }
     }
 
-    /// Builds the response. `request_id` is the gateway's own id.
+    /// Builds the response with the default DPoP algorithms.
     pub fn reply(&self, request_id: &str) -> Reply {
+        self.reply_with_algs(request_id, DPOP_ALGS)
+    }
+
+    /// Builds the response. `request_id` is the gateway's own id;
+    /// `dpop_algs` the proof algorithms it accepts (space-separated).
+    pub fn reply_with_algs(&self, request_id: &str, dpop_algs: &str) -> Reply {
         let status = self.status();
         let mut body = json!({
             "type": "about:blank",
@@ -218,7 +225,7 @@ impl Refusal {
             ("content-type", "application/problem+json".to_owned()),
             ("cache-control", "no-store".to_owned()),
         ];
-        for challenge in self.challenges() {
+        for challenge in self.challenges(dpop_algs) {
             headers.push(("www-authenticate", challenge));
         }
         if let Refusal::UseDpopNonce { nonce } = self {

@@ -11,6 +11,10 @@ pub enum Presented<'a> {
     None,
     /// `Authorization: Bearer <token>` and no `DPoP` header.
     Bearer(&'a str),
+    /// `Authorization: Bearer <token>` with a `DPoP` header. DESIGN.md 3.3
+    /// answers it by the token: a DPoP-bound token is 401 `invalid_token`
+    /// ("presented as Bearer, with or without a proof"), any other is 400.
+    BearerWithDpopHeader(&'a str),
     /// `Authorization: DPoP <token>` with exactly one `DPoP` field line.
     Dpop {
         token: &'a str,
@@ -21,8 +25,7 @@ pub enum Presented<'a> {
 /// Why the header combination is refused before looking at the token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PresentedError {
-    /// Several `Authorization` lines, or a `DPoP` header with the Bearer
-    /// scheme: 400 `invalid_request`.
+    /// Several `Authorization` lines: 400 `invalid_request`.
     SeveralCredentials,
     /// Not `<scheme> <token68>`, or a scheme the gateway does not take:
     /// 400 `invalid_request`.
@@ -88,7 +91,7 @@ pub fn presented<'a>(
     }
     if scheme.eq_ignore_ascii_case("bearer") {
         if !dpop.is_empty() {
-            return Err(PresentedError::SeveralCredentials);
+            return Ok(Presented::BearerWithDpopHeader(token));
         }
         return Ok(Presented::Bearer(token));
     }
@@ -139,7 +142,11 @@ mod tests {
             (&["bearer abc"], &[], Ok(Presented::Bearer("abc"))),
             (&["BEARER abc=="], &[], Ok(Presented::Bearer("abc=="))),
             (&["Bearer a", "Bearer b"], &[], Err(SeveralCredentials)),
-            (&["Bearer abc"], &["proof"], Err(SeveralCredentials)),
+            (
+                &["Bearer abc"],
+                &["proof"],
+                Ok(Presented::BearerWithDpopHeader("abc")),
+            ),
             (
                 &["DPoP abc"],
                 &["p.r.f"],

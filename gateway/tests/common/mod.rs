@@ -37,6 +37,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use stella_test_support::{free_port, free_ports, request, wait_until, Process, Response};
+// Only the suites on sender-constrained tokens use these.
+#[allow(unused_imports)]
+pub use stella_test_support::{dpop_ath, DpopKey, ProofBuilder};
 
 /// The gateway's id: the envelope issuer the services expect.
 pub const GATEWAY_ID: &str = "stella-gateway-e2e";
@@ -221,6 +224,12 @@ pub const MTLS: Client = Client {
     id: "svc-mtls",
     secret: "svc-mtls-secret",
 };
+/// DPoP-bound tokens (needs a proof: [`Authority::dpop_token`]); scopes
+/// echo.read echo.write admin, tenant acme.
+pub const DPOP: Client = Client {
+    id: "svc-dpop",
+    secret: "svc-dpop-secret",
+};
 
 /// What to ask the token endpoint for besides the client.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -263,6 +272,9 @@ pub struct AuthorityOptions {
     pub access_token_ttl: Option<u64>,
     /// A fixed port (to bring an Authority up where a gateway expects it).
     pub port: Option<u16>,
+    /// `AUTHORITY_CLIENTS_FILE`: extra clients (JSON array of client
+    /// metadata; see tests/authority/README.md). None by default.
+    pub clients_file: Option<PathBuf>,
 }
 
 /// The test Authority (`node tests/authority/server.mjs`).
@@ -363,6 +375,9 @@ impl Authority {
             cmd.env_remove(name);
         }
         cmd.env("AUTHORITY_KEYS_FILE", &keys_file);
+        if let Some(clients) = &options.clients_file {
+            cmd.env("AUTHORITY_CLIENTS_FILE", clients);
+        }
         if let Some(ttl) = options.access_token_ttl {
             cmd.env("AUTHORITY_AT_TTL", ttl.to_string());
         }
@@ -555,6 +570,12 @@ pub struct GatewaySetup {
     tls: Option<TlsSetup>,
     env: Vec<(String, String)>,
     policies_dir: PathBuf,
+    /// `gateway.public_origin`, with `{http}` / `{tls}` replaced by the
+    /// listener ports chosen at start.
+    public_origin: Option<String>,
+    /// Keys of `gateway.auth` besides `authority` (`dpop`,
+    /// `allow_temporary_bypass`, ...).
+    auth: serde_json::Map<String, Value>,
 }
 
 impl GatewaySetup {
@@ -589,6 +610,8 @@ impl GatewaySetup {
             tls: None,
             env: Vec::new(),
             policies_dir: policies_dir(),
+            public_origin: None,
+            auth: serde_json::Map::new(),
         }
     }
 
@@ -624,6 +647,27 @@ impl GatewaySetup {
     /// empty environment otherwise).
     pub fn env(mut self, name: &str, value: &str) -> GatewaySetup {
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// `gateway.public_origin`. `{http}` and `{tls}` stand for the ports
+    /// of those listeners, chosen at start: `http://127.0.0.1:{http}` is
+    /// the origin [`Gateway::origin`] names.
+    pub fn public_origin(mut self, template: &str) -> GatewaySetup {
+        self.public_origin = Some(template.into());
+        self
+    }
+
+    /// Sets a key of `gateway.auth` other than `authority`, such as
+    /// `dpop` or `allow_temporary_bypass`.
+    pub fn auth(mut self, key: &str, value: Value) -> GatewaySetup {
+        self.auth.insert(key.into(), value);
+        self
+    }
+
+    /// `gateway.policies_dir` (the shipped policies by default).
+    pub fn policies(mut self, dir: &Path) -> GatewaySetup {
+        self.policies_dir = dir.to_path_buf();
         self
     }
 
@@ -672,7 +716,7 @@ impl GatewaySetup {
                 })
             })
             .collect();
-        let config = json!({
+        let mut config = json!({
             "gateway": {
                 "id": GATEWAY_ID,
                 "listeners": listeners,
@@ -683,6 +727,15 @@ impl GatewaySetup {
             "services": services,
             "logging": {"format": "text", "level": "info"},
         });
+        for (k, v) in &self.auth {
+            config["gateway"]["auth"][k] = v.clone();
+        }
+        if let Some(origin) = &self.public_origin {
+            let origin = origin
+                .replace("{http}", &http.to_string())
+                .replace("{tls}", &tls.map(|p| p.to_string()).unwrap_or_default());
+            config["gateway"]["public_origin"] = json!(origin);
+        }
         serde_yaml::to_string(&config).expect("config as yaml")
     }
 
@@ -736,6 +789,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// `http://<plain listener>`: the origin a client of the plain
+    /// listener uses (see [`GatewaySetup::public_origin`]).
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
     /// The readiness line's `keys_loaded`.
     pub fn keys_loaded_at_start(&self) -> bool {
         self.process.ready["keys_loaded"] == json!(true)
@@ -1294,5 +1353,233 @@ pub fn curl_https_version(
         response,
         status_line,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// sender-constrained tokens: DPoP keys and proofs, extra client
+// certificates, policies with extra routes, a shared replay store
+
+impl Authority {
+    /// A new DPoP-bound token for `client` (normally [`DPOP`]): `token.mjs
+    /// --dpop-key-file key_file` signs the token request's proof with the
+    /// private JWK in that file ([`DpopKey::write_private_jwk`]), so the
+    /// token's `cnf.jkt` is that key's thumbprint.
+    pub fn dpop_token(&self, client: Client, key_file: &Path) -> String {
+        let out = Command::new("node")
+            .current_dir(authority_dir())
+            .arg("token.mjs")
+            .args(["--issuer", &self.issuer])
+            .args(["--client", client.id, "--secret", client.secret])
+            .arg("--dpop-key-file")
+            .arg(key_file)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run node token.mjs");
+        assert!(
+            out.status.success(),
+            "token.mjs --dpop-key-file for {} failed: {}",
+            client.id,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("token is utf-8")
+            .trim()
+            .to_owned()
+    }
+}
+
+/// A DPoP proof made by the npm `dpop` library (`tests/authority/proof.mjs`),
+/// an implementation independent of [`DpopKey`], with the private JWK in
+/// `key_file`.
+pub fn npm_dpop_proof(
+    key_file: &Path,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    nonce: Option<&str>,
+) -> String {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(authority_dir())
+        .arg("proof.mjs")
+        .arg("--key-file")
+        .arg(key_file)
+        .args(["--method", method, "--url", url]);
+    if let Some(token) = token {
+        cmd.args(["--token", token]);
+    }
+    if let Some(nonce) = nonce {
+        cmd.args(["--nonce", nonce]);
+    }
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run node proof.mjs");
+    assert!(
+        out.status.success(),
+        "proof.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("proof is utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// A jti no other proof of this test process uses.
+pub fn unique_jti(label: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut random = [0u8; 12];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+        .expect("random jti");
+    format!("{label}-{n}-{}", b64url(&random))
+}
+
+/// A 401 for a DPoP proof defect: problem+json `invalid_dpop_proof`, one
+/// `DPoP` challenge with that error and the `algs` the gateway accepts.
+#[track_caller]
+pub fn assert_invalid_dpop_proof(r: &Response) {
+    assert_problem(r, 401, "invalid_dpop_proof");
+    let challenges = r.header_all("www-authenticate");
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    let c = challenges[0];
+    assert!(
+        c.starts_with("DPoP realm=\"stella-gateway\"")
+            && c.contains("error=\"invalid_dpop_proof\"")
+            && c.contains("algs=\""),
+        "{c}"
+    );
+}
+
+impl Pki {
+    /// Another client certificate from this PKI's CA (`ca.pem`), with
+    /// `uri_san` as its one URI SAN when given. Returns (certificate, key).
+    pub fn issue_client(&self, name: &str, uri_san: Option<&str>) -> (PathBuf, PathBuf) {
+        let dir = self.ca.parent().expect("pki folder");
+        let mut ext = "basicConstraints=critical,CA:FALSE\n\
+                       keyUsage=critical,digitalSignature\n\
+                       subjectKeyIdentifier=hash\n\
+                       authorityKeyIdentifier=keyid\n\
+                       extendedKeyUsage=clientAuth\n"
+            .to_owned();
+        if let Some(uri) = uri_san {
+            ext.push_str(&format!("subjectAltName=URI:{uri}\n"));
+        }
+        make_leaf(dir, "ca", name, name, &ext);
+        (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        )
+    }
+}
+
+/// A copy of the shipped policies in `dir/policies` with `extra` (YAML list
+/// items, indented as in `echo.yaml`) appended to the routes of `echo`.
+pub fn policies_with_echo_routes(dir: &TempDir, extra: &str) -> PathBuf {
+    let out = dir.join("policies");
+    std::fs::create_dir_all(&out).expect("create policies copy");
+    for entry in std::fs::read_dir(policies_dir()).expect("read policies") {
+        let path = entry.expect("policies entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let name = path.file_name().expect("file name");
+        let mut text = std::fs::read_to_string(&path).expect("read policy file");
+        if name == "echo.yaml" {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(extra);
+        }
+        std::fs::write(out.join(name), text).expect("write policy file");
+    }
+    out
+}
+
+/// A `redis-server` on a free loopback port, without persistence, killed
+/// when dropped.
+pub struct RedisServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one and waits until it answers `PING`; a start that loses
+    /// the race for its port is retried with another.
+    pub fn start() -> RedisServer {
+        for _ in 0..5 {
+            if let Some(redis) = RedisServer::try_start(free_port()) {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    /// Starts an empty server again on the same port (after
+    /// [`kill`](Self::kill)): the store is back, its entries are gone.
+    pub fn restart(&mut self) {
+        self.kill();
+        let fresh = RedisServer::try_start(self.port)
+            .unwrap_or_else(|| panic!("redis-server did not restart on port {}", self.port));
+        *self = fresh;
+    }
+
+    fn try_start(port: u16) -> Option<RedisServer> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run redis-server (is it installed?)");
+        let mut redis = RedisServer { child, port };
+        let up = wait_until(Duration::from_secs(10), || {
+            matches!(redis.child.try_wait(), Ok(Some(_))) || redis.ping()
+        });
+        (up && matches!(redis.child.try_wait(), Ok(None))).then_some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the server answers `PING` with `+PONG`.
+    pub fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+        else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        if s.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut reply = [0u8; 7];
+        s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    }
+
+    /// SIGKILL (an abrupt outage); returns once the port refuses.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
+            }),
+            "redis port still accepts after kill"
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
