@@ -696,3 +696,31 @@ fn a_full_memory_replay_store_refuses_new_proofs_with_503_instead_of_forgetting_
     let r = gw.get_with_token("/items/1", &s.stack.authority.token(BEARER));
     assert_reached_via_envelope(&r);
 }
+
+/// DESIGN.md 5: on the DPoP hot path exactly one signature verification per
+/// request (the proof's); the access token's signature is checked once and
+/// then served from the verified-token cache.
+#[test]
+fn a_warm_dpop_request_costs_exactly_one_signature_verification() {
+    let s = DpopStack::start("dpop-one-verification");
+    let gw = s.gw();
+    let verifications = || {
+        gw.metrics()
+            .value("stella_gateway_signature_verifications_total", &[])
+            .unwrap_or(0.0)
+    };
+    // The first request verifies the token and the proof.
+    let before = verifications();
+    assert_reached_with_dpop(
+        &s.send("GET", "/dpop/a", &s.proof("GET", "/dpop/a")),
+        &s.key,
+    );
+    assert_eq!(verifications() - before, 2.0);
+    // Every later request: the proof only.
+    let before = verifications();
+    for i in 0..10 {
+        let path = format!("/dpop/n{i}");
+        assert_reached_with_dpop(&s.send("GET", &path, &s.proof("GET", &path)), &s.key);
+    }
+    assert_eq!(verifications() - before, 10.0);
+}
