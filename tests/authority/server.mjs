@@ -19,6 +19,7 @@
 //   AUTHORITY_DEFAULT_RESOURCE  audience used when no resource= is sent
 //                           (default http://gateway.local/api)
 
+import { promisify } from 'node:util';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -132,9 +133,13 @@ const thumbprint = (jwk) => {
   return crypto.createHash('sha256').update(JSON.stringify(members)).digest('base64url');
 };
 
-function generateKeys() {
-  const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
-  const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+// Asynchronous generation: node 20's generateKeyPairSync was seen to hang in
+// garbage collection (about one start in fifty under load).
+const generateKeyPair = promisify(crypto.generateKeyPair);
+
+async function generateKeys() {
+  const ec = (await generateKeyPair('ec', { namedCurve: 'P-256' })).privateKey.export({ format: 'jwk' });
+  const rsa = (await generateKeyPair('rsa', { modulusLength: 2048 })).privateKey.export({ format: 'jwk' });
   // ES256 first: it is the access token signing key.
   return {
     keys: [
@@ -144,7 +149,7 @@ function generateKeys() {
   };
 }
 
-function loadKeys() {
+async function loadKeys() {
   const file = process.env.AUTHORITY_KEYS_FILE;
   if (file && fs.existsSync(file)) {
     const jwks = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -154,7 +159,7 @@ function loadKeys() {
     log(`loaded signing keys from ${file}`);
     return jwks;
   }
-  const jwks = generateKeys();
+  const jwks = await generateKeys();
   if (file) {
     fs.writeFileSync(file, `${JSON.stringify(jwks, null, 2)}\n`, { mode: 0o600 });
     log(`generated signing keys and wrote them to ${file}`);
@@ -162,7 +167,7 @@ function loadKeys() {
   return jwks;
 }
 
-const jwks = loadKeys();
+const jwks = await loadKeys();
 
 // ---------------------------------------------------------------------------
 // test-only client certificate header
