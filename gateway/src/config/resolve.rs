@@ -34,7 +34,8 @@ impl MissingAuthorization {
         }
     }
 
-    fn parse(text: &str) -> Option<MissingAuthorization> {
+    /// Case-insensitive, `_` and `-` ignored (`require_authenticated`).
+    pub fn parse(text: &str) -> Option<MissingAuthorization> {
         match text
             .trim()
             .to_ascii_lowercase()

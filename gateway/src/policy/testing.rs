@@ -153,26 +153,7 @@ pub fn outcome(
 pub fn known_reasons() -> Vec<&'static str> {
     let mut reasons = decide::reason_labels();
     reasons.extend(["not_found", "method_not_allowed"]);
-    reasons.extend(
-        [
-            PathError::NotOriginForm,
-            PathError::TooLong { max: 0 },
-            PathError::TooManySegments { max: 0 },
-            PathError::BadEscape,
-            PathError::EncodedSlash,
-            PathError::EncodedBackslash,
-            PathError::Backslash,
-            PathError::NulByte,
-            PathError::ControlChar,
-            PathError::Space,
-            PathError::NonAscii,
-            PathError::Fragment,
-            PathError::QueryInPath,
-            PathError::Semicolon,
-        ]
-        .iter()
-        .map(PathError::code),
-    );
+    reasons.extend(PathError::ALL.iter().map(PathError::code));
     reasons.sort_unstable();
     reasons.dedup();
     reasons
@@ -181,17 +162,7 @@ pub fn known_reasons() -> Vec<&'static str> {
 /// Reads `Deny`, `RequireAuthenticated`, `AllowAnonymous` as the config
 /// does: case-insensitive, `_` and `-` ignored.
 pub fn parse_missing_authorization(text: &str) -> Option<MissingAuthorization> {
-    match text
-        .trim()
-        .to_ascii_lowercase()
-        .replace(['_', '-'], "")
-        .as_str()
-    {
-        "deny" => Some(MissingAuthorization::Deny),
-        "requireauthenticated" => Some(MissingAuthorization::RequireAuthenticated),
-        "allowanonymous" => Some(MissingAuthorization::AllowAnonymous),
-        _ => None,
-    }
+    MissingAuthorization::parse(text)
 }
 
 const CALLER_SHAPES: &str =

@@ -51,6 +51,24 @@ pub enum PathError {
 }
 
 impl PathError {
+    /// One value of every variant (limits set to 0), for code listings.
+    pub const ALL: [PathError; 14] = [
+        PathError::NotOriginForm,
+        PathError::TooLong { max: 0 },
+        PathError::TooManySegments { max: 0 },
+        PathError::BadEscape,
+        PathError::EncodedSlash,
+        PathError::EncodedBackslash,
+        PathError::Backslash,
+        PathError::NulByte,
+        PathError::ControlChar,
+        PathError::Space,
+        PathError::NonAscii,
+        PathError::Fragment,
+        PathError::QueryInPath,
+        PathError::Semicolon,
+    ];
+
     /// A stable, lowercase code for logs and metrics labels. Every variant
     /// maps to HTTP 400 `invalid_request`.
     pub fn code(&self) -> &'static str {
@@ -449,22 +467,7 @@ mod tests {
         assert_eq!(PathError::EncodedSlash.code(), "encoded_slash");
         assert_eq!(PathError::BadEscape.code(), "bad_escape");
         assert_eq!(PathError::ControlChar.code(), "control_char");
-        let all = [
-            PathError::NotOriginForm,
-            PathError::TooLong { max: 1 },
-            PathError::TooManySegments { max: 1 },
-            PathError::BadEscape,
-            PathError::EncodedSlash,
-            PathError::EncodedBackslash,
-            PathError::Backslash,
-            PathError::NulByte,
-            PathError::ControlChar,
-            PathError::Space,
-            PathError::NonAscii,
-            PathError::Fragment,
-            PathError::QueryInPath,
-            PathError::Semicolon,
-        ];
+        let all = PathError::ALL;
         for e in all {
             assert!(e
                 .code()
