@@ -60,6 +60,20 @@ fn leaf(dir: &Path, ca: &str, name: &str, extra: &str) {
     );
 }
 
+/// The two CAs and the gateway's server certificate every test needs.
+fn pki(dir: &TempDir) -> &Path {
+    let d = dir.path();
+    ca(d, "stella-ca");
+    ca(d, "domain-ca");
+    leaf(
+        d,
+        "stella-ca",
+        "server",
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    );
+    d
+}
+
 /// A gateway whose TLS listener trusts `stella-ca` for plain client
 /// certificates and `domain-ca` for SVIDs of the trust domain stella.test.
 fn gateway(dir: &TempDir, echo: &Echo, domain_ca: &str) -> (Process, std::net::SocketAddr) {
@@ -110,15 +124,7 @@ services:
 #[test]
 fn svids_are_verified_only_against_the_roots_of_their_trust_domain() {
     let dir = TempDir::new("spiffe-roots");
-    let d = dir.path();
-    ca(d, "stella-ca");
-    ca(d, "domain-ca");
-    leaf(
-        d,
-        "stella-ca",
-        "server",
-        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    );
+    let d = pki(&dir);
     leaf(d, "stella-ca", "plain", "extendedKeyUsage=clientAuth\n");
     let orders = "subjectAltName=URI:spiffe://stella.test/ns/default/sa/orders\nextendedKeyUsage=clientAuth\n";
     // The same workload ID, once from the domain's CA and once from the
@@ -177,15 +183,7 @@ fn svids_are_verified_only_against_the_roots_of_their_trust_domain() {
 #[test]
 fn an_svid_of_an_unconfigured_trust_domain_is_refused_at_the_handshake() {
     let dir = TempDir::new("spiffe-other-domain");
-    let d = dir.path();
-    ca(d, "stella-ca");
-    ca(d, "domain-ca");
-    leaf(
-        d,
-        "stella-ca",
-        "server",
-        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    );
+    let d = pki(&dir);
     leaf(
         d,
         "stella-ca",
