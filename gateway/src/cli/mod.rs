@@ -205,14 +205,15 @@ pub fn report(errors: &[config::ConfigError]) {
 /// with the same messages, and prints the effective configuration.
 fn check(path: &std::path::Path) -> i32 {
     match crate::server::prepare(path) {
-        Ok((gateway, _)) => {
+        Ok(prepared) => {
+            let snapshot = &prepared.snapshot;
             println!("# configuration {} is valid", path.display());
             println!(
                 "# {} routes from policies, envelope key {}",
-                gateway.policies.routes().len(),
-                gateway.signer.key().kid()
+                snapshot.policies.routes().len(),
+                snapshot.signer.key().kid()
             );
-            print!("{}", config::redacted_yaml(&gateway.config.effective));
+            print!("{}", config::redacted_yaml(&snapshot.config.effective));
             0
         }
         Err(errors) => {

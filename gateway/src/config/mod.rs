@@ -71,7 +71,7 @@ pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Config, Vec<ConfigError>
     let (file, mut errors) = parse(&text, &path.display().to_string(), env);
     // Keep going past structural errors so one run reports as much as it can.
     if let Some(file) = file {
-        match resolve::resolve(&file, base) {
+        match resolve::resolve(&file, base, env) {
             Ok(config) if errors.is_empty() => return Ok(config),
             Ok(_) => {}
             Err(more) => errors.extend(more),
