@@ -20,7 +20,9 @@ use std::time::SystemTime;
 #[cfg(feature = "reload")]
 pub mod triggers;
 #[cfg(feature = "reload")]
-pub use triggers::{spawn_reload_triggers, ReloadTriggers, TriggerOptions};
+pub use triggers::{
+    spawn_reload_triggers, spawn_reload_triggers_with, ReloadTriggers, TriggerOptions,
+};
 
 /// What a successful [`ServiceConfigHandle::reload`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
