@@ -6,11 +6,11 @@
 //! The file's directory is watched, not only the file: editors, `kubectl`
 //! and many deployment tools replace a file by writing a new one and
 //! renaming it over the old, which a watch on the old file never sees. The
-//! file itself is watched too (and the watch moved to the new file after
-//! each change), for a file bind-mounted alone, whose changes made through
-//! another mount reach only the file's own watch. Events are debounced: a
-//! burst of them (a rename is several) is one reload once the directory has
-//! been quiet for the debounce interval.
+//! file itself is watched too (and the new file after each change), for a
+//! file bind-mounted alone, whose changes made through another mount reach
+//! only the file's own watch. Events are debounced: a burst of them (a
+//! rename is several) is one reload once the directory has been quiet for
+//! the debounce interval.
 
 use super::ServiceConfigHandle;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
@@ -153,8 +153,9 @@ fn watch_file(
                     break;
                 }
             }
-            // A file replaced by rename is a new inode: move its watch.
-            let _ = watcher.unwatch(&file);
+            // A file replaced by rename is a new inode: watch it too. (The
+            // old inode's watch went with it; watching the same inode again
+            // changes nothing.)
             let _ = watcher.watch(&file, RecursiveMode::NonRecursive);
             reload(&handle, "file change").await;
         }
