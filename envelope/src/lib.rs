@@ -13,7 +13,7 @@
 //! the old configuration when the new one has any problem. The layer reads
 //! the pointer once per request, so each request is decided with one
 //! configuration from start to end. The `reload` feature adds the triggers:
-//! SIGHUP and changes of the file ([`reload::spawn_reload_triggers`]).
+//! SIGHUP and changes of the file (`reload::spawn_reload_triggers`).
 //!
 //! ```ignore
 //! let handle = Arc::new(ServiceConfigHandle::from_process_env()?); // exit 2 on errors

@@ -8,7 +8,7 @@
 //! environment and the file `Router__ConfigFile` names, checks everything,
 //! and either swaps the pointer or keeps the old configuration and reports
 //! every problem by variable name. The `reload` feature adds the triggers
-//! (SIGHUP, file changes) in [`triggers`].
+//! (SIGHUP, file changes) in `reload::triggers`.
 
 use crate::config::{config_file_path, read_config_file, ConfigError, EnvSource, ProcessEnv};
 use crate::ServiceConfig;
