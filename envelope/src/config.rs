@@ -136,7 +136,7 @@ impl fmt::Debug for FileEntry {
 
 /// Parses the text of a `Router__ConfigFile`: `Name=value` lines in the
 /// env-file format compose and systemd read. Blank lines and lines starting
-/// with `#` are skipped; `export ` before a name is tolerated; one pair of
+/// with `#` are skipped (a `#` after a value is part of it); `export ` before a name is tolerated; one pair of
 /// matching `"` or `'` around a value is removed (nothing inside is escaped).
 /// Names match as in [`fold_env_name`] and must be one of
 /// [`FILE_VARIABLES`]; a name set twice is an error. Every problem is
