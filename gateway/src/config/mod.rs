@@ -57,6 +57,7 @@ const SERVICE_ONLY_ROUTER_KEYS: &[&str] = &[
     "identityenvelopeaudience",
     "identityenvelopeissuer",
     "identityenvelopeacceptedkeys",
+    "configfile",
 ];
 
 /// Loads, overrides, checks and resolves the configuration at `path`.
