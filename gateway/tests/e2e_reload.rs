@@ -92,9 +92,24 @@ fn a_change_to_a_policy_file_is_applied_without_any_signal() {
     let (stack, policies) = stack_with_policies("reload-watch", "", true);
     let gw = &stack.gateway;
     assert_eq!(gw.get("/extra/x", &[]).status, 404);
+    // A busy file beside the configuration (a log, say) must not keep the
+    // watcher from settling.
+    let busy = gw.config.with_file_name("busy.log");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let _ = std::fs::write(&busy, n.to_string());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
     add_route(&policies);
     assert_eq!(wait_status(gw, "/extra/x", 200), 200);
     assert_eq!(gw.active_config()["applied_by"], "file_change");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
     // And a change to the configuration file itself (replaced by rename).
     gw.edit_config(|c| c["router"]["on_missing_authorization"] = json!("AllowAnonymous"));
     assert_eq!(wait_status(gw, "/nopolicy/x", 200), 200);
