@@ -52,6 +52,28 @@ impl Ctx {
     fn pool(&self) -> Option<&Arc<UpstreamPool>> {
         self.service.and_then(|i| self.snap.upstreams.get(i))
     }
+
+    /// The current address failed before the upstream could act on the
+    /// request: count it towards ejection, leave it out for the rest of
+    /// this request, and retry when another address is left.
+    fn retry_elsewhere(&mut self, e: &mut Error) {
+        let Some(addr) = self.endpoint.as_ref().map(|e| e.addr) else {
+            return;
+        };
+        let Some(pool) = self.service.and_then(|i| self.snap.upstreams.get(i)) else {
+            return;
+        };
+        pool.report_failure(addr);
+        self.tried.push(addr);
+        if pool.untried_left(&self.tried) {
+            self.snap
+                .metrics()
+                .upstream_retries
+                .with_label_values(&[pool.service.name.as_str()])
+                .inc();
+            e.set_retry(true);
+        }
+    }
 }
 
 impl Drop for Ctx {
@@ -287,7 +309,6 @@ impl ProxyHttp for Proxy {
             e
         })?;
         let peer = Box::new(endpoint.peer.clone());
-        ctx.tried.push(endpoint.addr);
         ctx.endpoint = Some(endpoint);
         Ok(peer)
     }
@@ -319,16 +340,45 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(pool), Some(endpoint)) = (ctx.pool(), &ctx.endpoint) {
-            pool.report_failure(endpoint.addr);
-            if pool.untried_left(&ctx.tried) {
-                ctx.snap
-                    .metrics()
-                    .upstream_retries
-                    .with_label_values(&[pool.service.name.as_str()])
-                    .inc();
-                e.set_retry(true);
-            }
+        ctx.retry_elsewhere(&mut e);
+        e
+    }
+
+    /// An error after a connection was made or reused. Pingora's own rule
+    /// stays: a reused connection that failed before any response is retried
+    /// (on a fresh connection, any address, this one included: the pool
+    /// held a connection the upstream had already closed). Beyond it, while
+    /// nothing was sent to the client yet, a request the upstream could not
+    /// have acted on goes to another address: any idempotent request, and
+    /// any request whose head or body could not be written. This is what
+    /// makes a replica's graceful restart invisible (it closes idle and
+    /// just-accepted connections as it stops).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let idempotent = session.req_header().method.is_idempotent();
+        let replayable = !session.as_ref().retry_buffer_truncated();
+        if !idempotent || !replayable {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        if e.retry() || !replayable || session.response_written().is_some() {
+            return e;
+        }
+        let unsent = matches!(e.etype(), ErrorType::WriteError | ErrorType::WriteTimedout);
+        let closed = matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        );
+        if closed && (idempotent || unsent) {
+            ctx.retry_elsewhere(&mut e);
         }
         e
     }
@@ -474,6 +524,8 @@ impl ProxyHttp for Proxy {
         }
         ctx.reason = refusal.reason();
         let status = refusal.status();
+        // The connection is not reused after this answer: say so.
+        session.set_keepalive(None);
         let _ = write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await;
         FailToProxy {
             error_code: status,
