@@ -242,6 +242,24 @@ impl Key {
         }
     }
 
+    /// Whether `other` is this key: same kid, same algorithm, same material
+    /// (secret material compared in constant time).
+    pub(crate) fn same_as(&self, other: &Key) -> bool {
+        use subtle::ConstantTimeEq;
+        self.kid == other.kid
+            && match (&self.material, &other.material) {
+                (Material::Hmac(a), Material::Hmac(b)) => {
+                    a.len() == b.len() && bool::from(a[..].ct_eq(&b[..]))
+                }
+                (Material::Ed25519Public(a), Material::Ed25519Public(b)) => a == b,
+                (
+                    Material::Ed25519Private { seed: a, .. },
+                    Material::Ed25519Private { seed: b, .. },
+                ) => bool::from(a[..].ct_eq(&b[..])),
+                _ => false,
+            }
+    }
+
     /// Verifies `signature` over `message`; constant time for HMAC.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
@@ -313,6 +331,16 @@ impl Keyring {
     pub fn len(&self) -> usize {
         self.keys.len()
     }
+
+    /// Whether `other` holds exactly these keys.
+    pub(crate) fn same_keys(&self, other: &Keyring) -> bool {
+        self.keys.len() == other.keys.len()
+            && self
+                .keys
+                .values()
+                .zip(other.keys.values())
+                .all(|(a, b)| a.same_as(b))
+    }
 }
 
 #[cfg(test)]
@@ -372,6 +400,27 @@ mod tests {
             Key::parse_compat(kid("a"), "too-short").unwrap_err(),
             KeyError::ShortSecret(9)
         );
+    }
+
+    #[test]
+    fn keyrings_are_the_same_only_with_the_same_kids_and_material() {
+        let ring = |list: &str| Keyring::parse_list(list).unwrap();
+        let a = Key::hmac(kid("a"), &[1; 32]).unwrap().to_spec();
+        let a2 = Key::hmac(kid("a"), &[2; 32]).unwrap().to_spec();
+        let b = Key::ed25519_from_seed(kid("b"), [3; 32]).unwrap();
+        let (b_private, b_public) = (b.to_spec(), b.public_spec());
+        let (a, a2, b_private, b_public) = (&*a, &*a2, &*b_private, &*b_public);
+        let same = |x: &str, y: &str| ring(x).same_keys(&ring(y));
+        assert!(same(
+            &format!("a={a};b={b_public}"),
+            &format!("b={b_public}; a={a}")
+        ));
+        assert!(same("", ""));
+        assert!(!same(&format!("a={a}"), &format!("a={a2}")));
+        assert!(!same(&format!("a={a}"), &format!("c={a}")));
+        assert!(!same(&format!("a={a}"), &format!("a={a};b={b_public}")));
+        // The private and the public half of one key are different settings.
+        assert!(!same(&format!("b={b_private}"), &format!("b={b_public}")));
     }
 
     #[test]

@@ -5,6 +5,23 @@
 //! The core does no I/O and reads no clock: every check takes `now` in unix
 //! seconds. The `axum` feature adds a tower layer and extractors that supply
 //! the clock and the request.
+//!
+//! The configuration can change while the service runs (SPEC.md 7.1): a
+//! [`ServiceConfigHandle`] holds the checked [`ServiceConfig`] behind an
+//! atomic pointer, re-reads the environment and the file
+//! `Router__ConfigFile` names on [`ServiceConfigHandle::reload`], and keeps
+//! the old configuration when the new one has any problem. The layer reads
+//! the pointer once per request, so each request is decided with one
+//! configuration from start to end. The `reload` feature adds the triggers:
+//! SIGHUP and changes of the file (`reload::spawn_reload_triggers`).
+//!
+//! ```ignore
+//! let handle = Arc::new(ServiceConfigHandle::from_process_env()?); // exit 2 on errors
+//! stella_envelope::reload::spawn_reload_triggers(handle.clone())?;
+//! let app = Router::new()
+//!     .route("/", get(handler))
+//!     .layer(EnvelopeLayer::from_handle(handle));
+//! ```
 
 pub mod claims;
 pub mod config;
@@ -12,6 +29,7 @@ pub mod encoding;
 pub mod error;
 pub mod format;
 pub mod keys;
+pub mod reload;
 pub mod sign;
 pub mod trust;
 pub mod verify;
@@ -27,6 +45,7 @@ pub use config::{ConfigError, EnvSource, ProcessEnv, ServiceConfig};
 pub use error::EnvelopeError;
 pub use format::EnvelopeHeaders;
 pub use keys::{Alg, Key, KeyError, KeyId, Keyring};
+pub use reload::{ReloadOutcome, ReloadStatus, ServiceConfigHandle};
 pub use sign::{Signer, Target};
 pub use trust::{decide, Action, EnvelopeCheck, Rejection, TrustMode};
 pub use verify::{RequestBinding, VerifiedEnvelope, Verifier, VerifierSettings};

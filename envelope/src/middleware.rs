@@ -12,8 +12,14 @@
 //! The layer is the shell: it reads the clock and the request, calls the
 //! pure [`check_request`] and [`decide`], answers rejections itself and
 //! hands everything else to the handler with an [`EnvelopeOutcome`].
+//!
+//! With [`EnvelopeLayer::from_handle`] the configuration can be reloaded
+//! while the service runs. The layer loads it once per request and decides
+//! the whole request with that snapshot; the handler sees the same one as
+//! [`RequestConfig`].
 
 use crate::config::ServiceConfig;
+use crate::reload::ServiceConfigHandle;
 use crate::trust::{decide, Action, Rejection};
 use crate::verify::{RequestBinding, VerifiedEnvelope};
 use crate::{check_request, EnvelopeError};
@@ -41,15 +47,47 @@ pub enum EnvelopeOutcome {
     },
 }
 
+/// The configuration a request was decided with: loaded once when the
+/// request reached the layer, kept until it is answered, whatever reloads
+/// happen meanwhile. Available to handlers as an extractor.
+#[derive(Clone, Debug)]
+pub struct RequestConfig(pub Arc<ServiceConfig>);
+
+/// Where the layer gets its configuration.
+#[derive(Clone)]
+enum Source {
+    Static(Arc<ServiceConfig>),
+    Reloadable(Arc<ServiceConfigHandle>),
+}
+
+impl Source {
+    fn snapshot(&self) -> Arc<ServiceConfig> {
+        match self {
+            Source::Static(config) => config.clone(),
+            Source::Reloadable(handle) => handle.current(),
+        }
+    }
+}
+
 /// Applies the configured trust mode to every request.
 #[derive(Clone)]
 pub struct EnvelopeLayer {
-    config: Arc<ServiceConfig>,
+    source: Source,
 }
 
 impl EnvelopeLayer {
+    /// A fixed configuration, for the life of the service.
     pub fn new(config: Arc<ServiceConfig>) -> EnvelopeLayer {
-        EnvelopeLayer { config }
+        EnvelopeLayer {
+            source: Source::Static(config),
+        }
+    }
+
+    /// The configuration `handle` holds at the time each request arrives.
+    pub fn from_handle(handle: Arc<ServiceConfigHandle>) -> EnvelopeLayer {
+        EnvelopeLayer {
+            source: Source::Reloadable(handle),
+        }
     }
 }
 
@@ -58,7 +96,7 @@ impl<S> Layer<S> for EnvelopeLayer {
     fn layer(&self, inner: S) -> EnvelopeService<S> {
         EnvelopeService {
             inner,
-            config: self.config.clone(),
+            source: self.source.clone(),
         }
     }
 }
@@ -67,7 +105,7 @@ impl<S> Layer<S> for EnvelopeLayer {
 #[derive(Clone)]
 pub struct EnvelopeService<S> {
     inner: S,
-    config: Arc<ServiceConfig>,
+    source: Source,
 }
 
 fn unix_now() -> u64 {
@@ -92,9 +130,11 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let outcome = if self.config.enabled {
+        // The one read of the configuration for this request.
+        let config = self.source.snapshot();
+        let outcome = if config.enabled {
             let check = check_request(
-                self.config.verifier.as_ref(),
+                config.verifier.as_ref(),
                 request
                     .headers()
                     .iter()
@@ -105,12 +145,12 @@ where
                 },
                 unix_now(),
             );
-            match decide(self.config.mode, check) {
+            match decide(config.mode, check) {
                 Action::UseEnvelope(valid) => EnvelopeOutcome::Trusted(valid),
                 Action::ServiceAuth { ignored } => {
                     if let Some(e) = &ignored {
                         tracing::warn!(
-                            mode = %self.config.mode,
+                            mode = %config.mode,
                             code = e.code(),
                             "invalid envelope ignored: {e}"
                         );
@@ -122,7 +162,7 @@ where
                 Action::Reject(rejection) => {
                     if let Some(e) = &rejection.cause {
                         tracing::warn!(
-                            mode = %self.config.mode,
+                            mode = %config.mode,
                             code = e.code(),
                             "envelope rejected: {e}"
                         );
@@ -136,6 +176,7 @@ where
             }
         };
         request.extensions_mut().insert(outcome);
+        request.extensions_mut().insert(RequestConfig(config));
         // Take the service that was driven to readiness; leave a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -171,6 +212,18 @@ impl<St: Send + Sync> FromRequestParts<St> for EnvelopeOutcome {
         parts
             .extensions
             .get::<EnvelopeOutcome>()
+            .cloned()
+            .ok_or_else(missing_layer)
+    }
+}
+
+impl<St: Send + Sync> FromRequestParts<St> for RequestConfig {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, Response> {
+        parts
+            .extensions
+            .get::<RequestConfig>()
             .cloned()
             .ok_or_else(missing_layer)
     }

@@ -13,7 +13,7 @@ pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 30;
 pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 300;
 
 /// What a service accepts besides the keys.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifierSettings {
     /// This service's name; the envelope's `aud` must equal it.
     pub audience: String,

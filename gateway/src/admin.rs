@@ -1,9 +1,12 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (the
-//! Authority's keys are loaded and fresh enough), `/metrics` (Prometheus
-//! text) and `/config` (active configuration version and key ids). It is a
-//! separate listener so it can be kept off the public network.
+//! Authority's keys are loaded and fresh enough, not shutting down),
+//! `/metrics` (Prometheus text), `/config` (active configuration version,
+//! when it was applied, the last rejected reload, key ids) and
+//! `POST /reload`. It is a separate listener so it can be kept off the
+//! public network.
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Snapshot};
+use crate::reload::{Outcome, Trigger};
 use crate::telemetry::External;
 use async_trait::async_trait;
 use http::{header, Response, StatusCode};
@@ -29,16 +32,15 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u
 
 impl Admin {
     /// Whether the replay store answers (a memory store always does).
-    async fn replay_store_reachable(&self) -> bool {
-        let ping = self.gateway.replay.ping();
+    async fn replay_store_reachable(&self, gw: &Snapshot) -> bool {
+        let ping = gw.replay.ping();
         matches!(
             tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
             Ok(Ok(()))
         )
     }
 
-    fn metrics(&self) -> String {
-        let gw = &self.gateway;
+    fn metrics(&self, gw: &Snapshot) -> String {
         let extra = format!(
             "# HELP stella_gateway_token_cache_hits_total Access tokens found in the verified-token cache\n\
              # TYPE stella_gateway_token_cache_hits_total counter\n\
@@ -61,7 +63,7 @@ impl Admin {
             crate::jose::signature_verifications(),
             gw.jwks.unknown_kid_refetches(),
         );
-        gw.metrics.render(&External {
+        gw.metrics().render(&External {
             jwks_refreshes: gw.jwks.refreshes(),
             jwks_refresh_failures: gw.jwks.refresh_failures(),
             jwks_keys: gw.jwks.key_ids().len() as u64,
@@ -76,18 +78,46 @@ impl Admin {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_owned();
-        let gw = &self.gateway;
+        let post = session.req_header().method == http::Method::POST;
+        if path == "/reload" {
+            if !post {
+                return reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    "use POST\n".into(),
+                );
+            }
+            let outcome = self.gateway.reload(Trigger::Admin).await;
+            let (status, body) = match &outcome {
+                Outcome::Applied { version } | Outcome::Unchanged { version } => (
+                    StatusCode::OK,
+                    json!({"result": outcome.result(), "config_version": version, "errors": []}),
+                ),
+                Outcome::Rejected { errors } => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({
+                        "result": "rejected",
+                        "config_version": self.gateway.current().config_version,
+                        "errors": errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    }),
+                ),
+            };
+            return reply(status, "application/json", body.to_string());
+        }
+        let gw = self.gateway.current();
         match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
             "/readyz" => {
                 let keys = gw.jwks.is_ready();
-                let replay = self.replay_store_reachable().await;
-                let ready = keys && replay;
+                let replay = self.replay_store_reachable(&gw).await;
+                let draining = gw.shared.is_draining();
+                let ready = keys && replay && !draining;
                 let body = json!({
                     "ready": ready,
                     "authority_keys_loaded": keys,
                     "replay_store_reachable": replay,
                     "jwks_age_seconds": gw.jwks.age(),
+                    "draining": draining,
                 });
                 let status = if ready {
                     StatusCode::OK
@@ -96,20 +126,44 @@ impl ServeHttp for Admin {
                 };
                 reply(status, "application/json", body.to_string())
             }
-            "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics()),
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics(&gw),
+            ),
             "/config" => {
+                let status = self.gateway.reload.status();
                 let body = json!({
                     "config_version": gw.config_version,
+                    "applied_at": status.applied_at,
+                    "applied_by": status.applied_by,
+                    "generation": status.generation,
+                    "last_rejected": status.last_rejected.as_ref().map(|r| json!({
+                        "at": r.at,
+                        "trigger": r.trigger.as_str(),
+                        "errors": r.errors,
+                    })),
                     "gateway_id": gw.config.gateway_id,
                     "envelope": {
                         "kid": gw.signer.key().kid().as_str(),
+                        "active_kid": gw.signer.key().kid().as_str(),
                         "alg": gw.signer.key().alg().as_str(),
+                        "kids": gw.config.envelope_keys.iter().map(|k| json!({
+                            "kid": k.kid,
+                            "alg": k.alg.as_str(),
+                            "active": k.kid == gw.signer.key().kid().as_str(),
+                        })).collect::<Vec<_>>(),
                     },
                     "authority": {
                         "issuer": gw.config.authority.issuer,
                         "key_ids": gw.jwks.key_ids(),
                     },
-                    "services": gw.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+                    "services": gw.upstreams.iter().map(|u| json!({
+                        "name": u.service.name,
+                        "upstreams": u.service.upstreams,
+                        "addresses": u.endpoints().iter().map(|e| e.addr.to_string()).collect::<Vec<_>>(),
+                        "available": u.available(),
+                    })).collect::<Vec<_>>(),
                     "routes": gw.policies.routes().len(),
                     "on_missing_authorization": gw.config.on_missing_authorization.as_str(),
                 });

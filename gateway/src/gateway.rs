@@ -19,58 +19,115 @@ use crate::response::Refusal;
 use crate::routing::NormalizedPath;
 use crate::telemetry::Metrics;
 use crate::tls::ClientCert;
+use crate::upstream::UpstreamPool;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use stella_envelope::{AuthMethod, Signer};
 use subtle::ConstantTimeEq;
 
-/// One service's upstream addresses, used round-robin.
-pub struct Upstream {
-    pub name: String,
-    addrs: Vec<String>,
-    next: AtomicUsize,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub forward_credentials: bool,
+/// State that outlives every configuration: metrics, the clock and the
+/// request id generator. Snapshots share it.
+pub struct Shared {
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+    request_prefix: String,
+    request_counter: AtomicU64,
+    in_flight: std::sync::atomic::AtomicUsize,
+    draining: std::sync::atomic::AtomicBool,
 }
 
-impl Upstream {
-    pub fn next_addr(&self) -> &str {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        // `config` refuses services without upstreams.
-        &self.addrs[i % self.addrs.len()]
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            metrics: Metrics::new(),
+            clock: Arc::new(SystemClock),
+            request_prefix: crate::forward::random_hex(4),
+            request_counter: AtomicU64::new(0),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A request's context was made (`Ctx` calls [`Shared::leave`] when it
+    /// is dropped).
+    pub fn enter(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Requests whose context exists (received, not yet logged).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Set on SIGTERM/SIGINT: `/readyz` answers 503 from then on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// A request id unique to this process: a random prefix per process and
+    /// a counter (no system call per request).
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.request_prefix)
     }
 }
 
-pub struct Gateway {
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
+}
+
+/// Everything derived from one configuration, immutable once built. A
+/// request holds the snapshot it started with until it ends, so nothing it
+/// indexes (a service slot, a route) can move under it; a reload builds a
+/// new snapshot and swaps the pointer (see `reload`).
+///
+/// Long-lived parts are shared with the previous snapshot when their
+/// configuration is unchanged, and rebuilt (flushed) only when it changed:
+/// the JWKS cache and the verified-token cache (Authority settings), the
+/// replay store (its settings) and each service's upstream pool (the
+/// service's settings).
+pub struct Snapshot {
     pub config: Arc<Config>,
     pub policies: Policies,
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<UpstreamPool>>,
     by_name: HashMap<String, usize>,
     pub signer: Arc<Signer>,
     pub rules: TokenRules,
     pub jwks: Arc<JwksCache>,
-    pub tokens: TokenCache,
+    pub tokens: Arc<TokenCache>,
     pub dpop_rules: DpopRules,
     /// The proof algorithms for DPoP challenges, as configured.
     pub dpop_algs: String,
     pub replay: Arc<dyn ReplayStore>,
     /// Server nonces, when a nonce secret is configured.
     pub nonces: Option<NonceIssuer>,
-    pub clock: Arc<dyn Clock>,
-    pub metrics: Metrics,
-    /// Short hash of the effective configuration, shown on the admin port.
+    pub shared: Arc<Shared>,
+    /// Short hash of the effective configuration and of every file it
+    /// reads, shown on the admin port.
     pub config_version: String,
-    request_prefix: String,
-    request_counter: AtomicU64,
 }
 
-impl Gateway {
+impl Snapshot {
     /// Builds the state from a checked configuration; loads the policies.
-    /// No network traffic: the Authority's keys are fetched later.
-    pub fn new(config: Config) -> Result<Gateway, Vec<ConfigError>> {
+    /// No network traffic: the Authority's keys and upstream names are
+    /// fetched later. Parts of `previous` whose settings are unchanged are
+    /// kept (with their cached contents).
+    pub fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+        shared: Arc<Shared>,
+    ) -> Result<Snapshot, Vec<ConfigError>> {
         let names: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
         let policies = match &config.policies_dir {
             Some(dir) => Policies::load_dir(dir, Some(&names))?,
@@ -78,23 +135,33 @@ impl Gateway {
         };
         let rules = TokenRules::from_config(&config.authority)
             .map_err(|e| vec![ConfigError::new("gateway.auth.authority", e.to_string())])?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let jwks = JwksCache::new(&config.authority, clock.clone()).map_err(|e| {
-            vec![ConfigError::new(
-                "gateway.auth.authority.issuer",
-                e.to_string(),
-            )]
-        })?;
-        let upstreams = config
+        let same_authority = previous.filter(|p| p.config.authority == config.authority);
+        let jwks = match same_authority {
+            Some(p) => p.jwks.clone(),
+            None => Arc::new(
+                JwksCache::new(&config.authority, shared.clock.clone()).map_err(|e| {
+                    vec![ConfigError::new(
+                        "gateway.auth.authority.issuer",
+                        e.to_string(),
+                    )]
+                })?,
+            ),
+        };
+        // Cached verdicts hold only when the token rules are the same.
+        let tokens = match previous.filter(|p| {
+            p.rules == rules && p.config.token_cache_max_entries == config.token_cache_max_entries
+        }) {
+            Some(p) if same_authority.is_some() => p.tokens.clone(),
+            _ => Arc::new(TokenCache::new(config.token_cache_max_entries)),
+        };
+        let upstreams: Vec<Arc<UpstreamPool>> = config
             .services
             .iter()
-            .map(|s| Upstream {
-                name: s.name.clone(),
-                addrs: s.upstreams.clone(),
-                next: AtomicUsize::new(0),
-                connect_timeout: s.connect_timeout,
-                read_timeout: s.read_timeout,
-                forward_credentials: s.forward_credentials,
+            .map(|s| {
+                previous
+                    .and_then(|p| p.upstreams.iter().find(|u| u.service == *s))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(UpstreamPool::new(s)))
             })
             .collect();
         let by_name = names
@@ -102,16 +169,14 @@ impl Gateway {
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
             .collect();
-        let (dpop_rules, replay, nonces) = dpop_parts(&config, &policies)?;
-        let effective = crate::config::redacted_yaml(&config.effective);
-        let digest = ring::digest::digest(&ring::digest::SHA256, effective.as_bytes());
-        let config_version: String = digest.as_ref()[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Gateway {
+        let kept_replay = previous
+            .filter(|p| p.config.dpop.replay_store == config.dpop.replay_store)
+            .map(|p| p.replay.clone());
+        let (dpop_rules, replay, nonces) = dpop_parts(&config, &policies, kept_replay)?;
+        let config_version = config_version(&config);
+        Ok(Snapshot {
             signer: config.signer.clone(),
-            tokens: TokenCache::new(config.token_cache_max_entries),
+            tokens,
             dpop_algs: dpop_rules.algs_challenge(),
             dpop_rules,
             replay,
@@ -121,12 +186,9 @@ impl Gateway {
             upstreams,
             by_name,
             rules,
-            jwks: Arc::new(jwks),
-            clock,
-            metrics: Metrics::new(),
+            jwks,
+            shared,
             config_version,
-            request_prefix: crate::forward::random_hex(4),
-            request_counter: AtomicU64::new(0),
         })
     }
 
@@ -134,11 +196,8 @@ impl Gateway {
         self.by_name.get(name).copied()
     }
 
-    /// A request id unique to this process: a random prefix per process and
-    /// a counter (no system call per request).
-    pub fn next_request_id(&self) -> String {
-        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:x}", self.request_prefix)
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// The caller behind a request's credential. Bindings are checked every
@@ -179,7 +238,8 @@ impl Gateway {
                         match mismatch {
                             None => AuthMethod::Mtls,
                             Some(reason) => {
-                                self.metrics
+                                self.shared
+                                    .metrics
                                     .mtls_mismatch
                                     .with_label_values(&[reason])
                                     .inc();
@@ -230,7 +290,7 @@ impl Gateway {
                     } else {
                         None
                     };
-                let now = self.clock.now();
+                let now = self.shared.clock.now();
                 let input = ProofInput {
                     method: request.method,
                     target_uri: &target,
@@ -242,12 +302,13 @@ impl Gateway {
                 let checked = match check_proof(&input, &self.dpop_rules, now) {
                     Ok(checked) => checked,
                     Err(e) => {
-                        self.metrics
+                        self.shared
+                            .metrics
                             .dpop_proof_rejected
                             .with_label_values(&[e.code()])
                             .inc();
                         if let (true, Some(issuer)) = (e.wants_nonce(), &self.nonces) {
-                            self.metrics.dpop_nonce_miss.inc();
+                            self.shared.metrics.dpop_nonce_miss.inc();
                             return Err(Refusal::UseDpopNonce {
                                 nonce: issuer.issue(now),
                             });
@@ -260,7 +321,8 @@ impl Gateway {
                     .replay
                     .insert_once(checked.replay_key(), self.dpop_rules.replay_ttl())
                     .await;
-                self.metrics
+                self.shared
+                    .metrics
                     .replay_store_seconds
                     .observe(started.elapsed().as_secs_f64());
                 match fresh {
@@ -269,14 +331,15 @@ impl Gateway {
                         method: AuthMethod::Dpop,
                     }),
                     Ok(Fresh::Replayed) => {
-                        self.metrics
+                        self.shared
+                            .metrics
                             .dpop_proof_rejected
                             .with_label_values(&["replayed"])
                             .inc();
                         Err(Refusal::InvalidDpopProof { code: "replayed" })
                     }
                     Err(e) => {
-                        self.metrics.replay_store_errors.inc();
+                        self.shared.metrics.replay_store_errors.inc();
                         tracing::warn!(error = %e, "dpop replay store unavailable; refusing with 503");
                         Err(Refusal::ReplayStoreUnavailable)
                     }
@@ -288,7 +351,9 @@ impl Gateway {
     /// A fresh server nonce for a successful DPoP response on a route that
     /// requires nonces.
     pub fn fresh_nonce(&self) -> Option<String> {
-        self.nonces.as_ref().map(|n| n.issue(self.clock.now()))
+        self.nonces
+            .as_ref()
+            .map(|n| n.issue(self.shared.clock.now()))
     }
 
     async fn verify_token(&self, token: &str) -> Result<Arc<TokenClaims>, Refusal> {
@@ -297,7 +362,7 @@ impl Gateway {
             &self.rules,
             &self.jwks,
             &self.tokens,
-            self.clock.now(),
+            self.shared.clock.now(),
         )
         .await
         .map_err(token_refusal)
@@ -313,6 +378,37 @@ impl Gateway {
             Err(refusal)
         }
     }
+}
+
+/// The version of a configuration: a short SHA-256 over the effective
+/// settings (secrets redacted), the secrets' own digest, and the contents of
+/// every file it reads (policies, keys, TLS material). Any change that can
+/// change behaviour changes it; anything else (comments, order of keys in
+/// the file) does not.
+pub fn config_version(config: &Config) -> String {
+    let mut d = ring::digest::Context::new(&ring::digest::SHA256);
+    d.update(crate::config::redacted_yaml(&config.effective).as_bytes());
+    d.update(&config.secret_digest);
+    let mut files: Vec<std::path::PathBuf> = config.sources.clone();
+    if let Some(dir) = &config.policies_dir {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+        }
+    }
+    files.sort();
+    for file in files {
+        d.update(file.to_string_lossy().as_bytes());
+        d.update(&[0]);
+        match std::fs::read(&file) {
+            Ok(bytes) => d.update(&bytes),
+            Err(_) => d.update(b"<unreadable>"),
+        }
+        d.update(&[0]);
+    }
+    d.finish().as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What the authentication stage needs to know about the request besides
@@ -332,7 +428,11 @@ type DpopParts = (DpopRules, Arc<dyn ReplayStore>, Option<NonceIssuer>);
 
 /// DPoP proof rules, the replay store and the nonce issuer from the
 /// configuration; refuses policies that need nonces without a secret.
-fn dpop_parts(config: &Config, policies: &Policies) -> Result<DpopParts, Vec<ConfigError>> {
+fn dpop_parts(
+    config: &Config,
+    policies: &Policies,
+    kept_replay: Option<Arc<dyn ReplayStore>>,
+) -> Result<DpopParts, Vec<ConfigError>> {
     let d = &config.dpop;
     let mut errors = Vec::new();
     let algs: Vec<JwsAlg> = d
@@ -344,6 +444,7 @@ fn dpop_parts(config: &Config, policies: &Policies) -> Result<DpopParts, Vec<Con
         .map_err(|e| errors.push(ConfigError::new("gateway.auth.dpop", e.to_string())))
         .ok();
     let replay: Option<Arc<dyn ReplayStore>> = match &d.replay_store {
+        _ if kept_replay.is_some() => kept_replay,
         ReplayStoreConfig::Memory { max_entries } => Some(Arc::new(MemoryReplayStore::new(
             usize::try_from(*max_entries).unwrap_or(usize::MAX),
         ))),
@@ -394,5 +495,43 @@ fn token_refusal(e: TokenError) -> Refusal {
         Refusal::AuthorityUnavailable
     } else {
         Refusal::InvalidToken { code: e.code() }
+    }
+}
+
+/// The running gateway: the current snapshot behind an atomic pointer, and
+/// what outlives every snapshot. Requests take the current snapshot once
+/// ([`Gateway::current`]) and keep it; `reload` swaps it.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+    current: arc_swap::ArcSwap<Snapshot>,
+    /// The configuration file `run` was started with; reloads read it again.
+    pub config_path: std::path::PathBuf,
+    /// The TLS listener's live material, when there is a TLS listener.
+    pub tls: Option<Arc<crate::tls::LiveTls>>,
+    pub(crate) reload: crate::reload::ReloadState,
+}
+
+impl Gateway {
+    pub fn new(
+        snapshot: Snapshot,
+        config_path: std::path::PathBuf,
+        tls: Option<Arc<crate::tls::LiveTls>>,
+    ) -> Gateway {
+        Gateway {
+            shared: snapshot.shared.clone(),
+            reload: crate::reload::ReloadState::new(&snapshot),
+            current: arc_swap::ArcSwap::from_pointee(snapshot),
+            config_path,
+            tls,
+        }
+    }
+
+    /// The snapshot a new request runs with.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub(crate) fn swap(&self, snapshot: Arc<Snapshot>) {
+        self.current.store(snapshot);
     }
 }

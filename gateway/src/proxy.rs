@@ -6,13 +6,14 @@
 
 use crate::authn::presented::presented;
 use crate::forward::{self, Added};
-use crate::gateway::{Gateway, RequestFacts, Upstream};
+use crate::gateway::{Gateway, RequestFacts, Snapshot};
 use crate::identity::{Binding, Caller};
 use crate::policy::decide::{decide, Allowed, Decision, Denial};
 use crate::policy::RouteTarget;
 use crate::response::{Refusal, Reply};
 use crate::routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
 use crate::tls::ClientCert;
+use crate::upstream::{Endpoint, UpstreamPool};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -25,6 +26,8 @@ use stella_envelope::{Confirmation, Identity, Target};
 
 /// Per-request state shared between the filters.
 pub struct Ctx {
+    /// The configuration this request runs with, from start to end.
+    snap: Arc<Snapshot>,
     started: Instant,
     request_id: String,
     route_id: Option<String>,
@@ -37,9 +40,24 @@ pub struct Ctx {
     reason: &'static str,
     tls: bool,
     client_cert: Option<ClientCert>,
-    upstream_addr: Option<String>,
+    /// The endpoint of the current upstream attempt.
+    endpoint: Option<Arc<Endpoint>>,
+    /// Addresses already tried for this request (connect failures).
+    tried: Vec<std::net::SocketAddr>,
     /// Hand the client a fresh DPoP nonce with the response.
     send_nonce: bool,
+}
+
+impl Ctx {
+    fn pool(&self) -> Option<&Arc<UpstreamPool>> {
+        self.service.and_then(|i| self.snap.upstreams.get(i))
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.snap.shared.leave();
+    }
 }
 
 /// The proxy service: a handle on the shared gateway state.
@@ -96,7 +114,7 @@ impl Proxy {
             .uri
             .host()
             .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
-        let gw = &self.gateway;
+        let gw = ctx.snap.clone();
         let route = match gw.policies.lookup(host, req.method.as_str(), &path) {
             Lookup::Matched(route) => route,
             Lookup::MethodNotAllowed { allowed } => {
@@ -137,7 +155,7 @@ impl Proxy {
         match decision {
             Decision::Allow(allowed) => {
                 if allowed.used_bypass() {
-                    gw.metrics.dpop_bypass.inc();
+                    gw.metrics().dpop_bypass.inc();
                     tracing::warn!(
                         request_id = %ctx.request_id,
                         route = %target.route_id,
@@ -213,9 +231,12 @@ impl ProxyHttp for Proxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        let snap = self.gateway.current();
+        snap.shared.enter();
         Ctx {
+            request_id: snap.shared.next_request_id(),
+            snap,
             started: Instant::now(),
-            request_id: self.gateway.next_request_id(),
             route_id: None,
             service: None,
             path: None,
@@ -225,7 +246,8 @@ impl ProxyHttp for Proxy {
             reason: "",
             tls: false,
             client_cert: None,
-            upstream_addr: None,
+            endpoint: None,
+            tried: Vec::new(),
             send_nonce: false,
         }
     }
@@ -241,28 +263,71 @@ impl ProxyHttp for Proxy {
                 if ctx.reason.is_empty() {
                     ctx.reason = refusal.code();
                 }
-                write_refusal(session, &refusal, &ctx.request_id, &self.gateway.dpop_algs).await?;
+                write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await?;
                 Ok(true)
             }
         }
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let upstream: &Upstream = ctx
-            .service
-            .and_then(|i| self.gateway.upstreams.get(i))
-            .ok_or_else(|| {
-                Error::explain(
-                    ErrorType::InternalError,
-                    "route names no configured service",
-                )
-            })?;
-        let addr = upstream.next_addr();
-        ctx.upstream_addr = Some(addr.to_owned());
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(upstream.connect_timeout);
-        peer.options.read_timeout = Some(upstream.read_timeout);
-        Ok(Box::new(peer))
+        let Some(pool) = ctx.pool() else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "route names no configured service",
+            );
+        };
+        // None: the service's names never resolved, or every address was
+        // tried; fail_to_proxy answers 502 upstream_unavailable.
+        let endpoint = pool.select(&ctx.tried).ok_or_else(|| {
+            let mut e = Error::explain(ErrorType::ConnectNoRoute, "no upstream address to try");
+            e.esource = pingora::ErrorSource::Upstream;
+            e
+        })?;
+        let peer = Box::new(endpoint.peer.clone());
+        ctx.tried.push(endpoint.addr);
+        ctx.endpoint = Some(endpoint);
+        Ok(peer)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if !reused {
+            if let (Some(pool), Some(endpoint)) = (ctx.pool(), &ctx.endpoint) {
+                pool.report_success(endpoint.addr);
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing reached the upstream yet, so any method can go to another
+    /// address; the failed one counts towards its ejection.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(pool), Some(endpoint)) = (ctx.pool(), &ctx.endpoint) {
+            pool.report_failure(endpoint.addr);
+            if pool.untried_left(&ctx.tried) {
+                ctx.snap
+                    .metrics()
+                    .upstream_retries
+                    .with_label_values(&[pool.service.name.as_str()])
+                    .inc();
+                e.set_retry(true);
+            }
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -271,9 +336,9 @@ impl ProxyHttp for Proxy {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let gw = &self.gateway;
+        let gw = &ctx.snap;
         let (Some(service), Some(path), Some(caller), Some(allowed)) = (
-            ctx.service.and_then(|i| gw.upstreams.get(i)),
+            ctx.pool().map(|p| &p.service),
             &ctx.path,
             &ctx.caller,
             &ctx.allowed,
@@ -344,7 +409,7 @@ impl ProxyHttp for Proxy {
                 path: path.as_str(),
                 request_id: &ctx.request_id,
             },
-            gw.clock.now(),
+            gw.shared.clock.now(),
         );
         for (name, value) in envelope.pairs() {
             upstream.insert_header(name, value.to_owned())?;
@@ -360,7 +425,7 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         response.insert_header("x-request-id", ctx.request_id.as_str())?;
         if ctx.send_nonce {
-            if let Some(nonce) = self.gateway.fresh_nonce() {
+            if let Some(nonce) = ctx.snap.fresh_nonce() {
                 response.insert_header("dpop-nonce", nonce)?;
             }
         }
@@ -391,22 +456,22 @@ impl ProxyHttp for Proxy {
                 _ => Refusal::Internal,
             },
         };
-        if let Some(service) = ctx.service.and_then(|i| self.gateway.upstreams.get(i)) {
+        if let Some(pool) = ctx.pool() {
             let kind = match refusal {
                 Refusal::UpstreamTimeout => "timeout",
                 Refusal::UpstreamUnavailable => "unavailable",
                 Refusal::MalformedRequest => "downstream",
                 _ => "internal",
             };
-            self.gateway
-                .metrics
+            ctx.snap
+                .metrics()
                 .upstream_errors
-                .with_label_values(&[service.name.as_str(), kind])
+                .with_label_values(&[pool.service.name.as_str(), kind])
                 .inc();
         }
         ctx.reason = refusal.code();
         let status = refusal.status();
-        let _ = write_refusal(session, &refusal, &ctx.request_id, &self.gateway.dpop_algs).await;
+        let _ = write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await;
         FailToProxy {
             error_code: status,
             can_reuse_downstream: false,
@@ -424,7 +489,7 @@ impl ProxyHttp for Proxy {
         } else {
             "deny"
         };
-        let m = &self.gateway.metrics;
+        let m = ctx.snap.metrics();
         m.requests
             .with_label_values(&[route, decision, status_label(status)])
             .inc();
@@ -443,7 +508,7 @@ impl ProxyHttp for Proxy {
             target: "stella_gateway::decision",
             request_id = %ctx.request_id,
             route,
-            service = ctx.service.and_then(|i| self.gateway.upstreams.get(i)).map(|u| u.name.as_str()).unwrap_or("none"),
+            service = ctx.pool().map(|p| p.service.name.as_str()).unwrap_or("none"),
             method = %session.req_header().method,
             decision,
             status,
@@ -452,7 +517,7 @@ impl ProxyHttp for Proxy {
             tenant = claims.and_then(|c| c.tenant()).unwrap_or(""),
             client_id = claims.and_then(|c| c.client_id()).unwrap_or(""),
             cnf = cnf.unwrap_or(""),
-            upstream = ctx.upstream_addr.as_deref().unwrap_or(""),
+            upstream = ctx.endpoint.as_ref().map(|e| e.addr.to_string()).unwrap_or_default(),
             latency_us = ctx.started.elapsed().as_micros() as u64,
             "decision"
         );

@@ -95,7 +95,7 @@ impl Refusal {
             Refusal::InsufficientScope { .. } => "insufficient_scope",
             Refusal::Forbidden { .. } => "access_denied",
             Refusal::AuthorityUnavailable => "temporarily_unavailable",
-            Refusal::UpstreamUnavailable => "bad_gateway",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "gateway_timeout",
             Refusal::Internal => "internal_error",
         }

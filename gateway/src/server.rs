@@ -1,14 +1,16 @@
 //! `stella-gateway run`: load and check everything before binding a port,
 //! then start Pingora with the proxy listeners (plain and TLS), the admin
-//! listener, the JWKS refresh loop, and a task that announces readiness.
+//! listener, the background tasks of `reload` (file watcher, upstream and
+//! JWKS upkeep, drain), and a task that announces readiness.
 
 use crate::admin::Admin;
 use crate::config::{self, ConfigError};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Shared, Snapshot};
 use crate::proxy::Proxy;
+use crate::reload::{ConfigWatcher, Drain, Signals, Upkeep};
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use serde_json::json;
@@ -20,40 +22,65 @@ use std::time::{Duration, Instant};
 use stella_envelope::config::ProcessEnv;
 
 /// Everything `run` needs, checked: the exit code is 2 for any error here.
-pub fn prepare(
-    path: &Path,
-) -> Result<(Arc<Gateway>, Option<pingora::listeners::tls::TlsSettings>), Vec<ConfigError>> {
-    let config = config::load(path, &ProcessEnv)?;
+/// The same steps as a reload (see `reload`), so `check`, `run` and a
+/// reload accept exactly the same configurations.
+pub fn prepare(path: &Path) -> Result<Prepared, Vec<ConfigError>> {
+    // Reloads read the same file wherever the process's folder is.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let config = config::load(&path, &ProcessEnv)?;
     let tls = match &config.listeners.tls {
-        Some(listener) => Some(crate::tls::settings(listener)?),
+        Some(listener) => Some(crate::tls::material(listener)?),
         None => None,
     };
-    let gateway = Gateway::new(config)?;
-    Ok((Arc::new(gateway), tls))
+    let snapshot = Snapshot::build(config, None, Arc::new(Shared::new()))?;
+    Ok(Prepared {
+        snapshot,
+        tls,
+        path,
+    })
+}
+
+/// A checked configuration, ready to serve.
+pub struct Prepared {
+    pub snapshot: Snapshot,
+    pub tls: Option<crate::tls::TlsMaterial>,
+    pub path: std::path::PathBuf,
 }
 
 /// Serves until SIGTERM / SIGINT. Returns only on a startup error.
 pub fn run(path: &Path) -> i32 {
     let started = Instant::now();
-    let (gateway, tls) = match prepare(path) {
+    let prepared = match prepare(path) {
         Ok(ready) => ready,
         Err(errors) => {
             crate::cli::report(&errors);
             return 2;
         }
     };
-    let cfg = gateway.config.clone();
+    let cfg = prepared.snapshot.config.clone();
     crate::telemetry::init_logging(cfg.logging.json, &cfg.logging.level);
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();
+    let (tls, live_tls) = match (&cfg.listeners.tls, prepared.tls) {
+        (Some(listener), Some(material)) => match crate::tls::settings(listener, material) {
+            Ok((settings, live)) => (Some(settings), Some(live)),
+            Err(errors) => {
+                crate::cli::report(&errors);
+                return 2;
+            }
+        },
+        _ => (None, None),
+    };
+    let gateway = Arc::new(Gateway::new(prepared.snapshot, prepared.path, live_tls));
 
     let conf = ServerConf {
-        threads: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(5),
+        threads: cfg.threads,
+        work_stealing: cfg.work_stealing,
+        // SIGTERM: listeners stop at once; requests in flight get up to the
+        // grace period (`reload::Drain` exits as soon as none is left).
+        grace_period_seconds: Some(cfg.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -89,8 +116,22 @@ pub fn run(path: &Path) -> i32 {
         announce.push(("admin", addr));
     }
     server.add_service(background_service(
-        "jwks refresh",
-        JwksRefresh {
+        "upkeep",
+        Upkeep {
+            gateway: gateway.clone(),
+        },
+    ));
+    if cfg.watch_config {
+        server.add_service(background_service(
+            "config watcher",
+            ConfigWatcher {
+                gateway: gateway.clone(),
+            },
+        ));
+    }
+    server.add_service(background_service(
+        "drain",
+        Drain {
             gateway: gateway.clone(),
         },
     ));
@@ -102,28 +143,18 @@ pub fn run(path: &Path) -> i32 {
             started,
         },
     ));
+    let current = gateway.current();
     tracing::info!(
-        config_version = %gateway.config_version,
-        envelope_kid = gateway.signer.key().kid().as_str(),
-        routes = gateway.policies.routes().len(),
+        config_version = %current.config_version,
+        envelope_kid = current.signer.key().kid().as_str(),
+        routes = current.policies.routes().len(),
         "starting"
     );
-    server.run_forever()
-}
-
-struct JwksRefresh {
-    gateway: Arc<Gateway>,
-}
-
-#[async_trait]
-impl BackgroundService for JwksRefresh {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let jwks = self.gateway.jwks.clone();
-        tokio::select! {
-            _ = jwks.run_refresh_loop() => {}
-            _ = shutdown.changed() => {}
-        }
-    }
+    drop(current);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { gateway }),
+    });
+    0
 }
 
 /// Prints `GATEWAY_READY {json}` on stdout once every listener accepts
@@ -142,15 +173,27 @@ impl BackgroundService for Announce {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let jwks = &self.gateway.jwks;
+        let snapshot = self.gateway.current();
+        let jwks = &snapshot.jwks;
         let deadline = Instant::now() + Duration::from_secs(3);
         while jwks.refreshes() + jwks.refresh_failures() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Upkeep resolves upstream names first thing; wait for it briefly
+        // so the first requests do not see an empty pool.
+        while snapshot
+            .upstreams
+            .iter()
+            .any(|p| p.has_names() && p.endpoints().is_empty() && p.resolve_failures() == 0)
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut line = json!({
             "keys_loaded": jwks.is_ready(),
             "startup_ms": self.started.elapsed().as_millis() as u64,
-            "config_version": self.gateway.config_version,
+            "config_version": snapshot.config_version,
+            "pid": std::process::id(),
         });
         for (name, addr) in &self.listeners {
             line[*name] = json!(addr.to_string());

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub mtls_mismatch: IntCounterVec,
     pub replay_store_errors: IntCounter,
     pub replay_store_seconds: prometheus::Histogram,
+    /// Reloads by result: `applied` (including unchanged) or `rejected`.
+    pub config_reloads: IntCounterVec,
+    /// Upstream connect attempts retried on another address, by service.
+    pub upstream_retries: IntCounterVec,
 }
 
 /// Extra counters owned by other stages, read at scrape time.
@@ -107,6 +111,26 @@ impl Metrics {
             ]),
         )
         .expect("static metric definition");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_config_reloads_total",
+                "Configuration reloads by result (applied, rejected)",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let upstream_retries = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_upstream_retries_total",
+                "Upstream connect failures retried on another address, by service",
+            ),
+            &["service"],
+        )
+        .expect("static metric definition");
+        // Both results exist from the start, so rate() sees the first one.
+        for result in ["applied", "rejected"] {
+            config_reloads.with_label_values(&[result]);
+        }
         // Registering fresh, uniquely named collectors cannot fail.
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -118,6 +142,8 @@ impl Metrics {
             Box::new(mtls_mismatch.clone()),
             Box::new(replay_store_errors.clone()),
             Box::new(replay_store_seconds.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(upstream_retries.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -132,6 +158,8 @@ impl Metrics {
             mtls_mismatch,
             replay_store_errors,
             replay_store_seconds,
+            config_reloads,
+            upstream_retries,
         }
     }
 
@@ -192,15 +220,37 @@ impl Default for Metrics {
 /// Installs the global tracing subscriber: text or JSON lines on stderr,
 /// filtered by `level` (a tracing filter such as `info`).
 pub fn init_logging(json: bool, level: &str) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The filter can be replaced by a reload (`logging.level`).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(true);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = if json {
+        registry
+            .with(output.json().flatten_event(true))
+            .try_init()
+            .is_ok()
     } else {
-        builder.try_init()
+        registry.with(output).try_init().is_ok()
     };
+    if installed {
+        let _ = LEVEL.set(Box::new(move |f| handle.reload(f).is_ok()));
+    }
+}
+
+type LevelReloader = Box<dyn Fn(tracing_subscriber::EnvFilter) -> bool + Send + Sync>;
+
+static LEVEL: std::sync::OnceLock<LevelReloader> = std::sync::OnceLock::new();
+
+/// Applies a new log filter (a reload changed `logging.level`). An invalid
+/// filter is refused by `config` before it gets here.
+pub fn set_log_level(level: &str) -> bool {
+    match (LEVEL.get(), tracing_subscriber::EnvFilter::try_new(level)) {
+        (Some(reload), Ok(filter)) => reload(filter),
+        _ => false,
+    }
 }

@@ -5,12 +5,14 @@
 
 use crate::config::resolve::{ClientCertMode, TlsListener};
 use crate::config::ConfigError;
+use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use std::any::Any;
 use std::sync::Arc;
@@ -140,23 +142,71 @@ fn err(path: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::new(format!("gateway.listeners.tls.{path}"), problem)
 }
 
-/// Checks the certificate, key and CA files and builds the listener
-/// settings. Every problem is reported before any port is bound (Pingora
-/// itself would panic on a bad file).
-pub fn settings(listener: &TlsListener) -> Result<TlsSettings, Vec<ConfigError>> {
+/// The listener's certificate, key and client-certificate roots, loaded and
+/// checked. Built at start and at every reload; [`LiveTls::apply`] makes it
+/// the material of new handshakes.
+pub struct TlsMaterial {
+    cert: Arc<CertifiedKey>,
+    client_auth: ClientAuth,
+}
+
+/// Loads and checks the certificate, key and CA files. Every problem is
+/// reported (Pingora itself would panic on a bad file), before any port is
+/// bound or any reload applied.
+pub fn material(listener: &TlsListener) -> Result<TlsMaterial, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    match CertificateDer::pem_file_iter(&listener.cert_file) {
-        Ok(iter) => {
-            let certs: Result<Vec<_>, _> = iter.collect();
-            if !matches!(certs, Ok(ref c) if !c.is_empty()) {
-                errors.push(err("cert_file", "holds no pem certificate"));
+    let certs: Vec<CertificateDer<'static>> =
+        match CertificateDer::pem_file_iter(&listener.cert_file) {
+            Ok(iter) => match iter.collect::<Result<Vec<_>, _>>() {
+                Ok(c) if !c.is_empty() => c,
+                _ => {
+                    errors.push(err("cert_file", "holds no pem certificate"));
+                    Vec::new()
+                }
+            },
+            Err(_) => {
+                errors.push(err("cert_file", "cannot be read as pem"));
+                Vec::new()
+            }
+        };
+    let key = match PrivateKeyDer::from_pem_file(&listener.key_file) {
+        Ok(der) => match rustls::crypto::ring::sign::any_supported_type(&der) {
+            Ok(key) => Some(key),
+            Err(_) => {
+                errors.push(err(
+                    "key_file",
+                    "holds a private key of an unsupported type",
+                ));
+                None
+            }
+        },
+        Err(_) => {
+            errors.push(err("key_file", "holds no pem private key"));
+            None
+        }
+    };
+    let cert = match key {
+        Some(key) if !certs.is_empty() => {
+            let certified = CertifiedKey::new(certs, key);
+            match certified.keys_match() {
+                // `Unknown` when the key type cannot tell; the handshake
+                // would then fail for every client, so still refuse a clear
+                // mismatch only.
+                Ok(())
+                | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+                    Some(Arc::new(certified))
+                }
+                Err(_) => {
+                    errors.push(err(
+                        "key_file",
+                        "does not match the certificate in cert_file",
+                    ));
+                    None
+                }
             }
         }
-        Err(_) => errors.push(err("cert_file", "cannot be read as pem")),
-    }
-    if PrivateKeyDer::from_pem_file(&listener.key_file).is_err() {
-        errors.push(err("key_file", "holds no pem private key"));
-    }
+        _ => None,
+    };
     let optional = listener.client_certificates == ClientCertMode::Optional;
     let verifier = match listener.client_certificates {
         ClientCertMode::None => None,
@@ -188,25 +238,171 @@ pub fn settings(listener: &TlsListener) -> Result<TlsSettings, Vec<ConfigError>>
             }
         }
     };
-    if !errors.is_empty() {
-        return Err(errors);
+    match cert {
+        Some(cert) if errors.is_empty() => Ok(TlsMaterial {
+            cert,
+            client_auth: ClientAuth::new(verifier),
+        }),
+        _ => Err(errors),
     }
+}
+
+/// The TLS material new handshakes use, swapped whole by a reload.
+/// Established connections keep what they negotiated.
+#[derive(Debug)]
+pub struct LiveTls {
+    cert: ArcSwap<CertifiedKey>,
+    client_auth: ArcSwap<ClientAuth>,
+}
+
+impl LiveTls {
+    pub fn apply(&self, material: TlsMaterial) {
+        self.cert.store(material.cert);
+        self.client_auth.store(Arc::new(material.client_auth));
+    }
+}
+
+/// The client-certificate verifier of one configuration (none when client
+/// certificates are off) and its CA hints.
+#[derive(Debug)]
+struct ClientAuth {
+    verifier: Option<Verifier>,
+    hints: &'static [rustls::DistinguishedName],
+}
+
+impl ClientAuth {
+    fn new(verifier: Option<Verifier>) -> ClientAuth {
+        let hints: Vec<rustls::DistinguishedName> = verifier
+            .as_ref()
+            .map(|v| v.root_hint_subjects().to_vec())
+            .unwrap_or_default();
+        ClientAuth {
+            verifier,
+            hints: intern_hints(hints),
+        }
+    }
+}
+
+/// rustls asks for the CA hints by reference to the verifier, which lives
+/// as long as the listener, while the hints change with each reload of the
+/// CA bundles. Each distinct hint list is kept for the life of the process
+/// (a few hundred bytes per distinct bundle, not per reload).
+fn intern_hints(hints: Vec<rustls::DistinguishedName>) -> &'static [rustls::DistinguishedName] {
+    static SEEN: std::sync::Mutex<Vec<&'static [rustls::DistinguishedName]>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let same = |a: &[rustls::DistinguishedName]| {
+        a.len() == hints.len() && a.iter().zip(&hints).all(|(x, y)| x.as_ref() == y.as_ref())
+    };
+    if let Some(found) = seen.iter().find(|s| same(s)) {
+        return found;
+    }
+    let leaked: &'static [rustls::DistinguishedName] = Vec::leak(hints);
+    seen.push(leaked);
+    leaked
+}
+
+impl rustls::server::ResolvesServerCert for LiveTls {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.cert.load_full())
+    }
+}
+
+/// Delegates to the client-certificate verifier of the current material.
+#[derive(Debug)]
+struct LiveVerifier(Arc<LiveTls>);
+
+impl LiveVerifier {
+    fn current(&self) -> arc_swap::Guard<Arc<ClientAuth>> {
+        self.0.client_auth.load()
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for LiveVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.current()
+            .verifier
+            .as_ref()
+            .is_some_and(|v| v.offer_client_auth())
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.current()
+            .verifier
+            .as_ref()
+            .is_some_and(|v| v.client_auth_mandatory())
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.current().hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match &self.current().verifier {
+            Some(v) => v.verify_client_cert(end_entity, intermediates, now),
+            None => Err(rustls::Error::General("client certificates are off".into())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The listener settings over live material: the certificate resolver and
+/// the client-certificate verifier read the current material at each
+/// handshake, so a reload needs no new listener.
+pub fn settings(
+    listener: &TlsListener,
+    material: TlsMaterial,
+) -> Result<(TlsSettings, Arc<LiveTls>), Vec<ConfigError>> {
+    let live = Arc::new(LiveTls {
+        cert: ArcSwap::new(material.cert),
+        client_auth: ArcSwap::from_pointee(material.client_auth),
+    });
     let mut settings = TlsSettings::with_callbacks(Box::new(CaptureClientCert))
         .map_err(|_| vec![err("addr", "tls settings cannot be created")])?;
-    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    settings
-        .set_certificate_chain_file(&path(&listener.cert_file))
-        .map_err(|_| vec![err("cert_file", "cannot be loaded")])?;
-    settings
-        .set_private_key_file(&path(&listener.key_file))
-        .map_err(|_| vec![err("key_file", "cannot be loaded")])?;
+    settings.set_cert_resolver(live.clone());
     if listener.http2 {
         settings.enable_h2();
     }
-    if let Some(verifier) = verifier {
-        settings.set_client_cert_verifier(verifier);
-    }
-    Ok(settings)
+    settings.set_client_cert_verifier(Arc::new(LiveVerifier(live.clone())));
+    Ok((settings, live))
 }
 
 type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;

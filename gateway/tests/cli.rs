@@ -42,6 +42,17 @@ services:
   - {name: orders, upstreams: ["orders:8080"]}
 "#;
 
+const MINIMAL_WITHOUT_KEY: &str = r#"
+gateway:
+  listeners: {http: "127.0.0.1:8080"}
+  auth:
+    authority:
+      issuer: https://authority.example
+      audiences: [api]
+services:
+  - {name: orders, upstreams: ["orders:8080"]}
+"#;
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -311,7 +322,7 @@ fn production_example_is_valid_once_its_files_exist() {
             ),
             ("Gateway__Policies_Dir", &path("policies")),
             (
-                "Router__IdentityEnvelopeSigningKeyFile",
+                "Router__IdentityEnvelopeKeys__0__KeyFile",
                 &path("envelope.key"),
             ),
         ],
@@ -320,6 +331,67 @@ fn production_example_is_valid_once_its_files_exist() {
     let text = stdout(&out);
     assert!(text.contains("client_certificates: optional"), "{text}");
     assert!(!text.contains("cHJvZHVjdGlvbi1leGFtcGxl"), "{text}");
+}
+
+#[test]
+fn keys_list_shows_kids_algorithms_sources_and_the_active_key_never_the_material() {
+    let dir = std::env::temp_dir().join(format!("stella-cli-{}-keys", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("new.key"),
+        "hs256:bmV3LWVudmVsb3BlLWtleS1mb3ItdGhlLWtleXMtbGlzdC10ZXN0",
+    )
+    .unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{MINIMAL_WITHOUT_KEY}router:\n  identity_envelope_keys:\n    - {{kid: old-1, key: \"hs256:b2xkLWVudmVsb3BlLWtleS1mb3ItdGhlLWtleXMtbGlzdC10ZXN0\"}}\n    - {{kid: new-2, key_file: new.key}}\n    - {{kid: env-3, key_env: STELLA_TEST_KEY}}\n  identity_envelope_active_kid: new-2\n"
+        ),
+    )
+    .unwrap();
+    let out = gateway(
+        &["keys", "list", "--config", &config.display().to_string()],
+        &[(
+            "STELLA_TEST_KEY",
+            "hs256:ZW52LWVudmVsb3BlLWtleS1mb3ItdGhlLWtleXMtbGlzdC10ZXN0",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let row = |kid: &str| {
+        text.lines()
+            .find(|l| l.starts_with(kid))
+            .unwrap_or_else(|| panic!("no row for {kid}: {text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row("old-1"), "old-1 HS256 no inline");
+    assert!(row("new-2").starts_with("new-2 HS256 yes file "), "{text}");
+    assert_eq!(row("env-3"), "env-3 HS256 no env STELLA_TEST_KEY");
+    for secret in ["b2xkLWVu", "bmV3LWVu", "ZW52LWVu"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+
+    // An active kid that names no key is a configuration error.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("active_kid: new-2", "active_kid: gone-9");
+    std::fs::write(&config, text).unwrap();
+    let out = gateway(
+        &["keys", "list", "--config", &config.display().to_string()],
+        &[(
+            "STELLA_TEST_KEY",
+            "hs256:ZW52LWVudmVsb3BlLWtleS1mb3ItdGhlLWtleXMtbGlzdC10ZXN0",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("router.identity_envelope_active_kid: names gone-9"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use common::*;
 use serde_json::json;
 
 #[test]
-fn unreachable_upstream_is_answered_with_502_bad_gateway() {
+fn unreachable_upstream_is_answered_with_502_upstream_unavailable() {
     let dir = TempDir::new("upstream-down");
     let authority = Authority::start();
     // Every service points at a port nobody listens on.
@@ -21,7 +21,7 @@ fn unreachable_upstream_is_answered_with_502_bad_gateway() {
         gw.get_with_token("/items/1", &token),
         gw.get_with_token("/hybrid/1", &token),
     ] {
-        assert_problem(&r, 502, "bad_gateway");
+        assert_problem(&r, 502, "upstream_unavailable");
         assert!(!r.text().contains("127.0.0.1"), "{}", r.text());
     }
     let errors = gw.wait_for_metric(

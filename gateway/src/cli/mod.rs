@@ -1,4 +1,5 @@
-//! Command-line interface: `check`, `keys generate`, `envelope mint`.
+//! Command-line interface: `run`, `check`, `reload`, `keys generate|list`,
+//! `envelope mint`, `policy test|explain`.
 //! Exit codes: 0 success, 2 invalid configuration or arguments, 1 other
 //! failures.
 
@@ -50,6 +51,15 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Ask a running gateway to reload its configuration (as SIGHUP or
+    /// `POST /reload` do). Exit 0 applied or unchanged, 1 rejected (the
+    /// errors are printed; the old configuration keeps serving), 2 the
+    /// admin listener could not be reached.
+    Reload {
+        /// The admin listener, such as http://127.0.0.1:9090.
+        #[arg(long)]
+        admin: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +93,12 @@ enum KeysCommand {
         alg: KeyAlg,
         #[arg(long)]
         kid: String,
+    },
+    /// List the envelope keys a configuration holds: kid, algorithm, where
+    /// it comes from and which one signs. Never prints key material.
+    List {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -158,6 +174,10 @@ pub fn main() -> i32 {
         Command::Keys {
             command: KeysCommand::Generate { alg, kid },
         } => generate(alg, &kid),
+        Command::Keys {
+            command: KeysCommand::List { config },
+        } => list_keys(&config),
+        Command::Reload { admin } => reload(&admin),
         Command::Envelope {
             command:
                 EnvelopeCommand::Mint {
@@ -205,18 +225,114 @@ pub fn report(errors: &[config::ConfigError]) {
 /// with the same messages, and prints the effective configuration.
 fn check(path: &std::path::Path) -> i32 {
     match crate::server::prepare(path) {
-        Ok((gateway, _)) => {
+        Ok(prepared) => {
+            let snapshot = &prepared.snapshot;
             println!("# configuration {} is valid", path.display());
             println!(
                 "# {} routes from policies, envelope key {}",
-                gateway.policies.routes().len(),
-                gateway.signer.key().kid()
+                snapshot.policies.routes().len(),
+                snapshot.signer.key().kid()
             );
-            print!("{}", config::redacted_yaml(&gateway.config.effective));
+            print!("{}", config::redacted_yaml(&snapshot.config.effective));
             0
         }
         Err(errors) => {
             report(&errors);
+            2
+        }
+    }
+}
+
+/// `keys list`: the keyring of a configuration, checked like `check` does.
+fn list_keys(path: &std::path::Path) -> i32 {
+    let config = match config::load(path, &ProcessEnv) {
+        Ok(config) => config,
+        Err(errors) => {
+            report(&errors);
+            return 2;
+        }
+    };
+    let active = config.signer.key().kid().as_str().to_owned();
+    println!("{:<24} {:<6} {:<7} source", "kid", "alg", "active");
+    for key in &config.envelope_keys {
+        println!(
+            "{:<24} {:<6} {:<7} {}",
+            key.kid,
+            key.alg.as_str(),
+            if key.kid == active { "yes" } else { "no" },
+            key.source.describe()
+        );
+    }
+    0
+}
+
+/// `reload --admin URL`: `POST URL/reload`, print the outcome.
+fn reload(admin: &str) -> i32 {
+    let url = format!("{}/reload", admin.trim_end_matches('/'));
+    let uri: http::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(_) => {
+            eprintln!("--admin: not a url: {admin}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return 1;
+        }
+    };
+    let answer = runtime.block_on(async {
+        use http_body_util::BodyExt;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let request = http::Request::post(uri)
+            .body(http_body_util::Empty::new())
+            .map_err(|e| e.to_string())?;
+        let call = async {
+            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), call)
+            .await
+            .map_err(|_| "no answer within 30 s".to_string())?
+    });
+    let (status, body) = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            eprintln!("cannot reach {url}: {e}");
+            return 2;
+        }
+    };
+    let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let result = parsed["result"].as_str().unwrap_or("unknown");
+    let version = parsed["config_version"].as_str().unwrap_or("?");
+    match (status.as_u16(), result) {
+        (200, "applied" | "unchanged") => {
+            println!("{result}: configuration {version}");
+            0
+        }
+        (_, "rejected") => {
+            eprintln!("rejected; configuration {version} keeps serving:");
+            for e in parsed["errors"].as_array().into_iter().flatten() {
+                eprintln!("  {}", e.as_str().unwrap_or_default());
+            }
+            1
+        }
+        _ => {
+            eprintln!("unexpected answer from {url}: status {status}");
             2
         }
     }

@@ -36,6 +36,21 @@ pub struct GatewaySection {
     /// Let idle workers steal tasks from busy ones (default false: each
     /// connection stays on its thread, fewer cross-thread wake-ups).
     pub work_stealing: Option<bool>,
+    /// On SIGTERM or SIGINT: stop accepting, let requests in flight finish
+    /// for at most this long, then exit (default 10).
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Reload when the configuration file or a file it references changes
+    /// (default true). SIGHUP and `POST /reload` always work.
+    pub watch_config: Option<bool>,
+    #[serde(default)]
+    pub upstreams: UpstreamsSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamsSection {
+    /// How often upstream host names are resolved again (default 30).
+    pub resolve_interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -138,6 +153,27 @@ pub struct RouterSection {
     pub identity_envelope_signing_key_file: Option<String>,
     pub identity_envelope_signing_key_id: Option<String>,
     pub identity_envelope_lifetime_seconds: Option<u64>,
+    /// The envelope keyring: every key the gateway holds, by kid. Rotation
+    /// adds a key here, switches `identity_envelope_active_kid`, and later
+    /// removes the old key; each step is a reload.
+    #[serde(default)]
+    pub identity_envelope_keys: Vec<EnvelopeKeySection>,
+    /// The kid the gateway signs with (default: the only key, or the key of
+    /// `identity_envelope_signing_key`).
+    pub identity_envelope_active_kid: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeKeySection {
+    pub kid: Option<String>,
+    /// The key itself, as `keys generate` prints it (prefer `key_file` or
+    /// `key_env`).
+    pub key: Option<String>,
+    /// A file holding the key, relative to this file.
+    pub key_file: Option<String>,
+    /// The name of an environment variable holding the key.
+    pub key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -153,6 +189,22 @@ pub struct ServiceSection {
     pub forward_credentials: Option<bool>,
     /// The trust mode the service runs in (documentation and OpenAPI).
     pub trust_mode: Option<String>,
+    /// Passive health: an address is taken out of rotation after this many
+    /// consecutive connect failures (default 2) ...
+    pub eject_after_failures: Option<u64>,
+    /// ... for this long, then tried again (default 10).
+    pub eject_seconds: Option<u64>,
+    /// Optional active health check of every address.
+    pub health_check: Option<HealthCheckSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// Path requested with GET; any 2xx or 3xx is healthy.
+    pub path: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -165,7 +217,7 @@ pub struct LoggingSection {
 }
 
 /// Keys whose values are secrets: never printed, never logged.
-pub const SECRET_KEYS: &[&str] = &["identity_envelope_signing_key", "nonce_secret"];
+pub const SECRET_KEYS: &[&str] = &["identity_envelope_signing_key", "nonce_secret", "key"];
 
 /// A configuration with every field filled in. Serialized, it is the shape
 /// of the format: the loader refuses any key it does not contain, and
@@ -221,6 +273,11 @@ pub fn schema_sample() -> FileConfig {
             policies_dir: s(),
             threads: Some(0),
             work_stealing: Some(true),
+            shutdown_grace_seconds: Some(0),
+            watch_config: Some(true),
+            upstreams: UpstreamsSection {
+                resolve_interval_seconds: Some(0),
+            },
         },
         router: RouterSection {
             on_missing_authorization: s(),
@@ -228,6 +285,13 @@ pub fn schema_sample() -> FileConfig {
             identity_envelope_signing_key_file: s(),
             identity_envelope_signing_key_id: s(),
             identity_envelope_lifetime_seconds: Some(0),
+            identity_envelope_keys: vec![EnvelopeKeySection {
+                kid: s(),
+                key: s(),
+                key_file: s(),
+                key_env: s(),
+            }],
+            identity_envelope_active_kid: s(),
         },
         services: vec![ServiceSection {
             name: s(),
@@ -236,6 +300,13 @@ pub fn schema_sample() -> FileConfig {
             read_timeout_ms: Some(0),
             forward_credentials: Some(true),
             trust_mode: s(),
+            eject_after_failures: Some(0),
+            eject_seconds: Some(0),
+            health_check: Some(HealthCheckSection {
+                path: s(),
+                interval_ms: Some(0),
+                timeout_ms: Some(0),
+            }),
         }],
         logging: LoggingSection {
             format: s(),

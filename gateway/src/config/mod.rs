@@ -57,6 +57,7 @@ const SERVICE_ONLY_ROUTER_KEYS: &[&str] = &[
     "identityenvelopeaudience",
     "identityenvelopeissuer",
     "identityenvelopeacceptedkeys",
+    "configfile",
 ];
 
 /// Loads, overrides, checks and resolves the configuration at `path`.
@@ -71,7 +72,7 @@ pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Config, Vec<ConfigError>
     let (file, mut errors) = parse(&text, &path.display().to_string(), env);
     // Keep going past structural errors so one run reports as much as it can.
     if let Some(file) = file {
-        match resolve::resolve(&file, base) {
+        match resolve::resolve(&file, base, env) {
             Ok(config) if errors.is_empty() => return Ok(config),
             Ok(_) => {}
             Err(more) => errors.extend(more),

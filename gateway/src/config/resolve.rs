@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use stella_envelope::{Key, KeyId, Signer, TrustMode};
+use stella_envelope::config::EnvSource;
+use stella_envelope::{Alg, Key, KeyId, Signer, TrustMode};
 
 /// Access-token and proof algorithms the gateway can ever accept.
 pub const SUPPORTED_ALGORITHMS: &[&str] = &["ES256", "ES384", "EdDSA", "PS256", "RS256"];
@@ -68,7 +69,7 @@ impl ClientCertMode {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsListener {
     pub addr: SocketAddr,
     pub cert_file: PathBuf,
@@ -80,14 +81,14 @@ pub struct TlsListener {
     pub http2: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listeners {
     pub http: Option<SocketAddr>,
     pub tls: Option<TlsListener>,
     pub admin: Option<SocketAddr>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorityConfig {
     /// Exactly as configured; compared byte for byte with `iss`.
     pub issuer: String,
@@ -123,7 +124,14 @@ pub struct DpopConfig {
     pub nonce_step: Duration,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
     /// `host:port` addresses, used round-robin.
@@ -132,6 +140,35 @@ pub struct Service {
     pub read_timeout: Duration,
     pub forward_credentials: bool,
     pub trust_mode: Option<TrustMode>,
+    pub eject_after_failures: u32,
+    pub eject: Duration,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// Where an envelope key came from (`keys list`; never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    Inline,
+    File(PathBuf),
+    Env(String),
+}
+
+impl KeySource {
+    pub fn describe(&self) -> String {
+        match self {
+            KeySource::Inline => "inline".into(),
+            KeySource::File(path) => format!("file {}", path.display()),
+            KeySource::Env(name) => format!("env {name}"),
+        }
+    }
+}
+
+/// One key of the gateway's envelope keyring, without its material.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvelopeKeyInfo {
+    pub kid: String,
+    pub alg: Alg,
+    pub source: KeySource,
 }
 
 #[derive(Clone, Debug)]
@@ -156,8 +193,19 @@ pub struct Config {
     pub threads: usize,
     pub work_stealing: bool,
     pub on_missing_authorization: MissingAuthorization,
+    /// Signs with the active key of the keyring.
     pub signer: Arc<Signer>,
+    /// Every key of the keyring (the active one included).
+    pub envelope_keys: Vec<EnvelopeKeyInfo>,
     pub envelope_lifetime: Duration,
+    pub shutdown_grace: Duration,
+    pub watch_config: bool,
+    pub resolve_interval: Duration,
+    /// Files read besides the configuration file itself (keys, TLS
+    /// material, secrets); the policies folder is `policies_dir`.
+    pub sources: Vec<PathBuf>,
+    /// SHA-256 over every secret value, for the configuration version.
+    pub secret_digest: [u8; 32],
     pub services: Vec<Service>,
     pub logging: Logging,
     /// The file structs with every default filled in, for `check` to print
@@ -254,9 +302,16 @@ fn host_port(text: &str) -> bool {
 }
 
 /// Step 3 of loading. `base` is the folder relative paths start from.
-pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError>> {
+pub fn resolve(
+    file: &FileConfig,
+    base: &Path,
+    env: &dyn EnvSource,
+) -> Result<Config, Vec<ConfigError>> {
     let mut e = Errors(Vec::new());
     let mut effective = file.clone();
+    // Every file the configuration reads besides itself: watched for
+    // changes, and part of the configuration's version.
+    let mut sources: Vec<PathBuf> = Vec::new();
 
     let gateway_id = file
         .gateway
@@ -353,6 +408,10 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
                 &t.client_ca_file,
             ),
         };
+        sources.extend(cert_file.iter().cloned());
+        sources.extend(key_file.iter().cloned());
+        sources.extend(client_ca_file.iter().cloned());
+        sources.extend(spiffe_roots.iter().map(|(_, f)| f.clone()));
         Some(TlsListener {
             addr: addr?,
             cert_file: cert_file?,
@@ -550,16 +609,20 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
             None
         }
         (Some(text), None) => Some(zeroize::Zeroizing::new(text.trim().as_bytes().to_vec())),
-        (None, Some(f)) => match std::fs::read(base.join(f.trim())) {
-            Ok(bytes) => Some(zeroize::Zeroizing::new(bytes.trim_ascii().to_vec())),
-            Err(err) => {
-                e.add(
-                    "gateway.auth.dpop.nonce_secret_file",
-                    format!("cannot be read: {}", err.kind()),
-                );
-                None
+        (None, Some(f)) => {
+            let path = base.join(f.trim());
+            sources.push(path.clone());
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(zeroize::Zeroizing::new(bytes.trim_ascii().to_vec())),
+                Err(err) => {
+                    e.add(
+                        "gateway.auth.dpop.nonce_secret_file",
+                        format!("cannot be read: {}", err.kind()),
+                    );
+                    None
+                }
             }
-        },
+        }
         (None, None) => None,
     };
     if let Some(secret) = &nonce_secret {
@@ -624,6 +687,24 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
     let work_stealing = file.gateway.work_stealing.unwrap_or(false);
     effective.gateway.threads = Some(threads as u64);
     effective.gateway.work_stealing = Some(work_stealing);
+    let shutdown_grace = seconds(
+        &mut e,
+        "gateway.shutdown_grace_seconds",
+        file.gateway.shutdown_grace_seconds,
+        10,
+        (0, 3_600),
+    );
+    effective.gateway.shutdown_grace_seconds = Some(shutdown_grace);
+    let watch_config = file.gateway.watch_config.unwrap_or(true);
+    effective.gateway.watch_config = Some(watch_config);
+    let resolve_interval = seconds(
+        &mut e,
+        "gateway.upstreams.resolve_interval_seconds",
+        file.gateway.upstreams.resolve_interval_seconds,
+        30,
+        (1, 86_400),
+    );
+    effective.gateway.upstreams.resolve_interval_seconds = Some(resolve_interval);
 
     // Router.
     let r = &file.router;
@@ -638,47 +719,6 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
         }),
     };
     effective.router.on_missing_authorization = Some(on_missing_authorization.as_str().into());
-    let kid_text = r
-        .identity_envelope_signing_key_id
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    effective.router.identity_envelope_signing_key_id = Some(kid_text.clone());
-    let kid = KeyId::new(kid_text.trim())
-        .map_err(|err| e.add("router.identity_envelope_signing_key_id", err.to_string()))
-        .ok();
-    let key_text = match (
-        &r.identity_envelope_signing_key,
-        &r.identity_envelope_signing_key_file,
-    ) {
-        (Some(_), Some(_)) => {
-            e.add(
-                "router.identity_envelope_signing_key",
-                "is set together with identity_envelope_signing_key_file; set one",
-            );
-            None
-        }
-        (Some(k), None) => Some(zeroize::Zeroizing::new(k.trim().to_owned())),
-        (None, Some(f)) => {
-            let path = base.join(f.trim());
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Some(zeroize::Zeroizing::new(text.trim().to_owned())),
-                Err(err) => {
-                    e.add(
-                        "router.identity_envelope_signing_key_file",
-                        format!("cannot read {}: {}", path.display(), err.kind()),
-                    );
-                    None
-                }
-            }
-        }
-        (None, None) => {
-            e.add(
-                "router.identity_envelope_signing_key",
-                "is required (or identity_envelope_signing_key_file, or Router__IdentityEnvelopeSigningKey)",
-            );
-            None
-        }
-    };
     let lifetime = seconds(
         &mut e,
         "router.identity_envelope_lifetime_seconds",
@@ -687,23 +727,28 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
         (1, 300),
     );
     effective.router.identity_envelope_lifetime_seconds = Some(lifetime);
-    let signer = match (kid, key_text) {
-        (Some(kid), Some(text)) => match Key::parse_compat(kid, &text) {
-            Ok(key) if key.can_sign() => Signer::new(key, gateway_id.clone(), lifetime).ok(),
-            Ok(_) => {
-                e.add(
-                    "router.identity_envelope_signing_key",
-                    "is a public key; the gateway needs a signing key",
-                );
-                None
-            }
-            Err(err) => {
-                e.add("router.identity_envelope_signing_key", err.to_string());
-                None
-            }
-        },
-        _ => None,
-    };
+    let mut secret_digest = ring::digest::Context::new(&ring::digest::SHA256);
+    if let Some(secret) = &dpop.nonce_secret {
+        secret_digest.update(secret);
+    }
+    let keyring = envelope_keyring(&mut e, r, base, env, &mut sources);
+    for (_, text) in &keyring.texts {
+        secret_digest.update(text.as_bytes());
+        secret_digest.update(b"\n");
+    }
+    if let Some(active) = &keyring.active {
+        effective.router.identity_envelope_active_kid = Some(active.kid().as_str().to_owned());
+    }
+    effective.router.identity_envelope_signing_key_id =
+        r.identity_envelope_signing_key_id.clone().or_else(|| {
+            r.identity_envelope_signing_key
+                .as_ref()
+                .or(r.identity_envelope_signing_key_file.as_ref())
+                .map(|_| "default".into())
+        });
+    let signer = keyring
+        .active
+        .and_then(|key| Signer::new(key, gateway_id.clone(), lifetime).ok());
 
     // Services.
     let mut services = Vec::new();
@@ -753,10 +798,54 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
                 .map_err(|err| e.add(&at("trust_mode"), err.to_string()))
                 .ok()
         });
+        let eject_after = seconds(
+            &mut e,
+            &at("eject_after_failures"),
+            s.eject_after_failures,
+            2,
+            (1, 1_000),
+        );
+        let eject = seconds(
+            &mut e,
+            &at("eject_seconds"),
+            s.eject_seconds,
+            10,
+            (1, 3_600),
+        );
+        let health_check = s.health_check.as_ref().map(|h| {
+            let path = h.path.clone().unwrap_or_default();
+            if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                e.add(
+                    &at("health_check.path"),
+                    "must be an absolute path such as /healthz",
+                );
+            }
+            let interval = seconds(
+                &mut e,
+                &at("health_check.interval_ms"),
+                h.interval_ms,
+                5_000,
+                (100, 3_600_000),
+            );
+            let timeout = seconds(
+                &mut e,
+                &at("health_check.timeout_ms"),
+                h.timeout_ms,
+                1_000,
+                (10, 60_000),
+            );
+            HealthCheck {
+                path,
+                interval: Duration::from_millis(interval),
+                timeout: Duration::from_millis(timeout),
+            }
+        });
         let es = &mut effective.services[i];
         es.connect_timeout_ms = Some(connect);
         es.read_timeout_ms = Some(read);
         es.forward_credentials = Some(s.forward_credentials.unwrap_or(false));
+        es.eject_after_failures = Some(eject_after);
+        es.eject_seconds = Some(eject);
         services.push(Service {
             name,
             upstreams: s.upstreams.iter().map(|u| u.trim().to_owned()).collect(),
@@ -764,6 +853,9 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
             read_timeout: Duration::from_millis(read),
             forward_credentials: s.forward_credentials.unwrap_or(false),
             trust_mode,
+            eject_after_failures: eject_after as u32,
+            eject: Duration::from_secs(eject),
+            health_check,
         });
     }
 
@@ -779,6 +871,12 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
         level: file.logging.level.clone().unwrap_or_else(|| "info".into()),
     };
     effective.logging.format = Some(if logging.json { "json" } else { "text" }.into());
+    if tracing_subscriber::EnvFilter::try_new(&logging.level).is_err() {
+        e.add(
+            "logging.level",
+            "is not a log filter (such as info, or stella_gateway=debug,info)",
+        );
+    }
     effective.logging.level = Some(logging.level.clone());
 
     match (e.0.is_empty(), signer) {
@@ -795,11 +893,199 @@ pub fn resolve(file: &FileConfig, base: &Path) -> Result<Config, Vec<ConfigError
             work_stealing,
             on_missing_authorization,
             signer: Arc::new(signer),
+            envelope_keys: keyring.infos,
             envelope_lifetime: Duration::from_secs(lifetime),
+            shutdown_grace: Duration::from_secs(shutdown_grace),
+            watch_config,
+            resolve_interval: Duration::from_secs(resolve_interval),
+            sources,
+            secret_digest: {
+                let mut out = [0u8; 32];
+                out.copy_from_slice(secret_digest.finish().as_ref());
+                out
+            },
             services,
             logging,
             effective,
         }),
         _ => Err(e.0),
+    }
+}
+
+/// The envelope keyring as configured: every key, which one signs, and the
+/// key texts (for the version digest only).
+struct Keyring {
+    infos: Vec<EnvelopeKeyInfo>,
+    active: Option<Key>,
+    texts: Vec<(String, zeroize::Zeroizing<String>)>,
+}
+
+/// Reads `identity_envelope_signing_key[_file]` (one key, the form existing
+/// deployments use) and `identity_envelope_keys` (the keyring), and picks
+/// the active kid.
+fn envelope_keyring(
+    e: &mut Errors,
+    r: &RouterSection,
+    base: &Path,
+    env: &dyn EnvSource,
+    sources: &mut Vec<PathBuf>,
+) -> Keyring {
+    let mut read_file = |e: &mut Errors, path: &str, f: &str| {
+        let file = base.join(f.trim());
+        sources.push(file.clone());
+        match std::fs::read_to_string(&file) {
+            Ok(text) => Some((zeroize::Zeroizing::new(text.trim().to_owned()), file)),
+            Err(err) => {
+                e.add(
+                    path,
+                    format!("cannot read {}: {}", file.display(), err.kind()),
+                );
+                None
+            }
+        }
+    };
+    // (path for errors, kid, text, source)
+    let mut entries: Vec<(String, String, zeroize::Zeroizing<String>, KeySource)> = Vec::new();
+    let single_kid = r
+        .identity_envelope_signing_key_id
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    match (
+        &r.identity_envelope_signing_key,
+        &r.identity_envelope_signing_key_file,
+    ) {
+        (Some(_), Some(_)) => e.add(
+            "router.identity_envelope_signing_key",
+            "is set together with identity_envelope_signing_key_file; set one",
+        ),
+        (Some(k), None) => entries.push((
+            "router.identity_envelope_signing_key".into(),
+            single_kid.clone(),
+            zeroize::Zeroizing::new(k.trim().to_owned()),
+            KeySource::Inline,
+        )),
+        (None, Some(f)) => {
+            let path = "router.identity_envelope_signing_key_file";
+            if let Some((text, file)) = read_file(e, path, f) {
+                entries.push((path.into(), single_kid.clone(), text, KeySource::File(file)));
+            }
+        }
+        (None, None) => {}
+    }
+    let single = !entries.is_empty();
+    for (i, k) in r.identity_envelope_keys.iter().enumerate() {
+        let at = |key: &str| format!("router.identity_envelope_keys[{i}].{key}");
+        let kid = k.kid.clone().unwrap_or_default();
+        if kid.trim().is_empty() {
+            e.add(&at("kid"), "is required");
+            continue;
+        }
+        let given = [k.key.is_some(), k.key_file.is_some(), k.key_env.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            e.add(&at("key"), "set exactly one of key, key_file and key_env");
+            continue;
+        }
+        if let Some(text) = &k.key {
+            entries.push((
+                at("key"),
+                kid,
+                zeroize::Zeroizing::new(text.trim().to_owned()),
+                KeySource::Inline,
+            ));
+        } else if let Some(f) = &k.key_file {
+            if let Some((text, file)) = read_file(e, &at("key_file"), f) {
+                entries.push((at("key_file"), kid, text, KeySource::File(file)));
+            }
+        } else if let Some(name) = &k.key_env {
+            match env.get(name.trim()) {
+                Some(text) if !text.trim().is_empty() => entries.push((
+                    at("key_env"),
+                    kid,
+                    zeroize::Zeroizing::new(text.trim().to_owned()),
+                    KeySource::Env(name.trim().to_owned()),
+                )),
+                _ => e.add(
+                    &at("key_env"),
+                    format!("names {} which is not set", name.trim()),
+                ),
+            }
+        }
+    }
+    let mut keys: Vec<(Key, KeySource)> = Vec::new();
+    let mut texts = Vec::new();
+    for (path, kid, text, source) in entries {
+        let kid_path = if path.starts_with("router.identity_envelope_keys") {
+            path.rsplit_once('.')
+                .map(|(p, _)| format!("{p}.kid"))
+                .unwrap_or_default()
+        } else {
+            "router.identity_envelope_signing_key_id".into()
+        };
+        let Ok(kid) = KeyId::new(kid.trim()).map_err(|err| e.add(&kid_path, err.to_string()))
+        else {
+            continue;
+        };
+        if keys.iter().any(|(k, _)| k.kid() == &kid) {
+            e.add(
+                &kid_path,
+                format!("kid {} is configured twice", kid.as_str()),
+            );
+            continue;
+        }
+        match Key::parse_compat(kid.clone(), &text) {
+            Ok(key) if key.can_sign() => {
+                texts.push((kid.as_str().to_owned(), text));
+                keys.push((key, source));
+            }
+            Ok(_) => e.add(&path, "is a public key; the gateway needs a signing key"),
+            Err(err) => e.add(&path, err.to_string()),
+        }
+    }
+    if keys.is_empty()
+        && !e
+            .0
+            .iter()
+            .any(|x| x.path.starts_with("router.identity_envelope"))
+    {
+        e.add(
+            "router.identity_envelope_signing_key",
+            "is required (or identity_envelope_signing_key_file, identity_envelope_keys, or Router__IdentityEnvelopeSigningKey)",
+        );
+    }
+    let active_kid = match &r.identity_envelope_active_kid {
+        Some(kid) => Some(kid.trim().to_owned()),
+        None if single => Some(single_kid.trim().to_owned()),
+        None if keys.len() == 1 => Some(keys[0].0.kid().as_str().to_owned()),
+        None if keys.is_empty() => None,
+        None => {
+            e.add(
+                "router.identity_envelope_active_kid",
+                "is required when several envelope keys are configured",
+            );
+            None
+        }
+    };
+    let infos: Vec<EnvelopeKeyInfo> = keys
+        .iter()
+        .map(|(k, source)| EnvelopeKeyInfo {
+            kid: k.kid().as_str().to_owned(),
+            alg: k.alg(),
+            source: source.clone(),
+        })
+        .collect();
+    let active = active_kid.and_then(|kid| {
+        let found = keys.iter().position(|(k, _)| k.kid().as_str() == kid);
+        if found.is_none() && !keys.is_empty() {
+            e.add(
+                "router.identity_envelope_active_kid",
+                format!("names {kid}, which is not a configured envelope key"),
+            );
+        }
+        found.map(|i| keys.swap_remove(i).0)
+    });
+    Keyring {
+        infos,
+        active,
+        texts,
     }
 }

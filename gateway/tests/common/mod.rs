@@ -541,6 +541,11 @@ impl Echo {
         self.process.addr()
     }
 
+    /// Kills the service now (SIGKILL: its port refuses connections).
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
     /// How many requests reached the service so far.
     pub fn requests(&self) -> u64 {
         let r = request(self.addr(), "GET", "/__echo/requests", &[], b"");
@@ -566,7 +571,7 @@ pub struct GatewaySetup {
     issuer: String,
     authority: serde_json::Map<String, Value>,
     router: serde_json::Map<String, Value>,
-    services: Vec<(String, String, bool, &'static str)>,
+    services: Vec<(String, Vec<String>, bool, &'static str)>,
     tls: Option<TlsSetup>,
     env: Vec<(String, String)>,
     policies_dir: PathBuf,
@@ -576,6 +581,8 @@ pub struct GatewaySetup {
     /// Keys of `gateway.auth` besides `authority` (`dpop`,
     /// `allow_temporary_bypass`, ...).
     auth: serde_json::Map<String, Value>,
+    /// Other keys of `gateway` (`watch_config`, `upstreams`, ...).
+    gateway: serde_json::Map<String, Value>,
 }
 
 impl GatewaySetup {
@@ -590,19 +597,19 @@ impl GatewaySetup {
             services: vec![
                 (
                     "echo".into(),
-                    format!("127.0.0.1:{}", dead[0]),
+                    vec![format!("127.0.0.1:{}", dead[0])],
                     false,
                     "GatewayEnforced",
                 ),
                 (
                     "echo-hybrid".into(),
-                    format!("127.0.0.1:{}", dead[1]),
+                    vec![format!("127.0.0.1:{}", dead[1])],
                     false,
                     "Hybrid",
                 ),
                 (
                     "echo-legacy".into(),
-                    format!("127.0.0.1:{}", dead[2]),
+                    vec![format!("127.0.0.1:{}", dead[2])],
                     true,
                     "ServiceEnforced",
                 ),
@@ -612,17 +619,23 @@ impl GatewaySetup {
             policies_dir: policies_dir(),
             public_origin: None,
             auth: serde_json::Map::new(),
+            gateway: serde_json::Map::new(),
         }
     }
 
     /// Points a service at `addr`.
-    pub fn service(mut self, name: &str, addr: SocketAddr) -> GatewaySetup {
+    pub fn service(self, name: &str, addr: SocketAddr) -> GatewaySetup {
+        self.upstreams(name, &[&addr.to_string()])
+    }
+
+    /// Gives a service several upstreams, each `host:port` (names too).
+    pub fn upstreams(mut self, name: &str, upstreams: &[&str]) -> GatewaySetup {
         let entry = self
             .services
             .iter_mut()
             .find(|s| s.0 == name)
             .unwrap_or_else(|| panic!("no service {name} in the shipped policies"));
-        entry.1 = addr.to_string();
+        entry.1 = upstreams.iter().map(|u| u.to_string()).collect();
         self
     }
 
@@ -662,6 +675,12 @@ impl GatewaySetup {
     /// `dpop` or `allow_temporary_bypass`.
     pub fn auth(mut self, key: &str, value: Value) -> GatewaySetup {
         self.auth.insert(key.into(), value);
+        self
+    }
+
+    /// Sets a key of `gateway` such as `watch_config`.
+    pub fn gateway(mut self, key: &str, value: Value) -> GatewaySetup {
+        self.gateway.insert(key.into(), value);
         self
     }
 
@@ -706,10 +725,10 @@ impl GatewaySetup {
         let services: Vec<Value> = self
             .services
             .iter()
-            .map(|(name, addr, creds, mode)| {
+            .map(|(name, addrs, creds, mode)| {
                 json!({
                     "name": name,
-                    "upstreams": [addr],
+                    "upstreams": addrs,
                     "forward_credentials": creds,
                     "trust_mode": mode,
                     "connect_timeout_ms": 2000,
@@ -729,6 +748,9 @@ impl GatewaySetup {
         });
         for (k, v) in &self.auth {
             config["gateway"]["auth"][k] = v.clone();
+        }
+        for (k, v) in &self.gateway {
+            config["gateway"][k] = v.clone();
         }
         if let Some(origin) = &self.public_origin {
             let origin = origin
@@ -817,6 +839,31 @@ impl Gateway {
 
     pub fn admin_get(&self, path: &str) -> Response {
         request(self.admin, "GET", path, &[], b"")
+    }
+
+    /// `GET /config` on the admin listener, as JSON.
+    pub fn active_config(&self) -> Value {
+        let r = self.admin_get("/config");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// `POST /reload`; the response.
+    pub fn reload(&self) -> Response {
+        request(self.admin, "POST", "/reload", &[], b"")
+    }
+
+    /// Rewrites the configuration file through `change` (the file is YAML
+    /// the harness wrote; `change` edits it as JSON).
+    pub fn edit_config(&self, change: impl FnOnce(&mut Value)) {
+        let text = std::fs::read_to_string(&self.config).expect("read gateway config");
+        let mut config: Value = serde_yaml::from_str(&text).expect("gateway config is yaml");
+        change(&mut config);
+        let text = serde_yaml::to_string(&config).expect("config as yaml");
+        // Replace by rename, as editors and volume mounts do.
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, text).expect("write gateway config");
+        std::fs::rename(&tmp, &self.config).expect("replace gateway config");
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -1455,6 +1502,23 @@ pub fn assert_invalid_dpop_proof(r: &Response) {
 impl Pki {
     /// Another client certificate from this PKI's CA (`ca.pem`), with
     /// `uri_san` as its one URI SAN when given. Returns (certificate, key).
+    /// Another server certificate for 127.0.0.1 and localhost from the same
+    /// CA (a new serial): for certificate rotation.
+    pub fn issue_server(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.ca.parent().expect("pki folder");
+        let ext = "basicConstraints=critical,CA:FALSE\n\
+                   keyUsage=critical,digitalSignature\n\
+                   subjectKeyIdentifier=hash\n\
+                   authorityKeyIdentifier=keyid\n\
+                   extendedKeyUsage=serverAuth\n\
+                   subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+        make_leaf(dir, "ca", name, "localhost", ext);
+        (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        )
+    }
+
     pub fn issue_client(&self, name: &str, uri_san: Option<&str>) -> (PathBuf, PathBuf) {
         let dir = self.ca.parent().expect("pki folder");
         let mut ext = "basicConstraints=critical,CA:FALSE\n\

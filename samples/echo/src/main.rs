@@ -9,9 +9,29 @@
 //!   token used whenever the trust mode sends the request to service auth.
 //! - `ECHO_NAME`: a name reported in responses (default: the audience).
 //!
+//! - `ECHO_WATCH_CONFIG_FILE`: `false` to reload only on SIGHUP, not when
+//!   the file `Router__ConfigFile` names changes (default `true`).
+//! - `RUST_LOG`: log filter for stderr (default `info,notify=warn`).
+//!
+//! The envelope configuration is reloadable (SPEC.md 7.1): SIGHUP, or a
+//! change of the file `Router__ConfigFile` names, re-reads it; a bad one is
+//! refused and logged, and the service goes on with the configuration it
+//! had. Each request is answered with the configuration it started with,
+//! and its response body reports that configuration's `mode`.
+//!
 //! On start it prints one line, `ECHO_READY {"addr":...,"mode":...}`, to
-//! stdout. `GET /__echo/requests` reports how many requests reached the
-//! service (outside the envelope layer, not counted itself).
+//! stdout, once the reload triggers and the shutdown signals are installed.
+//! Outside the envelope layer (and not counted):
+//! - `GET /__echo/requests` reports how many requests reached the service;
+//! - `GET /__echo/config` reports the configuration in use: `mode`,
+//!   `enabled`, `accepted_kids`, `generation` (1 at start, one more per
+//!   applied reload) and `last_error` (the problems of the latest reload if
+//!   it was refused, else null).
+//!
+//! A request header `X-Echo-Delay-Ms: N` (at most 10000) makes the service
+//! wait N ms before answering, to hold a request in flight across a reload
+//! or a shutdown. SIGTERM or SIGINT stops accepting connections, finishes
+//! the requests in flight, and exits 0.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,22 +41,41 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use stella_envelope::middleware::{EnvelopeLayer, EnvelopeOutcome};
-use stella_envelope::{ProcessEnv, ServiceConfig};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use stella_envelope::middleware::{EnvelopeLayer, EnvelopeOutcome, RequestConfig};
+use stella_envelope::reload::{spawn_reload_triggers_with, TriggerOptions};
+use stella_envelope::ServiceConfigHandle;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Without `RUST_LOG`. notify reports, at info, the watch it fails to remove
+/// for a file already replaced: expected on every rename, so not shown.
+const DEFAULT_LOG: &str = "info,notify=warn";
+
+/// Longest `X-Echo-Delay-Ms` honoured.
+const MAX_DELAY_MS: u64 = 10_000;
 
 struct Echo {
     name: String,
-    mode: String,
     service_token: Option<String>,
     requests: AtomicU64,
+    config: Arc<ServiceConfigHandle>,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let config = match ServiceConfig::from_env(&ProcessEnv) {
-        Ok(config) => Arc::new(config),
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
+        )
+        .init();
+    let handle = match ServiceConfigHandle::from_process_env() {
+        Ok(handle) => Arc::new(handle),
         Err(errors) => {
             for e in errors {
                 eprintln!("{e}");
@@ -44,6 +83,44 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let watch_file = match std::env::var("ECHO_WATCH_CONFIG_FILE").as_deref() {
+        Err(_) | Ok("true") => true,
+        Ok("false") => false,
+        Ok(_) => {
+            eprintln!("ECHO_WATCH_CONFIG_FILE: must be true or false");
+            std::process::exit(2);
+        }
+    };
+    // Before the ready line: from then on SIGHUP reloads and never kills,
+    // and SIGTERM/SIGINT drain instead of killing.
+    let options = TriggerOptions {
+        watch_file,
+        ..TriggerOptions::default()
+    };
+    if let Err(e) = spawn_reload_triggers_with(handle.clone(), options) {
+        eprintln!("cannot install the reload triggers: {e}");
+        std::process::exit(1);
+    }
+    let shutdown = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                eprintln!("echo: shutting down, finishing requests in flight");
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("cannot install the shutdown signal handlers: {e}");
+            std::process::exit(1);
+        }
+    };
+
+    let config = handle.current();
     let audience = config
         .verifier
         .as_ref()
@@ -53,17 +130,18 @@ async fn main() {
             .ok()
             .or(audience)
             .unwrap_or_else(|| "echo".into()),
-        mode: config.mode.to_string(),
         service_token: std::env::var("ECHO_SERVICE_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
         requests: AtomicU64::new(0),
+        config: handle.clone(),
     });
     let app = Router::new()
         .fallback(echo)
-        .layer(EnvelopeLayer::new(config.clone()))
+        .layer(EnvelopeLayer::from_handle(handle.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .route("/__echo/requests", get(requests))
+        .route("/__echo/config", get(active_config))
         .with_state(state.clone());
 
     let listen = std::env::var("ECHO_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into());
@@ -80,11 +158,15 @@ async fn main() {
         .unwrap_or_default();
     println!(
         "ECHO_READY {}",
-        json!({"addr": addr, "mode": state.mode, "name": state.name, "enabled": config.enabled})
+        json!({
+            "addr": addr,
+            "mode": config.mode.as_str(),
+            "name": state.name,
+            "enabled": config.enabled,
+            "generation": handle.status().generation,
+            "config_file": handle.config_file().map(|p| p.display().to_string()),
+        })
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -103,6 +185,43 @@ async fn requests(State(state): State<Arc<Echo>>) -> Json<Value> {
     Json(json!({"requests": state.requests.load(Ordering::Relaxed)}))
 }
 
+fn unix_seconds(time: Option<SystemTime>) -> Option<u64> {
+    time.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+}
+
+/// The configuration new requests get, with the reload history. Key ids
+/// only, never key material.
+async fn active_config(State(state): State<Arc<Echo>>) -> Json<Value> {
+    let status = state.config.status();
+    let config = &status.config;
+    Json(json!({
+        "mode": config.mode.as_str(),
+        "enabled": config.enabled,
+        "accepted_kids": config.accepted_kids().map(|k| k.as_str()).collect::<Vec<_>>(),
+        "audience": config.verifier.as_ref().map(|v| v.settings().audience.as_str()),
+        "generation": status.generation,
+        "last_error": status
+            .last_errors
+            .map(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+        "last_applied_unix": unix_seconds(status.last_applied),
+        "last_rejected_unix": unix_seconds(status.last_rejected),
+        "config_file": state.config.config_file().map(|p| p.display().to_string()),
+    }))
+}
+
+/// `X-Echo-Delay-Ms`, capped.
+fn delay(headers: &HeaderMap) -> Option<Duration> {
+    let ms: u64 = headers
+        .get("x-echo-delay-ms")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms.min(MAX_DELAY_MS)))
+}
+
 fn received(headers: &HeaderMap) -> Value {
     let mut list = Vec::new();
     for (name, value) in headers {
@@ -117,12 +236,18 @@ fn received(headers: &HeaderMap) -> Value {
 async fn echo(
     State(state): State<Arc<Echo>>,
     outcome: EnvelopeOutcome,
+    RequestConfig(config): RequestConfig,
     request: Request<Body>,
 ) -> Response {
     let (parts, _) = request.into_parts();
+    if let Some(wait) = delay(&parts.headers) {
+        tokio::time::sleep(wait).await;
+    }
     let base = json!({
         "service": state.name,
-        "mode": state.mode,
+        // The configuration this request was decided with, even if a reload
+        // happened while it was in flight.
+        "mode": config.mode.as_str(),
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
         "query": parts.uri.query(),

@@ -100,6 +100,30 @@ impl Process {
         self.child.id()
     }
 
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`) with `kill -s`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} {} failed", self.name);
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code (None
+    /// for a signal), or `Err` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.try_exit_code() {
+                return Ok(code);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{} still running after {timeout:?}", self.name));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process has exited, with its code.
     pub fn try_exit_code(&mut self) -> Option<Option<i32>> {
         self.child.try_wait().ok().flatten().map(|s| s.code())
