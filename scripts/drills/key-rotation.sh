@@ -15,6 +15,10 @@ new_key k1
 new_key k2
 DRILL_KIDS=(k1)
 gateway_envelope_ring k1 k1
+# Short envelope lifetime and service clock skew, so that "no envelope
+# signed with k1 can still arrive" (lifetime + skew after wave 2) is 15 s.
+GW_ENVELOPE_LIFETIME=10
+SVC_SKEW=5
 stack_up
 INSTANCES=(echo echo-hybrid echo-legacy)
 
@@ -50,13 +54,20 @@ ok "stella-gateway reload: $out"
 config=$(gateway_get /config)
 [ "$(jget "$config" envelope.active_kid)" = k2 ] || abort "gateway /config after wave 2: $config (wanted active_kid k2)"
 ok "gateway /config: $(jget "$config" envelope)"
+wave2_at=$SECONDS
 for path in /items/1 /hybrid/1; do
   ms=$(wait_for 1 "kid k2 at $path" kid_is "$path" k2) || abort "a request to $path still carries kid $(seen_kid "$path")"
   ok "requests to $path carry kid k2 (after ${ms} ms)"
 done
 hold
 
+# Wave 3 waits until envelopes signed with k1 have expired: the envelope
+# lifetime plus the services' clock skew (15 s) after wave 2. (With --short
+# the step is shorter; nothing here holds an envelope past its request.)
 step wave3-services-drop-k1
+if [ "$DRILL_SHORT" = 0 ] && [ $((SECONDS - wave2_at)) -lt 15 ]; then
+  sleep $((15 - (SECONDS - wave2_at)))
+fi
 for s in "${INSTANCES[@]}"; do
   SVC_KEYS[$s]=$(accepted k2)
   reconfigure_service "$s" hup
@@ -67,7 +78,11 @@ step retire-k1-at-gateway
 gateway_envelope_ring k2 k2:file
 gateway_config
 kill -HUP "${PIDS[gateway]}"
-only_k2() { [ "$(jget "$(gateway_get /config)" envelope.kids)" = '["k2"]' ]; }
+gateway_kids() {
+  node -e 'try { console.log(JSON.parse(process.argv[1]).envelope.kids.map((k) => k.kid).sort().join(",")); } catch {}' \
+    "$(gateway_get /config)"
+}
+only_k2() { [ "$(gateway_kids)" = k2 ]; }
 ms=$(wait_for 5 "gateway keyring k2 only" only_k2) || abort "gateway /config after SIGHUP: $(gateway_get /config)"
 ok "SIGHUP: gateway keyring is k2 only after ${ms} ms: $(jget "$(gateway_get /config)" envelope)"
 

@@ -50,9 +50,15 @@ drill_init() { # name args...
     shift
   done
   RUN="$DRILL_ROOT/tests/.run/drills/$DRILL_NAME"
+  # Configuration, service settings and logs in separate folders: the
+  # gateway and the services watch the folders of their configuration
+  # files, and a log file written beside them would keep those folders busy.
+  CONF="$RUN/config"
+  SVCDIR="$RUN/services"
+  LOGS="$RUN/logs"
   rm -rf "$RUN"
-  mkdir -p "$RUN"
-  chmod 700 "$RUN"
+  mkdir -p "$CONF/policies" "$CONF/keys" "$SVCDIR" "$LOGS"
+  chmod -R go-rwx "$RUN"
   DRILL_FAILURES=0
   DRILL_STARTED=$SECONDS
   trap drill_cleanup EXIT
@@ -92,12 +98,12 @@ abort() {
 
 declare -A PIDS=()
 
-# start_bg NAME CMD... : runs CMD with stdout in $RUN/NAME.out and stderr in
-# $RUN/NAME.err.
+# start_bg NAME CMD... : runs CMD with stdout in $LOGS/NAME.out and stderr in
+# $LOGS/NAME.err.
 start_bg() {
   local name=$1
   shift
-  "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+  "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err" &
   PIDS[$name]=$!
 }
 
@@ -109,19 +115,19 @@ wait_ready() {
   local name=$1 marker=$2 limit=${3:-30} line
   local deadline=$((SECONDS + limit))
   while [ $SECONDS -le $deadline ]; do
-    line=$(grep -m1 "^$marker " "$RUN/$name.out" 2>/dev/null || true)
+    line=$(grep -m1 "^$marker " "$LOGS/$name.out" 2>/dev/null || true)
     if [ -n "$line" ]; then
       printf '%s\n' "${line#"$marker "}"
       return 0
     fi
     if ! alive "$name"; then
-      echo "$name exited before $marker; last lines of $RUN/$name.err:" >&2
-      tail -n 20 "$RUN/$name.err" >&2 || true
+      echo "$name exited before $marker; last lines of $LOGS/$name.err:" >&2
+      tail -n 20 "$LOGS/$name.err" >&2 || true
       return 1
     fi
     sleep 0.05
   done
-  echo "$name: no $marker within ${limit}s (see $RUN/$name.err)" >&2
+  echo "$name: no $marker within ${limit}s (see $LOGS/$name.err)" >&2
   return 1
 }
 
@@ -271,7 +277,7 @@ token() {
   node tests/authority/token.mjs --issuer "$ISSUER" --client "$1" --secret "$1-secret"
 }
 
-# Services: each instance has a Router__ config file, $RUN/<instance>.env,
+# Services: each instance has a Router__ config file, $SVCDIR/<instance>.env,
 # that it reads at start (Router__ConfigFile) and again on SIGHUP or when the
 # file changes. The same values are also passed in the environment at start.
 declare -A SVC_ADDR=() SVC_AUDIENCE=() SVC_MODE=() SVC_KEYS=()
@@ -281,10 +287,11 @@ LEGACY_SERVICE_TOKEN=""
 # service_env INSTANCE: writes the instance's Router__ file from SVC_MODE,
 # SVC_KEYS (kid=spec;kid=spec) and SVC_AUDIENCE.
 service_env() {
-  write_atomic "$RUN/$1.env" <<ENV
+  write_atomic "$SVCDIR/$1.env" <<ENV
 Router__AuthorizationTrustMode=${SVC_MODE[$1]}
 Router__IdentityEnvelopeAcceptedKeys=${SVC_KEYS[$1]}
 Router__IdentityEnvelopeAudience=${SVC_AUDIENCE[$1]}
+${SVC_SKEW:+Router__IdentityEnvelopeClockSkewSeconds=$SVC_SKEW}
 ENV
 }
 
@@ -304,9 +311,9 @@ start_service() {
   : "${SVC_KEYS[$instance]:=$(accepted "${DRILL_KIDS[@]}")}"
   service_env "$instance"
   local vars=()
-  mapfile -t vars <"$RUN/$instance.env"
+  mapfile -t vars < <(grep -v '^$' "$SVCDIR/$instance.env")
   start_bg "$instance" env "${vars[@]}" \
-    Router__ConfigFile="$RUN/$instance.env" \
+    Router__ConfigFile="$SVCDIR/$instance.env" \
     ECHO_LISTEN="127.0.0.1:$port" ECHO_NAME="$instance" \
     ECHO_SERVICE_TOKEN="${LEGACY_SERVICE_TOKEN:-service-token-$instance}" \
     "$BIN/stella-echo-service"
@@ -321,15 +328,16 @@ service_config() {
 }
 
 # Succeeds when the instance reports MODE and exactly the KIDs (in any order).
+# One node process per call (it is polled).
 service_shows() { # instance mode kid...
-  local instance=$1 mode=$2
-  shift 2
-  local config want got
-  config=$(service_config "$instance") || return 1
-  [ "$(jget "$config" mode)" = "$mode" ] || return 1
-  want=$(printf '%s\n' "$@" | sort | paste -sd, -)
-  got=$(node -e 'try { const c = JSON.parse(process.argv[1]); console.log((c.accepted_kids || []).slice().sort().join(",")); } catch {}' "$config")
-  [ "$got" = "$want" ]
+  local instance=$1
+  shift
+  node -e '
+    const [url, mode, ...kids] = process.argv.slice(1);
+    fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => r.json()).then((c) => {
+      const got = (c.accepted_kids || []).slice().sort().join(",");
+      process.exit(c.mode === mode && got === kids.sort().join(",") ? 0 : 1);
+    }).catch(() => process.exit(1));' "http://${SVC_ADDR[$instance]}/__echo/config" "$@"
 }
 
 # reconfigure_service INSTANCE [hup]: rewrites its Router__ file from SVC_*
@@ -353,6 +361,8 @@ reconfigure_service() {
 #   GW_SERVICES  the services: block entries, from SERVICES (name=instance,instance:mode)
 declare -a SERVICES=()
 GW_ENVELOPE=""
+GW_ENVELOPE_LIFETIME=60
+SVC_SKEW=""
 
 gateway_envelope_single() { # kid: the single-key form every gateway version reads
   GW_ENVELOPE="  identity_envelope_signing_key_id: $1
@@ -360,20 +370,19 @@ gateway_envelope_single() { # kid: the single-key form every gateway version rea
 }
 
 # gateway_envelope_ring ACTIVE KID[:file]...: the keyring form; a kid written
-# KID:file has its key in $RUN/keys/KID.key (key_file), the others inline.
+# KID:file has its key in $CONF/keys/KID.key (key_file), the others inline.
 gateway_envelope_ring() {
   local active=$1
   shift
   GW_ENVELOPE="  identity_envelope_active_kid: $active
   identity_envelope_keys:"
   local entry kid
-  mkdir -p "$RUN/keys"
   for entry in "$@"; do
     kid=${entry%%:*}
     if [ "$entry" != "$kid" ]; then
-      printf '%s\n' "${KEY[$kid]}" | write_atomic "$RUN/keys/$kid.key"
+      printf '%s\n' "${KEY[$kid]}" | write_atomic "$CONF/keys/$kid.key"
       GW_ENVELOPE="$GW_ENVELOPE
-    - {kid: $kid, key_file: $RUN/keys/$kid.key}"
+    - {kid: $kid, key_file: keys/$kid.key}"
     else
       GW_ENVELOPE="$GW_ENVELOPE
     - {kid: $kid, key: \"${KEY[$kid]}\"}"
@@ -397,7 +406,7 @@ gateway_config() {
     [ "$mode" = ServiceEnforced ] && services="$services
     forward_credentials: true"
   done
-  write_atomic "$RUN/gateway.yaml" <<YAML
+  write_atomic "$CONF/gateway.yaml" <<YAML
 # Generated by scripts/drills/lib.sh for the $DRILL_NAME drill.
 gateway:
   id: stella-gateway-drill
@@ -417,7 +426,7 @@ gateway:
 router:
   on_missing_authorization: RequireAuthenticated
 $GW_ENVELOPE
-  identity_envelope_lifetime_seconds: 60
+  identity_envelope_lifetime_seconds: $GW_ENVELOPE_LIFETIME
 
 services:$services
 
@@ -432,7 +441,7 @@ start_gateway() {
   for attempt in 1 2 3; do
     read -r GW_HTTP_PORT GW_ADMIN_PORT <<<"$(free_ports 2)"
     gateway_config
-    start_bg gateway "$BIN/stella-gateway" run --config "$RUN/gateway.yaml"
+    start_bg gateway "$BIN/stella-gateway" run --config "$CONF/gateway.yaml"
     if ready=$(wait_ready gateway GATEWAY_READY 60); then
       GW="http://127.0.0.1:$GW_HTTP_PORT"
       ADMIN="http://127.0.0.1:$GW_ADMIN_PORT"
@@ -463,10 +472,12 @@ gateway_reload() {
 # metric NAME LABELS: the value of one sample from /metrics (0 when absent),
 # e.g. metric stella_gateway_config_reloads_total 'result="applied"'.
 metric() {
-  gateway_get /metrics | awk -v name="$1" -v labels="$2" '
-    { split($0, parts, " ") }
-    labels == "" && parts[1] == name { print parts[2]; found = 1; exit }
-    labels != "" && index($0, name "{") == 1 && index($0, labels) > 0 { print $NF; found = 1; exit }
+  local text
+  text=$(gateway_get /metrics) || true
+  printf '%s\n' "$text" | awk -v name="$1" -v labels="$2" '
+    found { next }
+    labels == "" && $1 == name { print $2; found = 1 }
+    labels != "" && index($0, name "{") == 1 && index($0, labels) > 0 { print $NF; found = 1 }
     END { if (!found) print 0 }'
 }
 
@@ -499,8 +510,7 @@ stack_up() {
   start_service echo-legacy echo-legacy ServiceEnforced
   SERVICES=("echo=$echo_instances:GatewayEnforced" "echo-hybrid=echo-hybrid:Hybrid"
     "echo-legacy=echo-legacy:ServiceEnforced")
-  mkdir -p "$RUN/policies"
-  cp policies/*.yaml "$RUN/policies/"
+  cp policies/*.yaml "$CONF/policies/"
   start_gateway
   local s
   s=$(status "$GW/items/1" -H "Authorization: Bearer $BEARER_TOKEN")
@@ -537,22 +547,22 @@ LOAD_ACKS=0
 # waits until it is sending.
 load_start() {
   local spec=${1:-$(load_spec_default)}
-  printf '%s\n' "$spec" >"$RUN/load.yaml"
-  rm -f "$RUN/load.in"
-  mkfifo "$RUN/load.in"
+  printf '%s\n' "$spec" >"$LOGS/load.yaml"
+  rm -f "$LOGS/load.in"
+  mkfifo "$LOGS/load.in"
   # Opened read-write first: opening a FIFO that way does not wait for the
   # other end, so the generator's read-only open below does not block either.
   # Closing this descriptor is the generator's end of input.
-  exec {LOAD_FD}<>"$RUN/load.in"
+  exec {LOAD_FD}<>"$LOGS/load.in"
   # (Not start_bg: a background command's stdin must be redirected on the
   # command itself, or it is /dev/null.)
-  "$BIN/stella-load" --rate "$RATE" --issuer "$ISSUER" --spec "$RUN/load.yaml" \
+  "$BIN/stella-load" --rate "$RATE" --issuer "$ISSUER" --spec "$LOGS/load.yaml" \
     --first-step warmup --timeout 5 --duration 3600 \
-    <"$RUN/load.in" >"$RUN/load.out" 2>"$RUN/load.err" &
+    <"$LOGS/load.in" >"$LOGS/load.out" 2>"$LOGS/load.err" &
   PIDS[load]=$!
   wait_ready load LOAD_READY 60 >/dev/null || abort "the load generator did not start"
   LOAD_ACKS=0
-  say "  load: $RATE req/s, kinds in ${RUN#"$DRILL_ROOT"/}/load.yaml"
+  say "  load: $RATE req/s, kinds in ${LOGS#"$DRILL_ROOT"/}/load.yaml"
 }
 
 # load_cmd LINE: sends a command and waits until the generator acknowledges
@@ -563,7 +573,7 @@ load_cmd() {
   LOAD_ACKS=$((LOAD_ACKS + 1))
   local _
   for _ in $(seq 1 200); do
-    [ "$(grep -c '^LOAD_ACK ' "$RUN/load.out" 2>/dev/null || true)" -ge "$LOAD_ACKS" ] && return 0
+    [ "$(grep -c '^LOAD_ACK ' "$LOGS/load.out" 2>/dev/null || true)" -ge "$LOAD_ACKS" ] && return 0
     alive load || break
     sleep 0.025
   done
@@ -602,12 +612,12 @@ load_end() {
     unset "PIDS[load]"
   fi
   say ""
-  sed -n '/^LOAD_/!p' "$RUN/load.out"
+  sed -n '/^LOAD_/!p' "$LOGS/load.out"
   if [ "$rc" -ne 0 ]; then
     local failures
-    failures=$(grep -c '^FAIL ' "$RUN/load.err" || true)
-    fail "load generator exit status $rc ($failures failures logged; first ones below, all in ${RUN#"$DRILL_ROOT"/}/load.err)"
-    grep -m 10 '^FAIL \|^stella-load' "$RUN/load.err" >&2 || true
+    failures=$(grep -c '^FAIL ' "$LOGS/load.err" || true)
+    fail "load generator exit status $rc ($failures failures logged; first ones below, all in ${LOGS#"$DRILL_ROOT"/}/load.err)"
+    grep -m 10 '^FAIL \|^stella-load' "$LOGS/load.err" >&2 || true
   fi
 }
 

@@ -17,7 +17,7 @@ source "$(dirname "$0")/lib.sh"
 drill_init routes-policies "$@"
 
 stack_up
-POLICY="$RUN/policies/echo.yaml"
+POLICY="$CONF/policies/echo.yaml"
 cp "$POLICY" "$RUN/echo.yaml.orig"
 
 DRILL_ROUTE='
