@@ -35,6 +35,9 @@ pub struct Shared {
     request_counter: AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
     draining: std::sync::atomic::AtomicBool,
+    /// Set once SIGHUP is handled (before that, SIGHUP would end the
+    /// process); readiness is announced only after it.
+    pub signals_installed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -46,6 +49,7 @@ impl Shared {
             request_counter: AtomicU64::new(0),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
+            signals_installed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

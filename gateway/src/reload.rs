@@ -273,6 +273,10 @@ impl ShutdownSignalWatch for Signals {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };
+        self.gateway
+            .shared
+            .signals_installed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         loop {
             tokio::select! {
                 _ = hup.recv() => {

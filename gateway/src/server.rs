@@ -173,6 +173,14 @@ impl BackgroundService for Announce {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+        // SIGHUP must not end a process that said it is ready.
+        let shared = &self.gateway.shared;
+        while !shared
+            .signals_installed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let snapshot = self.gateway.current();
         let jwks = &snapshot.jwks;
         let deadline = Instant::now() + Duration::from_secs(3);
