@@ -68,8 +68,9 @@ struct Args {
     /// Name of the step before the first `step` command.
     #[arg(long, default_value = "start")]
     first_step: String,
-    /// Failures logged in full; later ones are only counted.
-    #[arg(long, default_value_t = 200)]
+    /// Failures logged in full per kind and result (status, timeout, ...);
+    /// later ones are only counted.
+    #[arg(long, default_value_t = 20)]
     max_failure_logs: u64,
 }
 

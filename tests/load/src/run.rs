@@ -12,7 +12,6 @@ use http_body_util::Full;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use stella_test_support::DpopKey;
@@ -67,7 +66,8 @@ pub struct Settings {
     /// Safety stop.
     pub duration: Duration,
     pub first_step: String,
-    /// Failures logged in full on stderr; later ones are only counted.
+    /// Failures logged in full on stderr per kind and result; later ones
+    /// are only counted.
     pub max_failure_logs: u64,
 }
 
@@ -97,7 +97,8 @@ struct Shared {
     expectations: Mutex<Vec<Vec<Expected>>>,
     /// The latest `DPoP-Nonce` per origin.
     nonces: Mutex<HashMap<String, String>>,
-    failures_logged: AtomicU64,
+    /// Failures logged so far, per kind and result.
+    failures_logged: Mutex<HashMap<(usize, String), u64>>,
     max_failure_logs: u64,
 }
 
@@ -209,13 +210,23 @@ impl Shared {
         expected: &Expected,
         detail: &str,
     ) {
-        let n = self.failures_logged.fetch_add(1, Ordering::Relaxed);
-        if n > self.max_failure_logs {
+        let label = outcome.label();
+        let n = {
+            let mut logged = lock(&self.failures_logged);
+            let n = logged.entry((k, label.clone())).or_default();
+            *n += 1;
+            *n
+        };
+        if n > self.max_failure_logs + 1 {
             return;
         }
+        let kind = &self.target.kinds[k].name;
         let mut err = std::io::stderr().lock();
-        if n == self.max_failure_logs {
-            let _ = writeln!(err, "FAIL ... more failures are counted, not logged");
+        if n == self.max_failure_logs + 1 {
+            let _ = writeln!(
+                err,
+                "FAIL ... more kind={kind} result={label} failures are counted, not logged"
+            );
             return;
         }
         let step = lock(&self.step_names)
@@ -224,10 +235,8 @@ impl Shared {
             .unwrap_or_default();
         let _ = writeln!(
             err,
-            "FAIL t={:.3}s step={step} kind={} result={} expected={expected} body: {detail}",
+            "FAIL t={:.3}s step={step} kind={kind} result={label} expected={expected} body: {detail}",
             self.started.elapsed().as_secs_f64(),
-            self.target.kinds[k].name,
-            outcome.label(),
         );
     }
 
@@ -315,7 +324,7 @@ pub async fn run(
         stats: Mutex::new(stats),
         step_names: Mutex::new(vec![settings.first_step.clone()]),
         nonces: Mutex::new(HashMap::new()),
-        failures_logged: AtomicU64::new(0),
+        failures_logged: Mutex::new(HashMap::new()),
         max_failure_logs: settings.max_failure_logs,
     });
     let permits = Arc::new(Semaphore::new(settings.max_in_flight));
