@@ -371,6 +371,8 @@ fn an_unexpected_status_or_a_timeout_fails_the_run_and_is_logged() {
         "1",
         "--first-step",
         "only",
+        "--max-failure-logs",
+        "2",
         "--kind",
         &format!("teapot GET http://{addr}/teapot none"),
         "--kind",
@@ -392,6 +394,17 @@ fn an_unexpected_status_or_a_timeout_fails_the_run_and_is_logged() {
         "{}",
         done.stderr
     );
+    // At most two lines per kind and result, then one note; the teapot's
+    // many failures do not hide the timeouts.
+    let lines = |needle: &str| done.stderr.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        lines("kind=teapot result=418 expected"),
+        2,
+        "{}",
+        done.stderr
+    );
+    assert_eq!(lines("more kind=teapot result=418 failures are counted"), 1);
+    assert!(done.number("teapot", 1) > 3);
     assert_eq!(done.number("public", 2), 0);
     assert_eq!(done.number("slow", 1), done.number("slow", 2));
     assert!(done.row("slow")[3].starts_with("timeout:"));
