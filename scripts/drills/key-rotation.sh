@@ -29,9 +29,9 @@ applied_before=$(metric stella_gateway_config_reloads_total 'result="applied"')
 
 # The kid a service saw on a request through the gateway.
 seen_kid() { # path
-  curl -s --max-time 5 "$GW$1" -H "Authorization: Bearer $BEARER_TOKEN" | node -e '
-    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-      try { console.log(JSON.parse(s).envelope.kid); } catch { console.log("none"); } });'
+  local body
+  body=$(curl -s --max-time 5 "$GW$1" -H "Authorization: Bearer $BEARER_TOKEN")
+  printf '%s' "$body" | sed -n 's/.*"envelope":{[^}]*"kid":"\([^"]*\)".*/\1/p'
 }
 kid_is() { [ "$(seen_kid "$1")" = "$2" ]; }
 
@@ -78,10 +78,7 @@ step retire-k1-at-gateway
 gateway_envelope_ring k2 k2:file
 gateway_config
 kill -HUP "${PIDS[gateway]}"
-gateway_kids() {
-  node -e 'try { console.log(JSON.parse(process.argv[1]).envelope.kids.map((k) => k.kid).sort().join(",")); } catch {}' \
-    "$(gateway_get /config)"
-}
+gateway_kids() { jkids "$(gateway_get /config)" kids; }
 only_k2() { [ "$(gateway_kids)" = k2 ]; }
 ms=$(wait_for 5 "gateway keyring k2 only" only_k2) || abort "gateway /config after SIGHUP: $(gateway_get /config)"
 ok "SIGHUP: gateway keyring is k2 only after ${ms} ms: $(jget "$(gateway_get /config)" envelope)"

@@ -206,6 +206,26 @@ jget() {
     console.log(typeof v === "string" ? v : JSON.stringify(v));' "$1" "$2"
 }
 
+# Cheap extractors for polling loops (no process besides sed), for the
+# compact JSON the gateway and the sample service write:
+# jfield JSON NAME: the first string or number member NAME.
+jfield() {
+  printf '%s' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" | head -n 1 || true
+}
+# jkids JSON NAME: the strings of the array NAME, or the "kid" members of its
+# objects, sorted and comma-separated.
+jkids() {
+  local arr
+  arr=$(printf '%s' "$1" | sed -n "s/.*\"$2\":\[\([^]]*\)\].*/\1/p" | head -n 1)
+  {
+    if [[ $arr == *'"kid":'* ]]; then
+      printf '%s' "$arr" | grep -o '"kid":"[^"]*"' | sed 's/"kid":"\(.*\)"/\1/'
+    else
+      printf '%s' "$arr" | grep -o '"[^"]*"' | tr -d '"'
+    fi
+  } | sort | paste -sd, - || true
+}
+
 # status URL [CURL ARGS...]: the HTTP status of one request (000 on no answer).
 status() {
   local url=$1
@@ -328,16 +348,12 @@ service_config() {
 }
 
 # Succeeds when the instance reports MODE and exactly the KIDs (in any order).
-# One node process per call (it is polled).
 service_shows() { # instance mode kid...
-  local instance=$1
-  shift
-  node -e '
-    const [url, mode, ...kids] = process.argv.slice(1);
-    fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => r.json()).then((c) => {
-      const got = (c.accepted_kids || []).slice().sort().join(",");
-      process.exit(c.mode === mode && got === kids.sort().join(",") ? 0 : 1);
-    }).catch(() => process.exit(1));' "http://${SVC_ADDR[$instance]}/__echo/config" "$@"
+  local instance=$1 mode=$2 config want
+  shift 2
+  config=$(service_config "$instance") || return 1
+  want=$(printf '%s\n' "$@" | sort | paste -sd, -)
+  [ "$(jfield "$config" mode)" = "$mode" ] && [ "$(jkids "$config" accepted_kids)" = "$want" ]
 }
 
 # reconfigure_service INSTANCE [hup]: rewrites its Router__ file from SVC_*

@@ -13,7 +13,7 @@ DRILL_ECHO_REPLICAS=2
 stack_up
 
 served() { # instance: requests it has served
-  jget "$(curl -s --max-time 2 "http://${SVC_ADDR[$1]}/__echo/requests")" requests
+  jfield "$(curl -s --max-time 2 "http://${SVC_ADDR[$1]}/__echo/requests")" requests
 }
 serves_more_than() { # instance count
   local n
