@@ -59,9 +59,11 @@ struct Args {
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
     /// Requests outstanding at once; a request due beyond this is not sent
-    /// and counts as failed.
-    #[arg(long, default_value_t = 512)]
-    max_in_flight: usize,
+    /// and counts as failed. Default: what the rate keeps outstanding over
+    /// one timeout, plus a fifth (below that a stall would refuse requests
+    /// that could still have answered in time).
+    #[arg(long)]
+    max_in_flight: Option<usize>,
     /// Safety stop, seconds.
     #[arg(long, default_value_t = 900.0)]
     duration: f64,
@@ -99,13 +101,16 @@ fn settings(args: &Args) -> Result<Settings, String> {
     if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 100_000.0) {
         return Err("--rate must be more than 0 and at most 100000".into());
     }
-    if args.max_in_flight == 0 {
-        return Err("--max-in-flight must be at least 1".into());
-    }
+    let timeout = seconds("timeout", args.timeout, 300.0)?;
+    let max_in_flight = match args.max_in_flight {
+        Some(0) => return Err("--max-in-flight must be at least 1".into()),
+        Some(n) => n,
+        None => ((args.rate * timeout.as_secs_f64() * 1.2).ceil() as usize).clamp(64, 100_000),
+    };
     Ok(Settings {
         rate: args.rate,
-        timeout: seconds("timeout", args.timeout, 300.0)?,
-        max_in_flight: args.max_in_flight,
+        timeout,
+        max_in_flight,
         duration: seconds("duration", args.duration, 86_400.0)?,
         first_step: args.first_step.clone(),
         max_failure_logs: args.max_failure_logs,
