@@ -24,37 +24,19 @@
 # Usage: bench/run.sh [DURATION_SECONDS] [ROUNDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 DURATION=${1:-5}
 ROUNDS=${2:-3}
 CONNS=${3:-32}
 
-for tool in wrk haproxy node; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is required (apt-get install -y wrk haproxy)"; exit 2; }
-done
-[ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund >/dev/null)
+bench_require wrk haproxy node
 cargo build -q --release -p stella-gateway --bin stella-gateway --example bare_proxy
 GW=target/release/stella-gateway
 BARE=target/release/examples/bare_proxy
 
-work=$(mktemp -d /tmp/stella-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_line() { # file marker -> prints the rest of the line once present
-  for _ in $(seq 1 400); do
-    if line=$(grep -m1 "^$2 " "$1" 2>/dev/null); then echo "${line#"$2 "}"; return 0; fi
-    sleep 0.05
-  done
-  echo "bench: timed out waiting for $2 in $1" >&2; cat "$1" >&2; exit 1
-}
-
-# Authority, long-lived tokens.
-(cd tests/authority && AUTHORITY_PORT=0 AUTHORITY_AT_TTL=3600 exec node server.mjs >"$work/authority.out" 2>"$work/authority.err") &
-pids+=($!)
-issuer=$(wait_line "$work/authority.out" AUTHORITY_READY | python3 -c 'import json,sys; print(json.load(sys.stdin)["issuer"])')
-token=$(node tests/authority/token.mjs --issuer "$issuer" --client svc-bearer --secret svc-bearer-secret --scope "echo.read")
+bench_init
+start_authority
+token=$(issue_token svc-bearer)
 # TLS material: a CA, the gateway's certificate, a client certificate.
 (
   cd "$work"
@@ -70,8 +52,8 @@ token=$(node tests/authority/token.mjs --issuer "$issuer" --client svc-bearer --
   openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile client.ext -out client.pem 2>/dev/null
   cat client.pem client.key >client-bundle.pem
 )
-mtls_token=$(node tests/authority/token.mjs --issuer "$issuer" --client svc-mtls --secret svc-mtls-secret --scope "echo.read" --cert-pem "$work/client.pem")
-dpop_token=$(node tests/authority/token.mjs --issuer "$issuer" --client svc-dpop --secret svc-dpop-secret --scope "echo.read" --dpop-key-file "$work/dpop-key.json")
+mtls_token=$(issue_token svc-mtls --cert-pem "$work/client.pem")
+dpop_token=$(issue_token svc-dpop --dpop-key-file "$work/dpop-key.json")
 # The Authority's ES256 key as PEM, for HAProxy's jwt_verify.
 node --input-type=module -e '
   const [issuer, out] = process.argv.slice(1);
@@ -82,20 +64,9 @@ node --input-type=module -e '
   (await import("node:fs")).writeFileSync(out, createPublicKey({ key: jwk, format: "jwk" }).export({ type: "spki", format: "pem" }));
 ' "$issuer" "$work/es256.pem"
 
-up=$(free_port); hp=$(free_port); gw=$(free_port); admin=$(free_port); pp=$(free_port); bp=$(free_port)
+start_upstream
+hp=$(free_port); gw=$(free_port); admin=$(free_port); pp=$(free_port); bp=$(free_port)
 gwtls=$(free_port); mc=$(free_port)
-cat >"$work/upstream.cfg" <<CFG
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-frontend upstream
-  bind 127.0.0.1:$up
-  http-request return status 200 content-type text/plain string "ok"
-CFG
 cat >"$work/haproxy-jwt.cfg" <<CFG
 global
   nbthread 2
@@ -143,42 +114,19 @@ backend gateway_tls
   server g1 127.0.0.1:$gwtls ssl crt $work/client-bundle.pem ca-file $work/ca.pem verify required sni str(localhost)
 CFG
 haproxy -q -f "$work/mtls-client.cfg" & pids+=($!)
-haproxy -q -f "$work/upstream.cfg" & up_pid=$!; pids+=($up_pid)
 haproxy -q -f "$work/haproxy-jwt.cfg" & hp_pid=$!; pids+=($hp_pid)
 haproxy -q -f "$work/haproxy-pass.cfg" & pp_pid=$!; pids+=($pp_pid)
 "$BARE" "127.0.0.1:$bp" "127.0.0.1:$up" 2 >/dev/null 2>&1 & bp_pid=$!; pids+=($bp_pid)
 
-# Proofs are made before each round, so their iat may be a round old: the
-# proof window is widened for the benchmark (the default is 60 s).
-cat >"$work/gateway.yaml" <<CFG
-gateway:
-  id: stella-gateway-bench
-  public_origin: "http://127.0.0.1:$gw"
-  listeners:
-    http: "127.0.0.1:$gw"
-    admin: "127.0.0.1:$admin"
-    tls:
-      addr: "127.0.0.1:$gwtls"
-      cert_file: "$work/server.pem"
-      key_file: "$work/server.key"
+# Proofs are made before each round, so their iat may be a round old
+# (write_gateway_config widens the proof window).
+write_gateway_config "$work/gateway.yaml" "    tls:
+      addr: \"127.0.0.1:$gwtls\"
+      cert_file: \"$work/server.pem\"
+      key_file: \"$work/server.key\"
       client_certificates: optional
-      client_ca_file: "$work/ca.pem"
-      http2: false
-  auth:
-    authority:
-      issuer: "$issuer"
-      require_https_metadata: false
-      audiences: [http://gateway.local/api]
-    dpop:
-      proof_max_age_seconds: 3600
-  policies_dir: $PWD/bench/policies
-router:
-  identity_envelope_signing_key: "hs256:YmVuY2gtb25seS1lbnZlbG9wZS1rZXktMDEyMzQ1Njc4OWFi"
-  identity_envelope_signing_key_id: bench-1
-services:
-  - {name: bench, upstreams: ["127.0.0.1:$up"]}
-logging: {level: warn}
-CFG
+      client_ca_file: \"$work/ca.pem\"
+      http2: false"
 $GW run --config "$work/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
 gw_pid=$!; pids+=($gw_pid)
 wait_line "$work/gateway.out" GATEWAY_READY >/dev/null

@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -d tests/authority/node_modules ]; then
-  (cd tests/authority && npm ci --no-audit --no-fund)
-fi
+# What the tests need (system packages, the Authority's npm packages).
+./scripts/install-deps.sh
 (cd tests/authority && node --test)
 cargo nextest run --workspace --all-targets --no-fail-fast "$@"

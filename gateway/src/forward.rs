@@ -24,7 +24,49 @@ pub fn is_stripped(name: &str, forward_credentials: bool, trusted_tls_terminator
     // Replaced by the gateway's own trace context below.
     let trace = lower == "traceparent" || lower == "tracestate";
     let credentials = !forward_credentials && (lower == "authorization" || lower == "dpop");
-    identity || client_cert || forwarding || trace || credentials
+    // Headers that would change, after the policy decided, what a service
+    // does: the method (override) or the path (rewrite).
+    let intent = matches!(
+        lower.as_str(),
+        "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+            | "x-original-url"
+            | "x-rewrite-url"
+    );
+    identity || client_cert || forwarding || trace || credentials || intent
+}
+
+/// Whether a query string carries an access token (RFC 6750 section 2.3:
+/// `access_token=`), which the gateway refuses (DESIGN.md 3.5): a token in
+/// a URL ends up in logs, and a second credential method is ambiguous.
+/// The parameter name is matched after percent-decoding, case-sensitively
+/// as RFC 6750 names it.
+pub fn query_has_access_token(query: &[u8]) -> bool {
+    query.split(|b| *b == b'&' || *b == b';').any(|pair| {
+        let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        let mut decoded = Vec::with_capacity(name.len());
+        let mut i = 0;
+        while i < name.len() {
+            match name[i] {
+                b'%' if i + 2 < name.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(name[i + 1]), hex(name[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            decoded.push((h * 16 + l) as u8);
+                            i += 3;
+                            continue;
+                        }
+                        _ => decoded.push(b'%'),
+                    }
+                }
+                b'+' => decoded.push(b' '),
+                c => decoded.push(c),
+            }
+            i += 1;
+        }
+        decoded == b"access_token"
+    })
 }
 
 /// The headers the gateway adds, given what the client sent.
@@ -174,6 +216,47 @@ pub fn next_trace(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_that_change_method_or_path_after_the_decision_are_stripped() {
+        for name in [
+            "X-HTTP-Method-Override",
+            "x-http-method",
+            "X-Method-Override",
+            "X-Original-URL",
+            "x-rewrite-url",
+            "X_HTTP_Method_Override",
+            "x_original_url",
+        ] {
+            assert!(is_stripped(name, true, true), "{name}");
+        }
+        assert!(!is_stripped("x-http-methods", false, false));
+    }
+
+    #[test]
+    fn access_token_in_the_query_is_found_in_any_position_and_encoding() {
+        for query in [
+            "access_token=abc",
+            "a=1&access_token=abc",
+            "a=1;access_token",
+            "access%5Ftoken=abc",
+            "%61ccess_token=x",
+            "access_token",
+        ] {
+            assert!(query_has_access_token(query.as_bytes()), "{query}");
+        }
+        for query in [
+            "",
+            "a=access_token",
+            "access_tokens=1",
+            "xaccess_token=1",
+            "access_token2=1",
+            "%",
+            "%6",
+        ] {
+            assert!(!query_has_access_token(query.as_bytes()), "{query}");
+        }
+    }
 
     #[test]
     fn identity_forwarding_and_certificate_headers_are_stripped_in_any_case() {

@@ -539,3 +539,71 @@ impl Gateway {
         self.current.store(snapshot);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(extra_audience: &str, upstream: &str) -> Config {
+        let text = format!(
+            "gateway:\n  listeners: {{http: \"127.0.0.1:8080\"}}\n  auth:\n    authority:\n      \
+             issuer: https://authority.example\n      audiences: [api{extra_audience}]\n\
+             router:\n  identity_envelope_signing_key: \"a-secret-value-that-is-at-least-32-bytes\"\n\
+             services:\n  - {{name: orders, upstreams: [\"{upstream}\"]}}\n  - {{name: billing, upstreams: [\"127.0.0.1:9\"]}}\n"
+        );
+        let (file, errors) = crate::config::parse(&text, "test.yaml", &HashMap::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        crate::config::resolve::resolve(&file.unwrap(), std::path::Path::new("."), &HashMap::new())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_reload_keeps_caches_and_pools_whose_settings_did_not_change() {
+        let shared = Arc::new(Shared::new());
+        let first = Snapshot::build(config("", "127.0.0.1:1"), None, shared.clone()).unwrap();
+        // Same Authority, one service's upstreams changed.
+        let second =
+            Snapshot::build(config("", "127.0.0.1:2"), Some(&first), shared.clone()).unwrap();
+        assert!(Arc::ptr_eq(&first.jwks, &second.jwks), "jwks cache flushed");
+        assert!(
+            Arc::ptr_eq(&first.tokens, &second.tokens),
+            "token cache flushed"
+        );
+        assert!(
+            Arc::ptr_eq(&first.replay, &second.replay),
+            "replay store replaced"
+        );
+        assert!(
+            !Arc::ptr_eq(&first.upstreams[0], &second.upstreams[0]),
+            "changed pool kept"
+        );
+        assert!(
+            Arc::ptr_eq(&first.upstreams[1], &second.upstreams[1]),
+            "unchanged pool rebuilt"
+        );
+        assert_ne!(first.config_version, second.config_version);
+
+        // Other token rules: verdicts cached under the old rules go.
+        let third =
+            Snapshot::build(config(", other", "127.0.0.1:2"), Some(&second), shared).unwrap();
+        assert!(
+            !Arc::ptr_eq(&second.tokens, &third.tokens),
+            "token cache kept across new rules"
+        );
+        assert!(!Arc::ptr_eq(&second.jwks, &third.jwks));
+        assert!(Arc::ptr_eq(&second.upstreams[0], &third.upstreams[0]));
+    }
+
+    #[test]
+    fn the_same_configuration_has_the_same_version() {
+        assert_eq!(
+            config_version(&config("", "127.0.0.1:1")),
+            config_version(&config("", "127.0.0.1:1"))
+        );
+        assert_ne!(
+            config_version(&config("", "127.0.0.1:1")),
+            config_version(&config("", "127.0.0.1:3"))
+        );
+    }
+}

@@ -109,6 +109,9 @@ impl Proxy {
             .unwrap_or("/");
         let (raw_path, query) = split_path_query(target.as_bytes());
         let path = normalize_path(raw_path).map_err(|e| Refusal::BadPath { code: e.code() })?;
+        if query.is_some_and(forward::query_has_access_token) {
+            return Err(Refusal::TokenInQuery);
+        }
         ctx.query = query.map(|q| String::from_utf8_lossy(q).into_owned());
         let host = req
             .uri

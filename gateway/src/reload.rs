@@ -357,6 +357,8 @@ pub struct ConfigWatcher {
 
 /// Changes closer together than this are one change.
 const DEBOUNCE: Duration = Duration::from_millis(250);
+/// A file that keeps changing is reloaded at least this often.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl BackgroundService for ConfigWatcher {
@@ -412,9 +414,25 @@ impl BackgroundService for ConfigWatcher {
                     if !concerns(&path, &files) {
                         continue;
                     }
-                    // Settle: swallow further events until DEBOUNCE passes
-                    // without one.
-                    while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+                    // Settle: wait until DEBOUNCE passes without another
+                    // change to a watched file (other files in the same
+                    // folders, such as a busy log, do not count), and never
+                    // longer than SETTLE_AT_MOST.
+                    let started = tokio::time::Instant::now();
+                    let mut quiet_since = started;
+                    while started.elapsed() < SETTLE_AT_MOST {
+                        let left = DEBOUNCE.saturating_sub(quiet_since.elapsed());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match tokio::time::timeout(left, rx.recv()).await {
+                            Ok(Some(path)) if concerns(&path, &files) => {
+                                quiet_since = tokio::time::Instant::now();
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
                     self.gateway.reload(Trigger::FileChange).await;
                 }
             }

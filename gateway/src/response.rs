@@ -26,6 +26,9 @@ pub enum Refusal {
     },
     /// Several credentials or authentication methods at once.
     MultipleCredentials,
+    /// An `access_token` query parameter (RFC 6750 section 2.3), refused
+    /// on every route: tokens in URLs end up in logs.
+    TokenInQuery,
     /// A malformed `Authorization` header.
     MalformedAuthorization,
     /// A request the gateway will not forward as sent (for example a
@@ -83,6 +86,7 @@ impl Refusal {
         match self {
             Refusal::BadPath { .. }
             | Refusal::MultipleCredentials
+            | Refusal::TokenInQuery
             | Refusal::MalformedAuthorization
             | Refusal::MalformedRequest => "invalid_request",
             Refusal::NoRoute => "not_found",
@@ -105,6 +109,7 @@ impl Refusal {
         match self {
             Refusal::BadPath { .. }
             | Refusal::MultipleCredentials
+            | Refusal::TokenInQuery
             | Refusal::MalformedAuthorization
             | Refusal::MalformedRequest => 400,
             Refusal::NoRoute => 404,
@@ -128,6 +133,9 @@ impl Refusal {
             Refusal::BadPath { .. } => "the request path is not acceptable",
             Refusal::MultipleCredentials => {
                 "more than one credential or authentication method was sent"
+            }
+            Refusal::TokenInQuery => {
+                "access tokens are not accepted in the url; send them in the authorization header"
             }
             Refusal::MalformedAuthorization => "the authorization header is malformed",
             Refusal::MalformedRequest => "the request cannot be forwarded as sent",
@@ -180,9 +188,9 @@ impl Refusal {
             Refusal::InvalidToken { .. } | Refusal::SenderConstraintRequired => {
                 vec![bearer("invalid_token"), dpop(Some("invalid_token"))]
             }
-            Refusal::MultipleCredentials | Refusal::MalformedAuthorization => {
-                vec![bearer("invalid_request")]
-            }
+            Refusal::MultipleCredentials
+            | Refusal::MalformedAuthorization
+            | Refusal::TokenInQuery => vec![bearer("invalid_request")],
             Refusal::InvalidDpopProof { .. } => vec![dpop(Some("invalid_dpop_proof"))],
             Refusal::UseDpopNonce { .. } => vec![dpop(Some("use_dpop_nonce"))],
             Refusal::InsufficientScope { required } => {

@@ -309,12 +309,24 @@ impl rustls::server::ResolvesServerCert for LiveTls {
 }
 
 /// Delegates to the client-certificate verifier of the current material.
+/// Handshake signatures are checked with the ring provider's algorithms
+/// (what every verifier here uses), whatever the current roots.
 #[derive(Debug)]
-struct LiveVerifier(Arc<LiveTls>);
+struct LiveVerifier {
+    live: Arc<LiveTls>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
 
 impl LiveVerifier {
+    fn new(live: Arc<LiveTls>) -> LiveVerifier {
+        LiveVerifier {
+            live,
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        }
+    }
+
     fn current(&self) -> arc_swap::Guard<Arc<ClientAuth>> {
-        self.0.client_auth.load()
+        self.live.client_auth.load()
     }
 }
 
@@ -355,12 +367,7 @@ impl rustls::server::danger::ClientCertVerifier for LiveVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -369,18 +376,11 @@ impl rustls::server::danger::ClientCertVerifier for LiveVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -401,7 +401,7 @@ pub fn settings(
     if listener.http2 {
         settings.enable_h2();
     }
-    settings.set_client_cert_verifier(Arc::new(LiveVerifier(live.clone())));
+    settings.set_client_cert_verifier(Arc::new(LiveVerifier::new(live.clone())));
     Ok((settings, live))
 }
 

@@ -34,7 +34,35 @@ fn spoofed_headers() -> Vec<(&'static str, &'static str)> {
         ("X-Real-IP", "6.6.6.6"),
         ("Client-Cert", ":MIIB:"),
         ("X-SSL-Client-Cert", "-----BEGIN CERTIFICATE-----"),
+        // Headers that would change the method or path after the decision.
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("x-http-method-override", "PUT"),
+        ("X-HTTP-Method", "DELETE"),
+        ("X-Method-Override", "DELETE"),
+        ("X-Original-URL", "/admin/x"),
+        ("X-Rewrite-URL", "/admin/x"),
+        ("X_Original_URL", "/admin/y"),
     ]
+}
+
+/// Headers that change what a service does after the policy decided.
+const INTENT_HEADERS: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+#[track_caller]
+fn assert_no_intent_headers(body: &Value) {
+    for (name, value) in received(body) {
+        let folded = name.replace('_', "-");
+        assert!(
+            !INTENT_HEADERS.contains(&folded.as_str()),
+            "{name}: {value} reached the service"
+        );
+    }
 }
 
 /// The service received only the gateway's identity and forwarding
@@ -59,6 +87,7 @@ fn assert_only_the_gateways_headers(body: &Value, gateway: &Gateway) {
             assert_ne!(name, bad, "{name}: {value} reached the service");
         }
     }
+    assert_no_intent_headers(body);
     for name in ENVELOPE_HEADERS {
         assert_eq!(received_values(body, name).len(), 1, "{name}: {body}");
     }
@@ -155,6 +184,7 @@ fn authorization_is_forwarded_only_to_the_service_that_validates_tokens_itself()
     }
     assert_eq!(received_values(&body, "x-forwarded-for"), vec!["127.0.0.1"]);
     assert!(received_values(&body, "forwarded").is_empty());
+    assert_no_intent_headers(&body);
     assert_eq!(
         (echo.requests(), hybrid.requests(), legacy.requests()),
         (1, 1, 1)
@@ -195,5 +225,61 @@ fn connection_header_naming_a_forwarding_header_is_a_bad_request() {
     );
     let r = parse_response(&raw);
     assert_problem(&r, 400, "invalid_request");
+    assert_eq!(stack.echo.requests(), 0);
+}
+
+#[test]
+fn an_access_token_in_the_query_is_refused_on_every_route_before_any_upstream_call() {
+    let stack = Stack::start("hygiene-query-token");
+    let token = stack.authority.token(BEARER);
+    let auth = format!("Bearer {token}");
+    for (path, headers) in [
+        (format!("/public/x?access_token={token}"), vec![]),
+        (format!("/items/1?a=1&access_token={token}"), vec![]),
+        (
+            format!("/items/1?access_token={token}"),
+            vec![("Authorization", auth.as_str())],
+        ),
+        ("/public/x?access%5Ftoken=abc".to_string(), vec![]),
+        ("/no/such/route?access_token=abc".to_string(), vec![]),
+    ] {
+        let r = stack.gateway.get(&path, &headers);
+        assert_problem(&r, 400, "invalid_request");
+        assert!(
+            !r.text().contains(&token),
+            "the token is echoed: {}",
+            r.text()
+        );
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains("error=\"invalid_request\""),
+            "{path}: {challenge}"
+        );
+    }
+    assert_eq!(
+        stack.echo.requests(),
+        0,
+        "a request with a token in the url was forwarded"
+    );
+    // Other query parameters are forwarded untouched.
+    let r = stack
+        .gateway
+        .get("/public/x?token_hint=1&a=access_token", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(stack.echo.requests(), 1);
+}
+
+#[test]
+fn a_denied_request_with_intent_headers_never_reaches_the_service() {
+    let stack = Stack::start("hygiene-intent-denied");
+    let r = stack.gateway.send(
+        "GET",
+        "/items/1",
+        &[
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X-Original-URL", "/public/x"),
+        ],
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
     assert_eq!(stack.echo.requests(), 0);
 }

@@ -92,9 +92,24 @@ fn a_change_to_a_policy_file_is_applied_without_any_signal() {
     let (stack, policies) = stack_with_policies("reload-watch", "", true);
     let gw = &stack.gateway;
     assert_eq!(gw.get("/extra/x", &[]).status, 404);
+    // A busy file beside the configuration (a log, say) must not keep the
+    // watcher from settling.
+    let busy = gw.config.with_file_name("busy.log");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let _ = std::fs::write(&busy, n.to_string());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
     add_route(&policies);
     assert_eq!(wait_status(gw, "/extra/x", 200), 200);
     assert_eq!(gw.active_config()["applied_by"], "file_change");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
     // And a change to the configuration file itself (replaced by rename).
     gw.edit_config(|c| c["router"]["on_missing_authorization"] = json!("AllowAnonymous"));
     assert_eq!(wait_status(gw, "/nopolicy/x", 200), 200);
@@ -604,4 +619,54 @@ fn a_new_server_certificate_is_used_by_new_handshakes_while_an_old_connection_ke
     // The connection made before the swap keeps working.
     assert_eq!(old.get("/public/y"), 200);
     assert_eq!(old.get("/public/z"), 200);
+}
+
+#[test]
+fn a_new_client_ca_bundle_decides_new_handshakes_after_a_reload() {
+    let dir = TempDir::new("reload-client-ca");
+    let pki = Pki::generate(&dir);
+    let mut listener = pki.listener("required");
+    listener.client_ca_file = Some(pki.ca.clone());
+    let stack = Stack::start_with("reload-client-ca", move |s| {
+        s.tls(listener).gateway("watch_config", json!(false))
+    });
+    let tls = stack.gateway.tls.expect("tls listener");
+    let ours = (pki.client_cert.as_path(), pki.client_key.as_path());
+    let theirs = (
+        pki.other_client_cert.as_path(),
+        pki.other_client_key.as_path(),
+    );
+    let status = |cert: (&std::path::Path, &std::path::Path)| {
+        curl_https(tls, "/public/x", &pki.ca, Some(cert), &[])
+            .response
+            .map(|r| r.status)
+    };
+    assert_eq!(status(ours), Some(200));
+    assert_eq!(status(theirs), None, "a client of another CA got in");
+
+    // Trust the other CA instead.
+    let other_ca = pki.other_ca.clone();
+    stack
+        .gateway
+        .edit_config(|c| c["gateway"]["listeners"]["tls"]["client_ca_file"] = json!(other_ca));
+    assert_eq!(stack.gateway.reload().json()["result"], "applied");
+    assert_eq!(status(theirs), Some(200));
+    assert_eq!(
+        status(ours),
+        None,
+        "the old CA still vouches after the reload"
+    );
+
+    // Client certificates off: a client without one gets in.
+    stack
+        .gateway
+        .edit_config(|c| c["gateway"]["listeners"]["tls"]["client_certificates"] = json!("none"));
+    assert_eq!(stack.gateway.reload().json()["result"], "applied");
+    let anonymous = curl_https(tls, "/public/x", &pki.ca, None, &[]);
+    assert_eq!(
+        anonymous.response.map(|r| r.status),
+        Some(200),
+        "{}",
+        anonymous.stderr
+    );
 }

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): instructions executed per request by the gateway,
+# counted by valgrind's callgrind. Unlike requests/s (bench/run.sh) the count
+# hardly moves on a busy machine, so two builds can be compared by running this
+# once with each. Routes:
+#   pass    the anonymous pass-through route, no credentials sent
+#   bearer  the Bearer route, warm token cache
+#   dpop    the DPoP route: a fresh proof per request (pre-generated, each used
+#           once), warm token cache
+# The gateway runs under callgrind with one worker thread and instrumentation
+# off. For each route a sequential client (python3, outside valgrind) opens one
+# keep-alive connection, sends the warm-up requests (token cache, upstream
+# pool), switches instrumentation on (callgrind_control -i on), sends exactly N
+# requests, switches it off and dumps. Each dump holds only that window, so
+# Ir/request = dump total / N. Per route it prints Ir/request and the top
+# functions by self cost (or inclusive cost, --inclusive), in Ir/request.
+# Counts include whatever the gateway's other threads did in the window
+# (timers, the admin listener), a small and steady share.
+#
+# Needs: valgrind, haproxy, node (tests/authority), python3. cargo only when
+# --gateway is not given and target/release/stella-gateway does not exist yet:
+# it is then built with `cargo build --release -p stella-gateway`.
+# Takes about a minute per route with the defaults (see README.md).
+#
+# Usage: bench/callgrind.sh [--gateway BIN] [--requests N] [--warmup N]
+#                           [--top K] [--inclusive] [--keep DIR] [ROUTE...]
+#   ROUTE      pass, bearer, dpop (default: pass bearer)
+#   --requests requests counted per route (default 2000)
+#   --warmup   requests sent per route before counting (default 300)
+#   --top      functions listed per route (default 10; 0 for none)
+#   --keep DIR copy the callgrind dumps to DIR (for callgrind_annotate,
+#              kcachegrind); one file per route, ROUTE.callgrind
+set -euo pipefail
+started=$SECONDS
+usage() { sed -n '/^# Usage:/,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+
+GW=""; REQUESTS=2000; WARMUP=300; TOP=10; INCLUSIVE=no; KEEP=""; routes=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --gateway) GW=$(realpath "${2:?}"); shift 2 ;;
+    --requests) REQUESTS=${2:?}; shift 2 ;;
+    --warmup) WARMUP=${2:?}; shift 2 ;;
+    --top) TOP=${2:?}; shift 2 ;;
+    --inclusive) INCLUSIVE=yes; shift ;;
+    --keep) mkdir -p "${2:?}"; KEEP=$(realpath "$2"); shift 2 ;;
+    pass|bearer|dpop) routes+=("$1"); shift ;;
+    *) usage ;;
+  esac
+done
+[ ${#routes[@]} -gt 0 ] || routes=(pass bearer)
+for n in "$REQUESTS" "$WARMUP" "$TOP"; do [[ $n =~ ^[0-9]+$ ]] || usage; done
+[ "$REQUESTS" -gt 0 ] || usage
+
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+bench_require valgrind callgrind_control callgrind_annotate haproxy node python3
+if [ -z "$GW" ]; then
+  GW=$PWD/target/release/stella-gateway
+  [ -x "$GW" ] || cargo build -q --release -p stella-gateway
+fi
+[ -x "$GW" ] || { echo "bench: $GW is not an executable" >&2; exit 2; }
+
+bench_init
+start_authority
+start_upstream
+gw=$(free_port); admin=$(free_port)
+token=""; dpop_token=""
+for route in "${routes[@]}"; do
+  case $route in
+    bearer) token=$(issue_token svc-bearer) ;;
+    dpop) dpop_token=$(issue_token svc-dpop --dpop-key-file "$work/dpop-key.json")
+          node bench/make-proofs.mjs "$work/dpop-key.json" GET "http://127.0.0.1:$gw/dpop/x" "$dpop_token" \
+            $((WARMUP + REQUESTS)) "$work/proofs.txt" ;;
+  esac
+done
+# One worker thread: the requests of a window run in one place, in order.
+write_gateway_config "$work/gateway.yaml" "" "  threads: 1"
+"$GW" check --config "$work/gateway.yaml" >/dev/null 2>"$work/check.err" \
+  || { echo "bench: the gateway rejects the benchmark configuration" >&2; cat "$work/check.err" >&2; exit 1; }
+
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
+  "$GW" run --config "$work/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
+gw_pid=$!; pids+=($gw_pid)
+# Under valgrind, loading the binary's debug information and starting up
+# take tens of seconds.
+wait_line "$work/gateway.out" GATEWAY_READY 600 >/dev/null
+
+cat >"$work/client.py" <<'PY'
+# Sequential keep-alive client: warm-up, then N requests inside a callgrind
+# window. argv: port pid route warmup n [token] [proofs-file]
+import http.client, subprocess, sys
+
+port, pid, route, warmup, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+token = sys.argv[6] if len(sys.argv) > 6 else ""
+proofs = iter(open(sys.argv[7]).read().split()) if len(sys.argv) > 7 else None
+
+def headers():
+    if route == "bearer":
+        return {"Authorization": "Bearer " + token}
+    if route == "dpop":
+        return {"Authorization": "DPoP " + token, "DPoP": next(proofs)}
+    return {}
+
+conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=120)
+opened = 0
+
+def send(count):
+    global opened
+    for _ in range(count):
+        if conn.sock is None:
+            opened += 1
+        conn.request("GET", f"/{route}/x", headers=headers())
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            sys.exit(f"bench: {route} answered {response.status}: {body[:200]!r}")
+
+def control(*args):
+    done = subprocess.run(["callgrind_control", *args, pid], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or "Error" in done.stdout + done.stderr:
+        sys.exit(f"bench: callgrind_control {' '.join(args)} failed: {done.stdout}{done.stderr}")
+
+send(warmup)
+control("--zero")
+control("--instr=on")
+opened = 0
+send(n)
+control("--instr=off")
+control(f"--dump={route}")
+if opened > 1:
+    sys.exit(f"bench: {route}: the gateway closed the keep-alive connection {opened - 1} times while counting")
+PY
+
+# Budget per route: startup of the window plus about 20 ms per request under
+# callgrind, ten times over.
+budget=$((300 + (WARMUP + REQUESTS) / 5))
+results="$work/results.tsv"
+: >"$results"
+for route in "${routes[@]}"; do
+  case $route in
+    pass) args=() ;;
+    bearer) args=("$token") ;;
+    dpop) args=("$dpop_token" "$work/proofs.txt") ;;
+  esac
+  rm -f "$work"/callgrind.out.*
+  timeout "$budget" python3 "$work/client.py" "$gw" "$gw_pid" "$route" "$WARMUP" "$REQUESTS" "${args[@]}" \
+    || { echo "bench: $route failed (exit $?)" >&2; tail -20 "$work/gateway.err" >&2; exit 1; }
+  dumps=("$work"/callgrind.out.*)
+  dump=${dumps[0]}
+  [ ${#dumps[@]} = 1 ] && [ -s "$dump" ] || { echo "bench: expected one callgrind dump for $route, found: ${dumps[*]}" >&2; exit 1; }
+  mv "$dump" "$work/$route.callgrind"
+  [ -z "$KEEP" ] || cp "$work/$route.callgrind" "$KEEP/"
+  callgrind_annotate --inclusive="$INCLUSIVE" --threshold=100 --auto=no "$work/$route.callgrind" >"$work/$route.annotate"
+  printf '%s\t%s\t%s\n' "$route" "$work/$route.callgrind" "$work/$route.annotate" >>"$results"
+done
+
+python3 - "$results" "$GW" "$REQUESTS" "$WARMUP" "$TOP" "$INCLUSIVE" "$((SECONDS - started))" <<'PY'
+import hashlib, re, sys
+results, gateway, n, warmup, top, inclusive, elapsed = sys.argv[1:]
+n, top = int(n), int(top)
+digest = hashlib.sha256(open(gateway, "rb").read()).hexdigest()[:12]
+rows = [line.split("\t") for line in open(results).read().splitlines() if line]
+
+def total_ir(dump):
+    # A dump's header says "summary: 0"; the real sum is the closing "totals:".
+    totals = [line for line in open(dump, errors="replace") if line.startswith("totals:")]
+    if not totals:
+        sys.exit(f"bench: no totals line in {dump}")
+    return int(totals[-1].split()[1])
+
+def functions(annotate):
+    # Rows after the "file:function" header: "1,234 (12.34%)  file:function [object]"
+    rows, started = [], False
+    for line in open(annotate, errors="replace"):
+        if re.match(r"^\s*Ir\s+file:function", line):
+            started = True
+            continue
+        m = re.match(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*?)\s*$", line) if started else None
+        if m:
+            name = re.sub(r"\s+\[[^\]]*\]$", "", m.group(3))
+            name = re.sub(r"^[^:]*:", "", name, count=1) if not name.startswith("<") else name
+            rows.append((int(m.group(1).replace(",", "")), float(m.group(2)), name))
+    return rows
+
+print(f"\nStella Gateway callgrind: {gateway} (sha256 {digest}), "
+      f"{n} requests per route after {warmup} warm-up, one worker thread")
+print(f"{'route':<8}{'Ir/request':>12}{'Ir total':>16}")
+for route, dump, _ in rows:
+    total = total_ir(dump)
+    print(f"{route:<8}{total / n:>12,.0f}{total:>16,}")
+if top:
+    kind = "inclusive" if inclusive == "yes" else "self"
+    for route, _, annotate in rows:
+        print(f"\n{route}: top {top} functions by {kind} cost")
+        print(f"{'Ir/req':>10}{'share':>8}  function")
+        for ir, share, name in functions(annotate)[:top]:
+            print(f"{ir / n:>10,.0f}{share:>7.1f}%  {name[:150]}")
+print(f"\nelapsed {elapsed} s")
+PY

@@ -1,0 +1,121 @@
+# Setup shared by bench/run.sh and bench/callgrind.sh; sourced, not run.
+# It owns the scratch directory, the processes a benchmark starts (their pids
+# go in `pids`; the EXIT trap stops exactly those, never by name), and the
+# common cast: the test Authority, an upstream answering 200 "ok", and a
+# gateway configuration for the routes of bench/policies.
+# Callers run from the repository root with `set -euo pipefail`.
+
+bench_require() { # tool... -> exit 2 naming the first one missing
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is required (apt-get install -y wrk haproxy valgrind nodejs)" >&2; exit 2; }
+  done
+  [ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund >/dev/null)
+}
+
+bench_init() { # -> $work (removed on exit), pids=()
+  work=$(mktemp -d /tmp/stella-bench.XXXXXX)
+  pids=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+# Whether pid $1 is still a live child of this shell (so a recycled pid is
+# never signalled).
+bench_child_alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  set -- $stat
+  [ "$1" != Z ] && [ "$2" = "$$" ]
+}
+
+bench_cleanup() { # TERM each started process, up to 5 s to go, then KILL
+  local p _ alive
+  for p in "${pids[@]}"; do
+    if bench_child_alive "$p"; then kill "$p" 2>/dev/null || true; fi
+  done
+  for _ in $(seq 1 50); do
+    alive=0
+    for p in "${pids[@]}"; do
+      if bench_child_alive "$p"; then alive=1; fi
+    done
+    if [ "$alive" = 0 ]; then break; fi
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do
+    if bench_child_alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  rm -rf "$work"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+wait_line() { # file marker [seconds, default 20] -> prints the rest of the line once present
+  local line _
+  for _ in $(seq 1 $((${3:-20} * 20))); do
+    if line=$(grep -m1 "^$2 " "$1" 2>/dev/null); then echo "${line#"$2 "}"; return 0; fi
+    sleep 0.05
+  done
+  echo "bench: timed out waiting for $2 in $1" >&2; cat "$1" >&2; exit 1
+}
+
+start_authority() { # -> $issuer; access tokens live an hour
+  (cd tests/authority && AUTHORITY_PORT=0 AUTHORITY_AT_TTL=3600 exec node server.mjs >"$work/authority.out" 2>"$work/authority.err") &
+  pids+=($!)
+  issuer=$(wait_line "$work/authority.out" AUTHORITY_READY | python3 -c 'import json,sys; print(json.load(sys.stdin)["issuer"])')
+}
+
+issue_token() { # client [token.mjs options...] -> prints an echo.read token for that client
+  local client=$1; shift
+  node tests/authority/token.mjs --issuer "$issuer" --client "$client" --secret "$client-secret" --scope "echo.read" "$@"
+}
+
+start_upstream() { # -> $up (port), $up_pid: HAProxy, one thread, answering 200 "ok"
+  up=$(free_port)
+  cat >"$work/upstream.cfg" <<CFG
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend upstream
+  bind 127.0.0.1:$up
+  http-request return status 200 content-type text/plain string "ok"
+CFG
+  haproxy -q -f "$work/upstream.cfg" & up_pid=$!; pids+=($up_pid)
+}
+
+# Gateway configuration for bench/policies, with $gw and $admin as listener
+# ports, $issuer and the upstream $up. Extra YAML (already indented) goes
+# under gateway.listeners ($2) and under gateway ($3).
+# Proofs may be made well before they are used: the proof window is widened
+# for the benchmark (the default is 60 s).
+write_gateway_config() { # file [listener lines] [gateway lines]
+  cat >"$1" <<CFG
+gateway:
+  id: stella-gateway-bench
+  public_origin: "http://127.0.0.1:$gw"
+  listeners:
+    http: "127.0.0.1:$gw"
+    admin: "127.0.0.1:$admin"
+${2:-}
+  auth:
+    authority:
+      issuer: "$issuer"
+      require_https_metadata: false
+      audiences: [http://gateway.local/api]
+    dpop:
+      proof_max_age_seconds: 3600
+  policies_dir: $PWD/bench/policies
+${3:-}
+router:
+  identity_envelope_signing_key: "hs256:YmVuY2gtb25seS1lbnZlbG9wZS1rZXktMDEyMzQ1Njc4OWFi"
+  identity_envelope_signing_key_id: bench-1
+services:
+  - {name: bench, upstreams: ["127.0.0.1:$up"]}
+logging: {level: warn}
+CFG
+}
