@@ -50,9 +50,9 @@ drill_init() { # name args...
     shift
   done
   RUN="$DRILL_ROOT/tests/.run/drills/$DRILL_NAME"
-  # Configuration, service settings and logs in separate folders: the
-  # gateway and the services watch the folders of their configuration
-  # files, and a log file written beside them would keep those folders busy.
+  # Configuration, service settings and logs in separate folders, as in a
+  # deployment: the gateway and the services watch the folders of their
+  # configuration files, and logs written there would wake them for nothing.
   CONF="$RUN/config"
   SVCDIR="$RUN/services"
   LOGS="$RUN/logs"
