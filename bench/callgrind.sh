@@ -15,7 +15,13 @@
 # Ir/request = dump total / N. Per route it prints Ir/request and the top
 # functions by self cost (or inclusive cost, --inclusive), in Ir/request.
 # Counts include whatever the gateway's other threads did in the window
-# (timers, the admin listener), a small and steady share.
+# (timers, the admin listener). Pingora's timer thread does work in proportion
+# to wall time, so a repeat differs by up to about 0.5 %; a difference between
+# builds means something when it is well above that.
+# Builds before the runtime snapshot (commit ff0f222) ignore gateway.threads
+# and gateway.work_stealing: they run one worker per core with work stealing
+# (tokio's multi-thread scheduler). To compare such a build with a newer one,
+# run the newer one with --threads $(nproc) --work-stealing as well.
 #
 # Needs: valgrind, haproxy, node (tests/authority), python3. cargo only when
 # --gateway is not given and target/release/stella-gateway does not exist yet:
@@ -23,33 +29,39 @@
 # Takes about a minute per route with the defaults (see README.md).
 #
 # Usage: bench/callgrind.sh [--gateway BIN] [--requests N] [--warmup N]
+#                           [--threads N] [--work-stealing]
 #                           [--top K] [--inclusive] [--keep DIR] [ROUTE...]
 #   ROUTE      pass, bearer, dpop (default: pass bearer)
 #   --requests requests counted per route (default 2000)
 #   --warmup   requests sent per route before counting (default 300)
+#   --threads  gateway.threads (default 1); --work-stealing sets
+#              gateway.work_stealing: true (default false)
 #   --top      functions listed per route (default 10; 0 for none)
 #   --keep DIR copy the callgrind dumps to DIR (for callgrind_annotate,
 #              kcachegrind); one file per route, ROUTE.callgrind
 set -euo pipefail
 started=$SECONDS
-usage() { sed -n '/^# Usage:/,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '/^# Usage:/,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
-GW=""; REQUESTS=2000; WARMUP=300; TOP=10; INCLUSIVE=no; KEEP=""; routes=()
+GW=""; REQUESTS=2000; WARMUP=300; THREADS=1; STEALING=false; TOP=10; INCLUSIVE=no; KEEP=""; routes=()
 while [ $# -gt 0 ]; do
   case $1 in
     --gateway) GW=$(realpath "${2:?}"); shift 2 ;;
     --requests) REQUESTS=${2:?}; shift 2 ;;
     --warmup) WARMUP=${2:?}; shift 2 ;;
+    --threads) THREADS=${2:?}; shift 2 ;;
+    --work-stealing) STEALING=true; shift ;;
     --top) TOP=${2:?}; shift 2 ;;
     --inclusive) INCLUSIVE=yes; shift ;;
     --keep) mkdir -p "${2:?}"; KEEP=$(realpath "$2"); shift 2 ;;
     pass|bearer|dpop) routes+=("$1"); shift ;;
+    -h|--help) usage 0 ;;
     *) usage ;;
   esac
 done
 [ ${#routes[@]} -gt 0 ] || routes=(pass bearer)
-for n in "$REQUESTS" "$WARMUP" "$TOP"; do [[ $n =~ ^[0-9]+$ ]] || usage; done
-[ "$REQUESTS" -gt 0 ] || usage
+for n in "$REQUESTS" "$WARMUP" "$THREADS" "$TOP"; do [[ $n =~ ^[0-9]+$ ]] || usage; done
+[ "$REQUESTS" -gt 0 ] && [ "$THREADS" -gt 0 ] || usage
 
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -73,8 +85,10 @@ for route in "${routes[@]}"; do
             $((WARMUP + REQUESTS)) "$work/proofs.txt" ;;
   esac
 done
-# One worker thread: the requests of a window run in one place, in order.
-write_gateway_config "$work/gateway.yaml" "" "  threads: 1"
+# One worker thread by default: the requests of a window run in one place,
+# in order.
+write_gateway_config "$work/gateway.yaml" "" "  threads: $THREADS
+  work_stealing: $STEALING"
 "$GW" check --config "$work/gateway.yaml" >/dev/null 2>"$work/check.err" \
   || { echo "bench: the gateway rejects the benchmark configuration" >&2; cat "$work/check.err" >&2; exit 1; }
 
@@ -143,8 +157,10 @@ for route in "${routes[@]}"; do
     dpop) args=("$dpop_token" "$work/proofs.txt") ;;
   esac
   rm -f "$work"/callgrind.out.*
-  timeout "$budget" python3 "$work/client.py" "$gw" "$gw_pid" "$route" "$WARMUP" "$REQUESTS" "${args[@]}" \
-    || { echo "bench: $route failed (exit $?)" >&2; tail -20 "$work/gateway.err" >&2; exit 1; }
+  # In the background, so that a signal to this script is handled at once.
+  timeout "$budget" python3 "$work/client.py" "$gw" "$gw_pid" "$route" "$WARMUP" "$REQUESTS" "${args[@]}" &
+  client_pid=$!; pids+=($client_pid)
+  wait "$client_pid" || { echo "bench: $route failed (exit $?)" >&2; tail -20 "$work/gateway.err" >&2; exit 1; }
   dumps=("$work"/callgrind.out.*)
   dump=${dumps[0]}
   [ ${#dumps[@]} = 1 ] && [ -s "$dump" ] || { echo "bench: expected one callgrind dump for $route, found: ${dumps[*]}" >&2; exit 1; }
@@ -154,9 +170,9 @@ for route in "${routes[@]}"; do
   printf '%s\t%s\t%s\n' "$route" "$work/$route.callgrind" "$work/$route.annotate" >>"$results"
 done
 
-python3 - "$results" "$GW" "$REQUESTS" "$WARMUP" "$TOP" "$INCLUSIVE" "$((SECONDS - started))" <<'PY'
+python3 - "$results" "$GW" "$REQUESTS" "$WARMUP" "$THREADS" "$STEALING" "$TOP" "$INCLUSIVE" "$((SECONDS - started))" <<'PY'
 import hashlib, re, sys
-results, gateway, n, warmup, top, inclusive, elapsed = sys.argv[1:]
+results, gateway, n, warmup, threads, stealing, top, inclusive, elapsed = sys.argv[1:]
 n, top = int(n), int(top)
 digest = hashlib.sha256(open(gateway, "rb").read()).hexdigest()[:12]
 rows = [line.split("\t") for line in open(results).read().splitlines() if line]
@@ -183,7 +199,7 @@ def functions(annotate):
     return rows
 
 print(f"\nStella Gateway callgrind: {gateway} (sha256 {digest}), "
-      f"{n} requests per route after {warmup} warm-up, one worker thread")
+      f"{n} requests per route after {warmup} warm-up, gateway.threads {threads}, work_stealing {stealing}")
 print(f"{'route':<8}{'Ir/request':>12}{'Ir total':>16}")
 for route, dump, _ in rows:
     total = total_ir(dump)

@@ -17,7 +17,7 @@ bench_init() { # -> $work (removed on exit), pids=()
   work=$(mktemp -d /tmp/stella-bench.XXXXXX)
   pids=()
   trap bench_cleanup EXIT
-  trap 'exit 130' INT TERM
+  trap 'exit 130' INT TERM HUP
 }
 
 # Whether pid $1 is still a live child of this shell (so a recycled pid is
@@ -30,7 +30,9 @@ bench_child_alive() {
   [ "$1" != Z ] && [ "$2" = "$$" ]
 }
 
-bench_cleanup() { # TERM each started process, up to 5 s to go, then KILL
+# TERM each started process; what is still there after 5 s (a Pingora
+# server drains for minutes by default) is killed.
+bench_cleanup() {
   local p _ alive
   for p in "${pids[@]}"; do
     if bench_child_alive "$p"; then kill "$p" 2>/dev/null || true; fi
@@ -44,7 +46,10 @@ bench_cleanup() { # TERM each started process, up to 5 s to go, then KILL
     sleep 0.1
   done
   for p in "${pids[@]}"; do
-    if bench_child_alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+    if bench_child_alive "$p"; then
+      kill -KILL "$p" 2>/dev/null || true
+      wait "$p" 2>/dev/null || true # reaped here, without the shell's "Killed" notice
+    fi
   done
   rm -rf "$work"
 }

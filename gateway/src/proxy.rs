@@ -264,7 +264,7 @@ impl ProxyHttp for Proxy {
             Ok(()) => Ok(false),
             Err(refusal) => {
                 if ctx.reason.is_empty() {
-                    ctx.reason = refusal.code();
+                    ctx.reason = refusal.reason();
                 }
                 write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await?;
                 Ok(true)
@@ -472,7 +472,7 @@ impl ProxyHttp for Proxy {
                 .with_label_values(&[pool.service.name.as_str(), kind])
                 .inc();
         }
-        ctx.reason = refusal.code();
+        ctx.reason = refusal.reason();
         let status = refusal.status();
         let _ = write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await;
         FailToProxy {

@@ -105,6 +105,26 @@ impl Refusal {
         }
     }
 
+    /// The specific reason for the decision log: the check that failed
+    /// (`expired`, `unknown_kid`, `ath_mismatch`, `replayed`, ...) where the
+    /// refusal carries one, else [`code`](Self::code). Always from a fixed
+    /// set of labels, never client input.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::BadPath { code }
+            | Refusal::InvalidToken { code }
+            | Refusal::InvalidDpopProof { code } => code,
+            Refusal::Forbidden { reason } => reason,
+            Refusal::TokenInQuery => "token_in_query",
+            Refusal::MultipleCredentials => "multiple_credentials",
+            Refusal::MalformedAuthorization => "malformed_authorization",
+            Refusal::SenderConstraintRequired => "sender_constraint_required",
+            Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
+            Refusal::AuthorityUnavailable => "authority_unavailable",
+            _ => self.code(),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             Refusal::BadPath { .. }
