@@ -16,8 +16,10 @@
 # functions by self cost (or inclusive cost, --inclusive), in Ir/request.
 # Counts include whatever the gateway's other threads did in the window
 # (timers, the admin listener). Pingora's timer thread does work in proportion
-# to wall time, so a repeat differs by up to about 0.5 %; a difference between
-# builds means something when it is well above that.
+# to wall time, so with one worker a repeat differs by up to about 0.5 %. With
+# several workers and work stealing, which thread runs, parks and frees what
+# depends on timing, and repeats differ by up to about 1.5 %. A difference
+# between builds means something when it is well above that.
 # Builds before the runtime snapshot (commit ff0f222) ignore gateway.threads
 # and gateway.work_stealing: they run one worker per core with work stealing
 # (tokio's multi-thread scheduler). To compare such a build with a newer one,
@@ -26,7 +28,8 @@
 # Needs: valgrind, haproxy, node (tests/authority), python3. cargo only when
 # --gateway is not given and target/release/stella-gateway does not exist yet:
 # it is then built with `cargo build --release -p stella-gateway`.
-# Takes about a minute per route with the defaults (see README.md).
+# With the defaults a run takes about a minute on a 2-core machine: ~5 s of
+# setup, then 12-16 s per route for pass and bearer, ~25 s for dpop.
 #
 # Usage: bench/callgrind.sh [--gateway BIN] [--requests N] [--warmup N]
 #                           [--threads N] [--work-stealing]
@@ -157,6 +160,7 @@ for route in "${routes[@]}"; do
     dpop) args=("$dpop_token" "$work/proofs.txt") ;;
   esac
   rm -f "$work"/callgrind.out.*
+  route_started=$SECONDS
   # In the background, so that a signal to this script is handled at once.
   timeout "$budget" python3 "$work/client.py" "$gw" "$gw_pid" "$route" "$WARMUP" "$REQUESTS" "${args[@]}" &
   client_pid=$!; pids+=($client_pid)
@@ -167,7 +171,7 @@ for route in "${routes[@]}"; do
   mv "$dump" "$work/$route.callgrind"
   [ -z "$KEEP" ] || cp "$work/$route.callgrind" "$KEEP/"
   callgrind_annotate --inclusive="$INCLUSIVE" --threshold=100 --auto=no "$work/$route.callgrind" >"$work/$route.annotate"
-  printf '%s\t%s\t%s\n' "$route" "$work/$route.callgrind" "$work/$route.annotate" >>"$results"
+  printf '%s\t%s\t%s\t%s\n' "$route" "$work/$route.callgrind" "$work/$route.annotate" "$((SECONDS - route_started))" >>"$results"
 done
 
 python3 - "$results" "$GW" "$REQUESTS" "$WARMUP" "$THREADS" "$STEALING" "$TOP" "$INCLUSIVE" "$((SECONDS - started))" <<'PY'
@@ -184,32 +188,40 @@ def total_ir(dump):
         sys.exit(f"bench: no totals line in {dump}")
     return int(totals[-1].split()[1])
 
-def functions(annotate):
-    # Rows after the "file:function" header: "1,234 (12.34%)  file:function [object]"
-    rows, started = [], False
+def functions(annotate, total):
+    # Rows after the "file:function" header: "1,234 (12.34%)  file:function [object]".
+    # A function inlined from several files has a row per file, and callgrind
+    # names recursion levels f'2, f'3: self costs are summed per function.
+    costs, started = {}, False
     for line in open(annotate, errors="replace"):
         if re.match(r"^\s*Ir\s+file:function", line):
             started = True
             continue
-        m = re.match(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*?)\s*$", line) if started else None
+        m = re.match(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*?)\s*$", line) if started else None
         if m:
-            name = re.sub(r"\s+\[[^\]]*\]$", "", m.group(3))
-            name = re.sub(r"^[^:]*:", "", name, count=1) if not name.startswith("<") else name
-            rows.append((int(m.group(1).replace(",", "")), float(m.group(2)), name))
-    return rows
+            name = re.sub(r"\s+\[[^\]]*\]$", "", m.group(2))
+            name = re.sub(r"^[^:]*:", "", name, count=1)
+            ir = int(m.group(1).replace(",", ""))
+            if inclusive == "yes":
+                costs[name] = max(costs.get(name, 0), ir)
+            else:
+                name = re.sub(r"'\d+$", "", name)
+                costs[name] = costs.get(name, 0) + ir
+    return sorted(((ir, 100.0 * ir / max(total, 1), name) for name, ir in costs.items()), reverse=True)
 
 print(f"\nStella Gateway callgrind: {gateway} (sha256 {digest}), "
       f"{n} requests per route after {warmup} warm-up, gateway.threads {threads}, work_stealing {stealing}")
-print(f"{'route':<8}{'Ir/request':>12}{'Ir total':>16}")
-for route, dump, _ in rows:
-    total = total_ir(dump)
-    print(f"{route:<8}{total / n:>12,.0f}{total:>16,}")
+print(f"{'route':<8}{'Ir/request':>12}{'Ir total':>16}{'seconds':>9}")
+totals = {}
+for route, dump, _, seconds in rows:
+    totals[route] = total_ir(dump)
+    print(f"{route:<8}{totals[route] / n:>12,.0f}{totals[route]:>16,}{seconds:>9}")
 if top:
     kind = "inclusive" if inclusive == "yes" else "self"
-    for route, _, annotate in rows:
+    for route, _, annotate, _ in rows:
         print(f"\n{route}: top {top} functions by {kind} cost")
         print(f"{'Ir/req':>10}{'share':>8}  function")
-        for ir, share, name in functions(annotate)[:top]:
+        for ir, share, name in functions(annotate, totals[route])[:top]:
             print(f"{ir / n:>10,.0f}{share:>7.1f}%  {name[:150]}")
-print(f"\nelapsed {elapsed} s")
+print(f"\nelapsed {elapsed} s (seconds: warm-up and counted requests of each route)")
 PY
