@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every drill, one after another, with the given arguments (--short for
+# CI), and prints a summary. Exits non-zero if any drill failed.
+#   scripts/drills/run-all.sh [--short] [--rate N] [--step-seconds N]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.."
+
+cargo build -q -p stella-gateway -p stella-echo-service -p stella-load
+[ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund >/dev/null)
+export DRILL_NO_BUILD=1
+
+results=()
+failed=0
+for drill in key-rotation trust-flip routes-policies replica-restart; do
+  printf '\n######## %s\n' "$drill"
+  start=$SECONDS
+  if bash "$here/$drill.sh" "$@"; then
+    results+=("$drill|passed|$((SECONDS - start))")
+  else
+    results+=("$drill|FAILED|$((SECONDS - start))")
+    failed=1
+  fi
+done
+
+printf '\n%-16s | %-6s | %s\n' drill result seconds
+printf -- '-----------------|--------|--------\n'
+for r in "${results[@]}"; do
+  IFS='|' read -r name result secs <<<"$r"
+  printf '%-16s | %-6s | %7s\n' "$name" "$result" "$secs"
+done
+exit "$failed"
