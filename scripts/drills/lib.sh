@@ -68,7 +68,9 @@ drill_init() { # name args...
   command -v curl >/dev/null || { echo "$DRILL_SCRIPT: curl is required" >&2; exit 2; }
   [ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund >/dev/null)
   if [ "${DRILL_NO_BUILD:-0}" != 1 ]; then
-    cargo build -q -p stella-gateway -p stella-echo-service -p stella-load
+    # The same build as the test suite's (--all-targets), so after the tests
+    # this is a no-op instead of a rebuild with other features.
+    cargo build -q --workspace --all-targets
   fi
   local target=${CARGO_TARGET_DIR:-target}
   case "$target" in /*) ;; *) target="$DRILL_ROOT/$target" ;; esac

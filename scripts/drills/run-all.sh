@@ -6,7 +6,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 
-cargo build -q -p stella-gateway -p stella-echo-service -p stella-load
+# The same build as the test suite's (--all-targets): after the tests it
+# is a no-op instead of a rebuild with other features.
+cargo build -q --workspace --all-targets
 [ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund >/dev/null)
 export DRILL_NO_BUILD=1
 
