@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Runs every test: the Authority harness's own tests (node), the Rust
-# workspace (unit, property, loopback and end-to-end tests) with nextest,
-# then the operations drills (scripts/drills/) at CI length.
+# Runs every test: the Authority harness's own tests (node), the operations
+# drills (scripts/drills/) at CI length, then the Rust workspace (unit,
+# property, loopback and end-to-end tests) with nextest, whose summary is the
+# last line. Arguments go to nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the tests need (system packages, the Authority's npm packages).
 ./scripts/install-deps.sh
 (cd tests/authority && node --test)
+# The drills use the binaries of the test build; build it once here.
+cargo build -q --workspace --all-targets
+# Each change under load, zero failed requests (README, Drills).
+DRILL_NO_BUILD=1 ./scripts/drills/run-all.sh --short
 cargo nextest run --workspace --all-targets --no-fail-fast "$@"
-# The operations drills at CI length: each change under load, zero failed
-# requests (README, Drills).
-./scripts/drills/run-all.sh --short

@@ -8,7 +8,9 @@ cd "$here/../.."
 
 # The same build as the test suite's (--all-targets): after the tests it
 # is a no-op instead of a rebuild with other features.
-cargo build -q --workspace --all-targets
+if [ "${DRILL_NO_BUILD:-0}" != 1 ]; then
+  cargo build -q --workspace --all-targets
+fi
 [ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund >/dev/null)
 export DRILL_NO_BUILD=1
 
