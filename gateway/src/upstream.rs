@@ -281,6 +281,11 @@ impl UpstreamPool {
         let endpoints = self.endpoints.load_full();
         for e in endpoints.iter() {
             let healthy = probe(e.addr, &check.path, check.timeout).await;
+            if healthy {
+                // A passing check also ends a passive ejection.
+                e.consecutive_failures.store(0, Ordering::Relaxed);
+                e.ejected_until_ms.store(0, Ordering::Relaxed);
+            }
             let was_down = e.down.swap(!healthy, Ordering::Relaxed);
             if was_down == healthy {
                 tracing::info!(

@@ -336,7 +336,7 @@ start_service() {
   mapfile -t vars < <(grep -v '^$' "$SVCDIR/$instance.env")
   start_bg "$instance" env "${vars[@]}" \
     Router__ConfigFile="$SVCDIR/$instance.env" \
-    ECHO_LISTEN="127.0.0.1:$port" ECHO_NAME="$instance" \
+    ECHO_LISTEN="127.0.0.1:$port" ECHO_NAME="$instance" ECHO_DRAIN_MS=1500 \
     ECHO_SERVICE_TOKEN="${LEGACY_SERVICE_TOKEN:-service-token-$instance}" \
     "$BIN/stella-echo-service"
   local ready
@@ -417,10 +417,14 @@ gateway_config() {
     mode=${rest#*:}
     upstreams=""
     for inst in ${instances//,/ }; do upstreams="${upstreams:+$upstreams, }${SVC_ADDR[$inst]}"; done
+    # The gateway checks every replica every 300 ms, so a replica that is
+    # stopping (its health answers 503 for 1.5 s before it closes) leaves
+    # the rotation before its connections close.
     services="$services
   - name: $name
     upstreams: [$upstreams]
-    trust_mode: $mode"
+    trust_mode: $mode
+    health_check: {path: /__echo/health, interval_ms: 300, timeout_ms: 250}"
     [ "$mode" = ServiceEnforced ] && services="$services
     forward_credentials: true"
   done

@@ -31,7 +31,10 @@
 //! A request header `X-Echo-Delay-Ms: N` (at most 10000) makes the service
 //! wait N ms before answering, to hold a request in flight across a reload
 //! or a shutdown. SIGTERM or SIGINT stops accepting connections, finishes
-//! the requests in flight, and exits 0.
+//! the requests in flight, and exits 0. With `ECHO_DRAIN_MS=N` it first
+//! serves on for N ms while `GET /__echo/health` answers 503 (200 before),
+//! so a gateway with an active health check stops sending to it before its
+//! connections close.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -62,6 +65,8 @@ struct Echo {
     service_token: Option<String>,
     requests: AtomicU64,
     config: Arc<ServiceConfigHandle>,
+    /// Set on SIGTERM/SIGINT: `/__echo/health` answers 503 from then on.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -101,6 +106,17 @@ async fn main() {
         eprintln!("cannot install the reload triggers: {e}");
         std::process::exit(1);
     }
+    // Lame duck: for ECHO_DRAIN_MS after the signal the service still serves
+    // but its health check fails, so a gateway that checks it stops sending
+    // before the listener and idle connections close.
+    let drain = std::time::Duration::from_millis(
+        std::env::var("ECHO_DRAIN_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = draining.clone();
     let shutdown = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -110,6 +126,11 @@ async fn main() {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
+                }
+                flag.store(true, Ordering::Relaxed);
+                if !drain.is_zero() {
+                    eprintln!("echo: draining for {drain:?} (health check fails)");
+                    tokio::time::sleep(drain).await;
                 }
                 eprintln!("echo: shutting down, finishing requests in flight");
             }
@@ -135,6 +156,7 @@ async fn main() {
             .filter(|t| !t.is_empty()),
         requests: AtomicU64::new(0),
         config: handle.clone(),
+        draining,
     });
     let app = Router::new()
         .fallback(echo)
@@ -142,6 +164,7 @@ async fn main() {
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .route("/__echo/requests", get(requests))
         .route("/__echo/config", get(active_config))
+        .route("/__echo/health", get(health))
         .with_state(state.clone());
 
     let listen = std::env::var("ECHO_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into());
@@ -179,6 +202,15 @@ async fn main() {
 async fn count(State(state): State<Arc<Echo>>, request: Request, next: Next) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
     next.run(request).await
+}
+
+/// 200 while serving, 503 once shutting down (during `ECHO_DRAIN_MS`).
+async fn health(State(state): State<Arc<Echo>>) -> StatusCode {
+    if state.draining.load(Ordering::Relaxed) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
 }
 
 async fn requests(State(state): State<Arc<Echo>>) -> Json<Value> {
