@@ -8,6 +8,7 @@ pub mod authority;
 pub mod cli;
 pub mod config;
 pub mod forward;
+pub mod front;
 pub mod gateway;
 pub mod identity;
 pub mod jose;

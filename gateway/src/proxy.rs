@@ -123,6 +123,7 @@ pub async fn write_refusal(
 impl Proxy {
     /// The route, identity and decision for a request; `Err` is the answer.
     async fn decide(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
+        request_shape(session, &ctx.snap.config.limits)?;
         let req = session.req_header();
         let target = req
             .uri
@@ -251,11 +252,67 @@ fn envelope_identity(
     identity
 }
 
+/// Refuses what Pingora's parser lets through but a gateway must not
+/// forward: more header fields than configured (431), more than one `Host`
+/// (RFC 9112 section 3.2), an absolute-form target (the route is chosen on
+/// the origin-form path and `Host` only), and `Content-Length` beside
+/// `Transfer-Encoding` (RFC 9112 section 6.1: Pingora drops the length and
+/// forwards the body chunked, but the two disagreeing is a smuggling
+/// attempt, not a client mistake).
+fn request_shape(
+    session: &Session,
+    limits: &crate::config::Limits,
+) -> std::result::Result<(), Refusal> {
+    let req = session.req_header();
+    if req.headers.len() > limits.max_request_headers {
+        return Err(Refusal::RequestHeaderFieldsTooLarge);
+    }
+    if req
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(Refusal::MalformedRequestShape {
+            reason: "duplicate_host",
+        });
+    }
+    if req.uri.scheme().is_some() || req.uri.authority().is_some() {
+        return Err(Refusal::MalformedRequestShape {
+            reason: "absolute_form_target",
+        });
+    }
+    if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        // Pingora removed the Content-Length field; the raw head still has it.
+        let raw = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        if raw.is_some_and(|raw| raw_has_field(&raw, b"content-length")) {
+            return Err(Refusal::MalformedRequestShape {
+                reason: "ambiguous_framing",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a raw request head has a field named `name` (lowercase).
+fn raw_has_field(head: &[u8], name: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        line.len() > name.len()
+            && line[name.len()] == b':'
+            && line[..name.len()].eq_ignore_ascii_case(name)
+    })
+}
+
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        crate::front::request_accepted();
         let snap = self.gateway.current();
         snap.shared.enter();
         Ctx {

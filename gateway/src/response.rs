@@ -34,6 +34,12 @@ pub enum Refusal {
     /// A request the gateway will not forward as sent (for example a
     /// `Connection` header that nominates a header the gateway sets).
     MalformedRequest,
+    /// A request head that is well formed for Pingora's parser but
+    /// ambiguous for a gateway (`reason`: `duplicate_host`,
+    /// `absolute_form_target`, `ambiguous_framing`).
+    MalformedRequestShape {
+        reason: &'static str,
+    },
     NoRoute,
     MethodNotAllowed {
         allowed: Vec<String>,
@@ -70,6 +76,14 @@ pub enum Refusal {
     UpstreamTimeout,
     /// A failure inside the gateway (never caused by client input).
     Internal,
+    /// A request head Pingora's parser refused before routing.
+    UnparsableRequest,
+    /// The request head did not arrive within the configured time.
+    RequestTimeout,
+    /// The request head is larger, or has more fields, than configured.
+    RequestHeaderFieldsTooLarge,
+    /// The listener is at its connection limit.
+    TooManyConnections,
 }
 
 /// A response ready to write.
@@ -88,7 +102,12 @@ impl Refusal {
             | Refusal::MultipleCredentials
             | Refusal::TokenInQuery
             | Refusal::MalformedAuthorization
-            | Refusal::MalformedRequest => "invalid_request",
+            | Refusal::MalformedRequest
+            | Refusal::UnparsableRequest
+            | Refusal::MalformedRequestShape { .. } => "invalid_request",
+            Refusal::RequestTimeout => "request_timeout",
+            Refusal::RequestHeaderFieldsTooLarge => "request_header_fields_too_large",
+            Refusal::TooManyConnections => "temporarily_unavailable",
             Refusal::NoRoute => "not_found",
             Refusal::MethodNotAllowed { .. } => "method_not_allowed",
             Refusal::AuthenticationRequired => "authentication_required",
@@ -114,13 +133,15 @@ impl Refusal {
             Refusal::BadPath { code }
             | Refusal::InvalidToken { code }
             | Refusal::InvalidDpopProof { code } => code,
-            Refusal::Forbidden { reason } => reason,
+            Refusal::Forbidden { reason } | Refusal::MalformedRequestShape { reason } => reason,
             Refusal::TokenInQuery => "token_in_query",
             Refusal::MultipleCredentials => "multiple_credentials",
             Refusal::MalformedAuthorization => "malformed_authorization",
             Refusal::SenderConstraintRequired => "sender_constraint_required",
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
             Refusal::AuthorityUnavailable => "authority_unavailable",
+            Refusal::UnparsableRequest => "unparsable_request",
+            Refusal::TooManyConnections => "connection_limit",
             _ => self.code(),
         }
     }
@@ -131,7 +152,11 @@ impl Refusal {
             | Refusal::MultipleCredentials
             | Refusal::TokenInQuery
             | Refusal::MalformedAuthorization
-            | Refusal::MalformedRequest => 400,
+            | Refusal::MalformedRequest
+            | Refusal::UnparsableRequest
+            | Refusal::MalformedRequestShape { .. } => 400,
+            Refusal::RequestTimeout => 408,
+            Refusal::RequestHeaderFieldsTooLarge => 431,
             Refusal::NoRoute => 404,
             Refusal::MethodNotAllowed { .. } => 405,
             Refusal::AuthenticationRequired
@@ -140,7 +165,9 @@ impl Refusal {
             | Refusal::InvalidDpopProof { .. }
             | Refusal::UseDpopNonce { .. } => 401,
             Refusal::InsufficientScope { .. } | Refusal::Forbidden { .. } => 403,
-            Refusal::AuthorityUnavailable | Refusal::ReplayStoreUnavailable => 503,
+            Refusal::AuthorityUnavailable
+            | Refusal::ReplayStoreUnavailable
+            | Refusal::TooManyConnections => 503,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
@@ -158,7 +185,9 @@ impl Refusal {
                 "access tokens are not accepted in the url; send them in the authorization header"
             }
             Refusal::MalformedAuthorization => "the authorization header is malformed",
-            Refusal::MalformedRequest => "the request cannot be forwarded as sent",
+            Refusal::MalformedRequest | Refusal::MalformedRequestShape { .. } => {
+                "the request cannot be forwarded as sent"
+            }
             Refusal::NoRoute => "no route matches the request",
             Refusal::MethodNotAllowed { .. } => "the route does not allow this method",
             Refusal::AuthenticationRequired => "this route requires authentication",
@@ -179,6 +208,12 @@ impl Refusal {
             Refusal::UpstreamUnavailable => "the upstream service could not be reached",
             Refusal::UpstreamTimeout => "the upstream service did not answer in time",
             Refusal::Internal => "the gateway failed to process the request",
+            Refusal::UnparsableRequest => "the request could not be parsed",
+            Refusal::RequestTimeout => "the request head did not arrive in time",
+            Refusal::RequestHeaderFieldsTooLarge => {
+                "the request header fields are too large or too many"
+            }
+            Refusal::TooManyConnections => "the gateway is at its connection limit; retry later",
         }
     }
 
@@ -263,7 +298,10 @@ impl Refusal {
             headers.push(("retry-after", RETRY_AFTER_SECS.to_string()));
         }
         if let Refusal::MethodNotAllowed { allowed } = self {
-            headers.push(("allow", allowed.join(", ")));
+            // Pingora refuses CONNECT before any route is known: no list.
+            if !allowed.is_empty() {
+                headers.push(("allow", allowed.join(", ")));
+            }
         }
         Reply {
             status,
@@ -273,13 +311,16 @@ impl Refusal {
     }
 }
 
-fn title(status: u16) -> &'static str {
+/// The reason phrase for a status the gateway answers itself.
+pub fn title(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",

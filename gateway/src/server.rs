@@ -5,6 +5,7 @@
 
 use crate::admin::Admin;
 use crate::config::{self, ConfigError};
+use crate::front::Front;
 use crate::gateway::{Gateway, Shared, Snapshot};
 use crate::proxy::Proxy;
 use crate::reload::{ConfigWatcher, Drain, Signals, Upkeep};
@@ -86,23 +87,33 @@ pub fn run(path: &Path) -> i32 {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    // One Pingora proxy behind one front per listener (gateway/src/front.rs):
+    // connection limits and request-head deadlines are per listener.
+    let proxy = Arc::new(pingora::proxy::http_proxy(
         &server.configuration,
         Proxy {
             gateway: gateway.clone(),
         },
-        "stella-gateway",
-    );
+    ));
     let mut announce = Vec::new();
     if let Some(addr) = cfg.listeners.http {
-        proxy.add_tcp(&addr.to_string());
+        let mut service = Service::new(
+            "stella-gateway http".into(),
+            Front::new(proxy.clone(), gateway.clone(), "http"),
+        );
+        service.add_tcp(&addr.to_string());
+        server.add_service(service);
         announce.push(("http", addr));
     }
     if let (Some(listener), Some(settings)) = (&cfg.listeners.tls, tls) {
-        proxy.add_tls_with_settings(&listener.addr.to_string(), None, settings);
+        let mut service = Service::new(
+            "stella-gateway tls".into(),
+            Front::new(proxy.clone(), gateway.clone(), "tls"),
+        );
+        service.add_tls_with_settings(&listener.addr.to_string(), None, settings);
+        server.add_service(service);
         announce.push(("tls", listener.addr));
     }
-    server.add_service(proxy);
 
     if let Some(addr) = cfg.listeners.admin {
         let mut admin = Service::new(

@@ -28,6 +28,13 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Upstream connect attempts retried on another address, by service.
     pub upstream_retries: IntCounterVec,
+    /// Open client connections, by listener (gateway/src/front.rs).
+    pub connections_open: prometheus::IntGaugeVec,
+    /// Connections refused at the listener's limit, by listener.
+    pub connections_refused: IntCounterVec,
+    /// Connections the gateway closed for a slow or oversized request
+    /// head, by listener and reason.
+    pub connections_closed: IntCounterVec,
 }
 
 /// Extra counters owned by other stages, read at scrape time.
@@ -127,6 +134,31 @@ impl Metrics {
             &["service"],
         )
         .expect("static metric definition");
+        let connections_open = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "stella_gateway_connections_open",
+                "Open client connections, by listener",
+            ),
+            &["listener"],
+        )
+        .expect("static metric definition");
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_connections_refused_total",
+                "Client connections refused at the listener's connection limit",
+            ),
+            &["listener"],
+        )
+        .expect("static metric definition");
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_connections_closed_total",
+                "Client connections closed by the gateway before a request head was complete, \
+                 by reason (request_head_timeout, request_header_too_large)",
+            ),
+            &["listener", "reason"],
+        )
+        .expect("static metric definition");
         // Both results exist from the start, so rate() sees the first one.
         for result in ["applied", "rejected"] {
             config_reloads.with_label_values(&[result]);
@@ -144,6 +176,9 @@ impl Metrics {
             Box::new(replay_store_seconds.clone()),
             Box::new(config_reloads.clone()),
             Box::new(upstream_retries.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(connections_closed.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -160,6 +195,9 @@ impl Metrics {
             replay_store_seconds,
             config_reloads,
             upstream_retries,
+            connections_open,
+            connections_refused,
+            connections_closed,
         }
     }
 

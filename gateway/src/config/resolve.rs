@@ -201,6 +201,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub watch_config: bool,
     pub resolve_interval: Duration,
+    pub limits: Limits,
     /// Files read besides the configuration file itself (keys, TLS
     /// material, secrets); the policies folder is `policies_dir`.
     pub sources: Vec<PathBuf>,
@@ -248,6 +249,71 @@ fn existing_file(
         return None;
     }
     Some(file)
+}
+
+/// Limits on one client connection (gateway/src/front.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub request_head_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_request_header_bytes: usize,
+    pub max_request_headers: usize,
+    /// Per listener.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            request_head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_request_header_bytes: 65_536,
+            max_request_headers: 100,
+            max_connections: 10_000,
+        }
+    }
+}
+
+fn resolve_limits(e: &mut Errors, file: &LimitsSection) -> Limits {
+    let d = Limits::default();
+    let path = |name: &str| format!("gateway.limits.{name}");
+    Limits {
+        request_head_timeout: Duration::from_millis(seconds(
+            e,
+            &path("request_head_timeout_ms"),
+            file.request_head_timeout_ms,
+            d.request_head_timeout.as_millis() as u64,
+            (100, 600_000),
+        )),
+        idle_timeout: Duration::from_secs(seconds(
+            e,
+            &path("idle_timeout_seconds"),
+            file.idle_timeout_seconds,
+            d.idle_timeout.as_secs(),
+            (1, 3_600),
+        )),
+        max_request_header_bytes: seconds(
+            e,
+            &path("max_request_header_bytes"),
+            file.max_request_header_bytes,
+            d.max_request_header_bytes as u64,
+            (1_024, 1_048_576),
+        ) as usize,
+        max_request_headers: seconds(
+            e,
+            &path("max_request_headers"),
+            file.max_request_headers,
+            d.max_request_headers as u64,
+            (8, 256),
+        ) as usize,
+        max_connections: seconds(
+            e,
+            &path("max_connections"),
+            file.max_connections,
+            d.max_connections as u64,
+            (1, 1_000_000),
+        ) as usize,
+    }
 }
 
 fn seconds(
@@ -705,6 +771,14 @@ pub fn resolve(
         (1, 86_400),
     );
     effective.gateway.upstreams.resolve_interval_seconds = Some(resolve_interval);
+    let limits = resolve_limits(&mut e, &file.gateway.limits);
+    effective.gateway.limits = LimitsSection {
+        request_head_timeout_ms: Some(limits.request_head_timeout.as_millis() as u64),
+        idle_timeout_seconds: Some(limits.idle_timeout.as_secs()),
+        max_request_header_bytes: Some(limits.max_request_header_bytes as u64),
+        max_request_headers: Some(limits.max_request_headers as u64),
+        max_connections: Some(limits.max_connections as u64),
+    };
 
     // Router.
     let r = &file.router;
@@ -898,6 +972,7 @@ pub fn resolve(
             shutdown_grace: Duration::from_secs(shutdown_grace),
             watch_config,
             resolve_interval: Duration::from_secs(resolve_interval),
+            limits,
             sources,
             secret_digest: {
                 let mut out = [0u8; 32];
