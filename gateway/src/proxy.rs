@@ -278,17 +278,17 @@ fn request_shape(
             reason: "duplicate_host",
         });
     }
-    if req.uri.scheme().is_some() || req.uri.authority().is_some() {
+    // HTTP/2 requests carry `:scheme` and `:authority`, so their target is
+    // absolute by construction; only an HTTP/1 request line can be refused.
+    let http1 = session.as_downstream().as_http1();
+    if http1.is_some() && (req.uri.scheme().is_some() || req.uri.authority().is_some()) {
         return Err(Refusal::MalformedRequestShape {
             reason: "absolute_form_target",
         });
     }
     if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
         // Pingora removed the Content-Length field; the raw head still has it.
-        let raw = session
-            .as_downstream()
-            .as_http1()
-            .map(|h1| h1.get_headers_raw_bytes());
+        let raw = http1.map(|h1| h1.get_headers_raw_bytes());
         if raw.is_some_and(|raw| raw_has_field(&raw, b"content-length")) {
             return Err(Refusal::MalformedRequestShape {
                 reason: "ambiguous_framing",
