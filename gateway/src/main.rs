@@ -7,5 +7,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    std::process::exit(stella_gateway::cli::main());
+    let code = stella_gateway::cli::main();
+    stella_gateway::telemetry::flush_logs();
+    std::process::exit(code);
 }

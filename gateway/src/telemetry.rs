@@ -244,6 +244,14 @@ impl Metrics {
             "gauge",
             u64::from(external.ready),
         );
+        text.push_str(
+            "# HELP stella_gateway_log_lines_dropped_total Log lines dropped because the queue to stderr was full\n\
+             # TYPE stella_gateway_log_lines_dropped_total counter\n",
+        );
+        text.push_str(&format!(
+            "stella_gateway_log_lines_dropped_total {}\n",
+            dropped_log_lines()
+        ));
         text.push_str(external.extra);
         text
     }
@@ -263,8 +271,18 @@ pub fn init_logging(json: bool, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // The filter can be replaced by a reload (`logging.level`).
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    // Workers never write to stderr themselves: a slow or blocked stderr
+    // (a full pipe, a stalled log shipper) must not stall requests. Lines
+    // go through a bounded queue to one writer thread; when it is full they
+    // are dropped and counted (`stella_gateway_log_lines_dropped_total`).
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("stella-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     let output = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(true);
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if json {
@@ -277,7 +295,30 @@ pub fn init_logging(json: bool, level: &str) {
     };
     if installed {
         let _ = LEVEL.set(Box::new(move |f| handle.reload(f).is_ok()));
+        let _ = DROPPED.set(dropped);
+        *LOG_GUARD.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
     }
+}
+
+/// Lines the log queue holds before it drops (about 16 MiB at ~300 bytes
+/// per decision line).
+const LOG_QUEUE_LINES: usize = 65_536;
+
+static DROPPED: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
+    std::sync::OnceLock::new();
+
+static LOG_GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
+
+/// Log lines dropped because the queue to stderr was full.
+pub fn dropped_log_lines() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+}
+
+/// Writes out every queued log line; call before the process exits.
+pub fn flush_logs() {
+    let guard = LOG_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(guard);
 }
 
 type LevelReloader = Box<dyn Fn(tracing_subscriber::EnvFilter) -> bool + Send + Sync>;
