@@ -66,6 +66,9 @@ pub enum Refusal {
     },
     /// The Authority (keys, introspection) is needed and unavailable.
     AuthorityUnavailable,
+    /// The identity envelope could not be signed; the request is not
+    /// forwarded without one.
+    EnvelopeUnavailable,
     UpstreamUnavailable,
     UpstreamTimeout,
     /// A failure inside the gateway (never caused by client input).
@@ -98,7 +101,9 @@ impl Refusal {
             Refusal::ReplayStoreUnavailable => "temporarily_unavailable",
             Refusal::InsufficientScope { .. } => "insufficient_scope",
             Refusal::Forbidden { .. } => "access_denied",
-            Refusal::AuthorityUnavailable => "temporarily_unavailable",
+            Refusal::AuthorityUnavailable | Refusal::EnvelopeUnavailable => {
+                "temporarily_unavailable"
+            }
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "gateway_timeout",
             Refusal::Internal => "internal_error",
@@ -121,6 +126,7 @@ impl Refusal {
             Refusal::SenderConstraintRequired => "sender_constraint_required",
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
             Refusal::AuthorityUnavailable => "authority_unavailable",
+            Refusal::EnvelopeUnavailable => "envelope_signing_failed",
             _ => self.code(),
         }
     }
@@ -140,7 +146,9 @@ impl Refusal {
             | Refusal::InvalidDpopProof { .. }
             | Refusal::UseDpopNonce { .. } => 401,
             Refusal::InsufficientScope { .. } | Refusal::Forbidden { .. } => 403,
-            Refusal::AuthorityUnavailable | Refusal::ReplayStoreUnavailable => 503,
+            Refusal::AuthorityUnavailable
+            | Refusal::ReplayStoreUnavailable
+            | Refusal::EnvelopeUnavailable => 503,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
@@ -176,6 +184,9 @@ impl Refusal {
             Refusal::InsufficientScope { .. } => "the access token lacks a required scope",
             Refusal::Forbidden { .. } => "the policy of this route denies the request",
             Refusal::AuthorityUnavailable => "the authority is unavailable; retry later",
+            Refusal::EnvelopeUnavailable => {
+                "the gateway cannot sign the identity envelope now; retry later"
+            }
             Refusal::UpstreamUnavailable => "the upstream service could not be reached",
             Refusal::UpstreamTimeout => "the upstream service did not answer in time",
             Refusal::Internal => "the gateway failed to process the request",
