@@ -1404,6 +1404,38 @@ pub struct Curl {
     pub stderr: String,
 }
 
+impl Curl {
+    /// The gateway refused the TLS handshake with an alert whose text
+    /// contains `alert` (such as `certificate required`, `unknown ca`):
+    /// curl exit 35 (handshake failed) or 56 (TLS 1.3, where the server's
+    /// alert arrives at the first read), no response. A timeout (28), a
+    /// connection that was never made (7) or an empty reply (52) is not a
+    /// refusal.
+    #[track_caller]
+    pub fn assert_refused_by_gateway(&self, alert: &str) {
+        assert!(self.response.is_none(), "expected no response: {self:?}");
+        assert!(
+            matches!(self.exit_code, Some(35) | Some(56)),
+            "expected a refused TLS handshake (curl exit 35 or 56), got {:?}: {}",
+            self.exit_code,
+            self.stderr
+        );
+        assert!(
+            self.stderr.to_ascii_lowercase().contains(alert),
+            "expected the alert `{alert}`: {}",
+            self.stderr
+        );
+    }
+
+    /// curl itself refused the gateway's certificate (exit 60: the server
+    /// certificate does not chain to the CA it trusts).
+    #[track_caller]
+    pub fn assert_server_untrusted(&self) {
+        assert!(self.response.is_none(), "expected no response: {self:?}");
+        assert_eq!(self.exit_code, Some(60), "{}", self.stderr);
+    }
+}
+
 /// `GET https://addr/path` with curl, trusting `ca` and presenting the
 /// client certificate `cert` (certificate and key files) if given.
 pub fn curl_https(
