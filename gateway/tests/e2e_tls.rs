@@ -177,3 +177,17 @@ fn certificate_bound_token_is_accepted_only_with_its_certificate() {
     }
     assert_eq!(stack.echo.requests(), 1);
 }
+
+/// The refusal check itself: a listener that accepts the connection and
+/// never answers makes curl time out (exit 28), which must not count as a
+/// refused handshake.
+#[test]
+fn a_silent_listener_is_a_timeout_not_a_refused_handshake() {
+    let pki_dir = TempDir::new("tls-silent");
+    let pki = Pki::generate(&pki_dir);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = curl_https(silent.local_addr().unwrap(), "/", &pki.ca, None, &[]);
+    assert_eq!(c.exit_code, Some(28), "{}", c.stderr);
+    let checked = std::panic::catch_unwind(|| c.assert_refused_by_gateway("alert"));
+    assert!(checked.is_err(), "a timeout passed for a refused handshake");
+}
