@@ -8,7 +8,7 @@
 //! `Authenticated` one, which only `Snapshot::authenticate` makes. Test
 //! constructors (`for_tests`, `with_*`) exist only under `cfg(test)`.
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! // Not available outside the crate's own unit tests.
 //! let _ = stella_gateway::identity::TokenClaims::for_tests("sub", &["read"]);
 //! ```

@@ -5,25 +5,40 @@
 //! `Snapshot::authenticate` and `policy::decide::authorize` cannot be
 //! signed for.
 //!
-//! ```compile_fail
+//! ```
+//! // What compiles: signing for an `Authorized` caller.
+//! use stella_envelope::Target;
+//! use stella_gateway::{policy::decide::Authorized, signing::EnvelopeSigner};
+//! fn sign(signer: &EnvelopeSigner, who: &Authorized, target: &Target<'_>) {
+//!     let _ = signer.sign(who, target, 0);
+//! }
+//! ```
+//!
+//! ```compile_fail,E0308
 //! // An envelope identity made up outside the pipeline is not accepted.
 //! use stella_envelope::{Identity, Target};
-//! fn forge(signer: &stella_gateway::signing::EnvelopeSigner, target: &Target<'_>) {
+//! use stella_gateway::signing::EnvelopeSigner;
+//! fn forge(signer: &EnvelopeSigner, target: &Target<'_>) {
 //!     let _ = signer.sign(&Identity::anonymous(), target, 0);
 //! }
 //! ```
 //!
-//! ```compile_fail
-//! // Nor can code outside the policy stage make an `Authorized`.
-//! use stella_gateway::policy::decide::Authorized;
-//! let _ = Authorized { allowed: todo!(), caller: todo!() };
+//! ```compile_fail,E0451
+//! // Nor can code outside the policy stage make an `Authorized`...
+//! use stella_gateway::gateway::Authenticated;
+//! use stella_gateway::policy::decide::{Allowed, Authorized};
+//! fn forge(allowed: Allowed, caller: Authenticated) -> Authorized {
+//!     Authorized { allowed, caller }
+//! }
 //! ```
 //!
-//! ```compile_fail
-//! // Nor an `Authenticated` caller outside the authentication stage.
-//! use stella_gateway::gateway::Authenticated;
-//! use stella_gateway::identity::Caller;
-//! let _ = Authenticated { caller: Caller::Anonymous, identity: stella_envelope::Identity::anonymous() };
+//! ```compile_fail,E0451
+//! // ...or an `Authenticated` caller outside the authentication stage.
+//! use stella_envelope::Identity;
+//! use stella_gateway::{gateway::Authenticated, identity::Caller};
+//! fn forge(caller: Caller, identity: Identity) -> Authenticated {
+//!     Authenticated { caller, identity }
+//! }
 //! ```
 
 use crate::policy::decide::Authorized;
