@@ -13,4 +13,7 @@ cd "$(dirname "$0")/.."
 cargo build -q --workspace --all-targets
 # Each change under load, zero failed requests (README, Drills).
 DRILL_NO_BUILD=1 ./scripts/drills/run-all.sh --short
+# Doc tests (nextest does not run them): the compile_fail examples prove
+# that an envelope cannot be signed for a caller that skipped a check.
+cargo test -q --workspace --doc
 cargo nextest run --workspace --all-targets --no-fail-fast "$@"

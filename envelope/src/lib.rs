@@ -46,7 +46,7 @@ pub use error::EnvelopeError;
 pub use format::EnvelopeHeaders;
 pub use keys::{Alg, Key, KeyError, KeyId, Keyring};
 pub use reload::{ReloadOutcome, ReloadStatus, ServiceConfigHandle};
-pub use sign::{Signer, Target};
+pub use sign::{SignError, Signer, Target};
 pub use trust::{decide, Action, EnvelopeCheck, Rejection, TrustMode};
 pub use verify::{RequestBinding, VerifiedEnvelope, Verifier, VerifierSettings};
 

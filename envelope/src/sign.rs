@@ -5,6 +5,16 @@ use crate::encoding::b64url_encode;
 use crate::format::{signing_input, EnvelopeHeaders, Payload, VERSION};
 use crate::keys::{Key, KeyError};
 
+/// Why an envelope could not be issued. The caller must not forward the
+/// request without one: an empty signature is never sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("envelope key {kid} cannot sign")]
+    KeyCannotSign { kid: String },
+    #[error("envelope payload could not be encoded")]
+    Encoding,
+}
+
 /// The request an envelope is issued for.
 #[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {
@@ -51,8 +61,14 @@ impl Signer {
     }
 
     /// Issues the envelope headers for `identity` on `target` at `now`
-    /// (unix seconds).
-    pub fn sign(&self, identity: &Identity, target: &Target<'_>, now: u64) -> EnvelopeHeaders {
+    /// (unix seconds). An error means no envelope: the request must not be
+    /// forwarded.
+    pub fn sign(
+        &self,
+        identity: &Identity,
+        target: &Target<'_>,
+        now: u64,
+    ) -> Result<EnvelopeHeaders, SignError> {
         let exp = now.saturating_add(self.lifetime_secs);
         let payload = Payload {
             ver: VERSION,
@@ -71,8 +87,7 @@ impl Signer {
             iat: now,
             exp,
         };
-        // Serializing a struct of strings, integers and enums cannot fail.
-        let json = serde_json::to_vec(&payload).unwrap_or_default();
+        let json = serde_json::to_vec(&payload).map_err(|_| SignError::Encoding)?;
         seal(&self.key, &b64url_encode(json), now, exp)
     }
 }
@@ -80,18 +95,62 @@ impl Signer {
 /// Signs an already encoded payload. Used by [`Signer::sign`] and by the
 /// test-vector generator, which needs payloads a well-behaved signer would
 /// never write.
-pub(crate) fn seal(key: &Key, envelope: &str, iat: u64, exp: u64) -> EnvelopeHeaders {
+pub(crate) fn seal(
+    key: &Key,
+    envelope: &str,
+    iat: u64,
+    exp: u64,
+) -> Result<EnvelopeHeaders, SignError> {
     let alg = key.alg().as_str();
     let (iat, exp) = (iat.to_string(), exp.to_string());
     let input = signing_input(alg, key.kid().as_str(), &iat, &exp, envelope);
-    // `Signer::new` refuses keys that cannot sign.
-    let signature = key.sign(&input).unwrap_or_default();
-    EnvelopeHeaders {
+    // `Signer::new` refuses keys that cannot sign; should one get here
+    // anyway, the answer is an error, never an empty signature.
+    let signature = key.sign(&input).ok_or_else(|| SignError::KeyCannotSign {
+        kid: key.kid().to_string(),
+    })?;
+    Ok(EnvelopeHeaders {
         envelope: envelope.to_owned(),
         signature: b64url_encode(signature),
         alg: alg.to_owned(),
         kid: key.kid().to_string(),
         iat,
         exp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyId;
+
+    #[test]
+    fn a_key_that_cannot_sign_is_an_error_never_an_empty_signature() {
+        let public = || {
+            Key::parse(
+                KeyId::new("pub-1").unwrap(),
+                "ed25519-public:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+            )
+            .unwrap()
+        };
+        assert!(Signer::new(public(), "gw", 60).is_err());
+        // Reachable only here: a signer around a public key.
+        let signer = Signer {
+            key: public(),
+            issuer: "gw".into(),
+            lifetime_secs: 60,
+        };
+        let target = Target {
+            audience: "echo",
+            method: "GET",
+            path: "/",
+            request_id: "r-1",
+        };
+        assert_eq!(
+            signer.sign(&Identity::anonymous(), &target, 1_800_000_000),
+            Err(SignError::KeyCannotSign {
+                kid: "pub-1".into()
+            })
+        );
     }
 }

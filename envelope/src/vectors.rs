@@ -69,6 +69,7 @@ fn sealed(key: &Key, v: &Value) -> EnvelopeHeaders {
         v["iat"].as_u64().unwrap(),
         v["exp"].as_u64().unwrap(),
     )
+    .unwrap()
 }
 
 fn pairs(h: &EnvelopeHeaders) -> Vec<(String, String)> {
@@ -174,8 +175,9 @@ pub(crate) fn generate() -> Value {
         .cloned()
         .collect();
     let non_canonical_payload = stray_bits(&encode(&base));
-    let reseal_raw =
-        |key: &Key, envelope: &str, iat: u64, exp: u64| pairs(&seal(key, envelope, iat, exp));
+    let reseal_raw = |key: &Key, envelope: &str, iat: u64, exp: u64| {
+        pairs(&seal(key, envelope, iat, exp).unwrap())
+    };
 
     let invalid = vec![
         invalid(

@@ -91,7 +91,7 @@ proptest! {
         rid in "[a-f0-9]{32}",
     ) {
         let target = Target { audience: "svc", method: "POST", path: &path, request_id: &rid };
-        let headers = signer(use_ed).sign(&identity, &target, NOW);
+        let headers = signer(use_ed).sign(&identity, &target, NOW).unwrap();
         match verify(&headers, &path) {
             EnvelopeCheck::Valid(v) => {
                 prop_assert_eq!(v.identity(), &identity);
@@ -111,7 +111,7 @@ proptest! {
         replacement in 0x21u8..0x7f,
     ) {
         let target = Target { audience: "svc", method: "POST", path: "/p", request_id: "r" };
-        let headers = signer(use_ed).sign(&identity, &target, NOW);
+        let headers = signer(use_ed).sign(&identity, &target, NOW).unwrap();
         let mut values: Vec<Vec<u8>> = headers.pairs().iter().map(|(_, v)| v.as_bytes().to_vec()).collect();
         let value = &mut values[which];
         let at = position.index(value.len());

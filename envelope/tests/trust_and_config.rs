@@ -19,7 +19,7 @@ fn valid_envelope() -> VerifiedEnvelope {
         path: "/x",
         request_id: "r1",
     };
-    let headers = signer.sign(&Identity::anonymous(), &target, NOW);
+    let headers = signer.sign(&Identity::anonymous(), &target, NOW).unwrap();
     let mut ring = Keyring::new();
     ring.insert(hs_key("k1")).unwrap();
     Verifier::new(ring, VerifierSettings::new("svc"))

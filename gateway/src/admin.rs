@@ -7,9 +7,10 @@
 
 use crate::gateway::{Gateway, Snapshot};
 use crate::reload::{Outcome, Trigger};
+use crate::response::Refusal;
 use crate::telemetry::External;
 use async_trait::async_trait;
-use http::{header, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
@@ -27,7 +28,26 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u
         .header(header::CONTENT_LENGTH, body.len())
         .header(header::CACHE_CONTROL, "no-store")
         .body(body)
-        .unwrap_or_default()
+        .unwrap_or_else(|e| internal_error("admin response", &e))
+}
+
+/// 500 with a problem+json body: what the admin listener answers when it
+/// fails itself, never an empty 200. Built from fixed parts only, so it
+/// cannot fail in turn.
+fn internal_error(what: &str, error: &dyn std::fmt::Display) -> Response<Vec<u8>> {
+    tracing::error!(error = %error, "{what} failed; answering 500");
+    let body = Refusal::Internal.reply("admin").body;
+    let mut response = Response::new(Vec::new());
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    *response.body_mut() = body;
+    response
 }
 
 impl Admin {
@@ -40,7 +60,7 @@ impl Admin {
         )
     }
 
-    fn metrics(&self, gw: &Snapshot) -> String {
+    fn metrics(&self, gw: &Snapshot) -> Result<String, prometheus::Error> {
         let extra = format!(
             "# HELP stella_gateway_token_cache_hits_total Access tokens found in the verified-token cache\n\
              # TYPE stella_gateway_token_cache_hits_total counter\n\
@@ -126,11 +146,10 @@ impl ServeHttp for Admin {
                 };
                 reply(status, "application/json", body.to_string())
             }
-            "/metrics" => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics(&gw),
-            ),
+            "/metrics" => match self.metrics(&gw) {
+                Ok(text) => reply(StatusCode::OK, "text/plain; version=0.0.4", text),
+                Err(e) => internal_error("metrics encoding", &e),
+            },
             "/config" => {
                 let status = self.gateway.reload.status();
                 let body = json!({
@@ -171,5 +190,45 @@ impl ServeHttp for Admin {
             }
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_internal_error(r: &Response<Vec<u8>>) {
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(body["status"], 500);
+        assert_eq!(body["error"], "internal_error");
+        assert_eq!(
+            r.headers()[header::CONTENT_LENGTH],
+            r.body().len().to_string()
+        );
+    }
+
+    #[test]
+    fn a_response_that_cannot_be_built_is_a_500_problem_not_an_empty_200() {
+        // A header value with a line break is refused by the builder.
+        let r = reply(StatusCode::OK, "text/plain\r\nx: y", "ok\n".into());
+        assert_internal_error(&r);
+    }
+
+    #[test]
+    fn metrics_that_cannot_be_encoded_are_a_500_problem() {
+        let e = prometheus::Error::Msg("broken".into());
+        assert_internal_error(&internal_error("metrics encoding", &e));
+    }
+
+    #[test]
+    fn a_good_response_keeps_its_status_and_body() {
+        let r = reply(StatusCode::OK, "text/plain", "ok\n".into());
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.body(), b"ok\n");
     }
 }

@@ -468,9 +468,10 @@ fn pingora_refusal(head: &[u8]) -> Refusal {
 
 /// A whole HTTP/1.1 response for `refusal`, closing the connection.
 fn rendered(shared: &Shared, refusal: &Refusal) -> Vec<u8> {
-    let reply = refusal.reply(&shared.next_request_id());
+    let request_id = shared.next_request_id();
+    let reply = refusal.reply(&request_id);
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\n",
+        "HTTP/1.1 {} {}\r\nx-request-id: {request_id}\r\n",
         reply.status,
         crate::response::title(reply.status)
     );

@@ -17,14 +17,81 @@ use crate::policy::Policies;
 use crate::policy::RouteTarget;
 use crate::response::Refusal;
 use crate::routing::NormalizedPath;
+use crate::signing::EnvelopeSigner;
 use crate::telemetry::Metrics;
 use crate::tls::ClientCert;
 use crate::upstream::UpstreamPool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use stella_envelope::{AuthMethod, Signer};
+use stella_envelope::{AuthMethod, Confirmation, Identity};
 use subtle::ConstantTimeEq;
+
+/// A caller established by [`Snapshot::authenticate`], and the identity an
+/// envelope carries for it. The fields are private to this module, so no
+/// other code can make one: the policy's `authorize` takes it, and the
+/// envelope signer takes what `authorize` returns.
+#[derive(Debug)]
+pub struct Authenticated {
+    caller: Caller,
+    identity: Identity,
+}
+
+impl Authenticated {
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The identity the envelope carries for this caller.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// A caller as if authenticated, for tests of the later stages.
+    #[cfg(test)]
+    pub(crate) fn for_tests(caller: Caller) -> Authenticated {
+        let identity = envelope_identity(&caller, None);
+        Authenticated { caller, identity }
+    }
+}
+
+/// The identity the envelope carries for `caller`: its claims, how it
+/// authenticated and what its credential is bound to.
+fn envelope_identity(caller: &Caller, client_cert: Option<&ClientCert>) -> Identity {
+    let mut identity = Identity::anonymous();
+    identity.auth_method = caller.auth_method();
+    match caller {
+        Caller::Anonymous => {}
+        Caller::Token { claims, .. } => {
+            identity.subject = claims.subject().map(str::to_owned);
+            identity.tenant = claims.tenant().map(str::to_owned);
+            identity.client_id = claims.client_id().map(str::to_owned);
+            identity.scopes = claims.scopes().to_vec();
+            identity.roles = claims.roles().to_vec();
+            identity.confirmation = match claims.binding() {
+                Binding::Jkt(jkt) => Confirmation {
+                    jkt: Some(jkt.clone()),
+                    ..Confirmation::default()
+                },
+                Binding::X5tS256(x5t) => Confirmation {
+                    x5t_s256: Some(x5t.clone()),
+                    spiffe_id: client_cert.and_then(|c| c.spiffe.clone().ok().flatten()),
+                    ..Confirmation::default()
+                },
+                Binding::Unbound | Binding::Unenforceable => Confirmation::default(),
+            };
+        }
+        Caller::Spiffe { spiffe_id } => {
+            identity.subject = Some(spiffe_id.clone());
+            identity.confirmation = Confirmation {
+                x5t_s256: client_cert.map(|c| c.thumbprint.clone()),
+                spiffe_id: Some(spiffe_id.clone()),
+                ..Confirmation::default()
+            };
+        }
+    }
+    identity
+}
 
 /// State that outlives every configuration: metrics, the clock and the
 /// request id generator. Snapshots share it.
@@ -106,7 +173,7 @@ pub struct Snapshot {
     pub policies: Policies,
     pub upstreams: Vec<Arc<UpstreamPool>>,
     by_name: HashMap<String, usize>,
-    pub signer: Arc<Signer>,
+    pub signer: Arc<EnvelopeSigner>,
     pub rules: TokenRules,
     pub jwks: Arc<JwksCache>,
     pub tokens: Arc<TokenCache>,
@@ -204,9 +271,21 @@ impl Snapshot {
         &self.shared.metrics
     }
 
+    /// The caller behind a request's credential, with the identity an
+    /// envelope will carry for it. The only way to get an [`Authenticated`].
+    pub async fn authenticate(
+        &self,
+        credential: Presented<'_>,
+        request: &RequestFacts<'_>,
+    ) -> Result<Authenticated, Refusal> {
+        let caller = self.caller(credential, request).await?;
+        let identity = envelope_identity(&caller, request.client_cert);
+        Ok(Authenticated { caller, identity })
+    }
+
     /// The caller behind a request's credential. Bindings are checked every
     /// time, also for tokens found in the cache.
-    pub async fn authenticate(
+    async fn caller(
         &self,
         credential: Presented<'_>,
         request: &RequestFacts<'_>,

@@ -1,8 +1,17 @@
 //! Shared vocabulary of the pipeline: the claims of a verified access token
 //! and the caller the authentication stage hands to the policy stage.
 //!
-//! `TokenClaims` can only be built by the token verifier (`authn::bearer`),
-//! so an unchecked token can never reach the policy or the envelope signer.
+//! `TokenClaims` are built by the token verifier (`authn::bearer`), and for
+//! tokens a policy test describes ([`TokenClaims::described`]). Neither
+//! reaches the envelope signer on its own: it signs only for an
+//! `Authorized` caller (`policy::decide::authorize`), made from an
+//! `Authenticated` one, which only `Snapshot::authenticate` makes. Test
+//! constructors (`for_tests`, `with_*`) exist only under `cfg(test)`.
+//!
+//! ```compile_fail,E0599
+//! // Not available outside the crate's own unit tests.
+//! let _ = stella_gateway::identity::TokenClaims::for_tests("sub", &["read"]);
+//! ```
 
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -128,51 +137,81 @@ impl TokenClaims {
         }
     }
 
-    /// Test-only constructor for policy tests and decision tables.
-    #[doc(hidden)]
-    pub fn for_tests(subject: &str, scopes: &[&str]) -> TokenClaims {
+    /// Claims of a token described in a policy test file or on the
+    /// `policy explain` command line: never verified. They cannot reach the
+    /// envelope signer: it signs only for an `Authorized` caller, which
+    /// needs an `Authenticated` one, which only `Snapshot::authenticate`
+    /// makes.
+    pub(crate) fn described(token: DescribedToken) -> TokenClaims {
         TokenClaims {
             issuer: "https://authority.test".into(),
-            subject: Some(subject.into()),
-            audiences: vec!["api".into()],
+            subject: Some(token.subject),
+            audiences: token.audiences.unwrap_or_else(|| vec!["api".into()]),
             client_id: Some("client".into()),
             jti: Some("jti".into()),
+            scopes: token.scopes,
+            tenant: token.tenant,
+            roles: token.roles,
+            expires_at: u64::MAX,
+            binding: token.binding,
+            extra: token
+                .claims
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v))
+                .collect(),
+        }
+    }
+}
+
+/// A token as a policy test describes it; see [`TokenClaims::described`].
+pub(crate) struct DescribedToken {
+    pub subject: String,
+    pub scopes: Vec<String>,
+    pub tenant: Option<String>,
+    pub roles: Vec<String>,
+    /// `None`: the one audience `api`.
+    pub audiences: Option<Vec<String>>,
+    /// Claims without a typed field, by name.
+    pub claims: Vec<(String, Value)>,
+    pub binding: Binding,
+}
+
+/// Constructors for unit tests only: production code cannot make claims
+/// that look verified.
+#[cfg(test)]
+impl TokenClaims {
+    pub(crate) fn for_tests(subject: &str, scopes: &[&str]) -> TokenClaims {
+        TokenClaims::described(DescribedToken {
+            subject: subject.into(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             tenant: None,
             roles: Vec::new(),
-            expires_at: u64::MAX,
+            audiences: None,
+            claims: Vec::new(),
             binding: Binding::Unbound,
-            extra: Box::new([]),
-        }
+        })
     }
 
-    /// Test-only: builder-style setters for decision tables.
-    #[doc(hidden)]
-    pub fn with_tenant(mut self, tenant: &str) -> TokenClaims {
+    pub(crate) fn with_tenant(mut self, tenant: &str) -> TokenClaims {
         self.tenant = Some(tenant.into());
         self
     }
-    #[doc(hidden)]
-    pub fn with_roles(mut self, roles: &[&str]) -> TokenClaims {
+
+    pub(crate) fn with_roles(mut self, roles: &[&str]) -> TokenClaims {
         self.roles = roles.iter().map(|s| s.to_string()).collect();
         self
     }
-    #[doc(hidden)]
-    pub fn with_claim(mut self, name: &str, value: Value) -> TokenClaims {
+
+    pub(crate) fn with_claim(mut self, name: &str, value: Value) -> TokenClaims {
         let mut extra: Vec<_> = self.extra.into_vec();
         extra.retain(|(k, _)| &**k != name);
         extra.push((name.into(), value));
         self.extra = extra.into_boxed_slice();
         self
     }
-    #[doc(hidden)]
-    pub fn with_audiences(mut self, audiences: &[&str]) -> TokenClaims {
+
+    pub(crate) fn with_audiences(mut self, audiences: &[&str]) -> TokenClaims {
         self.audiences = audiences.iter().map(|s| s.to_string()).collect();
-        self
-    }
-    #[doc(hidden)]
-    pub fn with_binding(mut self, binding: Binding) -> TokenClaims {
-        self.binding = binding;
         self
     }
 }

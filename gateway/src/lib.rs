@@ -18,6 +18,7 @@ pub mod reload;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod signing;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

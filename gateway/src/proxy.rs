@@ -8,10 +8,11 @@ use crate::authn::presented::presented;
 use crate::forward::{self, Added};
 use crate::gateway::{Gateway, RequestFacts, Snapshot};
 use crate::identity::{Binding, Caller};
-use crate::policy::decide::{decide, Allowed, Decision, Denial};
+use crate::policy::decide::{authorize, Authorized, Denial};
 use crate::policy::RouteTarget;
 use crate::response::{Refusal, Reply};
 use crate::routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
+use crate::signing::EnvelopeSigner;
 use crate::tls::ClientCert;
 use crate::upstream::{Endpoint, UpstreamPool};
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp};
 use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::Instant;
-use stella_envelope::{Confirmation, Identity, Target};
+use stella_envelope::{EnvelopeHeaders, Target};
 
 /// Per-request state shared between the filters.
 pub struct Ctx {
@@ -35,8 +36,9 @@ pub struct Ctx {
     path: Option<NormalizedPath>,
     query: Option<String>,
     caller: Option<Caller>,
-    /// Proof of an allow decision; forwarding and signing require it.
-    allowed: Option<Allowed>,
+    /// The authenticated caller the policy allowed; forwarding and signing
+    /// require it.
+    authorized: Option<Authorized>,
     reason: &'static str,
     tls: bool,
     client_cert: Option<ClientCert>,
@@ -167,19 +169,20 @@ impl Proxy {
             client_cert: ctx.client_cert.as_ref(),
             route: target,
         };
-        let caller = gw.authenticate(credential, &facts).await?;
-        let decision = decide(
-            target.policy.as_ref(),
-            &target.tenant_rules,
-            &caller,
-            gw.config.on_missing_authorization,
-        );
+        let authenticated = gw.authenticate(credential, &facts).await?;
+        let caller = authenticated.caller();
         ctx.send_nonce = caller.auth_method() == stella_envelope::AuthMethod::Dpop
             && target.requires_dpop_nonce(caller.claims().and_then(|c| c.tenant()));
-        ctx.caller = Some(caller);
+        ctx.caller = Some(caller.clone());
         ctx.path = Some(path);
-        match decision {
-            Decision::Allow(allowed) => {
+        match authorize(
+            target.policy.as_ref(),
+            &target.tenant_rules,
+            authenticated,
+            gw.config.on_missing_authorization,
+        ) {
+            Ok(authorized) => {
+                let allowed = authorized.allowed();
                 if allowed.used_bypass() {
                     gw.metrics().dpop_bypass.inc();
                     tracing::warn!(
@@ -190,10 +193,10 @@ impl Proxy {
                     );
                 }
                 ctx.reason = allowed.reason();
-                ctx.allowed = Some(allowed);
+                ctx.authorized = Some(authorized);
                 Ok(())
             }
-            Decision::Deny(denial) => {
+            Err(denial) => {
                 ctx.reason = denial.reason();
                 Err(match denial {
                     Denial::AuthenticationRequired => Refusal::AuthenticationRequired,
@@ -210,46 +213,53 @@ impl Proxy {
     }
 }
 
-/// The identity the envelope carries. Takes the policy's proof of an allow
-/// decision, so an undecided caller cannot be signed for.
-fn envelope_identity(
-    _allowed: &Allowed,
-    caller: &Caller,
-    client_cert: Option<&ClientCert>,
-) -> Identity {
-    let mut identity = Identity::anonymous();
-    identity.auth_method = caller.auth_method();
-    match caller {
-        Caller::Anonymous => {}
-        Caller::Token { claims, .. } => {
-            identity.subject = claims.subject().map(str::to_owned);
-            identity.tenant = claims.tenant().map(str::to_owned);
-            identity.client_id = claims.client_id().map(str::to_owned);
-            identity.scopes = claims.scopes().to_vec();
-            identity.roles = claims.roles().to_vec();
-            identity.confirmation = match claims.binding() {
-                Binding::Jkt(jkt) => Confirmation {
-                    jkt: Some(jkt.clone()),
-                    ..Confirmation::default()
-                },
-                Binding::X5tS256(x5t) => Confirmation {
-                    x5t_s256: Some(x5t.clone()),
-                    spiffe_id: client_cert.and_then(|c| c.spiffe.clone().ok().flatten()),
-                    ..Confirmation::default()
-                },
-                Binding::Unbound | Binding::Unenforceable => Confirmation::default(),
-            };
+/// The error type of a failed envelope signature: `fail_to_proxy` answers
+/// it with 503, and nothing is forwarded.
+const ENVELOPE_SIGNING_FAILED: &str = "envelope_signing_failed";
+
+/// The envelope for an authorized request. A failed signature is logged and
+/// becomes an error, never a request forwarded with an empty envelope.
+fn sign_envelope(
+    signer: &EnvelopeSigner,
+    who: &Authorized,
+    target: &Target<'_>,
+    now: u64,
+) -> Result<EnvelopeHeaders> {
+    signer.sign(who, target, now).map_err(|e| {
+        tracing::error!(
+            request_id = %target.request_id,
+            error = %e,
+            "identity envelope not signed; refusing with 503"
+        );
+        Error::explain(
+            ErrorType::Custom(ENVELOPE_SIGNING_FAILED),
+            "identity envelope not signed",
+        )
+    })
+}
+
+/// The answer to a request that could not be proxied; `None` when the
+/// client went away and there is nobody to answer.
+fn proxy_failure(e: &Error) -> Option<Refusal> {
+    Some(match e.etype() {
+        ErrorType::Custom(ENVELOPE_SIGNING_FAILED) => Refusal::EnvelopeUnavailable,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            Refusal::UpstreamTimeout
         }
-        Caller::Spiffe { spiffe_id } => {
-            identity.subject = Some(spiffe_id.clone());
-            identity.confirmation = Confirmation {
-                x5t_s256: client_cert.map(|c| c.thumbprint.clone()),
-                spiffe_id: Some(spiffe_id.clone()),
-                ..Confirmation::default()
-            };
-        }
-    }
-    identity
+        ErrorType::InternalError => Refusal::Internal,
+        _ => match e.esource() {
+            pingora::ErrorSource::Upstream => Refusal::UpstreamUnavailable,
+            pingora::ErrorSource::Downstream => match e.etype() {
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+                    return None
+                }
+                // A request Pingora refuses to forward, such as a
+                // Connection header nominating a protected header.
+                _ => Refusal::MalformedRequest,
+            },
+            _ => Refusal::Internal,
+        },
+    })
 }
 
 /// Refuses what Pingora's parser lets through but a gateway must not
@@ -324,7 +334,7 @@ impl ProxyHttp for Proxy {
             path: None,
             query: None,
             caller: None,
-            allowed: None,
+            authorized: None,
             reason: "",
             tls: false,
             client_cert: None,
@@ -447,12 +457,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let gw = &ctx.snap;
-        let (Some(service), Some(path), Some(caller), Some(allowed)) = (
-            ctx.pool().map(|p| &p.service),
-            &ctx.path,
-            &ctx.caller,
-            &ctx.allowed,
-        ) else {
+        let (Some(service), Some(path), Some(authorized)) =
+            (ctx.pool().map(|p| &p.service), &ctx.path, &ctx.authorized)
+        else {
             // Unreachable: request_filter answers every request it does not allow.
             return Error::e_explain(ErrorType::InternalError, "forwarding an undecided request");
         };
@@ -510,9 +517,9 @@ impl ProxyHttp for Proxy {
             upstream.insert_header(name, value)?;
         }
 
-        let identity = envelope_identity(allowed, caller, ctx.client_cert.as_ref());
-        let envelope = gw.signer.sign(
-            &identity,
+        let envelope = sign_envelope(
+            &gw.signer,
+            authorized,
             &Target {
                 audience: &service.name,
                 method: upstream.method.as_str(),
@@ -521,6 +528,13 @@ impl ProxyHttp for Proxy {
             },
             gw.shared.clock.now(),
         );
+        let envelope = match envelope {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                ctx.reason = Refusal::EnvelopeUnavailable.reason();
+                return Err(e);
+            }
+        };
         for (name, value) in envelope.pairs() {
             upstream.insert_header(name, value.to_owned())?;
         }
@@ -543,30 +557,18 @@ impl ProxyHttp for Proxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let refusal = match e.etype() {
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                Refusal::UpstreamTimeout
-            }
-            ErrorType::InternalError => Refusal::Internal,
-            _ => match e.esource() {
-                pingora::ErrorSource::Upstream => Refusal::UpstreamUnavailable,
-                pingora::ErrorSource::Downstream => match e.etype() {
-                    // The client went away: nobody to answer.
-                    ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
-                        ctx.reason = "downstream_closed";
-                        return FailToProxy {
-                            error_code: 0,
-                            can_reuse_downstream: false,
-                        };
-                    }
-                    // A request Pingora refuses to forward, such as a
-                    // Connection header nominating a protected header.
-                    _ => Refusal::MalformedRequest,
-                },
-                _ => Refusal::Internal,
-            },
+        let Some(refusal) = proxy_failure(e) else {
+            // The client went away: nobody to answer.
+            ctx.reason = "downstream_closed";
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         };
-        if let Some(pool) = ctx.pool() {
+        // A failed envelope signature is the gateway's fault, not the
+        // upstream's: it has its own decision reason and error log line.
+        let upstream_failed = refusal != Refusal::EnvelopeUnavailable;
+        if let Some(pool) = ctx.pool().filter(|_| upstream_failed) {
             let kind = match refusal {
                 Refusal::UpstreamTimeout => "timeout",
                 Refusal::UpstreamUnavailable => "unavailable",
@@ -596,7 +598,7 @@ impl ProxyHttp for Proxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let route = ctx.route_id.as_deref().unwrap_or("none");
-        let decision = if ctx.allowed.is_some() {
+        let decision = if ctx.authorized.is_some() {
             "allow"
         } else {
             "deny"
@@ -660,5 +662,97 @@ fn status_label(status: u16) -> &'static str {
         s if s < 400 => "3xx",
         s if s < 500 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MissingAuthorization;
+    use crate::gateway::Authenticated;
+    use crate::identity::TokenClaims;
+    use crate::policy::{Requirements, TenantRules};
+    use crate::response::DPOP_ALGS;
+    use stella_envelope::{AuthMethod, Key, KeyId, Signer};
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn signer() -> Signer {
+        let key = Key::parse(
+            KeyId::new("k1").unwrap(),
+            "hs256:c3RlbGxhLWUyZS1zZWNvbmQtZW52ZWxvcGUta2V5LW5vdC1mb3ItcHJvZHVjdGlvbg",
+        )
+        .unwrap();
+        Signer::new(key, "gw-test", 60).unwrap()
+    }
+
+    fn authorized() -> Authorized {
+        let caller = Caller::Token {
+            claims: Arc::new(TokenClaims::for_tests("ann", &["read"])),
+            method: AuthMethod::Bearer,
+        };
+        authorize(
+            Some(&Requirements::Anonymous),
+            &TenantRules::default(),
+            Authenticated::for_tests(caller),
+            MissingAuthorization::Deny,
+        )
+        .expect("an anonymous route allows")
+    }
+
+    const TARGET: Target<'static> = Target {
+        audience: "echo",
+        method: "GET",
+        path: "/items/1",
+        request_id: "req-1",
+    };
+
+    #[test]
+    fn an_authorized_caller_gets_a_signed_envelope_with_its_identity() {
+        let who = authorized();
+        let headers =
+            sign_envelope(&EnvelopeSigner::new(signer()), &who, &TARGET, NOW).expect("signed");
+        assert!(!headers.signature.is_empty());
+        assert_eq!(headers.kid, "k1");
+        assert_eq!(who.identity().subject.as_deref(), Some("ann"));
+    }
+
+    #[test]
+    fn a_failed_envelope_signature_is_a_503_problem_never_an_empty_header() {
+        let broken = EnvelopeSigner::broken_for_tests(signer());
+        let e = sign_envelope(&broken, &authorized(), &TARGET, NOW).unwrap_err();
+        let refusal = proxy_failure(&e).expect("the client is still there");
+        assert_eq!(refusal, Refusal::EnvelopeUnavailable);
+        assert_eq!(refusal.reason(), "envelope_signing_failed");
+        let reply = refusal.reply_with_algs("req-1", DPOP_ALGS);
+        assert_eq!(reply.status, 503);
+        let header = |name: &str| {
+            reply
+                .headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("content-type"), Some("application/problem+json"));
+        assert_eq!(header("retry-after"), Some("5"));
+        let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["status"], 503);
+        assert_eq!(body["error"], "temporarily_unavailable");
+    }
+
+    #[test]
+    fn other_proxy_failures_keep_their_answers() {
+        let e = |t: ErrorType| Error::explain(t, "test");
+        assert_eq!(
+            proxy_failure(&e(ErrorType::InternalError)),
+            Some(Refusal::Internal)
+        );
+        assert_eq!(
+            proxy_failure(&e(ErrorType::ConnectTimedout)),
+            Some(Refusal::UpstreamTimeout)
+        );
+        let mut gone = e(ErrorType::ConnectionClosed);
+        gone.esource = pingora::ErrorSource::Downstream;
+        assert_eq!(proxy_failure(&gone), None);
     }
 }

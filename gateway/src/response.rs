@@ -72,6 +72,9 @@ pub enum Refusal {
     },
     /// The Authority (keys, introspection) is needed and unavailable.
     AuthorityUnavailable,
+    /// The identity envelope could not be signed; the request is not
+    /// forwarded without one.
+    EnvelopeUnavailable,
     UpstreamUnavailable,
     UpstreamTimeout,
     /// A failure inside the gateway (never caused by client input).
@@ -117,7 +120,9 @@ impl Refusal {
             Refusal::ReplayStoreUnavailable => "temporarily_unavailable",
             Refusal::InsufficientScope { .. } => "insufficient_scope",
             Refusal::Forbidden { .. } => "access_denied",
-            Refusal::AuthorityUnavailable => "temporarily_unavailable",
+            Refusal::AuthorityUnavailable | Refusal::EnvelopeUnavailable => {
+                "temporarily_unavailable"
+            }
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "gateway_timeout",
             Refusal::Internal => "internal_error",
@@ -142,6 +147,7 @@ impl Refusal {
             Refusal::AuthorityUnavailable => "authority_unavailable",
             Refusal::UnparsableRequest => "unparsable_request",
             Refusal::TooManyConnections => "connection_limit",
+            Refusal::EnvelopeUnavailable => "envelope_signing_failed",
             _ => self.code(),
         }
     }
@@ -167,7 +173,8 @@ impl Refusal {
             Refusal::InsufficientScope { .. } | Refusal::Forbidden { .. } => 403,
             Refusal::AuthorityUnavailable
             | Refusal::ReplayStoreUnavailable
-            | Refusal::TooManyConnections => 503,
+            | Refusal::TooManyConnections
+            | Refusal::EnvelopeUnavailable => 503,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
@@ -205,6 +212,9 @@ impl Refusal {
             Refusal::InsufficientScope { .. } => "the access token lacks a required scope",
             Refusal::Forbidden { .. } => "the policy of this route denies the request",
             Refusal::AuthorityUnavailable => "the authority is unavailable; retry later",
+            Refusal::EnvelopeUnavailable => {
+                "the gateway cannot sign the identity envelope now; retry later"
+            }
             Refusal::UpstreamUnavailable => "the upstream service could not be reached",
             Refusal::UpstreamTimeout => "the upstream service did not answer in time",
             Refusal::Internal => "the gateway failed to process the request",

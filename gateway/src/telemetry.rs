@@ -202,10 +202,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, external: &External<'_>) -> String {
+    /// The scrape text; an error when the registry cannot be encoded (the
+    /// admin listener answers 500, never an empty 200).
+    pub fn render(&self, external: &External<'_>) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        let mut text = String::from_utf8(buf).unwrap_or_default();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        let mut text = String::from_utf8(buf)
+            .map_err(|_| prometheus::Error::Msg("metrics text is not utf-8".into()))?;
         let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
             let _ = writeln!(
                 text,
@@ -253,7 +256,7 @@ impl Metrics {
             dropped_log_lines()
         ));
         text.push_str(external.extra);
-        text
+        Ok(text)
     }
 }
 

@@ -55,6 +55,7 @@ fn cached_keys_keep_verifying_new_tokens_after_the_authority_goes_down() {
     );
     let r = gw.get_with_token("/items/3", &forged);
     assert_unavailable(&r);
+    assert_eq!(gw.reason_for(&r), "authority_unavailable");
     assert!(r.header("www-authenticate").is_none(), "{r:?}");
     assert_eq!(
         gw.metrics()
@@ -99,6 +100,7 @@ fn gateway_started_without_its_authority_is_not_ready_and_answers_503_until_keys
     );
     let r = gw.get_with_token("/items/1", &token);
     assert_unavailable(&r);
+    assert_eq!(gw.reason_for(&r), "authority_unavailable");
     assert!(r.header("www-authenticate").is_none(), "{r:?}");
     assert_eq!(echo.requests(), 0);
 
@@ -146,6 +148,7 @@ fn keys_older_than_refresh_plus_max_stale_make_the_gateway_unready_and_tokens_ge
     assert_eq!(gw.metrics().get("stella_gateway_ready"), 0.0);
     let r = gw.get_with_token("/items/2", &unseen);
     assert_unavailable(&r);
+    assert_eq!(gw.reason_for(&r), "authority_unavailable");
     assert!(r.header("www-authenticate").is_none(), "{r:?}");
     assert_eq!(stack.echo.requests(), 1);
 }

@@ -185,9 +185,23 @@ fn a_certificate_bound_token_is_accepted_only_over_mtls_with_its_own_certificate
     // TLS without a client certificate, and plain HTTP.
     let r = https(gw, &pki, "/mtls/3", None, Some(&client_token));
     assert_invalid_token(&r);
+    assert_eq!(
+        r.json()["token_error"],
+        "certificate_missing",
+        "{}",
+        r.text()
+    );
+    assert_eq!(gw.reason_for(&r), "certificate_missing");
     assert_eq!(mismatches("missing-certificate"), 1.0);
     let r = gw.get_with_token("/mtls/3", &client_token);
     assert_invalid_token(&r);
+    assert_eq!(
+        r.json()["token_error"],
+        "certificate_missing",
+        "{}",
+        r.text()
+    );
+    assert_eq!(gw.reason_for(&r), "certificate_missing");
     assert_eq!(mismatches("context-missing"), 1.0);
     assert_eq!(stack.echo.requests(), 3);
 }
@@ -297,9 +311,15 @@ fn the_emergency_bypass_lets_unproven_bound_tokens_through_only_where_a_route_al
     assert_eq!(bypassed(), 1.0);
 
     // Routes without allow_bypass refuse it as if the switch were off.
-    for path in ["/dpop/1", "/items/1", "/mtls/1"] {
+    for (path, reason) in [
+        ("/dpop/1", "dpop_required"),
+        // No constraint of its own: an unproven bound token needs proof.
+        ("/items/1", "any_bound_required"),
+        ("/mtls/1", "mtls_required"),
+    ] {
         let r = gw.get_with_token(path, &dpop);
         assert_invalid_token(&r);
+        assert_eq!(gw.reason_for(&r), reason, "{path}");
     }
     assert_eq!(bypassed(), 1.0);
     assert_eq!(stack.echo.requests(), 1);

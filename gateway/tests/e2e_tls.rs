@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::path::Path;
 
 fn https(
@@ -24,17 +23,6 @@ fn https(
 fn answered(c: Curl) -> Response {
     assert_eq!(c.exit_code, Some(0), "curl failed: {}", c.stderr);
     c.response.expect("a response")
-}
-
-/// The handshake (or the first read after it, in TLS 1.3) failed: curl
-/// exits non-zero without a response.
-#[track_caller]
-fn refused(c: Curl) {
-    assert!(
-        c.exit_code != Some(0) && c.response.is_none(),
-        "expected the TLS handshake to be refused, got {:?}",
-        c
-    );
 }
 
 #[test]
@@ -80,7 +68,7 @@ fn https_listener_serves_requests_with_the_gateway_certificate() {
 
     // A client that does not trust the gateway's CA stops at the handshake.
     let c = curl_https(gw.tls.unwrap(), "/public/x", &pki.other_ca, None, &[]);
-    refused(c);
+    c.assert_server_untrusted();
     assert_eq!(stack.echo.requests(), 3);
 }
 
@@ -97,8 +85,8 @@ fn required_client_certificates_refuse_clients_without_one_or_from_another_ca() 
     ));
     let spiffe = Some((pki.spiffe_cert.as_path(), pki.spiffe_key.as_path()));
 
-    refused(https(gw, &pki, "/public/x", None, &[]));
-    refused(https(gw, &pki, "/public/x", other, &[]));
+    https(gw, &pki, "/public/x", None, &[]).assert_refused_by_gateway("certificate required");
+    https(gw, &pki, "/public/x", other, &[]).assert_refused_by_gateway("unknown ca");
     assert_eq!(stack.echo.requests(), 0);
 
     let body = assert_reached_via_envelope(&answered(https(gw, &pki, "/public/x", client, &[])));
@@ -133,7 +121,7 @@ fn optional_client_certificates_accept_clients_with_and_without_one() {
     assert_reached_via_envelope(&answered(https(gw, &pki, "/public/x", client, &[])));
     // Optional is not "anything goes": a certificate that is presented
     // must chain to the configured CA.
-    refused(https(gw, &pki, "/public/x", other, &[]));
+    https(gw, &pki, "/public/x", other, &[]).assert_refused_by_gateway("unknown ca");
     assert_eq!(stack.echo.requests(), 2);
 }
 
@@ -160,13 +148,46 @@ fn certificate_bound_token_is_accepted_only_with_its_certificate() {
     assert_eq!(stack.echo.requests(), 1);
 
     // Another certificate (same CA), no certificate, or plain http: refused.
-    for r in [
-        answered(https(gw, &pki, "/mtls/1", spiffe, &headers)),
-        answered(https(gw, &pki, "/mtls/1", None, &headers)),
-        gw.get("/mtls/1", &headers),
+    for (r, code, counted) in [
+        (
+            answered(https(gw, &pki, "/mtls/1", spiffe, &headers)),
+            "certificate_mismatch",
+            "thumbprint-mismatch",
+        ),
+        (
+            answered(https(gw, &pki, "/mtls/1", None, &headers)),
+            "certificate_missing",
+            "missing-certificate",
+        ),
+        (
+            gw.get("/mtls/1", &headers),
+            "certificate_missing",
+            "context-missing",
+        ),
     ] {
         assert_invalid_token(&r);
-        assert_ne!(r.json()["token_error"], Value::Null);
+        assert_eq!(r.json()["token_error"], code, "{}", r.text());
+        assert_eq!(gw.reason_for(&r), code);
+        let label = [("reason", counted)];
+        assert_eq!(
+            gw.wait_for_metric("mtls_mismatch_total", &label, 1.0),
+            1.0,
+            "{counted}"
+        );
     }
     assert_eq!(stack.echo.requests(), 1);
+}
+
+/// The refusal check itself: a listener that accepts the connection and
+/// never answers makes curl time out (exit 28), which must not count as a
+/// refused handshake.
+#[test]
+fn a_silent_listener_is_a_timeout_not_a_refused_handshake() {
+    let pki_dir = TempDir::new("tls-silent");
+    let pki = Pki::generate(&pki_dir);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = curl_https(silent.local_addr().unwrap(), "/", &pki.ca, None, &[]);
+    assert_eq!(c.exit_code, Some(28), "{}", c.stderr);
+    let checked = std::panic::catch_unwind(|| c.assert_refused_by_gateway("alert"));
+    assert!(checked.is_err(), "a timeout passed for a refused handshake");
 }

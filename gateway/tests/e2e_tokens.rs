@@ -178,19 +178,29 @@ fn unsigned_alg_none_token_is_refused() {
     let claims = jwt_claims(&real);
     let kid = jwt_header(&real)["kid"].clone();
 
+    let (unsigned, signature) = real.rsplit_once('.').unwrap();
+    // Each forgery with the check that must refuse it: an empty signature
+    // never gets past the JWS syntax; with a signature attached, `none` is
+    // refused as an algorithm.
     let mut forged = Vec::new();
     for alg in ["none", "None", "NONE"] {
-        let header = json!({"alg": alg, "typ": "at+jwt"});
-        forged.push(format!("{}.", signing_input(&header, &claims)));
-        let header = json!({"alg": alg, "typ": "at+jwt", "kid": kid});
-        forged.push(format!("{}.", signing_input(&header, &claims)));
+        for header in [
+            json!({"alg": alg, "typ": "at+jwt"}),
+            json!({"alg": alg, "typ": "at+jwt", "kid": kid}),
+        ] {
+            let input = signing_input(&header, &claims);
+            forged.push((format!("{input}."), "malformed_jws"));
+            forged.push((format!("{input}.{signature}"), "unsupported_alg"));
+        }
     }
     // The real token with its signature cut off.
-    let (unsigned, _) = real.rsplit_once('.').unwrap();
-    forged.push(format!("{unsigned}."));
+    forged.push((format!("{unsigned}."), "malformed_jws"));
 
-    for token in &forged {
-        assert_invalid_token(&stack.gateway.get_with_token("/items/1", token));
+    for (token, code) in &forged {
+        let r = stack.gateway.get_with_token("/items/1", token);
+        assert_invalid_token(&r);
+        assert_eq!(r.json()["token_error"], *code, "{token}: {}", r.text());
+        assert_eq!(stack.gateway.reason_for(&r), *code, "{token}");
     }
     assert_eq!(stack.echo.requests(), 0);
     // Control: the real token passes.
@@ -253,7 +263,11 @@ fn hs256_token_keyed_with_the_authoritys_public_key_is_refused() {
         for alg in ["HS256", "hs256"] {
             let header = json!({"alg": alg, "typ": "at+jwt", "kid": kid});
             let token = hs256(&header, &claims, secret);
-            assert_invalid_token(&stack.gateway.get_with_token("/items/1", &token));
+            let r = stack.gateway.get_with_token("/items/1", &token);
+            assert_invalid_token(&r);
+            // Refused for its algorithm, before any key is looked at.
+            assert_eq!(r.json()["token_error"], "unsupported_alg", "{}", r.text());
+            assert_eq!(stack.gateway.reason_for(&r), "unsupported_alg");
         }
     }
     assert_eq!(stack.echo.requests(), 0);
@@ -261,18 +275,34 @@ fn hs256_token_keyed_with_the_authoritys_public_key_is_refused() {
 
 #[test]
 fn key_urls_and_keys_embedded_in_the_token_header_are_never_used() {
-    let stack = Stack::start("jku");
-    let real = stack.authority.token(BEARER);
-    let claims = jwt_claims(&real);
-    let real_kid = jwt_header(&real)["kid"].clone();
+    let stack = RealKeys::start("jku");
+    let claims = &stack.claims;
+    let real_kid = stack.keys.ec_kid.clone();
     // A listener standing in for an attacker's key server: it must never
     // see a connection.
     let trap = TcpListener::bind("127.0.0.1:0").unwrap();
     trap.set_nonblocking(true).unwrap();
     let trap_url = format!("http://{}", trap.local_addr().unwrap());
     let attacker = AttackerKey::generate();
+    let with = |member: &str, value: Value| {
+        let mut header = stack.header.clone();
+        header[member] = value;
+        header
+    };
 
-    let headers = [
+    // Signed with the Authority's own key: without the rule these would
+    // pass, so only the key-in-header check can refuse them.
+    let mut tokens: Vec<(String, String)> = [
+        with("jku", json!(format!("{trap_url}/jwks.json"))),
+        with("x5u", json!(format!("{trap_url}/cert.pem"))),
+        with("x5c", json!(["MIIB"])),
+        with("jwk", attacker.jwk(&real_kid)),
+    ]
+    .iter()
+    .map(|h| (h.to_string(), stack.keys.es256(h, claims)))
+    .collect();
+    // Signed with the attacker's key, naming it in the header.
+    for header in [
         json!({"alg": "ES256", "typ": "at+jwt", "kid": "attacker-1",
                "jku": format!("{trap_url}/jwks.json")}),
         json!({"alg": "ES256", "typ": "at+jwt", "kid": real_kid,
@@ -282,17 +312,28 @@ fn key_urls_and_keys_embedded_in_the_token_header_are_never_used() {
         json!({"alg": "ES256", "typ": "at+jwt", "kid": "attacker-1",
                "jwk": attacker.jwk("attacker-1")}),
         json!({"alg": "ES256", "typ": "at+jwt", "jwk": attacker.jwk("attacker-1")}),
-    ];
-    for header in &headers {
-        let token = attacker.sign(header, &claims);
-        let r = stack.gateway.get_with_token("/items/1", &token);
+    ] {
+        tokens.push((header.to_string(), attacker.sign(&header, claims)));
+    }
+    for (header, token) in &tokens {
+        let r = stack.gateway.get_with_token("/items/1", token);
         assert_invalid_token(&r);
+        assert_eq!(
+            r.json()["token_error"],
+            "key_in_header",
+            "{header}: {}",
+            r.text()
+        );
+        assert_eq!(stack.gateway.reason_for(&r), "key_in_header", "{header}");
     }
     assert_eq!(stack.echo.requests(), 0);
     match trap.accept() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
         other => panic!("the gateway connected to the jku/x5u url: {other:?}"),
     }
+    // Control: the same claims with the plain header pass.
+    let plain = stack.keys.es256(&stack.header, claims);
+    assert_reached_via_envelope(&stack.gateway.get_with_token("/items/1", &plain));
 }
 
 #[test]
@@ -565,8 +606,9 @@ fn refusals_never_echo_what_the_client_sent() {
 enum Expect {
     /// Forwarded to the service.
     Pass,
-    /// 401 `invalid_token`, with this `token_error` when named.
-    Refused(Option<&'static str>),
+    /// 401 `invalid_token` with this `token_error`, which is also the
+    /// decision log's reason.
+    Refused(&'static str),
 }
 
 /// Merges `patch` into `base`; a `null` member removes the key.
@@ -681,115 +723,107 @@ fn tokens_signed_with_the_authoritys_real_key_are_still_checked_claim_by_claim()
             claim(json!({"iat": t - 300, "exp": t - 5})),
             Pass,
         ),
-        (
-            "typ JWT",
-            head(json!({"typ": "JWT"})),
-            Refused(Some("wrong_typ")),
-        ),
-        (
-            "no typ",
-            head(json!({"typ": null})),
-            Refused(Some("missing_typ")),
-        ),
+        ("typ JWT", head(json!({"typ": "JWT"})), Refused("wrong_typ")),
+        ("no typ", head(json!({"typ": null})), Refused("missing_typ")),
         (
             "aud array without the audience",
             claim(json!({"aud": [other_aud]})),
-            Refused(Some("wrong_audience")),
+            Refused("wrong_audience"),
         ),
         (
             "iss with a trailing slash",
             claim(json!({"iss": format!("{issuer}/")})),
-            Refused(Some("wrong_issuer")),
+            Refused("wrong_issuer"),
         ),
         (
             "expired past the leeway",
             claim(json!({"iat": t - 400, "exp": t - 60})),
-            Refused(Some("expired")),
+            Refused("expired"),
         ),
         (
             "no exp",
             claim(json!({"exp": null})),
-            Refused(Some("missing_claim")),
+            Refused("missing_claim"),
         ),
         (
             "exp as a string",
             claim(json!({"exp": (t + 300).to_string()})),
-            Refused(Some("malformed_claim")),
+            Refused("malformed_claim"),
         ),
         (
             "nbf in the future",
             claim(json!({"nbf": t + 120})),
-            Refused(Some("not_yet_valid")),
+            Refused("not_yet_valid"),
         ),
         (
             "iat in the future",
             claim(json!({"iat": t + 120, "exp": t + 400})),
-            Refused(Some("issued_in_future")),
+            Refused("issued_in_future"),
         ),
         (
             "no client_id",
             claim(json!({"client_id": null})),
-            Refused(Some("missing_claim")),
+            Refused("missing_claim"),
         ),
         (
             "no jti",
             claim(json!({"jti": null})),
-            Refused(Some("missing_claim")),
+            Refused("missing_claim"),
         ),
         (
             "scope as an array",
             claim(json!({"scope": ["echo.read"]})),
-            Refused(Some("malformed_claim")),
+            Refused("malformed_claim"),
         ),
         (
             "tenant as a number",
             claim(json!({"tenant": 7})),
-            Refused(Some("malformed_claim")),
+            Refused("malformed_claim"),
         ),
         (
             "DPoP-bound token sent as Bearer",
             claim(json!({"cnf": {"jkt": JKT}})),
-            Refused(Some("dpop_bound_token_as_bearer")),
+            Refused("dpop_bound_token_as_bearer"),
         ),
         (
             "cnf with jkt and x5t#S256",
             claim(json!({"cnf": {"jkt": JKT, "x5t#S256": X5T}})),
-            Refused(None),
+            Refused("unenforceable_cnf"),
         ),
         (
             "cnf with an embedded jwk",
             claim(json!({"cnf": {"jwk": {"kty": "EC"}}})),
-            Refused(None),
+            Refused("unenforceable_cnf"),
         ),
         (
             "crit naming an unknown extension",
             head(json!({"crit": ["exp"], "exp": t + 300})),
-            Refused(None),
+            Refused("unsupported_header"),
         ),
         (
             "ES256 signature in DER form",
             keys.es256_der(&header, &claims),
-            Refused(None),
+            Refused("malformed_signature"),
         ),
         (
             "PS256 with the key published for RS256",
             rsa(true, "PS256", &keys.rsa_kid),
-            Refused(None),
+            Refused("key_use_mismatch"),
         ),
         (
             "RS256 naming the EC key",
             rsa(false, "RS256", &keys.ec_kid),
-            Refused(None),
+            Refused("alg_key_mismatch"),
         ),
         (
             "ES384 with the P-256 key",
             head(json!({"alg": "ES384"})),
-            Refused(None),
+            Refused("alg_key_mismatch"),
         ),
         (
             "no kid while the Authority publishes two keys",
             head(json!({"kid": null})),
-            Refused(None),
+            Refused("missing_kid"),
         ),
     ];
 
@@ -801,11 +835,20 @@ fn tokens_signed_with_the_authoritys_real_key_are_still_checked_claim_by_claim()
         let ok = match expect {
             Pass => r.status == 200 && body["source"] == "envelope",
             Refused(code) => {
-                r.status == 401
-                    && body["error"] == "invalid_token"
-                    && code.is_none_or(|c| body["token_error"] == c)
+                r.status == 401 && body["error"] == "invalid_token" && body["token_error"] == *code
             }
         };
+        // The decision log names the same check.
+        let reason = gw.reason_for(&r);
+        let logged = match expect {
+            Pass => "requirements_met",
+            Refused(code) => code,
+        };
+        if reason != logged {
+            wrong.push(format!(
+                "{name}: decision log reason {reason}, expected {logged}"
+            ));
+        }
         if matches!(expect, Pass) {
             passed += 1;
         }

@@ -408,7 +408,7 @@ fn mint(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let request_id = format!("mint-{now}");
-    let headers = signer.sign(
+    let headers = match signer.sign(
         identity,
         &Target {
             audience,
@@ -417,7 +417,13 @@ fn mint(
             request_id: &request_id,
         },
         now,
-    );
+    ) {
+        Ok(headers) => headers,
+        Err(e) => {
+            eprintln!("{key_env}: {e}");
+            return 1;
+        }
+    };
     for (name, value) in headers.pairs() {
         println!("-H '{name}: {value}'");
     }

@@ -5,6 +5,7 @@
 
 use super::file::*;
 use super::ConfigError;
+use crate::signing::EnvelopeSigner;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -194,7 +195,7 @@ pub struct Config {
     pub work_stealing: bool,
     pub on_missing_authorization: MissingAuthorization,
     /// Signs with the active key of the keyring.
-    pub signer: Arc<Signer>,
+    pub signer: Arc<EnvelopeSigner>,
     /// Every key of the keyring (the active one included).
     pub envelope_keys: Vec<EnvelopeKeyInfo>,
     pub envelope_lifetime: Duration,
@@ -966,7 +967,7 @@ pub fn resolve(
             threads,
             work_stealing,
             on_missing_authorization,
-            signer: Arc::new(signer),
+            signer: Arc::new(EnvelopeSigner::new(signer)),
             envelope_keys: keyring.infos,
             envelope_lifetime: Duration::from_secs(lifetime),
             shutdown_grace: Duration::from_secs(shutdown_grace),

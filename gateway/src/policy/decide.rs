@@ -25,10 +25,11 @@
 
 use std::fmt;
 
-use stella_envelope::AuthMethod;
+use stella_envelope::{AuthMethod, Identity};
 
 use super::{CallerRequirements, Requirements, SenderConstraint, TenantRules};
 use crate::config::MissingAuthorization;
+use crate::gateway::Authenticated;
 use crate::identity::{Caller, TokenClaims};
 
 /// The answer of [`decide`].
@@ -90,6 +91,46 @@ impl Allowed {
         } else {
             self.basis.as_str()
         }
+    }
+}
+
+/// An authenticated caller the policy allowed: what the envelope signer
+/// signs for. Only [`authorize`] makes one (its fields are private to this
+/// module), from an [`Authenticated`] caller, which only the
+/// authentication stage makes; so an identity that skipped either check
+/// cannot be signed for.
+#[derive(Debug)]
+pub struct Authorized {
+    allowed: Allowed,
+    caller: Authenticated,
+}
+
+impl Authorized {
+    pub fn allowed(&self) -> &Allowed {
+        &self.allowed
+    }
+
+    pub fn caller(&self) -> &Caller {
+        self.caller.caller()
+    }
+
+    /// The identity the envelope carries.
+    pub fn identity(&self) -> &Identity {
+        self.caller.identity()
+    }
+}
+
+/// [`decide`] for an authenticated caller: the proof the envelope signer
+/// asks for, or the denial.
+pub fn authorize(
+    route_policy: Option<&Requirements>,
+    tenant_rules: &TenantRules,
+    caller: Authenticated,
+    on_missing: MissingAuthorization,
+) -> Result<Authorized, Denial> {
+    match decide(route_policy, tenant_rules, caller.caller(), on_missing) {
+        Decision::Allow(allowed) => Ok(Authorized { allowed, caller }),
+        Decision::Deny(denial) => Err(denial),
     }
 }
 

@@ -30,7 +30,7 @@ use super::file::{
 };
 use super::{decide, Evaluation, Policies};
 use crate::config::{ConfigError, MissingAuthorization};
-use crate::identity::{Binding, Caller, TokenClaims};
+use crate::identity::{Binding, Caller, DescribedToken, TokenClaims};
 use crate::routing::{normalize_path, split_path_query, Method, PathError};
 
 /// One decision test, checked.
@@ -186,23 +186,6 @@ pub fn parse_caller(
         errors.extend(field_errors(file_name, key, problems));
         let spec = spec?;
         let token = spec.token;
-        let scopes: Vec<&str> = token.scopes.iter().flatten().map(String::as_str).collect();
-        let mut claims =
-            TokenClaims::for_tests(token.sub.as_deref().unwrap_or("test-subject"), &scopes);
-        if let Some(tenant) = &token.tenant {
-            claims = claims.with_tenant(tenant);
-        }
-        if let Some(roles) = &token.roles {
-            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-            claims = claims.with_roles(&roles);
-        }
-        if let Some(aud) = &token.aud {
-            let aud: Vec<&str> = aud.iter().map(String::as_str).collect();
-            claims = claims.with_audiences(&aud);
-        }
-        for (name, v) in token.claims.into_iter().flatten() {
-            claims = claims.with_claim(&name, v);
-        }
         // Placeholder thumbprints: the decision looks at how the binding was
         // proven (the method), not at its value.
         let (method, binding) = match spec.method.unwrap_or(FileAuthMethod::Bearer) {
@@ -211,8 +194,17 @@ pub fn parse_caller(
             FileAuthMethod::Mtls => (AuthMethod::Mtls, Binding::X5tS256("test-x5t".into())),
             FileAuthMethod::Bypass => (AuthMethod::Bypass, Binding::Jkt("test-jkt".into())),
         };
+        let claims = TokenClaims::described(DescribedToken {
+            subject: token.sub.unwrap_or_else(|| "test-subject".into()),
+            scopes: token.scopes.unwrap_or_default(),
+            tenant: token.tenant,
+            roles: token.roles.unwrap_or_default(),
+            audiences: token.aud,
+            claims: token.claims.into_iter().flatten().collect(),
+            binding,
+        });
         return Some(Caller::Token {
-            claims: Arc::new(claims.with_binding(binding)),
+            claims: Arc::new(claims),
             method,
         });
     }

@@ -744,7 +744,9 @@ impl GatewaySetup {
             },
             "router": router,
             "services": services,
-            "logging": {"format": "text", "level": "info"},
+            // JSON lines, so tests can read the decision log
+            // (`Gateway::decision_lines`).
+            "logging": {"format": "json", "level": "info"},
         });
         for (k, v) in &self.auth {
             config["gateway"]["auth"][k] = v.clone();
@@ -776,7 +778,7 @@ impl GatewaySetup {
             for (k, v) in &self.env {
                 cmd.env(k, v);
             }
-            match Process::try_start("gateway", cmd, "GATEWAY_READY", START_TIMEOUT) {
+            match Process::try_start_capturing("gateway", cmd, "GATEWAY_READY", START_TIMEOUT) {
                 Ok(process) => {
                     let addr = |name: &str| {
                         process.ready[name]
@@ -864,6 +866,55 @@ impl Gateway {
         let tmp = self.config.with_extension("tmp");
         std::fs::write(&tmp, text).expect("write gateway config");
         std::fs::rename(&tmp, &self.config).expect("replace gateway config");
+    }
+
+    /// Every decision log line the gateway wrote so far (one per request,
+    /// target `stella_gateway::decision`), as JSON.
+    pub fn decision_lines(&self) -> Vec<Value> {
+        self.log_lines()
+            .into_iter()
+            .filter(|line| line["target"] == "stella_gateway::decision")
+            .collect()
+    }
+
+    /// Every JSON log line the gateway wrote so far.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.process
+            .stderr_lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .collect()
+    }
+
+    /// The decision line of `request_id`, waiting for it: the line is
+    /// written after the response, so it may lag a little.
+    pub fn wait_for_decision(&self, request_id: &str) -> Value {
+        let mut found = None;
+        wait_until(Duration::from_secs(10), || {
+            found = self
+                .decision_lines()
+                .into_iter()
+                .find(|line| line["request_id"] == request_id);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("no decision line for request {request_id}"))
+    }
+
+    /// The decision line of the request `r` answers (by its `x-request-id`).
+    pub fn decision_for(&self, r: &Response) -> Value {
+        let id = r
+            .header("x-request-id")
+            .unwrap_or_else(|| panic!("response has no x-request-id: {}", r.text()));
+        self.wait_for_decision(id)
+    }
+
+    /// The decision log `reason` of the request `r` answers.
+    pub fn reason_for(&self, r: &Response) -> String {
+        let line = self.decision_for(r);
+        line["reason"]
+            .as_str()
+            .unwrap_or_else(|| panic!("decision line without reason: {line}"))
+            .to_owned()
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -1351,6 +1402,38 @@ pub struct Curl {
     /// The first line curl printed, such as `HTTP/2 200`.
     pub status_line: String,
     pub stderr: String,
+}
+
+impl Curl {
+    /// The gateway refused the TLS handshake with an alert whose text
+    /// contains `alert` (such as `certificate required`, `unknown ca`):
+    /// curl exit 35 (handshake failed) or 56 (TLS 1.3, where the server's
+    /// alert arrives at the first read), no response. A timeout (28), a
+    /// connection that was never made (7) or an empty reply (52) is not a
+    /// refusal.
+    #[track_caller]
+    pub fn assert_refused_by_gateway(&self, alert: &str) {
+        assert!(self.response.is_none(), "expected no response: {self:?}");
+        assert!(
+            matches!(self.exit_code, Some(35) | Some(56)),
+            "expected a refused TLS handshake (curl exit 35 or 56), got {:?}: {}",
+            self.exit_code,
+            self.stderr
+        );
+        assert!(
+            self.stderr.to_ascii_lowercase().contains(alert),
+            "expected the alert `{alert}`: {}",
+            self.stderr
+        );
+    }
+
+    /// curl itself refused the gateway's certificate (exit 60: the server
+    /// certificate does not chain to the CA it trusts).
+    #[track_caller]
+    pub fn assert_server_untrusted(&self) {
+        assert!(self.response.is_none(), "expected no response: {self:?}");
+        assert_eq!(self.exit_code, Some(60), "{}", self.stderr);
+    }
 }
 
 /// `GET https://addr/path` with curl, trusting `ca` and presenting the

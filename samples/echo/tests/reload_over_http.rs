@@ -114,6 +114,7 @@ fn envelope(kid: &str) -> Vec<(String, String)> {
     };
     signer
         .sign(&identity, &target, now())
+        .expect("sign")
         .pairs()
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))

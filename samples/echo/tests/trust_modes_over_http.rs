@@ -68,6 +68,7 @@ fn envelope(kind: &Env, path: &str) -> Vec<(String, String)> {
     };
     signer
         .sign(&identity, &target, now())
+        .expect("sign")
         .pairs()
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 /// A child process killed when dropped.
@@ -15,6 +15,8 @@ pub struct Process {
     /// The JSON that followed the ready marker.
     pub ready: Value,
     name: String,
+    /// Stderr lines so far, when started with [`Process::try_start_capturing`].
+    stderr: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Process {
@@ -29,17 +31,57 @@ impl Process {
     /// ports after losing a race for one).
     pub fn try_start(
         name: &str,
-        mut command: Command,
+        command: Command,
         marker: &str,
         timeout: Duration,
     ) -> Result<Process, String> {
+        Process::spawn(name, command, marker, timeout, false)
+    }
+
+    /// [`Process::try_start`] that also keeps every stderr line for
+    /// [`Process::stderr_lines`] (they are still copied to the test's
+    /// stderr, so failures show them).
+    pub fn try_start_capturing(
+        name: &str,
+        command: Command,
+        marker: &str,
+        timeout: Duration,
+    ) -> Result<Process, String> {
+        Process::spawn(name, command, marker, timeout, true)
+    }
+
+    fn spawn(
+        name: &str,
+        mut command: Command,
+        marker: &str,
+        timeout: Duration,
+        capture: bool,
+    ) -> Result<Process, String> {
         command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .stdin(Stdio::null());
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let stderr = child.stderr.take().map(|pipe| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let kept = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("{line}");
+                    if let Ok(mut kept) = kept.lock() {
+                        kept.push(line);
+                    }
+                }
+            });
+            lines
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         let marker = format!("{marker} ");
@@ -64,6 +106,7 @@ impl Process {
                     child,
                     ready,
                     name: name.to_owned(),
+                    stderr,
                 }),
                 Err(e) => {
                     let _ = child.kill();
@@ -94,6 +137,15 @@ impl Process {
             .as_str()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("{} ready line has no addr: {}", self.name, self.ready))
+    }
+
+    /// The stderr lines written so far (none unless started with
+    /// [`Process::try_start_capturing`]).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr
+            .as_ref()
+            .and_then(|lines| lines.lock().ok().map(|l| l.clone()))
+            .unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,95 @@
+//! The gateway's envelope signer: the only holder of the active envelope
+//! key while serving. It signs for an [`Authorized`] caller and nothing
+//! else, so the chain token check -> authentication -> policy -> envelope
+//! is enforced by the compiler: an identity that did not go through
+//! `Snapshot::authenticate` and `policy::decide::authorize` cannot be
+//! signed for.
+//!
+//! ```
+//! // What compiles: signing for an `Authorized` caller.
+//! use stella_envelope::Target;
+//! use stella_gateway::{policy::decide::Authorized, signing::EnvelopeSigner};
+//! fn sign(signer: &EnvelopeSigner, who: &Authorized, target: &Target<'_>) {
+//!     let _ = signer.sign(who, target, 0);
+//! }
+//! ```
+//!
+//! ```compile_fail,E0308
+//! // An envelope identity made up outside the pipeline is not accepted.
+//! use stella_envelope::{Identity, Target};
+//! use stella_gateway::signing::EnvelopeSigner;
+//! fn forge(signer: &EnvelopeSigner, target: &Target<'_>) {
+//!     let _ = signer.sign(&Identity::anonymous(), target, 0);
+//! }
+//! ```
+//!
+//! ```compile_fail,E0451
+//! // Nor can code outside the policy stage make an `Authorized`...
+//! use stella_gateway::gateway::Authenticated;
+//! use stella_gateway::policy::decide::{Allowed, Authorized};
+//! fn forge(allowed: Allowed, caller: Authenticated) -> Authorized {
+//!     Authorized { allowed, caller }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0451
+//! // ...or an `Authenticated` caller outside the authentication stage.
+//! use stella_envelope::Identity;
+//! use stella_gateway::{gateway::Authenticated, identity::Caller};
+//! fn forge(caller: Caller, identity: Identity) -> Authenticated {
+//!     Authenticated { caller, identity }
+//! }
+//! ```
+
+use crate::policy::decide::Authorized;
+use stella_envelope::{EnvelopeHeaders, Key, SignError, Signer, Target};
+
+/// Signs envelopes with the active key, for authorized callers only.
+#[derive(Debug)]
+pub struct EnvelopeSigner {
+    signer: Signer,
+    /// A signer whose every signature fails, for tests of that path.
+    #[cfg(test)]
+    broken: bool,
+}
+
+impl EnvelopeSigner {
+    pub fn new(signer: Signer) -> EnvelopeSigner {
+        EnvelopeSigner {
+            signer,
+            #[cfg(test)]
+            broken: false,
+        }
+    }
+
+    /// The active key (its id and algorithm are shown on the admin port).
+    pub fn key(&self) -> &Key {
+        self.signer.key()
+    }
+
+    /// The envelope for `who` on `target` at `now` (unix seconds). An error
+    /// means the request must not be forwarded.
+    pub fn sign(
+        &self,
+        who: &Authorized,
+        target: &Target<'_>,
+        now: u64,
+    ) -> Result<EnvelopeHeaders, SignError> {
+        #[cfg(test)]
+        if self.broken {
+            return Err(SignError::KeyCannotSign {
+                kid: self.key().kid().to_string(),
+            });
+        }
+        self.signer.sign(who.identity(), target, now)
+    }
+
+    /// A signer that fails every signature, as a key that cannot sign would.
+    #[cfg(test)]
+    pub(crate) fn broken_for_tests(signer: Signer) -> EnvelopeSigner {
+        EnvelopeSigner {
+            signer,
+            broken: true,
+        }
+    }
+}
