@@ -347,6 +347,17 @@ fn a_redis_restart_under_load_fails_closed_only_while_it_is_down() {
     let proof = c.proof("/dpop/after");
     assert_dpop_reached(&c.send(&c.a, "/dpop/after", &proof));
     assert_invalid_dpop_proof(&c.send(&c.b, "/dpop/after", &proof));
+
+    // A restart while no request is in flight: the connections the nodes
+    // kept from the load are closed under them, and still the very first
+    // request after it passes.
+    c.redis.restart();
+    for node in [&c.a, &c.b] {
+        for i in 0..3 {
+            let path = format!("/dpop/quiet/{i}");
+            assert_dpop_reached(&c.send(node, &path, &c.proof(&path)));
+        }
+    }
 }
 
 /// `rediss://` with a password and the deployment's CA: both nodes share

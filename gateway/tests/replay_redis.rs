@@ -622,3 +622,65 @@ async fn sentinel_url_finds_the_master_and_follows_a_failover() {
     }
     assert_eq!(store.insert_once(key(50), TTL).await, Ok(Fresh::Replayed));
 }
+
+/// Latency figures for docs/dependencies.d/redis.md, not a check: run with
+/// `cargo nextest run --workspace --all-targets --run-ignored only -E
+/// 'test(insert_latency_figures)' --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, printed; not a pass/fail check"]
+async fn insert_latency_figures() {
+    let redis = Redis::start();
+    let store = Arc::new(RedisReplayStore::new(&redis.url()).unwrap());
+    store.ping().await.unwrap();
+    let fresh = |n: u32| {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&n.to_be_bytes());
+        k
+    };
+    // One at a time.
+    let mut one = Vec::new();
+    for n in 0..5_000u32 {
+        let started = Instant::now();
+        assert_eq!(store.insert_once(fresh(n), TTL).await, Ok(Fresh::Inserted));
+        one.push(started.elapsed());
+    }
+    // 32 at a time, as under load.
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..32u32)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut took = Vec::new();
+                for i in 0..500u32 {
+                    let n = 1_000_000 + t * 1_000 + i;
+                    let began = Instant::now();
+                    assert_eq!(store.insert_once(fresh(n), TTL).await, Ok(Fresh::Inserted));
+                    took.push(began.elapsed());
+                }
+                took
+            })
+        })
+        .collect();
+    let mut many = Vec::new();
+    for task in tasks {
+        many.extend(task.await.unwrap());
+    }
+    let wall = started.elapsed();
+    let report = |name: &str, mut v: Vec<Duration>| {
+        v.sort();
+        let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+        println!(
+            "{name}: n={} p50={:?} p99={:?} max={:?}",
+            v.len(),
+            at(0.5),
+            at(0.99),
+            v[v.len() - 1]
+        );
+    };
+    report("sequential", one);
+    report("32 concurrent", many);
+    println!(
+        "32 concurrent throughput: {:.0} inserts/s",
+        16_000.0 / wall.as_secs_f64()
+    );
+}
