@@ -29,9 +29,11 @@
 //!   no connection; any error drops the connection, so after a failover
 //!   (`READONLY` from the demoted master, or a closed socket) the next
 //!   operation asks again.
-//! - The password is kept in a zeroizing buffer here and handed to the
-//!   crate only when a client is built; `Debug` shows whether there is one,
-//!   and URL errors never echo the URL.
+//! - The password is parsed into a zeroizing buffer and handed to the
+//!   crate when the store is built (the crate keeps its own copy, which it
+//!   redacts in `Debug` but does not zeroize). It is sent only in `AUTH`;
+//!   this store's `Debug` shows whether there is one, errors keep a fixed
+//!   label and never the server's text, and URL errors never echo the URL.
 
 use super::{Fresh, ReplayStats, ReplayStore, ReplayStoreError, Unavailable};
 use async_trait::async_trait;
