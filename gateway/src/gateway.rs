@@ -452,9 +452,9 @@ fn dpop_parts(
         ReplayStoreConfig::Memory { max_entries } => Some(Arc::new(MemoryReplayStore::new(
             usize::try_from(*max_entries).unwrap_or(usize::MAX),
         ))),
-        ReplayStoreConfig::Redis { url, tls } => {
+        ReplayStoreConfig::Redis { url, tls, timeout } => {
             match RedisReplayStore::with_tls(url.as_str(), tls) {
-                Ok(store) => Some(Arc::new(store)),
+                Ok(store) => Some(Arc::new(store.with_timeout(*timeout))),
                 Err(e) => {
                     errors.push(ConfigError::new(
                         "gateway.auth.dpop.replay_store",

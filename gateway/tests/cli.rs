@@ -479,6 +479,11 @@ fn redis_replay_store_urls_and_tls_files_are_checked_without_echoing_the_passwor
             "gateway.auth.dpop.replay_store_ca_file: cannot be read",
         ),
         (
+            "redis-timeout",
+            "      replay_store: \"redis://a\"\n      replay_store_timeout_ms: 0\n",
+            "gateway.auth.dpop.replay_store_timeout_ms: must be between 10 and 10000",
+        ),
+        (
             "memory-with-ca",
             "      replay_store: memory\n      replay_store_ca_file: ca.pem\n",
             "gateway.auth.dpop.replay_store_ca_file: is set but replay_store is not a rediss:// url",

@@ -122,6 +122,9 @@ pub struct DpopSection {
     /// that asks for one; set both or neither.
     pub replay_store_client_cert_file: Option<String>,
     pub replay_store_client_key_file: Option<String>,
+    /// Deadline of one replay store operation, connecting included (default
+    /// 500 ms); past it the request gets 503.
+    pub replay_store_timeout_ms: Option<u64>,
     /// Live entries the memory store holds before refusing with 503.
     pub replay_max_entries: Option<u64>,
     /// Secret for stateless server nonces, shared by all nodes (32+ bytes).
@@ -275,6 +278,7 @@ pub fn schema_sample() -> FileConfig {
                     replay_store_ca_file: s(),
                     replay_store_client_cert_file: s(),
                     replay_store_client_key_file: s(),
+                    replay_store_timeout_ms: Some(0),
                     replay_max_entries: Some(0),
                     nonce_secret: s(),
                     nonce_secret_file: s(),

@@ -113,6 +113,7 @@ pub enum ReplayStoreConfig {
     Redis {
         url: RedisUrl,
         tls: crate::authn::replay::RedisTls,
+        timeout: Duration,
     },
 }
 
@@ -697,9 +698,17 @@ pub fn resolve(
                 .map(zeroize::Zeroizing::new),
             };
             check_redis_store(&mut e, url, &tls);
+            let timeout_ms = seconds(
+                &mut e,
+                "gateway.auth.dpop.replay_store_timeout_ms",
+                d.replay_store_timeout_ms,
+                500,
+                (10, 10_000),
+            );
             ReplayStoreConfig::Redis {
                 url: RedisUrl(url.to_owned()),
                 tls,
+                timeout: Duration::from_millis(timeout_ms),
             }
         }
     };
@@ -751,6 +760,9 @@ pub fn resolve(
         ReplayStoreConfig::Memory { .. } => "memory".into(),
         ReplayStoreConfig::Redis { url, .. } => url.as_str().to_owned(),
     });
+    if let ReplayStoreConfig::Redis { timeout, .. } = &replay_store {
+        ed.replay_store_timeout_ms = u64::try_from(timeout.as_millis()).ok();
+    }
     ed.replay_max_entries = Some(replay_max);
     ed.nonce_step_seconds = Some(nonce_step);
     let dpop = DpopConfig {
