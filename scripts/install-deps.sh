@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need on a fresh Debian machine:
-# cmake (Pingora's build), redis-server (shared replay store tests), openssl
+# cmake (Pingora's build), redis-server (shared replay store tests, also
+# with --tls-port and --sentinel: Debian's package is built with TLS), openssl
 # (tests generate certificates), curl (TLS requests in end-to-end tests) and
 # the test Authority's npm packages. Used by scripts/test.sh and .ci/run;
 # does nothing for what is already there. Needs root (or sudo) for apt.

@@ -531,16 +531,18 @@ fn dpop_parts(
         ReplayStoreConfig::Memory { max_entries } => Some(Arc::new(MemoryReplayStore::new(
             usize::try_from(*max_entries).unwrap_or(usize::MAX),
         ))),
-        ReplayStoreConfig::Redis { url } => match RedisReplayStore::new(url) {
-            Ok(store) => Some(Arc::new(store)),
-            Err(e) => {
-                errors.push(ConfigError::new(
-                    "gateway.auth.dpop.replay_store",
-                    e.to_string(),
-                ));
-                None
+        ReplayStoreConfig::Redis { url, tls, timeout } => {
+            match RedisReplayStore::with_tls(url.as_str(), tls) {
+                Ok(store) => Some(Arc::new(store.with_timeout(*timeout))),
+                Err(e) => {
+                    errors.push(ConfigError::new(
+                        "gateway.auth.dpop.replay_store",
+                        e.to_string(),
+                    ));
+                    None
+                }
             }
-        },
+        }
     };
     let nonces = match &d.nonce_secret {
         Some(secret) => NonceIssuer::new(secret, d.nonce_step)

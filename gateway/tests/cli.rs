@@ -416,3 +416,90 @@ fn check_also_refuses_invalid_policies_with_file_and_key_path() {
     assert!(err.contains("routes[0].colour: unknown key"), "{err}");
     assert!(err.contains("service"), "{err}");
 }
+
+#[test]
+fn redis_replay_store_urls_and_tls_files_are_checked_without_echoing_the_password() {
+    let with_dpop = |name: &str, dpop: &str| {
+        temp_config(
+            name,
+            &MINIMAL.replace(
+                "      audiences: [api]\n",
+                &format!("      audiences: [api]\n    dpop:\n{dpop}"),
+            ),
+        )
+    };
+    // A good sentinel URL: valid, printed with the password redacted.
+    let path = with_dpop(
+        "redis-ok",
+        "      replay_store: \"rediss+sentinel://:hunter2-marker@s1:26379,s2/replay/1\"\n",
+    );
+    let out = gateway(&["check", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("rediss+sentinel://<redacted>@s1:26379,s2/replay/1"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2-marker"), "{text}");
+
+    let cases = [
+        (
+            "redis-hosts",
+            "      replay_store: \"redis://:hunter2-marker@a,b\"\n",
+            "gateway.auth.dpop.replay_store: must be memory or a redis url: redis url lists several hosts",
+        ),
+        (
+            "redis-scheme",
+            "      replay_store: \"http://:hunter2-marker@a\"\n",
+            "gateway.auth.dpop.replay_store: must be memory or a redis url: redis url must start with",
+        ),
+        (
+            "redis-master",
+            "      replay_store: \"redis+sentinel://:hunter2-marker@s1\"\n",
+            "gateway.auth.dpop.replay_store: must be memory or a redis url: redis sentinel url must name the master",
+        ),
+        (
+            "redis-plain-with-ca",
+            "      replay_store: \"redis://:hunter2-marker@a\"\n      replay_store_ca_file: ca.pem\n",
+            "gateway.auth.dpop.replay_store_ca_file: redis tls files are set but the url is not rediss://",
+        ),
+        (
+            "redis-bad-ca",
+            "      replay_store: \"rediss://:hunter2-marker@a\"\n      replay_store_ca_file: ca.pem\n",
+            "gateway.auth.dpop.replay_store_ca_file: redis tls certificate or key is not usable pem",
+        ),
+        (
+            "redis-cert-without-key",
+            "      replay_store: \"rediss://a\"\n      replay_store_client_cert_file: ca.pem\n",
+            "gateway.auth.dpop.replay_store_client_cert_file: redis tls certificate or key is not usable pem",
+        ),
+        (
+            "redis-missing-ca",
+            "      replay_store: \"rediss://a\"\n      replay_store_ca_file: nowhere.pem\n",
+            "gateway.auth.dpop.replay_store_ca_file: cannot be read",
+        ),
+        (
+            "redis-timeout",
+            "      replay_store: \"redis://a\"\n      replay_store_timeout_ms: 0\n",
+            "gateway.auth.dpop.replay_store_timeout_ms: must be between 10 and 10000",
+        ),
+        (
+            "memory-with-ca",
+            "      replay_store: memory\n      replay_store_ca_file: ca.pem\n",
+            "gateway.auth.dpop.replay_store_ca_file: is set but replay_store is not a rediss:// url",
+        ),
+    ];
+    for (name, dpop, expected) in cases {
+        let path = with_dpop(name, dpop);
+        let dir = std::path::Path::new(&path).parent().unwrap().to_path_buf();
+        std::fs::write(dir.join("ca.pem"), "not a certificate").unwrap();
+        let out = gateway(&["check", "--config", &path], &[]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(expected),
+            "{name}: missing {expected:?} in:\n{err}"
+        );
+        assert!(!err.contains("hunter2-marker"), "{name}: {err}");
+    }
+}

@@ -1,8 +1,10 @@
 //! Two gateway nodes sharing one real `redis-server` as the DPoP replay
 //! store (DESIGN 3.3, 3.9): a proof accepted by one node is a replay on the
 //! other, concurrent submissions of one proof across both succeed exactly
-//! once, and a store outage fails closed (503 with `Retry-After`) for DPoP
-//! while Bearer requests carry on.
+//! once, a store outage fails closed (503 with `Retry-After`) for DPoP
+//! while Bearer requests carry on, a restart under load gives 503 only while
+//! the store is down, and a store behind TLS and a password is shared the
+//! same way.
 //!
 //! Both nodes have the same configuration apart from their ports, and the
 //! same `public_origin`, as behind one load-balanced address: clients make
@@ -11,8 +13,10 @@
 mod common;
 
 use common::*;
-use serde_json::json;
-use std::sync::Barrier;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::Duration;
 
 /// The origin clients use to reach the cluster (nobody resolves it: `htu`
 /// is checked against it, never against `Host`).
@@ -31,10 +35,23 @@ struct Cluster {
 
 impl Cluster {
     fn start(label: &str) -> Cluster {
+        Cluster::start_with(
+            label,
+            |_| RedisServer::start(),
+            |redis, _| json!({"replay_store": redis.url()}),
+        )
+    }
+
+    /// Two nodes whose `auth.dpop` section is `dpop(redis, dir)`.
+    fn start_with(
+        label: &str,
+        redis: impl FnOnce(&TempDir) -> RedisServer + Send,
+        dpop: impl Fn(&RedisServer, &TempDir) -> Value + Sync,
+    ) -> Cluster {
         let dir = TempDir::new(label);
         let (authority, echo, redis) = std::thread::scope(|s| {
             let echo = s.spawn(Echo::gateway_enforced);
-            let redis = s.spawn(RedisServer::start);
+            let redis = s.spawn(|| redis(&dir));
             let authority = Authority::start();
             (
                 authority,
@@ -46,7 +63,7 @@ impl Cluster {
             GatewaySetup::new(&authority.issuer)
                 .service("echo", echo.addr())
                 .public_origin(PUBLIC_ORIGIN)
-                .auth("dpop", json!({"replay_store": redis.url()}))
+                .auth("dpop", dpop(&redis, &dir))
                 .start(&dir)
         };
         let (a, b) = std::thread::scope(|s| {
@@ -73,20 +90,28 @@ impl Cluster {
     }
 
     fn proof(&self, path: &str) -> String {
-        self.key.proof(
-            "GET",
-            &format!("{PUBLIC_ORIGIN}{path}"),
-            Some(&self.token),
-            None,
-            now(),
-            &unique_jti("cluster"),
-        )
+        proof(&self.key, &self.token, path)
     }
 
     fn send(&self, node: &Gateway, path: &str, proof: &str) -> Response {
-        let auth = format!("DPoP {}", self.token);
-        node.get(path, &[("Authorization", &auth), ("DPoP", proof)])
+        send(&self.token, node, path, proof)
     }
+}
+
+fn proof(key: &DpopKey, token: &str, path: &str) -> String {
+    key.proof(
+        "GET",
+        &format!("{PUBLIC_ORIGIN}{path}"),
+        Some(token),
+        None,
+        now(),
+        &unique_jti("cluster"),
+    )
+}
+
+fn send(token: &str, node: &Gateway, path: &str, proof: &str) -> Response {
+    let auth = format!("DPoP {token}");
+    node.get(path, &[("Authorization", &auth), ("DPoP", proof)])
 }
 
 #[track_caller]
@@ -207,4 +232,187 @@ fn readiness_reports_an_unreachable_replay_store() {
         let r = node.admin_get("/readyz");
         assert_eq!(r.status, 503, "{}", r.text());
     }
+}
+
+/// One request of the load: phase at its start and at its end, status,
+/// error code (empty for 200) and node.
+type Outcome = (u8, u8, u16, String, char);
+
+/// A restart of the store while DPoP traffic flows: every request that
+/// starts and ends while Redis is down is a 503 `temporarily_unavailable`
+/// with `Retry-After`, every request before the kill and after the restart
+/// passes, and neither gateway is restarted.
+#[test]
+fn a_redis_restart_under_load_fails_closed_only_while_it_is_down() {
+    // A generous deadline: on a busy machine a slow answer from a running
+    // Redis must not count as an outage. A stopped one refuses at once.
+    let mut c = Cluster::start_with(
+        "cluster-restart",
+        |_| RedisServer::start(),
+        |redis, _| json!({"replay_store": redis.url(), "replay_store_timeout_ms": 5000}),
+    );
+    // Phases: 0 up, 1 down (after the kill returned), 2 back (after the
+    // restart returned). Between them a request may straddle a change.
+    let phase = AtomicU8::new(0);
+    let stop = AtomicBool::new(false);
+    let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+    let count = |from: u8| {
+        results
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(start, end, ..)| *start == from && *end == from)
+            .count()
+    };
+    let wait_for = |from: u8, n: usize| {
+        assert!(
+            wait_until(Duration::from_secs(60), || count(from) >= n),
+            "fewer than {n} requests completed in phase {from}"
+        );
+    };
+    std::thread::scope(|s| {
+        for worker in 0..4 {
+            let (a, b, key, token) = (&c.a, &c.b, &c.key, c.token.as_str());
+            let (phase, stop, results) = (&phase, &stop, &results);
+            s.spawn(move || {
+                let mut i = 0u32;
+                // Bounded: stops when told, or after this many at most.
+                while !stop.load(Ordering::SeqCst) && i < 20_000 {
+                    i += 1;
+                    let (node, name) = if (worker + i) % 2 == 0 {
+                        (a, 'a')
+                    } else {
+                        (b, 'b')
+                    };
+                    let path = format!("/dpop/load/{worker}/{i}");
+                    let proof = proof(key, token, &path);
+                    let start = phase.load(Ordering::SeqCst);
+                    let r = send(token, node, &path, &proof);
+                    let end = phase.load(Ordering::SeqCst);
+                    let code = match r.status {
+                        200 => String::new(),
+                        503 => {
+                            let retry_after = r.header("retry-after").unwrap_or_default();
+                            assert!(
+                                retry_after.parse::<u32>().is_ok_and(|s| s > 0),
+                                "{:?}",
+                                r.headers
+                            );
+                            r.json()["error"].as_str().unwrap_or("?").to_owned()
+                        }
+                        _ => r.text(),
+                    };
+                    results
+                        .lock()
+                        .unwrap()
+                        .push((start, end, r.status, code, name));
+                }
+            });
+        }
+        wait_for(0, 40);
+        c.redis.kill();
+        phase.store(1, Ordering::SeqCst);
+        wait_for(1, 40);
+        c.redis.restart();
+        phase.store(2, Ordering::SeqCst);
+        wait_for(2, 80);
+        stop.store(true, Ordering::SeqCst);
+    });
+
+    let results = results.into_inner().unwrap();
+    let mut seen = [[0usize; 2]; 3];
+    for (start, end, status, code, node) in &results {
+        if start != end {
+            // Straddled a kill or a restart: either answer is right, but
+            // nothing else is.
+            assert!(
+                *status == 200 || (*status == 503 && code == "temporarily_unavailable"),
+                "{status} {code} on {node}"
+            );
+            continue;
+        }
+        match start {
+            0 | 2 => assert_eq!(
+                (*status, code.as_str()),
+                (200, ""),
+                "phase {start} on {node}"
+            ),
+            _ => assert_eq!(
+                (*status, code.as_str()),
+                (503, "temporarily_unavailable"),
+                "while down, on {node}"
+            ),
+        }
+        seen[usize::from(*start)][usize::from(*node == 'b')] += 1;
+    }
+    // Both nodes saw each phase.
+    for (phase, nodes) in seen.iter().enumerate() {
+        assert!(nodes[0] > 0 && nodes[1] > 0, "phase {phase}: {nodes:?}");
+    }
+    // The two nodes still share the restarted store.
+    let proof = c.proof("/dpop/after");
+    assert_dpop_reached(&c.send(&c.a, "/dpop/after", &proof));
+    assert_invalid_dpop_proof(&c.send(&c.b, "/dpop/after", &proof));
+
+    // A restart while no request is in flight: the connections the nodes
+    // kept from the load are closed under them, and still the very first
+    // request after it passes.
+    c.redis.restart();
+    for node in [&c.a, &c.b] {
+        for i in 0..3 {
+            let path = format!("/dpop/quiet/{i}");
+            assert_dpop_reached(&c.send(node, &path, &c.proof(&path)));
+        }
+    }
+}
+
+/// `rediss://` with a password and the deployment's CA: both nodes share
+/// the store over TLS; a node that does not trust the server's certificate
+/// fails closed instead of falling back to anything.
+#[test]
+fn two_gateways_share_a_tls_redis_with_a_password() {
+    let c = Cluster::start_with(
+        "cluster-tls",
+        |dir| {
+            let pki = Pki::generate(dir);
+            RedisServer::start_tls(&pki, false, &["--requirepass", "tls-s3cret"])
+        },
+        |redis, dir| {
+            json!({
+                "replay_store": redis.tls_url(":tls-s3cret"),
+                "replay_store_ca_file": dir.join("ca.pem"),
+            })
+        },
+    );
+    for (first, second) in [(&c.a, &c.b), (&c.b, &c.a)] {
+        let proof = c.proof("/dpop/tls");
+        assert_dpop_reached(&c.send(first, "/dpop/tls", &proof));
+        let r = c.send(second, "/dpop/tls", &proof);
+        assert_invalid_dpop_proof(&r);
+        assert_eq!(r.json()["proof_error"], "replayed", "{}", r.text());
+    }
+    for node in [&c.a, &c.b] {
+        assert_eq!(node.admin_get("/readyz").status, 200);
+    }
+
+    // A third node trusting another CA: 503, never a pass.
+    let dir = TempDir::new("cluster-tls-wrong-ca");
+    let other = TempDir::new("cluster-tls-other-pki");
+    let other_pki = Pki::generate(&other);
+    let wrong = GatewaySetup::new(&c.authority.issuer)
+        .service("echo", c.echo.addr())
+        .public_origin(PUBLIC_ORIGIN)
+        .auth(
+            "dpop",
+            json!({
+                "replay_store": c.redis.tls_url(":tls-s3cret"),
+                "replay_store_ca_file": other_pki.other_ca,
+            }),
+        )
+        .start(&dir);
+    let before = c.echo.requests();
+    let r = c.send(&wrong, "/dpop/tls-2", &c.proof("/dpop/tls-2"));
+    assert_problem(&r, 503, "temporarily_unavailable");
+    assert_eq!(c.echo.requests(), before);
+    assert_eq!(wrong.admin_get("/readyz").status, 503);
 }

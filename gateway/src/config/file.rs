@@ -132,8 +132,20 @@ pub struct DpopSection {
     /// Proof algorithms (default ES256, ES384, EdDSA, PS256).
     #[serde(default)]
     pub algorithms: Vec<String>,
-    /// `memory` (default, one node) or a `redis://` URL shared by all nodes.
+    /// `memory` (default, one node) or a Redis URL shared by all nodes:
+    /// `redis://`, `rediss://` (TLS), `redis+sentinel://` or
+    /// `rediss+sentinel://` (master found through Sentinel).
     pub replay_store: Option<String>,
+    /// PEM CA bundle trusted for a `rediss://` replay store (default: the
+    /// platform trust store).
+    pub replay_store_ca_file: Option<String>,
+    /// PEM client certificate chain and key for a `rediss://` replay store
+    /// that asks for one; set both or neither.
+    pub replay_store_client_cert_file: Option<String>,
+    pub replay_store_client_key_file: Option<String>,
+    /// Deadline of one replay store operation, connecting included (default
+    /// 500 ms); past it the request gets 503.
+    pub replay_store_timeout_ms: Option<u64>,
     /// Live entries the memory store holds before refusing with 503.
     pub replay_max_entries: Option<u64>,
     /// Secret for stateless server nonces, shared by all nodes (32+ bytes).
@@ -284,6 +296,10 @@ pub fn schema_sample() -> FileConfig {
                     proof_future_skew_seconds: Some(0),
                     algorithms: vec![String::new()],
                     replay_store: s(),
+                    replay_store_ca_file: s(),
+                    replay_store_client_cert_file: s(),
+                    replay_store_client_key_file: s(),
+                    replay_store_timeout_ms: Some(0),
                     replay_max_entries: Some(0),
                     nonce_secret: s(),
                     nonce_secret_file: s(),

@@ -341,9 +341,8 @@ fn redact(v: &mut Value) {
             for (k, v) in m.iter_mut() {
                 if k.as_str() == Some("replay_store") {
                     // A redis URL may carry a password.
-                    if let Some(url) = v.as_str().filter(|u| u.contains('@')) {
-                        let host = url.rsplit_once('@').map(|(_, h)| h).unwrap_or_default();
-                        *v = Value::String(format!("redis://<redacted>@{host}"));
+                    if let Some(url) = v.as_str() {
+                        *v = Value::String(resolve::redact_redis_url(url));
                     }
                 } else if k.as_str().is_some_and(|k| file::SECRET_KEYS.contains(&k)) && !v.is_null()
                 {

@@ -109,8 +109,70 @@ pub struct AuthorityConfig {
 pub enum ReplayStoreConfig {
     /// In this process (one gateway node).
     Memory { max_entries: u64 },
-    /// A redis server shared by every node (`SET NX PX`).
-    Redis { url: String },
+    /// A redis server shared by every node (`SET NX PX`); the URL may carry
+    /// a password, and `Debug` never shows it.
+    Redis {
+        url: RedisUrl,
+        tls: crate::authn::replay::RedisTls,
+        timeout: Duration,
+    },
+}
+
+/// A checked Redis URL (it parsed as the replay store accepts it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_redis_url(&self.0))
+    }
+}
+
+/// `scheme://<redacted>@hosts/path` when the URL has credentials.
+pub fn redact_redis_url(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, hosts))) => format!("{scheme}://<redacted>@{hosts}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// Reports a replay store URL or TLS material the store would refuse,
+/// under the key that holds it; the URL itself is never echoed.
+fn check_redis_store(e: &mut Errors, url: &str, tls: &crate::authn::replay::RedisTls) {
+    use crate::authn::replay::{RedisReplayStore, RedisTls};
+    if let Err(why) = RedisReplayStore::check(url, &RedisTls::default()) {
+        e.add(
+            "gateway.auth.dpop.replay_store",
+            format!("must be memory or a redis url: {why}"),
+        );
+        return;
+    }
+    let ca = RedisTls {
+        ca_pem: tls.ca_pem.clone(),
+        ..RedisTls::default()
+    };
+    let client = RedisTls {
+        client_cert_pem: tls.client_cert_pem.clone(),
+        client_key_pem: tls.client_key_pem.clone(),
+        ..RedisTls::default()
+    };
+    for (key, part) in [
+        ("replay_store_ca_file", ca),
+        ("replay_store_client_cert_file", client),
+    ] {
+        if part == RedisTls::default() {
+            continue;
+        }
+        if let Err(why) = RedisReplayStore::check(url, &part) {
+            e.add(&format!("gateway.auth.dpop.{key}"), why.to_string());
+        }
+    }
 }
 
 /// DPoP (RFC 9449) settings.
@@ -651,19 +713,69 @@ pub fn resolve(
         (1, 100_000_000),
     );
     let replay_store = match d.replay_store.as_deref().map(str::trim) {
-        None | Some("memory") => ReplayStoreConfig::Memory {
-            max_entries: replay_max,
-        },
-        Some(url) if url.starts_with("redis://") => ReplayStoreConfig::Redis {
-            url: url.to_owned(),
-        },
-        Some(_) => {
-            e.add(
-                "gateway.auth.dpop.replay_store",
-                "must be memory or a redis:// url",
-            );
+        None | Some("memory") => {
+            for (key, set) in [
+                ("replay_store_ca_file", &d.replay_store_ca_file),
+                (
+                    "replay_store_client_cert_file",
+                    &d.replay_store_client_cert_file,
+                ),
+                (
+                    "replay_store_client_key_file",
+                    &d.replay_store_client_key_file,
+                ),
+            ] {
+                if set.is_some() {
+                    e.add(
+                        &format!("gateway.auth.dpop.{key}"),
+                        "is set but replay_store is not a rediss:// url",
+                    );
+                }
+            }
             ReplayStoreConfig::Memory {
                 max_entries: replay_max,
+            }
+        }
+        Some(url) => {
+            let mut pem = |key: &str, file: &Option<String>| {
+                let file = file.as_deref().map(str::trim)?;
+                let path = base.join(file);
+                sources.push(path.clone());
+                match std::fs::read(&path) {
+                    Ok(bytes) => Some(bytes),
+                    Err(err) => {
+                        e.add(
+                            &format!("gateway.auth.dpop.{key}"),
+                            format!("cannot be read: {}", err.kind()),
+                        );
+                        None
+                    }
+                }
+            };
+            let tls = crate::authn::replay::RedisTls {
+                ca_pem: pem("replay_store_ca_file", &d.replay_store_ca_file),
+                client_cert_pem: pem(
+                    "replay_store_client_cert_file",
+                    &d.replay_store_client_cert_file,
+                ),
+                client_key_pem: pem(
+                    "replay_store_client_key_file",
+                    &d.replay_store_client_key_file,
+                )
+                .map(zeroize::Zeroizing::new),
+            };
+            check_redis_store(&mut e, url, &tls);
+            let timeout_ms = seconds(
+                &mut e,
+                "gateway.auth.dpop.replay_store_timeout_ms",
+                d.replay_store_timeout_ms,
+                500,
+                (10, 10_000),
+            );
+            ReplayStoreConfig::Redis {
+                url: RedisUrl(url.to_owned()),
+                tls,
+                timeout: Duration::from_millis(timeout_ms),
             }
         }
     };
@@ -713,8 +825,11 @@ pub fn resolve(
     ed.algorithms = proof_algorithms.clone();
     ed.replay_store = Some(match &replay_store {
         ReplayStoreConfig::Memory { .. } => "memory".into(),
-        ReplayStoreConfig::Redis { url } => url.clone(),
+        ReplayStoreConfig::Redis { url, .. } => url.as_str().to_owned(),
     });
+    if let ReplayStoreConfig::Redis { timeout, .. } = &replay_store {
+        ed.replay_store_timeout_ms = u64::try_from(timeout.as_millis()).ok();
+    }
     ed.replay_max_entries = Some(replay_max);
     ed.nonce_step_seconds = Some(nonce_step);
     let dpop = DpopConfig {

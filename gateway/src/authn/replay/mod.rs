@@ -9,13 +9,14 @@
 //! caller turns into 503, never "fresh". Fail closed.
 //!
 //! - [`MemoryReplayStore`]: one node, bounded, sharded mutexes;
-//! - [`RedisReplayStore`]: several nodes sharing one Redis, `SET NX PX`.
+//! - [`RedisReplayStore`]: several nodes sharing one Redis (plain, TLS or
+//!   found through Sentinel), `SET NX PX`.
 
 mod memory;
 mod redis;
 
 pub use memory::{MemoryReplayStore, DEFAULT_MAX_ENTRIES};
-pub use redis::{RedisReplayStore, RedisUrlError, DEFAULT_KEY_PREFIX};
+pub use redis::{RedisReplayStore, RedisTls, RedisUrlError, DEFAULT_KEY_PREFIX};
 
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
