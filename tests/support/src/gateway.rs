@@ -8,8 +8,15 @@
 //! addresses; its readiness check also connects to those. Reporting real
 //! ports would need the gateway to pre-bind the sockets and pass them to
 //! Pingora through its listen-fd table (the upgrade path). So the harness
-//! picks free ports with [`free_ports`], and a start that loses the race
-//! for one (the gateway exits on a failed bind) is retried with fresh ports.
+//! picks free ports with [`free_ports`], and a start that fails (no ready
+//! line in time, or the process exits) is retried with fresh ports.
+//!
+//! Known gap: when another process takes a chosen port first, Pingora
+//! retries the bind in the background and the gateway keeps running; its
+//! readiness check connects to the configured address, which the other
+//! process answers, so `GATEWAY_READY` is printed for a listener the
+//! gateway does not own. Closing that needs the gateway to announce only
+//! listeners it bound (pre-binding, above).
 //!
 //! The binary: `CARGO_BIN_EXE_stella-gateway` is set only when compiling the
 //! gateway package's own tests, so [`gateway_binary`] looks in the target

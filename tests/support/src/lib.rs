@@ -11,9 +11,10 @@
 //! Ports: a process that can bind port 0 does, and the harness reads the
 //! address back from its ready line: the Authority (`AUTHORITY_READY`) and
 //! the sample service (`ECHO_READY`). Two cannot, so their ports are picked
-//! free with [`free_ports`] and a start that loses the race is retried:
-//! `redis-server` (`--port 0` turns its TCP listener off) and the gateway,
-//! see [`gateway`](crate::gateway) for why.
+//! free with [`free_ports`] and a failed start is retried with fresh ones:
+//! `redis-server` (`--port 0` turns its TCP listener off) and the gateway
+//! (see [`gateway`](crate::gateway) for why, and for the one lost race a
+//! retry does not catch).
 //!
 //! Process lifetime: `cargo nextest` runs every test in its own process, so
 //! each test starts the processes it needs (the Authority costs about a
