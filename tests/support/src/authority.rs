@@ -1,0 +1,377 @@
+//! The test Authority (`node tests/authority/server.mjs`, node-oidc-provider)
+//! and its clients: it binds port 0 and reports the address in its
+//! `AUTHORITY_READY` line. Tokens come from `token.mjs`, DPoP proofs by an
+//! independent implementation from `proof.mjs`.
+
+use crate::http::request;
+use crate::process::{wait_until, Process};
+use crate::temp::TempDir;
+use crate::{repo_root, START_TIMEOUT};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+fn authority_dir() -> PathBuf {
+    let dir = repo_root().join("tests/authority");
+    assert!(
+        dir.join("node_modules/oidc-provider").is_dir(),
+        "the test Authority is not installed: run `npm ci` in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// An OAuth client registered in the test Authority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Client {
+    pub id: &'static str,
+    pub secret: &'static str,
+}
+
+/// scopes echo.read echo.write admin, tenant acme.
+pub const BEARER: Client = Client {
+    id: "svc-bearer",
+    secret: "svc-bearer-secret",
+};
+/// scope echo.read, tenant globex.
+pub const READONLY: Client = Client {
+    id: "svc-readonly",
+    secret: "svc-readonly-secret",
+};
+/// Certificate-bound tokens (needs `--cert-pem`).
+pub const MTLS: Client = Client {
+    id: "svc-mtls",
+    secret: "svc-mtls-secret",
+};
+/// DPoP-bound tokens (needs a proof: [`Authority::dpop_token`]); scopes
+/// echo.read echo.write admin, tenant acme.
+pub const DPOP: Client = Client {
+    id: "svc-dpop",
+    secret: "svc-dpop-secret",
+};
+
+/// What to ask the token endpoint for besides the client.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TokenRequest {
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+    pub cert_pem: Option<PathBuf>,
+}
+
+impl TokenRequest {
+    pub fn scope(scope: &str) -> TokenRequest {
+        TokenRequest {
+            scope: Some(scope.into()),
+            ..TokenRequest::default()
+        }
+    }
+
+    pub fn resource(resource: &str) -> TokenRequest {
+        TokenRequest {
+            resource: Some(resource.into()),
+            ..TokenRequest::default()
+        }
+    }
+
+    /// A certificate-bound token for the certificate in `pem`.
+    pub fn bound_to(pem: &Path) -> TokenRequest {
+        TokenRequest {
+            cert_pem: Some(pem.to_path_buf()),
+            ..TokenRequest::default()
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct AuthorityOptions {
+    /// `AUTHORITY_KEYS_FILE`: share keys with another instance (written
+    /// first if it does not exist). By default each Authority has its own.
+    pub keys_file: Option<PathBuf>,
+    /// `AUTHORITY_AT_TTL`, seconds.
+    pub access_token_ttl: Option<u64>,
+    /// A fixed port (to bring an Authority up where a gateway expects it).
+    pub port: Option<u16>,
+    /// `AUTHORITY_CLIENTS_FILE`: extra clients (JSON array of client
+    /// metadata; see tests/authority/README.md). None by default.
+    pub clients_file: Option<PathBuf>,
+}
+
+/// The test Authority (`node tests/authority/server.mjs`).
+pub struct Authority {
+    process: Process,
+    pub issuer: String,
+    pub port: u16,
+    /// Its private JWKS (`AUTHORITY_KEYS_FILE`).
+    pub keys_file: PathBuf,
+    tokens: Mutex<HashMap<(Client, TokenRequest), String>>,
+    _dir: TempDir,
+}
+
+/// Writes a private JWKS in the Authority's format (an ES256 and an RS256
+/// key, kid = RFC 7638 thumbprint) to `path`. The keys are made by the
+/// `openssl` CLI and only converted by node: node 20's own RSA key
+/// generation (`generateKeyPairSync`, which server.mjs uses when it has no
+/// keys file) can deadlock in a GC callback (main thread blocked in
+/// `KeyGenJob<RsaKeyGenTraits>::~KeyGenJob` on a mutex), which showed up as
+/// an Authority that never printed its ready line, about once in 50 starts.
+pub(crate) fn write_authority_keys(path: &Path) {
+    let dir = path.parent().expect("keys file has a folder");
+    let ec = dir.join("authority-ec.pem");
+    let rsa = dir.join("authority-rsa.pem");
+    let genpkey = |out: &Path, args: &[&str]| {
+        let status = Command::new("openssl")
+            .arg("genpkey")
+            .args(args)
+            .arg("-out")
+            .arg(out)
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl (is it installed?)");
+        assert!(status.success(), "openssl genpkey {args:?} failed");
+    };
+    genpkey(
+        &ec,
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    genpkey(
+        &rsa,
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
+    let script = r#"
+        const c = require('node:crypto');
+        const fs = require('node:fs');
+        const [ecPem, rsaPem, out] = process.argv.slice(1);
+        const thumbprint = (j) => c.createHash('sha256').update(JSON.stringify(
+            j.kty === 'RSA' ? { e: j.e, kty: j.kty, n: j.n } : { crv: j.crv, kty: j.kty, x: j.x, y: j.y },
+        )).digest('base64url');
+        const jwk = (file) => c.createPrivateKey(fs.readFileSync(file)).export({ format: 'jwk' });
+        const ec = jwk(ecPem);
+        const rsa = jwk(rsaPem);
+        const keys = [
+            { ...ec, use: 'sig', alg: 'ES256', kid: thumbprint(ec) },
+            { ...rsa, use: 'sig', alg: 'RS256', kid: thumbprint(rsa) },
+        ];
+        fs.writeFileSync(out, JSON.stringify({ keys }), { mode: 0o600 });
+    "#;
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&ec)
+        .arg(&rsa)
+        .arg(path)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "converting the authority keys failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Authority {
+    pub fn start() -> Authority {
+        Authority::start_with(AuthorityOptions::default())
+    }
+
+    pub fn start_with(options: AuthorityOptions) -> Authority {
+        let own_dir = TempDir::new("authority");
+        let keys_file = options
+            .keys_file
+            .clone()
+            .unwrap_or_else(|| own_dir.join("authority-keys.json"));
+        if !keys_file.exists() {
+            write_authority_keys(&keys_file);
+        }
+        let mut cmd = Command::new("node");
+        cmd.current_dir(authority_dir())
+            .arg("server.mjs")
+            .env("AUTHORITY_PORT", options.port.unwrap_or(0).to_string());
+        for name in [
+            "AUTHORITY_AT_TTL",
+            "AUTHORITY_CLIENTS_FILE",
+            "AUTHORITY_DEFAULT_RESOURCE",
+        ] {
+            cmd.env_remove(name);
+        }
+        cmd.env("AUTHORITY_KEYS_FILE", &keys_file);
+        if let Some(clients) = &options.clients_file {
+            cmd.env("AUTHORITY_CLIENTS_FILE", clients);
+        }
+        if let Some(ttl) = options.access_token_ttl {
+            cmd.env("AUTHORITY_AT_TTL", ttl.to_string());
+        }
+        let process = Process::start("authority", cmd, "AUTHORITY_READY", START_TIMEOUT);
+        let issuer = process.ready["issuer"]
+            .as_str()
+            .expect("ready line has issuer")
+            .to_owned();
+        let port = process.ready["port"].as_u64().expect("ready line has port") as u16;
+        Authority {
+            process,
+            issuer,
+            port,
+            keys_file,
+            tokens: Mutex::new(HashMap::new()),
+            _dir: own_dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A token with all of the client's scopes for the gateway's audience,
+    /// fetched once per Authority and client.
+    pub fn token(&self, client: Client) -> String {
+        self.token_with(client, TokenRequest::default())
+    }
+
+    /// A token for `request`, cached per (client, request).
+    pub fn token_with(&self, client: Client, request: TokenRequest) -> String {
+        let key = (client, request);
+        if let Some(t) = self.tokens.lock().unwrap().get(&key) {
+            return t.clone();
+        }
+        let token = self.fresh_token(client, &key.1);
+        self.tokens.lock().unwrap().insert(key, token.clone());
+        token
+    }
+
+    /// Fetches the tokens of several clients at once (node starts slowly;
+    /// in parallel the wait is paid once), filling the cache.
+    pub fn prefetch(&self, clients: &[Client]) {
+        let requests: Vec<(Client, TokenRequest)> = clients
+            .iter()
+            .map(|c| (*c, TokenRequest::default()))
+            .collect();
+        self.prefetch_with(&requests);
+    }
+
+    /// [`prefetch`](Self::prefetch) for tokens with particular requests.
+    pub fn prefetch_with(&self, requests: &[(Client, TokenRequest)]) {
+        std::thread::scope(|s| {
+            for (client, request) in requests {
+                s.spawn(move || self.token_with(*client, request.clone()));
+            }
+        });
+    }
+
+    /// A new token every call, through `token.mjs`.
+    pub fn fresh_token(&self, client: Client, request: &TokenRequest) -> String {
+        let mut cmd = Command::new("node");
+        cmd.current_dir(authority_dir())
+            .arg("token.mjs")
+            .args(["--issuer", &self.issuer])
+            .args(["--client", client.id, "--secret", client.secret]);
+        if let Some(scope) = &request.scope {
+            cmd.args(["--scope", scope]);
+        }
+        if let Some(resource) = &request.resource {
+            cmd.args(["--resource", resource]);
+        }
+        if let Some(pem) = &request.cert_pem {
+            cmd.arg("--cert-pem").arg(pem);
+        }
+        let out = cmd
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run node token.mjs");
+        assert!(
+            out.status.success(),
+            "token.mjs for {} failed: {}",
+            client.id,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).expect("token is utf-8");
+        token.trim().to_owned()
+    }
+
+    /// The Authority's published JWKS.
+    pub fn jwks(&self) -> Value {
+        let r = request(self.addr(), "GET", "/jwks", &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// Stops the Authority abruptly and waits until its port refuses.
+    pub fn kill(&mut self) {
+        self.process.kill();
+        let addr = self.addr();
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
+            }),
+            "authority port still accepts after kill"
+        );
+    }
+}
+
+impl Authority {
+    /// A new DPoP-bound token for `client` (normally [`DPOP`]): `token.mjs
+    /// --dpop-key-file key_file` signs the token request's proof with the
+    /// private JWK in that file ([`DpopKey::write_private_jwk`]), so the
+    /// token's `cnf.jkt` is that key's thumbprint.
+    pub fn dpop_token(&self, client: Client, key_file: &Path) -> String {
+        let out = Command::new("node")
+            .current_dir(authority_dir())
+            .arg("token.mjs")
+            .args(["--issuer", &self.issuer])
+            .args(["--client", client.id, "--secret", client.secret])
+            .arg("--dpop-key-file")
+            .arg(key_file)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run node token.mjs");
+        assert!(
+            out.status.success(),
+            "token.mjs --dpop-key-file for {} failed: {}",
+            client.id,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("token is utf-8")
+            .trim()
+            .to_owned()
+    }
+}
+
+/// A DPoP proof made by the npm `dpop` library (`tests/authority/proof.mjs`),
+/// an implementation independent of [`DpopKey`], with the private JWK in
+/// `key_file`.
+pub fn npm_dpop_proof(
+    key_file: &Path,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    nonce: Option<&str>,
+) -> String {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(authority_dir())
+        .arg("proof.mjs")
+        .arg("--key-file")
+        .arg(key_file)
+        .args(["--method", method, "--url", url]);
+    if let Some(token) = token {
+        cmd.args(["--token", token]);
+    }
+    if let Some(nonce) = nonce {
+        cmd.args(["--nonce", nonce]);
+    }
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run node proof.mjs");
+    assert!(
+        out.status.success(),
+        "proof.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("proof is utf-8")
+        .trim()
+        .to_owned()
+}
