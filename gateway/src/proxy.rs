@@ -166,7 +166,7 @@ impl Proxy {
             client_cert: ctx.client_cert.as_ref(),
             route: target,
         };
-        let caller = gw.authenticate(credential, &facts).await?;
+        let (caller, proof) = gw.authenticate(credential, &facts).await?;
         let decision = decide(
             target.policy.as_ref(),
             &target.tenant_rules,
@@ -179,6 +179,11 @@ impl Proxy {
         ctx.path = Some(path);
         match decision {
             Decision::Allow(allowed) => {
+                // Only now is the proof recorded: a request the policy
+                // refuses never takes a replay entry.
+                if let Some(proof) = proof {
+                    gw.spend_proof(proof).await?;
+                }
                 if allowed.used_bypass() {
                     gw.metrics().dpop_bypass.inc();
                     tracing::warn!(
@@ -593,6 +598,7 @@ fn status_label(status: u16) -> &'static str {
         403 => "403",
         404 => "404",
         405 => "405",
+        429 => "429",
         500 => "500",
         502 => "502",
         503 => "503",

@@ -57,6 +57,9 @@ pub enum Refusal {
     },
     /// The DPoP replay store is needed and unavailable (or full).
     ReplayStoreUnavailable,
+    /// The caller's proof key already holds its share of the replay store
+    /// (429): one flooding key is slowed down, everyone else goes on.
+    ReplayShareExceeded,
     InsufficientScope {
         required: Vec<String>,
     },
@@ -96,6 +99,7 @@ impl Refusal {
             Refusal::InvalidDpopProof { .. } => "invalid_dpop_proof",
             Refusal::UseDpopNonce { .. } => "use_dpop_nonce",
             Refusal::ReplayStoreUnavailable => "temporarily_unavailable",
+            Refusal::ReplayShareExceeded => "too_many_requests",
             Refusal::InsufficientScope { .. } => "insufficient_scope",
             Refusal::Forbidden { .. } => "access_denied",
             Refusal::AuthorityUnavailable => "temporarily_unavailable",
@@ -120,6 +124,7 @@ impl Refusal {
             Refusal::MalformedAuthorization => "malformed_authorization",
             Refusal::SenderConstraintRequired => "sender_constraint_required",
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
+            Refusal::ReplayShareExceeded => "replay_share_exceeded",
             Refusal::AuthorityUnavailable => "authority_unavailable",
             _ => self.code(),
         }
@@ -140,6 +145,7 @@ impl Refusal {
             | Refusal::InvalidDpopProof { .. }
             | Refusal::UseDpopNonce { .. } => 401,
             Refusal::InsufficientScope { .. } | Refusal::Forbidden { .. } => 403,
+            Refusal::ReplayShareExceeded => 429,
             Refusal::AuthorityUnavailable | Refusal::ReplayStoreUnavailable => 503,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
@@ -172,6 +178,9 @@ impl Refusal {
             }
             Refusal::ReplayStoreUnavailable => {
                 "dpop proofs cannot be checked for replay now; retry later"
+            }
+            Refusal::ReplayShareExceeded => {
+                "this dpop key is sending proofs faster than its share of the replay store allows; retry later"
             }
             Refusal::InsufficientScope { .. } => "the access token lacks a required scope",
             Refusal::Forbidden { .. } => "the policy of this route denies the request",
@@ -259,7 +268,7 @@ impl Refusal {
         if let Refusal::UseDpopNonce { nonce } = self {
             headers.push(("dpop-nonce", nonce.clone()));
         }
-        if status == 503 {
+        if status == 503 || status == 429 {
             headers.push(("retry-after", RETRY_AFTER_SECS.to_string()));
         }
         if let Refusal::MethodNotAllowed { allowed } = self {
@@ -280,6 +289,7 @@ fn title(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        429 => "Too Many Requests",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
@@ -347,6 +357,13 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert!(c[0].starts_with("DPoP realm=\"stella-gateway\", error=\"invalid_dpop_proof\""));
         assert_eq!(Refusal::ReplayStoreUnavailable.reply("r").status, 503);
+        let share = Refusal::ReplayShareExceeded.reply("r");
+        assert_eq!(share.status, 429);
+        assert_eq!(header(&share, "retry-after"), Some("5"));
+        assert_eq!(
+            header(&share, "content-type"),
+            Some("application/problem+json")
+        );
     }
 
     #[test]

@@ -113,8 +113,14 @@ pub struct DpopSection {
     pub algorithms: Vec<String>,
     /// `memory` (default, one node) or a `redis://` URL shared by all nodes.
     pub replay_store: Option<String>,
-    /// Live entries the memory store holds before refusing with 503.
+    /// Live entries the memory store holds before refusing with 503
+    /// (default: sized from `gateway.threads` and the proof window, see
+    /// `docs/replay-store.md`).
     pub replay_max_entries: Option<u64>,
+    /// The share of `replay_max_entries`, in percent, one proof key (`jkt`)
+    /// may hold; beyond it that key's requests get 429 (default 10; 100
+    /// turns the limit off).
+    pub replay_max_share_percent: Option<u64>,
     /// Secret for stateless server nonces, shared by all nodes (32+ bytes).
     pub nonce_secret: Option<String>,
     pub nonce_secret_file: Option<String>,
@@ -264,6 +270,7 @@ pub fn schema_sample() -> FileConfig {
                     algorithms: vec![String::new()],
                     replay_store: s(),
                     replay_max_entries: Some(0),
+                    replay_max_share_percent: Some(0),
                     nonce_secret: s(),
                     nonce_secret_file: s(),
                     nonce_step_seconds: Some(0),
