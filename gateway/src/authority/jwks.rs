@@ -29,7 +29,9 @@
 //!   than [`UNKNOWN_KID_WAIT`] (or the HTTP timeout, if shorter): while a
 //!   fetch (scheduled or on demand) is in flight, it waits that long for the
 //!   fetch to finish and then answers [`Unavailable::Busy`] (503
-//!   `temporarily_unavailable`). Requests whose `kid` is known never wait.
+//!   `temporarily_unavailable`). The on-demand fetch runs on its own task,
+//!   so the request that started it waits no longer than the others.
+//!   Requests whose `kid` is known never wait.
 
 use super::discovery::{discover, Discovery};
 use super::http::HttpFetcher;
@@ -317,7 +319,7 @@ pub struct JwksCache {
     /// Held for every fetch: fetches never overlap. Callers with an
     /// unknown kid wait here (at most `unknown_kid_wait`) for a fetch in
     /// flight.
-    fetch_gate: tokio::sync::Mutex<()>,
+    fetch_gate: Arc<tokio::sync::Mutex<()>>,
     on_demand: OnDemand,
     unknown_kid_wait: Duration,
     counters: Counters,
@@ -362,7 +364,7 @@ impl JwksCache {
                 .saturating_add(config.jwks_max_stale.as_secs()),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             discovery: RwLock::new(None),
-            fetch_gate: tokio::sync::Mutex::new(()),
+            fetch_gate: Arc::new(tokio::sync::Mutex::new(())),
             on_demand: OnDemand::default(),
             unknown_kid_wait: UNKNOWN_KID_WAIT.min(config.http_timeout),
             counters: Counters::default(),
@@ -400,7 +402,7 @@ impl JwksCache {
     /// The key for a token whose header has `kid` and `alg`. See the module
     /// documentation for the refetch and staleness rules.
     pub async fn key_for(
-        &self,
+        self: &Arc<Self>,
         kid: Option<&str>,
         alg: JwsAlg,
     ) -> Result<Arc<VerifyingKey>, KeyLookupError> {
@@ -436,8 +438,10 @@ impl JwksCache {
                 None => Err(od.answer()),
             };
         }
-        let _gate = self.wait_for_gate().await?;
-        let _fetching = Fetching::start(&od.fetching);
+        let gate =
+            tokio::time::timeout(self.unknown_kid_wait, self.fetch_gate.clone().lock_owned())
+                .await
+                .map_err(|_| self.busy())?;
         // A scheduled refresh may have brought the kid while this waited.
         if let Some(found) = self.try_select(kid, alg)? {
             return Ok(found);
@@ -445,17 +449,33 @@ impl JwksCache {
         self.counters
             .unknown_kid_refetches
             .fetch_add(1, Ordering::Relaxed);
-        // Discovery is reused: a token's unknown kid is no reason to
-        // re-read metadata (the scheduled refresh does).
-        let fetched = self.fetch_and_publish(false).await;
-        od.last_failed.store(fetched.is_err(), Ordering::Release);
+        od.fetching.store(true, Ordering::Release);
+        // The fetch runs on its own task, holding the gate, so that no
+        // request (this one included) waits for it longer than the budget;
+        // the keys it brings serve every later request.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _gate = gate;
+            let _fetching = Fetching(&this.on_demand.fetching);
+            // Discovery is reused: a token's unknown kid is no reason to
+            // re-read metadata (the scheduled refresh does).
+            let fetched = this.fetch_and_publish(false).await;
+            this.on_demand
+                .last_failed
+                .store(fetched.is_err(), Ordering::Release);
+        });
+        drop(self.wait_for_gate().await?);
         match self.try_select(kid, alg)? {
             Some(found) => Ok(found),
-            None if fetched.is_err() => {
-                Err(KeyLookupError::Unavailable(Unavailable::RefetchFailed))
-            }
-            None => Err(KeyLookupError::UnknownKid),
+            None => Err(od.answer()),
         }
+    }
+
+    fn busy(&self) -> KeyLookupError {
+        self.counters
+            .unknown_kid_busy
+            .fetch_add(1, Ordering::Relaxed);
+        KeyLookupError::Unavailable(Unavailable::Busy)
     }
 
     /// The fetch gate, waited for at most `unknown_kid_wait`.
