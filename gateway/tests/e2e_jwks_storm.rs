@@ -63,7 +63,7 @@ fn storm(gw: &Gateway, tokens: &[String], seconds: f64, threads: usize, valid: &
                     let r = gw.get_with_token("/items/1", token);
                     let code = r.json()["token_error"]
                         .as_str()
-                        .unwrap_or_else(|| if r.status == 503 { "busy" } else { "-" })
+                        .unwrap_or(if r.status == 503 { "busy" } else { "-" })
                         .to_owned();
                     *answers.lock().unwrap().entry((r.status, code)).or_insert(0) += 1;
                 }
