@@ -602,4 +602,41 @@ mod tests {
             default_max_entries(1, window)
         );
     }
+
+    fn rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// The figure in docs/replay-store.md: resident memory per live entry.
+    /// Run with `cargo nextest run --run-ignored only memory_per_entry`.
+    #[tokio::test]
+    #[ignore]
+    async fn memory_per_entry_is_measured() {
+        const N: u32 = 2_000_000;
+        let before = rss_kib();
+        let store = MemoryReplayStore::new(N as usize).with_max_share_percent(10);
+        for n in 0..N {
+            // Spread like SHA-256 outputs.
+            let digest = ring::digest::digest(&ring::digest::SHA256, &n.to_le_bytes());
+            let mut k = [0u8; 32];
+            k.copy_from_slice(digest.as_ref());
+            let owner = format!("jkt-{}", n % 1000);
+            let r = store.insert_once_for(k, &owner, TTL).await;
+            assert_eq!(r, INSERTED);
+        }
+        let after = rss_kib();
+        let per_entry = (after.saturating_sub(before) * 1024) as f64 / f64::from(N);
+        println!(
+            "replay store: {N} entries, RSS {before} KiB -> {after} KiB, {per_entry:.1} bytes per entry"
+        );
+        assert_eq!(store.len(), N as usize);
+    }
 }
