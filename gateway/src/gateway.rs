@@ -5,7 +5,7 @@
 use crate::authn::dpop::{check_proof, DpopRules, ProofInput};
 use crate::authn::nonce::{NonceCheck, NonceIssuer};
 use crate::authn::presented::Presented;
-use crate::authn::replay::{Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
+use crate::authn::replay::{Admission, Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::authn::{authenticate_bearer, TokenCache, TokenError, TokenRules};
 use crate::authority::jwks::JwksCache;
 use crate::authority::{Clock, SystemClock};
@@ -35,9 +35,17 @@ use subtle::ConstantTimeEq;
 pub struct Authenticated {
     caller: Caller,
     identity: Identity,
+    /// A DPoP proof not yet recorded in the replay store.
+    proof: Option<UnspentProof>,
 }
 
 impl Authenticated {
+    /// The DPoP proof to record once the policy allows the request
+    /// ([`Snapshot::spend_proof`]).
+    pub fn take_proof(&mut self) -> Option<UnspentProof> {
+        self.proof.take()
+    }
+
     pub fn caller(&self) -> &Caller {
         &self.caller
     }
@@ -51,7 +59,11 @@ impl Authenticated {
     #[cfg(test)]
     pub(crate) fn for_tests(caller: Caller) -> Authenticated {
         let identity = envelope_identity(&caller, None);
-        Authenticated { caller, identity }
+        Authenticated {
+            caller,
+            identity,
+            proof: None,
+        }
     }
 }
 
@@ -278,25 +290,36 @@ impl Snapshot {
         credential: Presented<'_>,
         request: &RequestFacts<'_>,
     ) -> Result<Authenticated, Refusal> {
-        let caller = self.caller(credential, request).await?;
+        let (caller, proof) = self.caller(credential, request).await?;
         let identity = envelope_identity(&caller, request.client_cert);
-        Ok(Authenticated { caller, identity })
+        Ok(Authenticated {
+            caller,
+            identity,
+            proof,
+        })
     }
 
     /// The caller behind a request's credential. Bindings are checked every
-    /// time, also for tokens found in the cache.
+    /// time, also for tokens found in the cache. A DPoP caller comes with
+    /// its [`UnspentProof`]: the proof passed every stateless check, and is
+    /// recorded in the replay store only once the route's policy allows the
+    /// request ([`Snapshot::spend_proof`]), so refused requests never take
+    /// replay entries.
     async fn caller(
         &self,
         credential: Presented<'_>,
         request: &RequestFacts<'_>,
-    ) -> Result<Caller, Refusal> {
+    ) -> Result<(Caller, Option<UnspentProof>), Refusal> {
         match credential {
-            Presented::None => Ok(match request.client_cert.map(|c| &c.spiffe) {
-                Some(Ok(Some(id))) => Caller::Spiffe {
-                    spiffe_id: id.clone(),
+            Presented::None => Ok((
+                match request.client_cert.map(|c| &c.spiffe) {
+                    Some(Ok(Some(id))) => Caller::Spiffe {
+                        spiffe_id: id.clone(),
+                    },
+                    _ => Caller::Anonymous,
                 },
-                _ => Caller::Anonymous,
-            }),
+                None,
+            )),
             Presented::Bearer(token) => {
                 let claims = self.verify_token(token).await?;
                 let method = match claims.binding() {
@@ -341,7 +364,7 @@ impl Snapshot {
                         })
                     }
                 };
-                Ok(Caller::Token { claims, method })
+                Ok((Caller::Token { claims, method }, None))
             }
             Presented::BearerWithDpopHeader(token) => {
                 let claims = self.verify_token(token).await?;
@@ -399,34 +422,59 @@ impl Snapshot {
                         return Err(e.refusal());
                     }
                 };
-                let started = std::time::Instant::now();
-                let fresh = self
-                    .replay
-                    .insert_once(checked.replay_key(), self.dpop_rules.replay_ttl())
-                    .await;
-                self.shared
-                    .metrics
-                    .replay_store_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                match fresh {
-                    Ok(Fresh::Inserted) => Ok(Caller::Token {
+                let Binding::Jkt(jkt) = claims.binding() else {
+                    // check_proof accepts only jkt-bound tokens.
+                    return Err(Refusal::InvalidToken {
+                        code: "unenforceable_cnf",
+                    });
+                };
+                let unspent = UnspentProof {
+                    key: checked.replay_key(),
+                    owner: jkt.clone(),
+                };
+                Ok((
+                    Caller::Token {
                         claims,
                         method: AuthMethod::Dpop,
-                    }),
-                    Ok(Fresh::Replayed) => {
-                        self.shared
-                            .metrics
-                            .dpop_proof_rejected
-                            .with_label_values(&["replayed"])
-                            .inc();
-                        Err(Refusal::InvalidDpopProof { code: "replayed" })
-                    }
-                    Err(e) => {
-                        self.shared.metrics.replay_store_errors.inc();
-                        tracing::warn!(error = %e, "dpop replay store unavailable; refusing with 503");
-                        Err(Refusal::ReplayStoreUnavailable)
-                    }
-                }
+                    },
+                    Some(unspent),
+                ))
+            }
+        }
+    }
+
+    /// Records a DPoP proof as used. Called once the policy allowed the
+    /// request: a proof seen before is refused as a replay, a proof key
+    /// holding its share of the store gets 429, a store that cannot answer
+    /// 503.
+    pub async fn spend_proof(&self, proof: UnspentProof) -> Result<(), Refusal> {
+        let started = std::time::Instant::now();
+        let fresh = self
+            .replay
+            .insert_once_for(proof.key, &proof.owner, self.dpop_rules.replay_ttl())
+            .await;
+        self.shared
+            .metrics
+            .replay_store_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match fresh {
+            Ok(Admission::Checked(Fresh::Inserted)) => Ok(()),
+            Ok(Admission::Checked(Fresh::Replayed)) => {
+                self.shared
+                    .metrics
+                    .dpop_proof_rejected
+                    .with_label_values(&["replayed"])
+                    .inc();
+                Err(Refusal::InvalidDpopProof { code: "replayed" })
+            }
+            Ok(Admission::ShareExceeded) => {
+                self.shared.metrics.replay_share_refusals.inc();
+                Err(Refusal::ReplayShareExceeded)
+            }
+            Err(e) => {
+                self.shared.metrics.replay_store_errors.inc();
+                tracing::warn!(error = %e, "dpop replay store unavailable; refusing with 503");
+                Err(Refusal::ReplayStoreUnavailable)
             }
         }
     }
@@ -494,6 +542,23 @@ pub fn config_version(config: &Config) -> String {
         .collect()
 }
 
+/// A DPoP proof that passed every stateless check but is not yet recorded
+/// in the replay store; [`Snapshot::spend_proof`] records it.
+#[must_use = "a checked proof must be spent before the request is forwarded"]
+pub struct UnspentProof {
+    key: [u8; 32],
+    /// The proof key's thumbprint: whose share of the store it takes.
+    owner: String,
+}
+
+impl std::fmt::Debug for UnspentProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnspentProof")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the authentication stage needs to know about the request besides
 /// its credential.
 pub struct RequestFacts<'a> {
@@ -528,9 +593,13 @@ fn dpop_parts(
         .ok();
     let replay: Option<Arc<dyn ReplayStore>> = match &d.replay_store {
         _ if kept_replay.is_some() => kept_replay,
-        ReplayStoreConfig::Memory { max_entries } => Some(Arc::new(MemoryReplayStore::new(
-            usize::try_from(*max_entries).unwrap_or(usize::MAX),
-        ))),
+        ReplayStoreConfig::Memory {
+            max_entries,
+            max_share_percent,
+        } => Some(Arc::new(
+            MemoryReplayStore::new(usize::try_from(*max_entries).unwrap_or(usize::MAX))
+                .with_max_share_percent(*max_share_percent),
+        )),
         ReplayStoreConfig::Redis { url, tls, timeout } => {
             match RedisReplayStore::with_tls(url.as_str(), tls) {
                 Ok(store) => Some(Arc::new(store.with_timeout(*timeout))),

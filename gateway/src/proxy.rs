@@ -169,7 +169,8 @@ impl Proxy {
             client_cert: ctx.client_cert.as_ref(),
             route: target,
         };
-        let authenticated = gw.authenticate(credential, &facts).await?;
+        let mut authenticated = gw.authenticate(credential, &facts).await?;
+        let proof = authenticated.take_proof();
         let caller = authenticated.caller();
         ctx.send_nonce = caller.auth_method() == stella_envelope::AuthMethod::Dpop
             && target.requires_dpop_nonce(caller.claims().and_then(|c| c.tenant()));
@@ -182,6 +183,11 @@ impl Proxy {
             gw.config.on_missing_authorization,
         ) {
             Ok(authorized) => {
+                // Only now is the proof recorded: a request the policy
+                // refuses never takes a replay entry.
+                if let Some(proof) = proof {
+                    gw.spend_proof(proof).await?;
+                }
                 let allowed = authorized.allowed();
                 if allowed.used_bypass() {
                     gw.metrics().dpop_bypass.inc();
@@ -652,6 +658,7 @@ fn status_label(status: u16) -> &'static str {
         403 => "403",
         404 => "404",
         405 => "405",
+        429 => "429",
         500 => "500",
         502 => "502",
         503 => "503",

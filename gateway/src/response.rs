@@ -63,6 +63,9 @@ pub enum Refusal {
     },
     /// The DPoP replay store is needed and unavailable (or full).
     ReplayStoreUnavailable,
+    /// The caller's proof key already holds its share of the replay store
+    /// (429): one flooding key is slowed down, everyone else goes on.
+    ReplayShareExceeded,
     InsufficientScope {
         required: Vec<String>,
     },
@@ -118,6 +121,7 @@ impl Refusal {
             Refusal::InvalidDpopProof { .. } => "invalid_dpop_proof",
             Refusal::UseDpopNonce { .. } => "use_dpop_nonce",
             Refusal::ReplayStoreUnavailable => "temporarily_unavailable",
+            Refusal::ReplayShareExceeded => "too_many_requests",
             Refusal::InsufficientScope { .. } => "insufficient_scope",
             Refusal::Forbidden { .. } => "access_denied",
             Refusal::AuthorityUnavailable | Refusal::EnvelopeUnavailable => {
@@ -144,6 +148,7 @@ impl Refusal {
             Refusal::MalformedAuthorization => "malformed_authorization",
             Refusal::SenderConstraintRequired => "sender_constraint_required",
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
+            Refusal::ReplayShareExceeded => "replay_share_exceeded",
             Refusal::AuthorityUnavailable => "authority_unavailable",
             Refusal::UnparsableRequest => "unparsable_request",
             Refusal::TooManyConnections => "connection_limit",
@@ -171,6 +176,7 @@ impl Refusal {
             | Refusal::InvalidDpopProof { .. }
             | Refusal::UseDpopNonce { .. } => 401,
             Refusal::InsufficientScope { .. } | Refusal::Forbidden { .. } => 403,
+            Refusal::ReplayShareExceeded => 429,
             Refusal::AuthorityUnavailable
             | Refusal::ReplayStoreUnavailable
             | Refusal::TooManyConnections
@@ -208,6 +214,9 @@ impl Refusal {
             }
             Refusal::ReplayStoreUnavailable => {
                 "dpop proofs cannot be checked for replay now; retry later"
+            }
+            Refusal::ReplayShareExceeded => {
+                "this dpop key is sending proofs faster than its share of the replay store allows; retry later"
             }
             Refusal::InsufficientScope { .. } => "the access token lacks a required scope",
             Refusal::Forbidden { .. } => "the policy of this route denies the request",
@@ -304,7 +313,7 @@ impl Refusal {
         if let Refusal::UseDpopNonce { nonce } = self {
             headers.push(("dpop-nonce", nonce.clone()));
         }
-        if status == 503 {
+        if status == 503 || status == 429 {
             headers.push(("retry-after", RETRY_AFTER_SECS.to_string()));
         }
         if let Refusal::MethodNotAllowed { allowed } = self {
@@ -330,6 +339,7 @@ pub fn title(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
@@ -398,6 +408,13 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert!(c[0].starts_with("DPoP realm=\"stella-gateway\", error=\"invalid_dpop_proof\""));
         assert_eq!(Refusal::ReplayStoreUnavailable.reply("r").status, 503);
+        let share = Refusal::ReplayShareExceeded.reply("r");
+        assert_eq!(share.status, 429);
+        assert_eq!(header(&share, "retry-after"), Some("5"));
+        assert_eq!(
+            header(&share, "content-type"),
+            Some("application/problem+json")
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Metrics {
     /// `missing-certificate`, `thumbprint-mismatch`.
     pub mtls_mismatch: IntCounterVec,
     pub replay_store_errors: IntCounter,
+    /// DPoP requests refused with 429 because their proof key held its
+    /// share of the replay store.
+    pub replay_share_refusals: IntCounter,
     pub replay_store_seconds: prometheus::Histogram,
     /// Reloads by result: `applied` (including unchanged) or `rejected`.
     pub config_reloads: IntCounterVec,
@@ -108,6 +111,11 @@ impl Metrics {
             "DPoP replay store failures (each answered with 503)",
         )
         .expect("static metric definition");
+        let replay_share_refusals = IntCounter::new(
+            "stella_gateway_replay_share_refusals_total",
+            "DPoP requests refused with 429: the proof key held its share of the replay store",
+        )
+        .expect("static metric definition");
         let replay_store_seconds = prometheus::Histogram::with_opts(
             HistogramOpts::new(
                 "stella_gateway_replay_store_seconds",
@@ -173,6 +181,7 @@ impl Metrics {
             Box::new(dpop_bypass.clone()),
             Box::new(mtls_mismatch.clone()),
             Box::new(replay_store_errors.clone()),
+            Box::new(replay_share_refusals.clone()),
             Box::new(replay_store_seconds.clone()),
             Box::new(config_reloads.clone()),
             Box::new(upstream_retries.clone()),
@@ -192,6 +201,7 @@ impl Metrics {
             dpop_bypass,
             mtls_mismatch,
             replay_store_errors,
+            replay_share_refusals,
             replay_store_seconds,
             config_reloads,
             upstream_retries,

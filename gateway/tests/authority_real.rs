@@ -83,7 +83,7 @@ async fn real_authority_token_verifies_with_keys_from_discovery() {
         .to_owned();
     let config = config(&issuer);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let jwks = JwksCache::new(&config, clock.clone()).unwrap();
+    let jwks = std::sync::Arc::new(JwksCache::new(&config, clock.clone()).unwrap());
 
     jwks.refresh().await.unwrap();
     assert!(jwks.is_ready());
@@ -134,7 +134,7 @@ async fn real_authority_token_for_another_resource_is_refused() {
     let issuer = authority.ready["issuer"].as_str().unwrap().to_owned();
     let config = config(&issuer);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let jwks = JwksCache::new(&config, clock.clone()).unwrap();
+    let jwks = std::sync::Arc::new(JwksCache::new(&config, clock.clone()).unwrap());
     jwks.refresh().await.unwrap();
     let rules = TokenRules::from_config(&config).unwrap();
     let cache = TokenCache::new(1000);

@@ -677,7 +677,10 @@ fn the_configured_proof_age_window_and_future_skew_are_enforced() {
 #[test]
 fn a_full_memory_replay_store_refuses_new_proofs_with_503_instead_of_forgetting_old_ones() {
     let s = DpopStack::start_with("dpop-full", |setup| {
-        setup.auth("dpop", json!({"replay_max_entries": 1}))
+        setup.auth(
+            "dpop",
+            json!({"replay_max_entries": 1, "replay_max_share_percent": 100}),
+        )
     });
     let gw = s.gw();
     let first = s.proof("GET", "/dpop/full");

@@ -308,7 +308,20 @@ try {
     + 'tokens requested without scope will carry no scope claim');
 }
 
-server.on('request', provider.callback());
+// Test-only: the number of JWKS documents served, so that tests can count
+// the gateway's fetches at the Authority (GET /__test/jwks-count).
+let jwksFetches = 0;
+const handle = provider.callback();
+server.on('request', (req, res) => {
+  const path = (req.url || '').split('?')[0];
+  if (path === '/__test/jwks-count') {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ jwks_fetches: jwksFetches }));
+    return;
+  }
+  if (path === '/jwks') jwksFetches += 1;
+  handle(req, res);
+});
 
 process.stdout.write(`AUTHORITY_READY ${JSON.stringify({ issuer, port })}\n`);
 log(`issuer ${issuer}, ${clients.length} clients, access token TTL ${AT_TTL}s, default resource ${DEFAULT_RESOURCE}`);

@@ -404,7 +404,7 @@ pub fn verify_claims(
 pub async fn authenticate_bearer(
     token: &str,
     rules: &TokenRules,
-    jwks: &JwksCache,
+    jwks: &Arc<JwksCache>,
     cache: &TokenCache,
     now: u64,
 ) -> Result<Arc<TokenClaims>, TokenError> {

@@ -23,7 +23,15 @@
 //!   `jwks_cooldown`, shared by all concurrent callers (single flight);
 //!   fetches never overlap, scheduled or not. Within the cooldown an unknown
 //!   kid is [`KeyLookupError::UnknownKid`] (401) if the last fetch worked and
-//!   `Unavailable` if it failed: "not there" and "could not look" differ.
+//!   `Unavailable` if it failed: "not there" and "could not look" differ,
+//!   and that answer is given at once, without taking any lock;
+//! - a request with an unknown `kid` never queues behind a fetch for longer
+//!   than [`UNKNOWN_KID_WAIT`] (or the HTTP timeout, if shorter): while a
+//!   fetch (scheduled or on demand) is in flight, it waits that long for the
+//!   fetch to finish and then answers [`Unavailable::Busy`] (503
+//!   `temporarily_unavailable`). The on-demand fetch runs on its own task,
+//!   so the request that started it waits no longer than the others.
+//!   Requests whose `kid` is known never wait.
 
 use super::discovery::{discover, Discovery};
 use super::http::HttpFetcher;
@@ -33,12 +41,16 @@ use crate::jose::{JsonObject, JwsAlg, PublicJwk, VerifyingKey};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// The longest wait between retries after failed refreshes.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// How long a request with an unknown `kid` waits for a JWKS fetch in
+/// flight before it is answered 503.
+pub const UNKNOWN_KID_WAIT: Duration = Duration::from_millis(500);
 
 /// A parsed JWKS: the usable verification keys.
 #[derive(Clone, Debug, Default)]
@@ -178,6 +190,9 @@ pub enum Unavailable {
     Stale { age: u64, max_age: u64 },
     /// The kid is unknown and the refetch meant to find it failed.
     RefetchFailed,
+    /// The kid is unknown and a JWKS fetch in flight did not finish within
+    /// the wait budget.
+    Busy,
 }
 
 impl fmt::Display for Unavailable {
@@ -189,6 +204,9 @@ impl fmt::Display for Unavailable {
                 "last successful jwks fetch was {age} s ago, more than the {max_age} s allowed"
             ),
             Unavailable::RefetchFailed => f.write_str("jwks refetch for an unknown kid failed"),
+            Unavailable::Busy => {
+                f.write_str("a jwks fetch in flight did not finish within the wait budget")
+            }
         }
     }
 }
@@ -239,11 +257,42 @@ impl Snapshot {
     }
 }
 
-/// On-demand refetch bookkeeping; guarded by the fetch gate.
+/// On-demand refetch bookkeeping, read without any lock so that requests
+/// within the cooldown are answered at once.
 #[derive(Debug, Default)]
 struct OnDemand {
-    last_attempt: Option<u64>,
-    last_failed: bool,
+    /// Unix seconds of the last on-demand attempt, plus one (0: none yet).
+    last_attempt: AtomicU64,
+    last_failed: AtomicBool,
+    /// A fetch (scheduled or on demand) holds the fetch gate.
+    fetching: AtomicBool,
+}
+
+impl OnDemand {
+    /// The answer for an unknown kid when no fetch is due.
+    fn answer(&self) -> KeyLookupError {
+        if self.last_failed.load(Ordering::Acquire) {
+            KeyLookupError::Unavailable(Unavailable::RefetchFailed)
+        } else {
+            KeyLookupError::UnknownKid
+        }
+    }
+}
+
+/// Marks a fetch in flight for as long as it lives.
+struct Fetching<'a>(&'a AtomicBool);
+
+impl<'a> Fetching<'a> {
+    fn start(flag: &'a AtomicBool) -> Fetching<'a> {
+        flag.store(true, Ordering::Release);
+        Fetching(flag)
+    }
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Counters for the metrics module; monotonically increasing.
@@ -252,6 +301,7 @@ struct Counters {
     refreshes: AtomicU64,
     refresh_failures: AtomicU64,
     unknown_kid_refetches: AtomicU64,
+    unknown_kid_busy: AtomicU64,
 }
 
 /// The JWKS of one Authority, kept fresh by [`JwksCache::run_refresh_loop`]
@@ -266,9 +316,12 @@ pub struct JwksCache {
     max_age: u64,
     snapshot: RwLock<Arc<Snapshot>>,
     discovery: RwLock<Option<Arc<Discovery>>>,
-    /// Held for every fetch: fetches never overlap, and callers with an
-    /// unknown kid queue here and share one fetch.
-    fetch_gate: tokio::sync::Mutex<OnDemand>,
+    /// Held for every fetch: fetches never overlap. Callers with an
+    /// unknown kid wait here (at most `unknown_kid_wait`) for a fetch in
+    /// flight.
+    fetch_gate: Arc<tokio::sync::Mutex<()>>,
+    on_demand: OnDemand,
+    unknown_kid_wait: Duration,
     counters: Counters,
 }
 
@@ -311,7 +364,9 @@ impl JwksCache {
                 .saturating_add(config.jwks_max_stale.as_secs()),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             discovery: RwLock::new(None),
-            fetch_gate: tokio::sync::Mutex::new(OnDemand::default()),
+            fetch_gate: Arc::new(tokio::sync::Mutex::new(())),
+            on_demand: OnDemand::default(),
+            unknown_kid_wait: UNKNOWN_KID_WAIT.min(config.http_timeout),
             counters: Counters::default(),
         })
     }
@@ -320,6 +375,7 @@ impl JwksCache {
     /// On failure the previous keys stay (until they are too old).
     pub async fn refresh(&self) -> Result<(), AuthorityError> {
         let _gate = self.fetch_gate.lock().await;
+        let _fetching = Fetching::start(&self.on_demand.fetching);
         self.fetch_and_publish(true).await
     }
 
@@ -346,43 +402,98 @@ impl JwksCache {
     /// The key for a token whose header has `kid` and `alg`. See the module
     /// documentation for the refetch and staleness rules.
     pub async fn key_for(
-        &self,
+        self: &Arc<Self>,
         kid: Option<&str>,
         alg: JwsAlg,
     ) -> Result<Arc<VerifyingKey>, KeyLookupError> {
         if let Some(found) = self.try_select(kid, alg)? {
             return Ok(found);
         }
-        let mut on_demand = self.fetch_gate.lock().await;
-        // Another caller may have fetched while this one waited.
+        let od = &self.on_demand;
+        let now = self.clock.now();
+        let last = od.last_attempt.load(Ordering::Acquire);
+        let in_cooldown = last
+            .checked_sub(1)
+            .is_some_and(|at| now < at.saturating_add(self.cooldown));
+        // Claim the on-demand fetch; only one caller per cooldown wins.
+        let claimed = !in_cooldown
+            && od
+                .last_attempt
+                .compare_exchange(
+                    last,
+                    now.saturating_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok();
+        if !claimed {
+            if !od.fetching.load(Ordering::Acquire) {
+                return Err(od.answer());
+            }
+            // A fetch is in flight: it may bring this kid. Wait for it, a
+            // little.
+            drop(self.wait_for_gate().await?);
+            return match self.try_select(kid, alg)? {
+                Some(found) => Ok(found),
+                None => Err(od.answer()),
+            };
+        }
+        let gate =
+            tokio::time::timeout(self.unknown_kid_wait, self.fetch_gate.clone().lock_owned())
+                .await
+                .map_err(|_| self.busy())?;
+        // A scheduled refresh may have brought the kid while this waited.
         if let Some(found) = self.try_select(kid, alg)? {
             return Ok(found);
         }
-        let now = self.clock.now();
-        if let Some(last) = on_demand.last_attempt {
-            if now < last.saturating_add(self.cooldown) {
-                return Err(if on_demand.last_failed {
-                    KeyLookupError::Unavailable(Unavailable::RefetchFailed)
-                } else {
-                    KeyLookupError::UnknownKid
-                });
-            }
-        }
-        on_demand.last_attempt = Some(now);
         self.counters
             .unknown_kid_refetches
             .fetch_add(1, Ordering::Relaxed);
-        // Discovery is reused: a token's unknown kid is no reason to
-        // re-read metadata (the scheduled refresh does).
-        let fetched = self.fetch_and_publish(false).await;
-        on_demand.last_failed = fetched.is_err();
+        od.fetching.store(true, Ordering::Release);
+        // The fetch runs on its own task, holding the gate, so that no
+        // request (this one included) waits for it longer than the budget;
+        // the keys it brings serve every later request.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _gate = gate;
+            let _fetching = Fetching(&this.on_demand.fetching);
+            // Discovery is reused: a token's unknown kid is no reason to
+            // re-read metadata (the scheduled refresh does).
+            let fetched = this.fetch_and_publish(false).await;
+            this.on_demand
+                .last_failed
+                .store(fetched.is_err(), Ordering::Release);
+        });
+        drop(self.wait_for_gate().await?);
         match self.try_select(kid, alg)? {
             Some(found) => Ok(found),
-            None if fetched.is_err() => {
-                Err(KeyLookupError::Unavailable(Unavailable::RefetchFailed))
-            }
-            None => Err(KeyLookupError::UnknownKid),
+            None => Err(od.answer()),
         }
+    }
+
+    fn busy(&self) -> KeyLookupError {
+        self.counters
+            .unknown_kid_busy
+            .fetch_add(1, Ordering::Relaxed);
+        KeyLookupError::Unavailable(Unavailable::Busy)
+    }
+
+    /// The fetch gate, waited for at most `unknown_kid_wait`.
+    async fn wait_for_gate(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, KeyLookupError> {
+        tokio::time::timeout(self.unknown_kid_wait, self.fetch_gate.lock())
+            .await
+            .map_err(|_| {
+                self.counters
+                    .unknown_kid_busy
+                    .fetch_add(1, Ordering::Relaxed);
+                KeyLookupError::Unavailable(Unavailable::Busy)
+            })
+    }
+
+    /// Unknown-kid requests answered 503 because a fetch in flight did not
+    /// finish within the wait budget.
+    pub fn unknown_kid_busy(&self) -> u64 {
+        self.counters.unknown_kid_busy.load(Ordering::Relaxed)
     }
 
     /// Keys loaded and not too old: the gateway can verify tokens.

@@ -146,8 +146,14 @@ pub struct DpopSection {
     /// Deadline of one replay store operation, connecting included (default
     /// 500 ms); past it the request gets 503.
     pub replay_store_timeout_ms: Option<u64>,
-    /// Live entries the memory store holds before refusing with 503.
+    /// Live entries the memory store holds before refusing with 503
+    /// (default: sized from `gateway.threads` and the proof window, see
+    /// `docs/replay-store.md`).
     pub replay_max_entries: Option<u64>,
+    /// The share of `replay_max_entries`, in percent, one proof key (`jkt`)
+    /// may hold; beyond it that key's requests get 429 (default 10; 100
+    /// turns the limit off).
+    pub replay_max_share_percent: Option<u64>,
     /// Secret for stateless server nonces, shared by all nodes (32+ bytes).
     pub nonce_secret: Option<String>,
     pub nonce_secret_file: Option<String>,
@@ -301,6 +307,7 @@ pub fn schema_sample() -> FileConfig {
                     replay_store_client_key_file: s(),
                     replay_store_timeout_ms: Some(0),
                     replay_max_entries: Some(0),
+                    replay_max_share_percent: Some(0),
                     nonce_secret: s(),
                     nonce_secret_file: s(),
                     nonce_step_seconds: Some(0),

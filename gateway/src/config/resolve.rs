@@ -107,8 +107,12 @@ pub struct AuthorityConfig {
 /// Where DPoP proof identifiers are remembered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplayStoreConfig {
-    /// In this process (one gateway node).
-    Memory { max_entries: u64 },
+    /// In this process (one gateway node); one proof key may hold at most
+    /// `max_share_percent` of `max_entries`.
+    Memory {
+        max_entries: u64,
+        max_share_percent: u8,
+    },
     /// A redis server shared by every node (`SET NX PX`); the URL may carry
     /// a password, and `Debug` never shows it.
     Redis {
@@ -705,14 +709,20 @@ pub fn resolve(
         }
         d.algorithms.clone()
     };
-    let replay_max = seconds(
+    // The memory store's capacity is settled once the worker threads are
+    // known (below); this is the configured value, if any.
+    let replay_max_share = seconds(
         &mut e,
-        "gateway.auth.dpop.replay_max_entries",
-        d.replay_max_entries,
-        1_000_000,
-        (1, 100_000_000),
+        "gateway.auth.dpop.replay_max_share_percent",
+        d.replay_max_share_percent,
+        u64::from(crate::authn::replay::DEFAULT_MAX_SHARE_PERCENT),
+        (1, 100),
     );
-    let replay_store = match d.replay_store.as_deref().map(str::trim) {
+    let replay_memory = |max_entries: u64| ReplayStoreConfig::Memory {
+        max_entries,
+        max_share_percent: u8::try_from(replay_max_share).unwrap_or(100),
+    };
+    let mut replay_store = match d.replay_store.as_deref().map(str::trim) {
         None | Some("memory") => {
             for (key, set) in [
                 ("replay_store_ca_file", &d.replay_store_ca_file),
@@ -732,9 +742,7 @@ pub fn resolve(
                     );
                 }
             }
-            ReplayStoreConfig::Memory {
-                max_entries: replay_max,
-            }
+            replay_memory(0)
         }
         Some(url) => {
             let mut pem = |key: &str, file: &Option<String>| {
@@ -830,13 +838,12 @@ pub fn resolve(
     if let ReplayStoreConfig::Redis { timeout, .. } = &replay_store {
         ed.replay_store_timeout_ms = u64::try_from(timeout.as_millis()).ok();
     }
-    ed.replay_max_entries = Some(replay_max);
     ed.nonce_step_seconds = Some(nonce_step);
-    let dpop = DpopConfig {
+    let mut dpop = DpopConfig {
         proof_max_age: Duration::from_secs(max_age),
         proof_future_skew: Duration::from_secs(skew),
         algorithms: proof_algorithms,
-        replay_store,
+        replay_store: replay_store.clone(),
         nonce_secret,
         nonce_step: Duration::from_secs(nonce_step),
     };
@@ -868,6 +875,22 @@ pub fn resolve(
     ) as usize;
     let work_stealing = file.gateway.work_stealing.unwrap_or(false);
     effective.gateway.threads = Some(threads as u64);
+    // Replay capacity: every worker verifying proofs flat out for the whole
+    // window a proof's entry lives (max age + skew + 1 s), with a margin.
+    let replay_window = Duration::from_secs(max_age.saturating_add(skew).saturating_add(1));
+    let replay_max = seconds(
+        &mut e,
+        "gateway.auth.dpop.replay_max_entries",
+        d.replay_max_entries,
+        crate::authn::replay::default_max_entries(threads, replay_window),
+        (1, 100_000_000),
+    );
+    if let ReplayStoreConfig::Memory { max_entries, .. } = &mut replay_store {
+        *max_entries = replay_max;
+    }
+    dpop.replay_store = replay_store;
+    effective.gateway.auth.dpop.replay_max_entries = Some(replay_max);
+    effective.gateway.auth.dpop.replay_max_share_percent = Some(replay_max_share);
     effective.gateway.work_stealing = Some(work_stealing);
     let shutdown_grace = seconds(
         &mut e,

@@ -693,7 +693,7 @@ fn rules_refuse_unknown_algorithms_and_empty_lists() {
 
 struct Setup {
     server: crate::authority::test_server::TestServer,
-    jwks: JwksCache,
+    jwks: Arc<JwksCache>,
     cache: TokenCache,
     rules: TokenRules,
     clock: Arc<ManualClock>,
@@ -703,7 +703,7 @@ async fn setup(keys: &[&TestKey]) -> Setup {
     let server = authority_server(&jwks(keys));
     let config = test_config(&server.base(), AUDIENCE);
     let clock = Arc::new(ManualClock::new(NOW));
-    let jwks = JwksCache::new(&config, clock.clone()).unwrap();
+    let jwks = Arc::new(JwksCache::new(&config, clock.clone()).unwrap());
     jwks.refresh().await.unwrap();
     Setup {
         server,

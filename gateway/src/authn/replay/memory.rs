@@ -5,34 +5,88 @@
 //! live entry the store answers [`ReplayStoreError::Full`] (503), because
 //! forgetting a live key would let its proof be replayed. Expired entries
 //! are reclaimed by a sweep of a shard at most once per second when it is
-//! used, and of every shard when the store is full.
+//! used, and of every shard (each still at most once a second) when the
+//! store is full or a caller's share is taken, so a flood of refused
+//! requests cannot make every request scan the store.
+//!
+//! Fairness: each entry remembers its owner (a hash of the proof key's
+//! `jkt`), and one owner may hold at most a configured share of the
+//! capacity; beyond it that owner's proofs are refused with
+//! [`Admission::ShareExceeded`] (429) while every other caller goes on. One
+//! flooding key therefore cannot fill the store for everyone.
+//!
+//! Sizing ([`default_max_entries`]): a proof's entry lives for the proof
+//! window (`proof_max_age + proof_future_skew + 1` s), so a node that
+//! accepts `R` proofs per second holds `R * window` live entries. The
+//! default capacity is [`ESTIMATED_PROOFS_PER_THREAD`] per worker thread
+//! times the window times [`SIZING_MARGIN`].
 
-use super::{Fresh, ReplayStats, ReplayStore, ReplayStoreError};
+use super::{Admission, Fresh, ReplayStats, ReplayStore, ReplayStoreError};
 use crate::authority::{Clock, SystemClock};
 use async_trait::async_trait;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// A default capacity: a minute of 3,000 proofs per second, at most about
-/// 20 MiB of map.
-pub const DEFAULT_MAX_ENTRIES: usize = 200_000;
+/// DPoP proofs one proxy worker thread verifies per second at most: one
+/// ES256 verification plus the proxying around it (measured on the
+/// reference machine at about 8,000 per thread; rounded up).
+pub const ESTIMATED_PROOFS_PER_THREAD: u64 = 10_000;
+
+/// Head room over the estimate: faster cores, bursts, clock steps.
+pub const SIZING_MARGIN: u64 = 2;
+
+/// The share of the capacity one owner (`jkt`) may hold by default.
+pub const DEFAULT_MAX_SHARE_PERCENT: u8 = 10;
+
+/// The default capacity for `threads` proxy workers and a proof window
+/// of `window` (the replay TTL): enough for every worker verifying proofs
+/// flat out for the whole window, times the margin.
+pub fn default_max_entries(threads: usize, window: Duration) -> u64 {
+    let secs = window
+        .as_secs()
+        .saturating_add(u64::from(window.subsec_nanos() > 0));
+    ESTIMATED_PROOFS_PER_THREAD
+        .saturating_mul(u64::try_from(threads.max(1)).unwrap_or(u64::MAX))
+        .saturating_mul(secs.max(1))
+        .saturating_mul(SIZING_MARGIN)
+}
 
 const SHARDS: usize = 16;
 
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The first second at which the entry is expired.
+    expires: u64,
+    /// Hash of the owner's `jkt`; [`NO_OWNER`] for unattributed inserts.
+    owner: u64,
+}
+
+/// Inserts made without an owner (`insert_once`) are not counted against
+/// any share.
+const NO_OWNER: u64 = 0;
+
 struct Shard {
-    /// Replay key -> the first second at which it is expired.
-    entries: HashMap<[u8; 32], u64>,
+    entries: HashMap<[u8; 32], Entry>,
     next_sweep: u64,
 }
 
 /// A bounded in-process replay store.
 pub struct MemoryReplayStore {
     shards: Box<[Mutex<Shard>]>,
+    /// Live entries per owner hash, sharded by that hash. Locked only
+    /// while a shard of `shards` is held, never the other way round.
+    owners: Box<[Mutex<HashMap<u64, usize>>]>,
+    /// Keys the owner hashes (random per process, so nobody can aim a key
+    /// at another caller's share).
+    hasher: RandomState,
     /// Entries in all shards, live or not yet reclaimed.
     len: AtomicUsize,
     max_entries: usize,
+    max_per_owner: usize,
     clock: Arc<dyn Clock>,
     stats: ReplayStats,
 }
@@ -42,12 +96,14 @@ impl std::fmt::Debug for MemoryReplayStore {
         f.debug_struct("MemoryReplayStore")
             .field("len", &self.len.load(Ordering::Relaxed))
             .field("max_entries", &self.max_entries)
+            .field("max_per_owner", &self.max_per_owner)
             .finish_non_exhaustive()
     }
 }
 
 impl MemoryReplayStore {
-    /// A store holding at most `max_entries` keys, on the system clock.
+    /// A store holding at most `max_entries` keys, on the system clock,
+    /// with no per-owner share (see [`with_max_share_percent`](Self::with_max_share_percent)).
     pub fn new(max_entries: usize) -> MemoryReplayStore {
         MemoryReplayStore::with_clock(max_entries, Arc::new(SystemClock))
     }
@@ -62,13 +118,32 @@ impl MemoryReplayStore {
                 })
             })
             .collect();
+        let owners = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
         MemoryReplayStore {
             shards,
+            owners,
+            hasher: RandomState::new(),
             len: AtomicUsize::new(0),
             max_entries,
+            max_per_owner: usize::MAX,
             clock,
             stats: ReplayStats::default(),
         }
+    }
+
+    /// Limits one owner to `percent` of the capacity (at least one entry);
+    /// 100 turns the limit off.
+    pub fn with_max_share_percent(mut self, percent: u8) -> MemoryReplayStore {
+        if percent >= 100 {
+            self.max_per_owner = usize::MAX;
+            return self;
+        }
+        let percent = usize::from(percent.max(1));
+        self.max_per_owner = (self.max_entries / 100)
+            .saturating_mul(percent)
+            .saturating_add(self.max_entries % 100 * percent / 100)
+            .max(1);
+        self
     }
 
     /// Keys held, including expired ones not yet reclaimed.
@@ -80,8 +155,57 @@ impl MemoryReplayStore {
         self.len() == 0
     }
 
+    /// The most entries one owner may hold.
+    pub fn max_per_owner(&self) -> usize {
+        self.max_per_owner
+    }
+
+    fn owner_hash(&self, owner: &str) -> u64 {
+        // 0 is reserved for "no owner".
+        self.hasher.hash_one(owner).max(1)
+    }
+
+    fn owner_shard(&self, owner: u64) -> &Mutex<HashMap<u64, usize>> {
+        // Only the owner-count maps are indexed by this; any bits do.
+        &self.owners[(owner % SHARDS as u64) as usize]
+    }
+
+    /// Counts one more entry for `owner`, unless it holds its share.
+    fn take_share(&self, owner: u64) -> bool {
+        if owner == NO_OWNER {
+            return true;
+        }
+        let mut counts = lock(self.owner_shard(owner));
+        let held = counts.entry(owner).or_insert(0);
+        if *held >= self.max_per_owner {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    fn release_share(&self, owner: u64, n: usize) {
+        if owner == NO_OWNER || n == 0 {
+            return;
+        }
+        let mut counts = lock(self.owner_shard(owner));
+        if let Some(held) = counts.get_mut(&owner) {
+            *held = held.saturating_sub(n);
+            if *held == 0 {
+                counts.remove(&owner);
+            }
+        }
+    }
+
     /// The insertion itself, at `now` (unix seconds).
-    fn insert_at(&self, key: [u8; 32], ttl: Duration, now: u64) -> Result<Fresh, ReplayStoreError> {
+    fn insert_at(
+        &self,
+        key: [u8; 32],
+        owner: u64,
+        ttl: Duration,
+        now: u64,
+    ) -> Result<Admission, ReplayStoreError> {
+        use Admission::{Checked, ShareExceeded};
         // Whole seconds, rounded up, plus one: the clock reads whole
         // seconds, so an entry made at second `now` may be up to a second
         // older than `now` says. It is live while `clock < expires`.
@@ -89,34 +213,46 @@ impl MemoryReplayStore {
             .as_secs()
             .saturating_add(u64::from(ttl.subsec_nanos() > 0));
         let expires = now.saturating_add(ttl_secs).saturating_add(1);
+        let entry = Entry { expires, owner };
         // The key is a SHA-256 output: any byte of it picks a shard evenly.
         let shard = &self.shards[usize::from(key[0]) % SHARDS];
+        let mut outcome = Err(ReplayStoreError::Full);
         for attempt in 0..2 {
             {
                 let mut guard = lock(shard);
                 self.sweep_if_due(&mut guard, now);
                 match guard.entries.get_mut(&key) {
-                    Some(expiry) if *expiry > now => return Ok(Fresh::Replayed),
-                    Some(expiry) => {
+                    Some(old) if old.expires > now => return Ok(Checked(Fresh::Replayed)),
+                    Some(old) => {
                         // Expired but not yet reclaimed: reuse its slot.
-                        *expiry = expires;
-                        return Ok(Fresh::Inserted);
+                        if self.take_share(owner) {
+                            self.release_share(old.owner, 1);
+                            *old = entry;
+                            return Ok(Checked(Fresh::Inserted));
+                        }
+                        outcome = Ok(ShareExceeded);
                     }
                     None => {
-                        if self.reserve_slot() {
-                            guard.entries.insert(key, expires);
-                            return Ok(Fresh::Inserted);
+                        if !self.take_share(owner) {
+                            outcome = Ok(ShareExceeded);
+                        } else if self.reserve_slot() {
+                            guard.entries.insert(key, entry);
+                            return Ok(Checked(Fresh::Inserted));
+                        } else {
+                            self.release_share(owner, 1);
+                            outcome = Err(ReplayStoreError::Full);
                         }
                     }
                 }
             }
-            // Full: reclaim expired entries everywhere (one shard lock at a
-            // time, never two) and try once more.
+            // Full, or the owner's share is taken: expired entries in other
+            // shards may still count. Reclaim them (each shard at most once
+            // a second, one shard lock at a time, never two) and try again.
             if attempt == 0 {
-                self.sweep_all(now);
+                self.sweep_all_due(now);
             }
         }
-        Err(ReplayStoreError::Full)
+        outcome
     }
 
     fn reserve_slot(&self) -> bool {
@@ -135,34 +271,70 @@ impl MemoryReplayStore {
 
     fn sweep(&self, shard: &mut Shard, now: u64) {
         let before = shard.entries.len();
-        shard.entries.retain(|_, expiry| *expiry > now);
+        let mut released: HashMap<u64, usize> = HashMap::new();
+        shard.entries.retain(|_, entry| {
+            let live = entry.expires > now;
+            if !live && entry.owner != NO_OWNER {
+                *released.entry(entry.owner).or_insert(0) += 1;
+            }
+            live
+        });
         let removed = before - shard.entries.len();
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::AcqRel);
         }
+        for (owner, n) in released {
+            self.release_share(owner, n);
+        }
         shard.next_sweep = now.saturating_add(1);
     }
 
-    fn sweep_all(&self, now: u64) {
+    fn sweep_all_due(&self, now: u64) {
         for shard in self.shards.iter() {
-            self.sweep(&mut lock(shard), now);
+            self.sweep_if_due(&mut lock(shard), now);
         }
+    }
+
+    fn record(
+        &self,
+        key: [u8; 32],
+        owner: u64,
+        ttl: Duration,
+    ) -> Result<Admission, ReplayStoreError> {
+        let started = Instant::now();
+        let outcome = self.insert_at(key, owner, ttl, self.clock.now());
+        match outcome {
+            Ok(Admission::Checked(fresh)) => self.stats.record(&Ok(fresh), started.elapsed()),
+            Ok(Admission::ShareExceeded) => self.stats.record_share_exceeded(),
+            Err(e) => self.stats.record(&Err(e), started.elapsed()),
+        }
+        outcome
     }
 }
 
-/// A poisoned shard still holds a consistent map (no code path panics
-/// between changing the map and the counter), so it is used as is.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+/// A poisoned lock still holds a consistent map (no code path panics
+/// between changing a map and its counters), so it is used as is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[async_trait]
 impl ReplayStore for MemoryReplayStore {
     async fn insert_once(&self, key: [u8; 32], ttl: Duration) -> Result<Fresh, ReplayStoreError> {
-        let started = Instant::now();
-        let outcome = self.insert_at(key, ttl, self.clock.now());
-        self.stats.record(&outcome, started.elapsed());
-        outcome
+        match self.record(key, NO_OWNER, ttl)? {
+            Admission::Checked(fresh) => Ok(fresh),
+            // Unattributed inserts have no share to exceed.
+            Admission::ShareExceeded => Err(ReplayStoreError::Full),
+        }
+    }
+
+    async fn insert_once_for(
+        &self,
+        key: [u8; 32],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Admission, ReplayStoreError> {
+        self.record(key, self.owner_hash(owner), ttl)
     }
 
     async fn ping(&self) -> Result<(), ReplayStoreError> {
@@ -183,6 +355,8 @@ mod tests {
     use serde_json::Value;
 
     const TTL: Duration = Duration::from_secs(60);
+    const INSERTED: Result<Admission, ReplayStoreError> = Ok(Admission::Checked(Fresh::Inserted));
+    const REPLAYED: Result<Admission, ReplayStoreError> = Ok(Admission::Checked(Fresh::Replayed));
     const NOW: u64 = 1_800_000_000;
 
     fn key(n: u32) -> [u8; 32] {
@@ -289,7 +463,9 @@ mod tests {
             for _ in 0..50 {
                 s.spawn(|| {
                     barrier.wait();
-                    if store.insert_at(key(9), TTL, NOW) == Ok(Fresh::Inserted) {
+                    if store.insert_at(key(9), NO_OWNER, TTL, NOW)
+                        == Ok(Admission::Checked(Fresh::Inserted))
+                    {
                         inserted.fetch_add(1, Ordering::Relaxed);
                     }
                 });
@@ -364,5 +540,103 @@ mod tests {
             store.insert_once(key(1), TTL).await,
             Err(ReplayStoreError::Full)
         );
+    }
+
+    #[tokio::test]
+    async fn one_owner_cannot_take_more_than_its_share_and_others_go_on() {
+        let (store, clock) = store(100);
+        let store = store.with_max_share_percent(10);
+        assert_eq!(store.max_per_owner(), 10);
+        for n in 0..10 {
+            assert_eq!(store.insert_once_for(key(n), "flood", TTL).await, INSERTED);
+        }
+        assert_eq!(
+            store.insert_once_for(key(10), "flood", TTL).await,
+            Ok(Admission::ShareExceeded)
+        );
+        // A replay of the flooder's own proof is still a replay.
+        assert_eq!(store.insert_once_for(key(3), "flood", TTL).await, REPLAYED);
+        // Everyone else is unaffected.
+        for n in 100..150 {
+            let owner = format!("caller-{n}");
+            assert_eq!(store.insert_once_for(key(n), &owner, TTL).await, INSERTED);
+        }
+        assert_eq!(store.stats().snapshot().share_exceeded, 1);
+        // Once its entries expire, the owner gets its share back.
+        clock.advance(61);
+        assert_eq!(store.insert_once_for(key(11), "flood", TTL).await, INSERTED);
+    }
+
+    #[tokio::test]
+    async fn a_refused_insert_does_not_count_against_the_share() {
+        let (store, _) = store(4);
+        let store = store.with_max_share_percent(50);
+        assert_eq!(store.max_per_owner(), 2);
+        assert_eq!(store.insert_once_for(key(1), "a", TTL).await, INSERTED);
+        assert_eq!(store.insert_once_for(key(2), "b", TTL).await, INSERTED);
+        assert_eq!(store.insert_once_for(key(3), "b", TTL).await, INSERTED);
+        assert_eq!(store.insert_once_for(key(4), "c", TTL).await, INSERTED);
+        // Full: "a" is refused with 503, and the failed insert is not
+        // counted, so it still holds only one entry.
+        assert_eq!(
+            store.insert_once_for(key(5), "a", TTL).await,
+            Err(ReplayStoreError::Full)
+        );
+        assert_eq!(store.insert_once_for(key(1), "a", TTL).await, REPLAYED);
+    }
+
+    #[test]
+    fn default_capacity_follows_threads_and_window() {
+        let window = Duration::from_secs(66);
+        assert_eq!(default_max_entries(2, window), 10_000 * 2 * 66 * 2);
+        assert_eq!(
+            default_max_entries(8, window),
+            4 * default_max_entries(2, window)
+        );
+        assert_eq!(
+            default_max_entries(2, Duration::from_secs(132)),
+            2 * default_max_entries(2, window)
+        );
+        assert_eq!(
+            default_max_entries(0, window),
+            default_max_entries(1, window)
+        );
+    }
+
+    fn rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// The figure in docs/replay-store.md: resident memory per live entry.
+    /// Run with `cargo nextest run --run-ignored only memory_per_entry`.
+    #[tokio::test]
+    #[ignore]
+    async fn memory_per_entry_is_measured() {
+        const N: u32 = 2_000_000;
+        let before = rss_kib();
+        let store = MemoryReplayStore::new(N as usize).with_max_share_percent(10);
+        for n in 0..N {
+            // Spread like SHA-256 outputs.
+            let digest = ring::digest::digest(&ring::digest::SHA256, &n.to_le_bytes());
+            let mut k = [0u8; 32];
+            k.copy_from_slice(digest.as_ref());
+            let owner = format!("jkt-{}", n % 1000);
+            let r = store.insert_once_for(k, &owner, TTL).await;
+            assert_eq!(r, INSERTED);
+        }
+        let after = rss_kib();
+        let per_entry = (after.saturating_sub(before) * 1024) as f64 / f64::from(N);
+        println!(
+            "replay store: {N} entries, RSS {before} KiB -> {after} KiB, {per_entry:.1} bytes per entry"
+        );
+        assert_eq!(store.len(), N as usize);
     }
 }

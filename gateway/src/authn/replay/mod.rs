@@ -8,14 +8,22 @@
 //! full memory store, an unreachable Redis) the answer is an error that the
 //! caller turns into 503, never "fresh". Fail closed.
 //!
-//! - [`MemoryReplayStore`]: one node, bounded, sharded mutexes;
+//! - [`MemoryReplayStore`]: one node, bounded, sharded mutexes; no caller
+//!   (proof key, `jkt`) may hold more than its share of the entries;
 //! - [`RedisReplayStore`]: several nodes sharing one Redis (plain, TLS or
 //!   found through Sentinel), `SET NX PX`.
+//!
+//! The gateway inserts a proof's key only once the proof, the token binding
+//! and the route's policy have all passed, so refused requests never take
+//! entries.
 
 mod memory;
 mod redis;
 
-pub use memory::{MemoryReplayStore, DEFAULT_MAX_ENTRIES};
+pub use memory::{
+    default_max_entries, MemoryReplayStore, DEFAULT_MAX_SHARE_PERCENT, ESTIMATED_PROOFS_PER_THREAD,
+    SIZING_MARGIN,
+};
 pub use redis::{RedisReplayStore, RedisTls, RedisUrlError, DEFAULT_KEY_PREFIX};
 
 use async_trait::async_trait;
@@ -29,6 +37,17 @@ pub enum Fresh {
     Inserted,
     /// The key was already stored: a replayed proof (401).
     Replayed,
+}
+
+/// The outcome of an insertion on behalf of an owner
+/// ([`ReplayStore::insert_once_for`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// The store answered as [`ReplayStore::insert_once`] does.
+    Checked(Fresh),
+    /// Not stored: the owner already holds its share of a bounded store
+    /// (429). Other callers are unaffected.
+    ShareExceeded,
 }
 
 /// Why the store could not answer. Both are 503 with `Retry-After`: the
@@ -114,6 +133,20 @@ pub trait ReplayStore: Send + Sync {
     /// across every caller sharing the store.
     async fn insert_once(&self, key: [u8; 32], ttl: Duration) -> Result<Fresh, ReplayStoreError>;
 
+    /// [`insert_once`](Self::insert_once) on behalf of `owner` (the proof
+    /// key's `jkt`): a bounded store refuses an owner that already holds its
+    /// share with [`Fresh::ShareExceeded`]. Stores without a share (Redis,
+    /// which bounds memory with its own `maxmemory`) ignore the owner.
+    async fn insert_once_for(
+        &self,
+        key: [u8; 32],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Admission, ReplayStoreError> {
+        let _ = owner;
+        self.insert_once(key, ttl).await.map(Admission::Checked)
+    }
+
     /// Whether the store can answer now (for `/readyz`).
     async fn ping(&self) -> Result<(), ReplayStoreError>;
 
@@ -132,6 +165,7 @@ pub const LATENCY_BUCKETS_MICROS: [u64; 10] = [
 pub struct ReplayStats {
     inserted: AtomicU64,
     replayed: AtomicU64,
+    share_exceeded: AtomicU64,
     errors: [AtomicU64; 7],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -144,6 +178,8 @@ pub struct ReplayStats {
 pub struct ReplayStatsSnapshot {
     pub inserted: u64,
     pub replayed: u64,
+    /// Insertions refused because the owner held its share.
+    pub share_exceeded: u64,
     /// `(code, count)` for every code in [`ReplayStats::ERROR_CODES`].
     pub errors: Vec<(&'static str, u64)>,
     pub latency_count: u64,
@@ -182,6 +218,11 @@ impl ReplayStats {
         self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records an insertion refused because the owner held its share.
+    pub(crate) fn record_share_exceeded(&self) {
+        self.share_exceeded.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records an error outside `insert_once` (a failed `ping`).
     pub(crate) fn record_error(&self, error: &ReplayStoreError) {
         self.errors[error.index()].fetch_add(1, Ordering::Relaxed);
@@ -200,6 +241,7 @@ impl ReplayStats {
         ReplayStatsSnapshot {
             inserted: self.inserted.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
+            share_exceeded: self.share_exceeded.load(Ordering::Relaxed),
             errors: Self::ERROR_CODES
                 .iter()
                 .zip(&self.errors)

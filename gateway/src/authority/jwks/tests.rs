@@ -471,3 +471,97 @@ async fn refresh_loop_retries_soon_after_a_failure() {
     assert!(cache.is_ready());
     assert_eq!(cache.refreshes(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_does_not_queue_behind_a_slow_scheduled_refresh() {
+    let k1 = TestKey::es256(Some("k1"));
+    let s = loaded(&[&k1]).await;
+    s.server.set(
+        JWKS_PATH,
+        Reply::json(&jwks(&[&k1])).delay(Duration::from_secs(4)),
+    );
+    let refresh = {
+        let cache = s.cache.clone();
+        tokio::spawn(async move { cache.refresh().await })
+    };
+    // Wait until the scheduled refresh is at the Authority (holding the gate).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.server.count(JWKS_PATH) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refresh never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let lookups: Vec<_> = (0..50)
+        .map(|i| {
+            let cache = s.cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .key_for(Some(&format!("storm-{i}")), JwsAlg::Es256)
+                    .await
+            })
+        })
+        .collect();
+    for lookup in lookups {
+        assert_eq!(
+            lookup.await.unwrap().err(),
+            Some(KeyLookupError::Unavailable(Unavailable::Busy))
+        );
+    }
+    // Answered after the wait budget (0.5 s), long before the fetch ends
+    // (it gives up at the 2 s HTTP timeout; the Authority is slower).
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "unknown kids waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.cache.unknown_kid_busy(), 50);
+    // Known kids never waited, and do not now.
+    assert!(s.cache.key_for(Some("k1"), JwsAlg::Es256).await.is_ok());
+    assert!(refresh.await.unwrap().is_err());
+    // No on-demand fetch was made behind the scheduled one.
+    assert_eq!(s.cache.unknown_kid_refetches(), 0);
+    assert_eq!(s.server.count(JWKS_PATH), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_random_kids_costs_one_fetch_per_cooldown_and_is_answered_at_once() {
+    let k1 = TestKey::es256(Some("k1"));
+    let s = loaded(&[&k1]).await;
+    let lookups: Vec<_> = (0..2000)
+        .map(|i| {
+            let cache = s.cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .key_for(Some(&format!("random-{i}")), JwsAlg::Es256)
+                    .await
+            })
+        })
+        .collect();
+    for lookup in lookups {
+        let answer = lookup.await.unwrap().err();
+        // Unknown, or (for the few that raced the one fetch and waited
+        // past the budget on a slow machine) busy; never found.
+        assert!(
+            matches!(
+                answer,
+                Some(KeyLookupError::UnknownKid)
+                    | Some(KeyLookupError::Unavailable(Unavailable::Busy))
+            ),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(s.cache.unknown_kid_refetches(), 1);
+    assert_eq!(s.server.count(JWKS_PATH), 2);
+    // After the cooldown, one more.
+    s.clock.advance(10);
+    for i in 0..100 {
+        let _ = s
+            .cache
+            .key_for(Some(&format!("again-{i}")), JwsAlg::Es256)
+            .await;
+    }
+    assert_eq!(s.server.count(JWKS_PATH), 3);
+}
