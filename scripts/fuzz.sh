@@ -74,7 +74,7 @@ run() {
   # From the first sign of failure (a panic, a sanitizer report, a libFuzzer
   # error such as a timeout or out-of-memory), then the closing lines.
   local first
-  first=$(grep -n -m1 -E "panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|ALARM: working on the last Unit" "$log" | cut -d: -f1 || true)
+  first=$(grep -n -m1 -E "panicked at|ParseDictionaryFile|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|ALARM: working on the last Unit" "$log" | cut -d: -f1 || true)
   echo "FAILED fuzz $target; fuzzer output from line ${first:-?}:"
   if [ -n "$first" ]; then sed -n "${first},$((first + 40))p" "$log"; echo "..."; fi
   tail -n 30 "$log"
