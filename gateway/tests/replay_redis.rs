@@ -623,7 +623,7 @@ async fn sentinel_url_finds_the_master_and_follows_a_failover() {
     assert_eq!(store.insert_once(key(50), TTL).await, Ok(Fresh::Replayed));
 }
 
-/// Latency figures for docs/dependencies.d/redis.md, not a check: run with
+/// Latency figures for docs/dependencies.md (Redis section), not a check: run with
 /// `cargo nextest run --workspace --all-targets --run-ignored only -E
 /// 'test(insert_latency_figures)' --no-capture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
