@@ -155,9 +155,12 @@ fn ten_thousand_random_kids_in_ten_seconds_cost_one_fetch_per_cooldown_and_spare
         "{fetches} jwks fetches in {seconds} s, at most {allowed} allowed"
     );
     assert!(fetches >= 1, "the storm never triggered a refetch");
-    // Valid callers: p99 within twice the baseline's (a baseline under
-    // 5 ms counts as 5 ms: below that it is scheduling noise).
-    let bound = base_p99.max(Duration::from_millis(5)) * 2;
+    // Valid callers: p99 within twice the baseline's, plus 100 ms of slack
+    // for this shared 2-core machine's scheduling noise (one run in a busy
+    // full suite measured 95 ms against 42 ms). Queueing behind a JWKS
+    // fetch, the failure this guards against, costs whole fetch timeouts
+    // (seconds), far past the bound.
+    let bound = base_p99.max(Duration::from_millis(5)) * 2 + Duration::from_millis(100);
     assert!(
         kids_p99 <= bound,
         "valid-token p99 {kids_p99:?} during the storm, {base_p99:?} under the same load without unknown kids"
