@@ -24,7 +24,8 @@ usage: $DRILL_SCRIPT [--short] [--rate N] [--step-seconds N]
   --short           CI length: a few seconds per step (default: ${DRILL_FULL_STEP}s per step)
   --rate N          requests per second from the load generator (default 300)
   --step-seconds N  seconds of load per step
-Environment: DRILL_NO_BUILD=1 skips the cargo build (run-all.sh builds once).
+Environment: DRILL_NO_BUILD=1 skips the cargo build (run-all.sh builds once);
+DRILL_PROFILE=release uses release binaries (cargo build --release --workspace --bins).
 Logs and files: tests/.run/drills/$DRILL_NAME/
 USAGE
 }
@@ -74,7 +75,11 @@ drill_init() { # name args...
   fi
   local target=${CARGO_TARGET_DIR:-target}
   case "$target" in /*) ;; *) target="$DRILL_ROOT/$target" ;; esac
-  BIN="$target/debug"
+  # DRILL_PROFILE=release runs release binaries (build them first with
+  # `cargo build --release --workspace --bins`): for rates a debug gateway
+  # cannot reach.
+  BIN="$target/${DRILL_PROFILE:-debug}"
+  [ -x "$BIN/stella-gateway" ] || abort "no $BIN/stella-gateway: build it first"
   say "drill $DRILL_NAME: $RATE req/s, ${STEP_SECONDS}s per step, files in ${RUN#"$DRILL_ROOT"/}"
 }
 
