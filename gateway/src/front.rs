@@ -224,22 +224,45 @@ struct HeadScan {
 }
 
 impl HeadScan {
-    /// Feeds bytes; returns whether the head ended within them.
+    /// Feeds bytes; returns whether the head ended within them. Jumps from
+    /// line end to line end (`memchr`): a 1 KiB head with a token costs a
+    /// few hundred instructions, not a state change per byte.
     fn feed(&mut self, data: &[u8]) -> bool {
-        for (i, &b) in data.iter().enumerate() {
-            self.state = match (self.state, b) {
-                (1 | 2, b'\n') => {
-                    self.bytes += i + 1;
-                    self.complete = true;
-                    return true;
+        // A line end at the end of the previous read, continued here.
+        let mut start = 0;
+        while self.state != 0 && start < data.len() {
+            match (self.state, data[start]) {
+                (_, b'\n') => return self.ends_at(start + 1),
+                (1, b'\r') => self.state = 2,
+                _ => self.state = 0,
+            }
+            start += 1;
+        }
+        let mut at = start;
+        while let Some(offset) = memchr::memchr(b'\n', &data[at..]) {
+            let nl = at + offset;
+            match (data.get(nl + 1), data.get(nl + 2)) {
+                (Some(b'\n'), _) => return self.ends_at(nl + 2),
+                (Some(b'\r'), Some(b'\n')) => return self.ends_at(nl + 3),
+                (Some(b'\r'), None) => {
+                    self.state = 2;
+                    break;
                 }
-                (_, b'\n') => 1,
-                (1, b'\r') => 2,
-                _ => 0,
-            };
+                (None, _) => {
+                    self.state = 1;
+                    break;
+                }
+                _ => at = nl + 1,
+            }
         }
         self.bytes += data.len();
         false
+    }
+
+    fn ends_at(&mut self, end: usize) -> bool {
+        self.bytes += end;
+        self.complete = true;
+        true
     }
 }
 
@@ -578,6 +601,18 @@ mod tests {
         let mut lf = HeadScan::default();
         assert!(lf.feed(b"GET / HTTP/1.1\nHost: a\n\nrest"));
         assert_eq!(lf.bytes, "GET / HTTP/1.1\nHost: a\n\n".len());
+
+        // Split inside the terminator, one byte per read.
+        let mut bytewise = HeadScan::default();
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let ends: Vec<bool> = head.iter().map(|b| bytewise.feed(&[*b])).collect();
+        assert_eq!(ends.iter().position(|e| *e), Some(head.len() - 1));
+        assert_eq!(bytewise.bytes, head.len());
+
+        // "\n\r" followed by something else is not an end.
+        let mut near = HeadScan::default();
+        assert!(!near.feed(b"GET / HTTP/1.1\n\rX: y\r"));
+        assert!(near.feed(b"\n\n"));
 
         // A lone CR between line ends is not an empty line.
         let mut cr = HeadScan::default();
