@@ -90,13 +90,14 @@ for route in "${routes[@]}"; do
 done
 # One worker thread by default: the requests of a window run in one place,
 # in order.
-write_gateway_config "$work/gateway.yaml" "" "  threads: $THREADS
+mkdir -p "$work/conf" # the gateway watches its configuration folder: keep its log elsewhere
+write_gateway_config "$work/conf/gateway.yaml" "" "  threads: $THREADS
   work_stealing: $STEALING"
-"$GW" check --config "$work/gateway.yaml" >/dev/null 2>"$work/check.err" \
+"$GW" check --config "$work/conf/gateway.yaml" >/dev/null 2>"$work/check.err" \
   || { echo "bench: the gateway rejects the benchmark configuration" >&2; cat "$work/check.err" >&2; exit 1; }
 
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
-  "$GW" run --config "$work/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
+  "$GW" run --config "$work/conf/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
 gw_pid=$!; pids+=($gw_pid)
 # Under valgrind, loading the binary's debug information and starting up
 # take tens of seconds.

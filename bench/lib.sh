@@ -121,6 +121,6 @@ router:
   identity_envelope_signing_key_id: bench-1
 services:
   - {name: bench, upstreams: ["127.0.0.1:$up"]}
-logging: {level: warn}
+logging: {level: ${BENCH_LOG_LEVEL:-warn}}
 CFG
 }

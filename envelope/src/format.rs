@@ -77,6 +77,19 @@ impl EnvelopeHeaders {
         ]
     }
 
+    /// The headers as owned `(name, value)` pairs: values move into the
+    /// request without another copy.
+    pub fn into_pairs(self) -> [(&'static str, String); 6] {
+        [
+            (HEADER_ENVELOPE, self.envelope),
+            (HEADER_SIGNATURE, self.signature),
+            (HEADER_ALG, self.alg),
+            (HEADER_KID, self.kid),
+            (HEADER_IAT, self.iat),
+            (HEADER_EXP, self.exp),
+        ]
+    }
+
     /// Collects the envelope headers from every field line of a request.
     /// Header names match case-insensitively. `Ok(None)` when none of the six
     /// is present; an error when only some are, when one appears more than

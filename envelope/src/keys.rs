@@ -99,7 +99,10 @@ pub enum KeyError {
 }
 
 enum Material {
-    Hmac(Zeroizing<Vec<u8>>),
+    /// The secret, and ring's key made from it once: building the HMAC key
+    /// schedule (two SHA-256 blocks) on every signature cost about 3 % of
+    /// a pass-through request.
+    Hmac(Zeroizing<Vec<u8>>, ring::hmac::Key),
     Ed25519Public([u8; 32]),
     // The seed is kept so the key can be written back out by `keys generate`.
     Ed25519Private {
@@ -117,7 +120,7 @@ pub struct Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.material {
-            Material::Hmac(_) => "hs256 secret",
+            Material::Hmac(..) => "hs256 secret",
             Material::Ed25519Public(_) => "ed25519 public",
             Material::Ed25519Private { .. } => "ed25519 private",
         };
@@ -173,7 +176,10 @@ impl Key {
         }
         Ok(Key {
             kid,
-            material: Material::Hmac(Zeroizing::new(secret.to_vec())),
+            material: Material::Hmac(
+                Zeroizing::new(secret.to_vec()),
+                ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+            ),
         })
     }
 
@@ -197,7 +203,7 @@ impl Key {
 
     pub fn alg(&self) -> Alg {
         match self.material {
-            Material::Hmac(_) => Alg::Hs256,
+            Material::Hmac(..) => Alg::Hs256,
             Material::Ed25519Public(_) | Material::Ed25519Private { .. } => Alg::EdDsa,
         }
     }
@@ -210,7 +216,7 @@ impl Key {
     /// secret for secret keys: only `keys generate` prints it.
     pub fn to_spec(&self) -> Zeroizing<String> {
         Zeroizing::new(match &self.material {
-            Material::Hmac(secret) => format!("hs256:{}", b64url_encode(&secret[..])),
+            Material::Hmac(secret, _) => format!("hs256:{}", b64url_encode(&secret[..])),
             Material::Ed25519Public(public) => format!("ed25519-public:{}", b64url_encode(public)),
             Material::Ed25519Private { seed, .. } => {
                 format!("ed25519-private:{}", b64url_encode(&seed[..]))
@@ -233,10 +239,7 @@ impl Key {
     /// Signs `message`. `None` for a public key.
     pub(crate) fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
         match &self.material {
-            Material::Hmac(secret) => {
-                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-                Some(ring::hmac::sign(&key, message).as_ref().to_vec())
-            }
+            Material::Hmac(_, key) => Some(ring::hmac::sign(key, message).as_ref().to_vec()),
             Material::Ed25519Private { pair, .. } => Some(pair.sign(message).as_ref().to_vec()),
             Material::Ed25519Public(_) => None,
         }
@@ -248,7 +251,7 @@ impl Key {
         use subtle::ConstantTimeEq;
         self.kid == other.kid
             && match (&self.material, &other.material) {
-                (Material::Hmac(a), Material::Hmac(b)) => {
+                (Material::Hmac(a, _), Material::Hmac(b, _)) => {
                     a.len() == b.len() && bool::from(a[..].ct_eq(&b[..]))
                 }
                 (Material::Ed25519Public(a), Material::Ed25519Public(b)) => a == b,
@@ -263,10 +266,7 @@ impl Key {
     /// Verifies `signature` over `message`; constant time for HMAC.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            Material::Hmac(secret) => {
-                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-                ring::hmac::verify(&key, message, signature).is_ok()
-            }
+            Material::Hmac(_, key) => ring::hmac::verify(key, message, signature).is_ok(),
             Material::Ed25519Public(public) => ed25519_verify(public, message, signature),
             Material::Ed25519Private { pair, .. } => {
                 ed25519_verify(pair.public_key().as_ref(), message, signature)

@@ -1,9 +1,12 @@
 //! Envelope signing: the gateway's side.
 
-use crate::claims::Identity;
+use crate::claims::{AuthMethod, Confirmation, Identity};
 use crate::encoding::b64url_encode;
-use crate::format::{signing_input, EnvelopeHeaders, Payload, VERSION};
+#[cfg(doc)]
+use crate::format::Payload;
+use crate::format::{signing_input, EnvelopeHeaders, VERSION};
 use crate::keys::{Key, KeyError};
+use serde::Serialize;
 
 /// Why an envelope could not be issued. The caller must not forward the
 /// request without one: an empty signature is never sent.
@@ -70,26 +73,48 @@ impl Signer {
         now: u64,
     ) -> Result<EnvelopeHeaders, SignError> {
         let exp = now.saturating_add(self.lifetime_secs);
-        let payload = Payload {
+        let payload = PayloadRef {
             ver: VERSION,
-            iss: self.issuer.clone(),
-            aud: target.audience.to_owned(),
-            sub: identity.subject.clone(),
-            tenant: identity.tenant.clone(),
-            client_id: identity.client_id.clone(),
-            scopes: identity.scopes.clone(),
-            roles: identity.roles.clone(),
+            iss: &self.issuer,
+            aud: target.audience,
+            sub: identity.subject.as_deref(),
+            tenant: identity.tenant.as_deref(),
+            client_id: identity.client_id.as_deref(),
+            scopes: &identity.scopes,
+            roles: &identity.roles,
             auth_method: identity.auth_method,
-            cnf: identity.confirmation.clone(),
-            method: target.method.to_owned(),
-            path: target.path.to_owned(),
-            request_id: target.request_id.to_owned(),
+            cnf: &identity.confirmation,
+            method: target.method,
+            path: target.path,
+            request_id: target.request_id,
             iat: now,
             exp,
         };
         let json = serde_json::to_vec(&payload).map_err(|_| SignError::Encoding)?;
-        seal(&self.key, &b64url_encode(json), now, exp)
+        seal(&self.key, b64url_encode(json), now, exp)
     }
+}
+
+/// [`Payload`] as the signer writes it: the same fields in the same order,
+/// borrowed from the identity and the request instead of copied (a test
+/// checks that both write the same bytes).
+#[derive(Serialize)]
+struct PayloadRef<'a> {
+    ver: u32,
+    iss: &'a str,
+    aud: &'a str,
+    sub: Option<&'a str>,
+    tenant: Option<&'a str>,
+    client_id: Option<&'a str>,
+    scopes: &'a [String],
+    roles: &'a [String],
+    auth_method: AuthMethod,
+    cnf: &'a Confirmation,
+    method: &'a str,
+    path: &'a str,
+    request_id: &'a str,
+    iat: u64,
+    exp: u64,
 }
 
 /// Signs an already encoded payload. Used by [`Signer::sign`] and by the
@@ -97,20 +122,20 @@ impl Signer {
 /// never write.
 pub(crate) fn seal(
     key: &Key,
-    envelope: &str,
+    envelope: String,
     iat: u64,
     exp: u64,
 ) -> Result<EnvelopeHeaders, SignError> {
     let alg = key.alg().as_str();
     let (iat, exp) = (iat.to_string(), exp.to_string());
-    let input = signing_input(alg, key.kid().as_str(), &iat, &exp, envelope);
+    let input = signing_input(alg, key.kid().as_str(), &iat, &exp, &envelope);
     // `Signer::new` refuses keys that cannot sign; should one get here
     // anyway, the answer is an error, never an empty signature.
     let signature = key.sign(&input).ok_or_else(|| SignError::KeyCannotSign {
         kid: key.kid().to_string(),
     })?;
     Ok(EnvelopeHeaders {
-        envelope: envelope.to_owned(),
+        envelope,
         signature: b64url_encode(signature),
         alg: alg.to_owned(),
         kid: key.kid().to_string(),
@@ -152,5 +177,68 @@ mod tests {
                 kid: "pub-1".into()
             })
         );
+    }
+
+    #[test]
+    fn the_borrowed_payload_writes_the_same_bytes_as_the_payload_document() {
+        let full = Identity {
+            subject: Some("alice \"quoted\" \u{e9}".into()),
+            tenant: Some("acme".into()),
+            client_id: Some("svc-a".into()),
+            scopes: vec!["echo.read".into(), "echo.write".into()],
+            roles: vec!["admin".into()],
+            auth_method: AuthMethod::Dpop,
+            confirmation: Confirmation {
+                jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
+                x5t_s256: Some("x5t".into()),
+                spiffe_id: Some("spiffe://td/w".into()),
+            },
+        };
+        let target = Target {
+            audience: "echo",
+            method: "POST",
+            path: "/a/b",
+            request_id: "r-1",
+        };
+        for identity in [Identity::anonymous(), full] {
+            let borrowed = PayloadRef {
+                ver: VERSION,
+                iss: "gw",
+                aud: target.audience,
+                sub: identity.subject.as_deref(),
+                tenant: identity.tenant.as_deref(),
+                client_id: identity.client_id.as_deref(),
+                scopes: &identity.scopes,
+                roles: &identity.roles,
+                auth_method: identity.auth_method,
+                cnf: &identity.confirmation,
+                method: target.method,
+                path: target.path,
+                request_id: target.request_id,
+                iat: 1_800_000_000,
+                exp: 1_800_000_060,
+            };
+            let owned = crate::format::Payload {
+                ver: VERSION,
+                iss: "gw".into(),
+                aud: target.audience.into(),
+                sub: identity.subject.clone(),
+                tenant: identity.tenant.clone(),
+                client_id: identity.client_id.clone(),
+                scopes: identity.scopes.clone(),
+                roles: identity.roles.clone(),
+                auth_method: identity.auth_method,
+                cnf: identity.confirmation.clone(),
+                method: target.method.into(),
+                path: target.path.into(),
+                request_id: target.request_id.into(),
+                iat: 1_800_000_000,
+                exp: 1_800_000_060,
+            };
+            assert_eq!(
+                serde_json::to_string(&borrowed).unwrap(),
+                serde_json::to_string(&owned).unwrap()
+            );
+        }
     }
 }

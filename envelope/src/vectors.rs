@@ -65,7 +65,7 @@ fn encode(v: &Value) -> String {
 fn sealed(key: &Key, v: &Value) -> EnvelopeHeaders {
     seal(
         key,
-        &encode(v),
+        encode(v),
         v["iat"].as_u64().unwrap(),
         v["exp"].as_u64().unwrap(),
     )
@@ -176,7 +176,7 @@ pub(crate) fn generate() -> Value {
         .collect();
     let non_canonical_payload = stray_bits(&encode(&base));
     let reseal_raw = |key: &Key, envelope: &str, iat: u64, exp: u64| {
-        pairs(&seal(key, envelope, iat, exp).unwrap())
+        pairs(&seal(key, envelope.to_owned(), iat, exp).unwrap())
     };
 
     let invalid = vec![

@@ -128,6 +128,7 @@ fuzz_target!(|data: &[u8]| {
         target_uri: url,
         proof,
         access_token: token,
+        access_token_hash: None,
         binding: &binding,
         nonce,
     };
@@ -170,6 +171,7 @@ fuzz_target!(|data: &[u8]| {
     }));
     assert!(refused(ProofInput {
         access_token: "another-token",
+        access_token_hash: None,
         ..input
     }));
     assert!(matches!(

@@ -10,30 +10,34 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// compared case-insensitively; the caller removes every duplicate.
 pub fn is_stripped(name: &str, forward_credentials: bool, trusted_tls_terminator: bool) -> bool {
     // `_` is folded to `-`: CGI/WSGI-style frameworks read `X_Stella_Tenant`
-    // and `X-Stella-Tenant` as the same variable.
-    let lower = name.to_ascii_lowercase().replace('_', "-");
-    let identity = lower.starts_with("x-stellaops-") || lower.starts_with("x-stella-");
-    let client_cert = matches!(
-        lower.as_str(),
-        "client-cert" | "client-cert-chain" | "x-ssl-client-cert"
-    ) && !trusted_tls_terminator;
-    let forwarding = lower == "forwarded"
-        || lower.starts_with("x-forwarded-")
-        || lower == "x-real-ip"
-        || lower == "x-request-id";
+    // and `X-Stella-Tenant` as the same variable. Folded on the stack, for
+    // every field of every request: each name below and each prefix is
+    // shorter than the buffer, so its first bytes decide.
+    let mut folded = [0u8; 32];
+    for (to, from) in folded.iter_mut().zip(name.bytes()) {
+        *to = match from {
+            b'_' => b'-',
+            b => b.to_ascii_lowercase(),
+        };
+    }
+    let head = &folded[..name.len().min(folded.len())];
+    let is = |candidate: &str| name.len() == candidate.len() && head == candidate.as_bytes();
+    let starts = |prefix: &str| head.starts_with(prefix.as_bytes());
+    let identity = starts("x-stellaops-") || starts("x-stella-");
+    let client_cert = (is("client-cert") || is("client-cert-chain") || is("x-ssl-client-cert"))
+        && !trusted_tls_terminator;
+    let forwarding =
+        is("forwarded") || starts("x-forwarded-") || is("x-real-ip") || is("x-request-id");
     // Replaced by the gateway's own trace context below.
-    let trace = lower == "traceparent" || lower == "tracestate";
-    let credentials = !forward_credentials && (lower == "authorization" || lower == "dpop");
+    let trace = is("traceparent") || is("tracestate");
+    let credentials = !forward_credentials && (is("authorization") || is("dpop"));
     // Headers that would change, after the policy decided, what a service
     // does: the method (override) or the path (rewrite).
-    let intent = matches!(
-        lower.as_str(),
-        "x-http-method-override"
-            | "x-http-method"
-            | "x-method-override"
-            | "x-original-url"
-            | "x-rewrite-url"
-    );
+    let intent = is("x-http-method-override")
+        || is("x-http-method")
+        || is("x-method-override")
+        || is("x-original-url")
+        || is("x-rewrite-url");
     identity || client_cert || forwarding || trace || credentials || intent
 }
 
@@ -81,20 +85,17 @@ pub struct Added {
 }
 
 impl Added {
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut out = vec![
-            ("x-forwarded-for", self.forwarded_for.clone()),
-            ("x-forwarded-proto", self.forwarded_proto.to_owned()),
-            ("x-request-id", self.request_id.clone()),
-            ("traceparent", self.traceparent.clone()),
-        ];
-        if let Some(host) = &self.forwarded_host {
-            out.push(("x-forwarded-host", host.clone()));
-        }
-        if let Some(state) = &self.tracestate {
-            out.push(("tracestate", state.clone()));
-        }
-        out
+    pub fn into_pairs(self) -> impl Iterator<Item = (&'static str, String)> {
+        [
+            ("x-forwarded-for", Some(self.forwarded_for)),
+            ("x-forwarded-proto", Some(self.forwarded_proto.to_owned())),
+            ("x-request-id", Some(self.request_id)),
+            ("traceparent", Some(self.traceparent)),
+            ("x-forwarded-host", self.forwarded_host),
+            ("tracestate", self.tracestate),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
     }
 }
 

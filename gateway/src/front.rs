@@ -156,38 +156,36 @@ impl ServerApp for Front {
         ));
         drop(snap);
         // The same loop as Pingora's own HTTP/1 server app, with the
-        // keep-alive timeout from the configuration.
-        let mut session = ServerSession::new_http1(stream);
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
-        } else {
-            session.set_keepalive(Some(limits.idle_timeout.as_secs()));
-        }
-        let mut result = CONNECTION
-            .scope(
-                watch.clone(),
-                self.proxy.process_new_http(session, shutdown),
-            )
+        // keep-alive timeout from the configuration. One task-local scope
+        // for the whole connection: a scope per request would move
+        // Pingora's (large) request future into it each time.
+        let keepalive = limits.idle_timeout.as_secs();
+        CONNECTION
+            .scope(watch.clone(), async move {
+                let mut session = ServerSession::new_http1(stream);
+                if *shutdown.borrow() {
+                    session.set_keepalive(None);
+                } else {
+                    session.set_keepalive(Some(keepalive));
+                }
+                let mut result = self.proxy.process_new_http(session, shutdown).await;
+                while let Some((stream, settings)) = result.map(|r| r.consume()) {
+                    watch.next_request();
+                    let mut session = ServerSession::new_http1(stream);
+                    if let Some(settings) = settings {
+                        settings.apply_to_session(&mut session);
+                    }
+                    // Pingora sets the keep-alive of a finished HTTP/1.1
+                    // exchange to "forever" (or to the client's own
+                    // `Keep-Alive: timeout=`); the configured idle timeout
+                    // wins.
+                    if !*shutdown.borrow() {
+                        session.set_keepalive(Some(keepalive));
+                    }
+                    result = self.proxy.process_new_http(session, shutdown).await;
+                }
+            })
             .await;
-        while let Some((stream, settings)) = result.map(|r| r.consume()) {
-            watch.next_request();
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            // Pingora sets the keep-alive of a finished HTTP/1.1 exchange
-            // to "forever" (or to the client's own `Keep-Alive: timeout=`);
-            // the configured idle timeout wins.
-            if !*shutdown.borrow() {
-                session.set_keepalive(Some(limits.idle_timeout.as_secs()));
-            }
-            result = CONNECTION
-                .scope(
-                    watch.clone(),
-                    self.proxy.process_new_http(session, shutdown),
-                )
-                .await;
-        }
         None
     }
 

@@ -6,7 +6,7 @@ use crate::authn::dpop::{check_proof, DpopRules, ProofInput};
 use crate::authn::nonce::{NonceCheck, NonceIssuer};
 use crate::authn::presented::Presented;
 use crate::authn::replay::{Admission, Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
-use crate::authn::{authenticate_bearer, TokenCache, TokenError, TokenRules};
+use crate::authn::{authenticate_bearer_keyed, TokenCache, TokenError, TokenKey, TokenRules};
 use crate::authority::jwks::JwksCache;
 use crate::authority::{Clock, SystemClock};
 use crate::config::resolve::ReplayStoreConfig;
@@ -376,7 +376,7 @@ impl Snapshot {
                 })
             }
             Presented::Dpop { token, proof } => {
-                let claims = self.verify_token(token).await?;
+                let (claims, token_key) = self.verify_token_keyed(token).await?;
                 let Some(origin) = &self.config.public_origin else {
                     return Err(Refusal::InvalidDpopProof {
                         code: "dpop_not_configured",
@@ -402,6 +402,7 @@ impl Snapshot {
                     target_uri: &target,
                     proof,
                     access_token: token,
+                    access_token_hash: Some(token_key.as_bytes()),
                     binding: claims.binding(),
                     nonce,
                 };
@@ -488,7 +489,15 @@ impl Snapshot {
     }
 
     async fn verify_token(&self, token: &str) -> Result<Arc<TokenClaims>, Refusal> {
-        authenticate_bearer(
+        Ok(self.verify_token_keyed(token).await?.0)
+    }
+
+    /// [`Snapshot::verify_token`], with the token's SHA-256.
+    async fn verify_token_keyed(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<TokenClaims>, TokenKey), Refusal> {
+        authenticate_bearer_keyed(
             token,
             &self.rules,
             &self.jwks,

@@ -17,6 +17,7 @@ use crate::tls::ClientCert;
 use crate::upstream::{Endpoint, UpstreamPool};
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Session};
 use pingora::proxy::{FailToProxy, ProxyHttp};
@@ -484,14 +485,14 @@ impl ProxyHttp for Proxy {
             .get("host")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let strip: Vec<String> = upstream
+        let strip: Vec<HeaderName> = upstream
             .headers
             .keys()
             .filter(|name| forward::is_stripped(name.as_str(), service.forward_credentials, false))
-            .map(|name| name.as_str().to_owned())
+            .cloned()
             .collect();
-        for name in strip {
-            upstream.remove_header(&name);
+        for name in &strip {
+            upstream.remove_header(name);
         }
 
         // One canonical path for matching and forwarding.
@@ -519,7 +520,7 @@ impl ProxyHttp for Proxy {
             traceparent: trace.header(),
             tracestate,
         };
-        for (name, value) in added.pairs() {
+        for (name, value) in added.into_pairs() {
             upstream.insert_header(name, value)?;
         }
 
@@ -541,8 +542,8 @@ impl ProxyHttp for Proxy {
                 return Err(e);
             }
         };
-        for (name, value) in envelope.pairs() {
-            upstream.insert_header(name, value.to_owned())?;
+        for (name, value) in envelope.into_pairs() {
+            upstream.insert_header(name, value)?;
         }
         Ok(())
     }

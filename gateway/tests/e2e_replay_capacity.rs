@@ -126,13 +126,13 @@ fn a_flooding_key_gets_429_beyond_its_share_while_other_keys_go_on() {
 fn the_default_capacity_follows_the_worker_threads_and_the_proof_window() {
     let dir = TempDir::new("replay-default");
     let path = dir.join("gateway.yaml");
-    let check = |threads: u64| {
+    let check = |threads: u64, max_age: u64| {
         std::fs::write(
             &path,
             format!(
                 "gateway:\n  threads: {threads}\n  listeners: {{http: \"127.0.0.1:8080\"}}\n  auth:\n    \
                  authority: {{issuer: \"https://authority.example\", audiences: [api]}}\n    \
-                 dpop: {{proof_max_age_seconds: 120, proof_future_skew_seconds: 9}}\n\
+                 dpop: {{proof_max_age_seconds: {max_age}, proof_future_skew_seconds: 9}}\n\
                  router:\n  identity_envelope_signing_key: \"a-secret-value-that-is-at-least-32-bytes\"\n\
                  services:\n  - {{name: orders, upstreams: [\"orders:8080\"]}}\n"
             ),
@@ -155,9 +155,13 @@ fn the_default_capacity_follows_the_worker_threads_and_the_proof_window() {
         text
     };
     // 10,000 proofs/s per thread * threads * (120 + 9 + 1) s * margin 2.
-    let three = check(3);
+    let three = check(3, 120);
     assert!(three.contains("replay_max_entries: 7800000"), "{three}");
     assert!(three.contains("replay_max_share_percent: 10"), "{three}");
-    let six = check(6);
+    let six = check(6, 120);
     assert!(six.contains("replay_max_entries: 15600000"), "{six}");
+    // A wide proof window: the default stops at the largest accepted value
+    // instead of making the configuration invalid.
+    let wide = check(8, 3600);
+    assert!(wide.contains("replay_max_entries: 100000000"), "{wide}");
 }

@@ -240,6 +240,7 @@ async fn replayed_proof_is_rejected_on_second_node() {
         target_uri: &url,
         proof: &proof,
         access_token: &token,
+        access_token_hash: None,
         binding: &binding,
         nonce: None,
     };

@@ -408,6 +408,21 @@ pub async fn authenticate_bearer(
     cache: &TokenCache,
     now: u64,
 ) -> Result<Arc<TokenClaims>, TokenError> {
+    authenticate_bearer_keyed(token, rules, jwks, cache, now)
+        .await
+        .map(|(claims, _)| claims)
+}
+
+/// [`authenticate_bearer`], also returning the token's SHA-256 (its cache
+/// key), which a DPoP proof's `ath` is checked against: a 1 KiB token is
+/// then hashed once per request, not twice.
+pub async fn authenticate_bearer_keyed(
+    token: &str,
+    rules: &TokenRules,
+    jwks: &Arc<JwksCache>,
+    cache: &TokenCache,
+    now: u64,
+) -> Result<(Arc<TokenClaims>, TokenKey), TokenError> {
     // Cheap refusal before hashing an oversize value.
     if token.len() > rules.max_token_len {
         return Err(TokenError::Jose(JoseError::TooLong {
@@ -416,7 +431,7 @@ pub async fn authenticate_bearer(
     }
     let key = TokenKey::of(token);
     if let Some(claims) = cache.get(&key, now) {
-        return Ok(claims);
+        return Ok((claims, key));
     }
     let parsed = parse_token(token, rules)?;
     let verifying_key = jwks.key_for(parsed.kid(), parsed.alg()).await?;
@@ -427,7 +442,7 @@ pub async fn authenticate_bearer(
         claims.expires_at().saturating_add(rules.leeway),
         now,
     );
-    Ok(claims)
+    Ok((claims, key))
 }
 
 /// An optional string claim; present with another type is an error.

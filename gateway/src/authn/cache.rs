@@ -35,6 +35,11 @@ impl TokenKey {
         key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
         TokenKey(key)
     }
+
+    /// The SHA-256 itself (also a DPoP proof's `ath`, decoded).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for TokenKey {

@@ -883,7 +883,7 @@ pub fn resolve(
         "gateway.auth.dpop.replay_max_entries",
         d.replay_max_entries,
         crate::authn::replay::default_max_entries(threads, replay_window),
-        (1, 100_000_000),
+        (1, crate::authn::replay::MAX_ENTRIES_LIMIT),
     );
     if let ReplayStoreConfig::Memory { max_entries, .. } = &mut replay_store {
         *max_entries = replay_max;

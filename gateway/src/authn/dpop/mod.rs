@@ -179,6 +179,10 @@ pub struct ProofInput<'a> {
     pub proof: &'a str,
     /// The access token exactly as sent after `DPoP `.
     pub access_token: &'a str,
+    /// SHA-256 of `access_token` when the caller has it already (the token
+    /// cache key); computed here otherwise. Must be the hash of exactly
+    /// `access_token`.
+    pub access_token_hash: Option<&'a [u8; 32]>,
     /// The token's binding, from its verified claims.
     pub binding: &'a Binding,
     /// When the route wants server nonces: the check for the proof's
@@ -491,9 +495,16 @@ pub fn check_proof(
 
     // At a resource a token is always presented, so `ath` is required.
     let ath = string_claim(&claims, ProofClaim::Ath)?;
-    let token_hash = digest(&SHA256, input.access_token.as_bytes());
+    let computed;
+    let token_hash: &[u8] = match input.access_token_hash {
+        Some(hash) => hash,
+        None => {
+            computed = digest(&SHA256, input.access_token.as_bytes());
+            computed.as_ref()
+        }
+    };
     let ath_ok = match b64url_decode(ath) {
-        Ok(bytes) if bytes.len() == 32 => bool::from(bytes.ct_eq(token_hash.as_ref())),
+        Ok(bytes) if bytes.len() == 32 => bool::from(bytes.ct_eq(token_hash)),
         _ => false,
     };
     if !ath_ok {

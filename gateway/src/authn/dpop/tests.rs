@@ -70,6 +70,7 @@ fn check(
         target_uri,
         proof,
         access_token,
+        access_token_hash: None,
         binding,
         nonce: None,
     };
@@ -346,6 +347,7 @@ fn alg_outside_the_configured_list_is_refused() {
         target_uri: TARGET,
         proof: &proof,
         access_token: TOKEN,
+        access_token_hash: None,
         binding: &binding,
         nonce: None,
     };
@@ -641,6 +643,7 @@ fn configured_window_is_applied() {
             target_uri: TARGET,
             proof: &proof,
             access_token: TOKEN,
+            access_token_hash: None,
             binding: &binding,
             nonce: None,
         };
@@ -895,6 +898,7 @@ fn route_with_nonces_requires_a_valid_nonce() {
             target_uri: TARGET,
             proof: &proof,
             access_token: TOKEN,
+            access_token_hash: None,
             binding: &binding,
             nonce: Some(&issuer),
         };
@@ -930,6 +934,7 @@ fn nonce_is_checked_only_after_the_binding() {
         target_uri: TARGET,
         proof: &proof,
         access_token: TOKEN,
+        access_token_hash: None,
         binding: &binding,
         nonce: Some(&issuer),
     };
@@ -998,6 +1003,7 @@ fn proof_input_debug_hides_token_and_proof() {
         target_uri: TARGET,
         proof: "PROOF-MARKER",
         access_token: "TOKEN-MARKER",
+        access_token_hash: None,
         binding: &binding,
         nonce: None,
     };

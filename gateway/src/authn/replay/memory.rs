@@ -42,9 +42,14 @@ pub const SIZING_MARGIN: u64 = 2;
 /// The share of the capacity one owner (`jkt`) may hold by default.
 pub const DEFAULT_MAX_SHARE_PERCENT: u8 = 10;
 
+/// The largest `replay_max_entries` the configuration accepts.
+pub const MAX_ENTRIES_LIMIT: u64 = 100_000_000;
+
 /// The default capacity for `threads` proxy workers and a proof window
 /// of `window` (the replay TTL): enough for every worker verifying proofs
-/// flat out for the whole window, times the margin.
+/// flat out for the whole window, times the margin, and never more than
+/// [`MAX_ENTRIES_LIMIT`] (a wide proof window must not turn the default
+/// into a value the configuration refuses).
 pub fn default_max_entries(threads: usize, window: Duration) -> u64 {
     let secs = window
         .as_secs()
@@ -53,6 +58,7 @@ pub fn default_max_entries(threads: usize, window: Duration) -> u64 {
         .saturating_mul(u64::try_from(threads.max(1)).unwrap_or(u64::MAX))
         .saturating_mul(secs.max(1))
         .saturating_mul(SIZING_MARGIN)
+        .min(MAX_ENTRIES_LIMIT)
 }
 
 const SHARDS: usize = 16;
@@ -403,6 +409,7 @@ mod tests {
             target_uri: &url,
             proof: &proof,
             access_token: &token,
+            access_token_hash: None,
             binding: &binding,
             nonce: None,
         };
@@ -600,6 +607,12 @@ mod tests {
         assert_eq!(
             default_max_entries(0, window),
             default_max_entries(1, window)
+        );
+        // A wide proof window on many threads stops at what the
+        // configuration accepts.
+        assert_eq!(
+            default_max_entries(256, Duration::from_secs(3601)),
+            MAX_ENTRIES_LIMIT
         );
     }
 

@@ -22,7 +22,7 @@ mod redis;
 
 pub use memory::{
     default_max_entries, MemoryReplayStore, DEFAULT_MAX_SHARE_PERCENT, ESTIMATED_PROOFS_PER_THREAD,
-    SIZING_MARGIN,
+    MAX_ENTRIES_LIMIT, SIZING_MARGIN,
 };
 pub use redis::{RedisReplayStore, RedisTls, RedisUrlError, DEFAULT_KEY_PREFIX};
 
