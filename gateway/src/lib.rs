@@ -7,6 +7,7 @@ pub mod authn;
 pub mod authority;
 pub mod cli;
 pub mod config;
+pub mod decision_log;
 pub mod forward;
 pub mod front;
 pub mod gateway;

@@ -625,23 +625,32 @@ impl ProxyHttp for Proxy {
                 Some(Binding::Jkt(t)) | Some(Binding::X5tS256(t)) => Some(t.as_str()),
                 _ => None,
             });
-        tracing::info!(
-            target: "stella_gateway::decision",
-            request_id = %ctx.request_id,
+        let upstream = ctx
+            .endpoint
+            .as_ref()
+            .map(|e| &e.addr as &dyn std::fmt::Display);
+        crate::decision_log::log(&crate::decision_log::Decision {
+            request_id: &ctx.request_id,
             route,
-            service = ctx.pool().map(|p| p.service.name.as_str()).unwrap_or("none"),
-            method = %session.req_header().method,
+            service: ctx
+                .pool()
+                .map(|p| p.service.name.as_str())
+                .unwrap_or("none"),
+            method: session.req_header().method.as_str(),
             decision,
             status,
-            reason = ctx.reason,
-            auth_method = ctx.caller.as_ref().map(|c| c.auth_method().as_str()).unwrap_or("none"),
-            tenant = claims.and_then(|c| c.tenant()).unwrap_or(""),
-            client_id = claims.and_then(|c| c.client_id()).unwrap_or(""),
-            cnf = cnf.unwrap_or(""),
-            upstream = ctx.endpoint.as_ref().map(|e| e.addr.to_string()).unwrap_or_default(),
-            latency_us = ctx.started.elapsed().as_micros() as u64,
-            "decision"
-        );
+            reason: ctx.reason,
+            auth_method: ctx
+                .caller
+                .as_ref()
+                .map(|c| c.auth_method().as_str())
+                .unwrap_or("none"),
+            tenant: claims.and_then(|c| c.tenant()).unwrap_or(""),
+            client_id: claims.and_then(|c| c.client_id()).unwrap_or(""),
+            cnf: cnf.unwrap_or(""),
+            upstream,
+            latency_us: ctx.started.elapsed().as_micros() as u64,
+        });
     }
 }
 

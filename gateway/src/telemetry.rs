@@ -294,8 +294,12 @@ pub fn init_logging(json: bool, level: &str) {
         .thread_name("stella-log")
         .finish(std::io::stderr());
     let dropped = writer.error_counter();
+    if json {
+        crate::decision_log::write_json_to(writer.clone());
+    }
     let output = tracing_subscriber::fmt::layer()
         .with_writer(writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if json {
