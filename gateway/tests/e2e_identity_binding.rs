@@ -211,3 +211,42 @@ fn a_dpop_bound_token_is_bound_by_its_client_id() {
     }
     assert_eq!(stack.echo.requests(), 1);
 }
+
+#[test]
+fn a_reload_with_a_bad_binding_is_refused_whole_and_the_old_policies_keep_serving() {
+    let policies_dir = TempDir::new("bind-reload-policies");
+    let policies = policies_with_echo_routes(&policies_dir, BOUND_ROUTES);
+    let stack = Stack::start_with("bind-reload", |s| {
+        s.policies(&policies)
+            .gateway("watch_config", serde_json::json!(false))
+    });
+    let gw = &stack.gateway;
+    let token = stack.authority.token(BEARER);
+    let file = policies.join("echo.yaml");
+    let before = std::fs::read_to_string(&file).expect("read echo.yaml");
+    let extra = "  - id: echo-extra\n    path: /extra/**\n    policy: {anonymous: true}\n";
+    let bad = "  - id: bad-binding\n    path: /tasks/{tid}\n    identity_binding: {agent: sub}\n";
+    std::fs::write(&file, format!("{before}{extra}{bad}")).expect("write echo.yaml");
+
+    let r = gw.reload();
+    assert_eq!(r.status, 422, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["result"], "rejected");
+    let errors = body["errors"].to_string();
+    assert!(
+        errors.contains("identity_binding.agent: names no parameter of the path pattern"),
+        "{errors}"
+    );
+    // Nothing of the refused set applies: not the good route next to it...
+    assert_eq!(gw.get("/extra/x", &[]).status, 404);
+    // ... and the bindings that were serving still hold.
+    assert_identity_mismatch(gw, &gw.get_with_token("/agents/svc-readonly/tasks", &token));
+    assert_reached_via_envelope(&gw.get_with_token("/agents/svc-bearer/tasks", &token));
+
+    std::fs::write(&file, format!("{before}{extra}")).expect("write echo.yaml");
+    let r = gw.reload();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"], "applied");
+    assert_eq!(gw.get("/extra/x", &[]).status, 200);
+    assert_identity_mismatch(gw, &gw.get_with_token("/agents/svc-readonly/tasks", &token));
+}

@@ -991,4 +991,60 @@ routes:
         let a = policies.routes().iter().find(|r| r.id() == "a");
         assert!(a.is_some_and(|a| a.value().policy.is_none()));
     }
+
+    #[test]
+    fn identity_bindings_are_checked_against_the_path_and_the_policy() {
+        let text = r#"
+service: echo
+routes:
+  - {id: empty, path: "/a/{eid}", identity_binding: {}}
+  - {id: unknown-source, path: "/b/{eid}", identity_binding: {eid: spiffe_id}}
+  - {id: no-param, path: /c/*, identity_binding: {eid: sub}}
+  - {id: other-param, path: "/d/{eid}/{tid}", identity_binding: {agent: sub}}
+  - {id: after-many, path: "/e/**/{eid}", identity_binding: {eid: sub}}
+  - {id: anonymous, path: "/f/{eid}", identity_binding: {eid: sub}, policy: {anonymous: true}}
+  - {id: token-with-spiffe, path: "/g/{eid}", identity_binding: {eid: client_id}, policy: {spiffe_ids: ["spiffe://t.test/x"]}}
+  - {id: bad-path, path: "/h/{Eid}", identity_binding: {eid: nope}}
+"#;
+        let errors = errors_of(&[("p.yaml", text)], None);
+        assert_eq!(
+            errors,
+            vec![
+                "p.yaml: routes[0].identity_binding: must not be empty; omit the key",
+                "p.yaml: routes[1].identity_binding.eid: unknown identity source; expected one of sub, client_id, tenant, spiffe_path_last",
+                "p.yaml: routes[2].identity_binding.eid: names no parameter of the path pattern, which has none (write one as {name})",
+                "p.yaml: routes[3].identity_binding.agent: names no parameter of the path pattern (its parameters: {eid}, {tid})",
+                "p.yaml: routes[4].identity_binding.eid: is a parameter after '**' in the path pattern, so the segment it names is ambiguous; bind only parameters that come before any '**'",
+                "p.yaml: routes[5].identity_binding: cannot be used on an anonymous route (policy.anonymous: true): a binding compares the path with the caller's identity, so the route needs an authenticated caller",
+                "p.yaml: routes[6].identity_binding.eid: client_id comes from an access token, but policy.spiffe_ids admits only spiffe workloads (certificate alone); use spiffe_path_last",
+                "p.yaml: routes[7].path: path pattern segment 2 is a parameter with an invalid name; write {name} with a name of lowercase letters, digits and '_', starting with a letter",
+                "p.yaml: routes[7].identity_binding.eid: unknown identity source; expected one of sub, client_id, tenant, spiffe_path_last",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_compiled_binding_knows_the_segment_of_each_parameter() {
+        let policies = compiled(&[(
+            "echo.yaml",
+            "service: echo\nroutes:\n  - {id: b, path: \"/t/{tenant}/agents/{agent}/**\", identity_binding: {agent: sub, tenant: tenant}}\n  - {id: plain, path: \"/p/{id}\"}\n",
+        )]);
+        let route = |id: &str| policies.routes().iter().find(|r| r.id() == id);
+        let Some(binding) = route("b").and_then(|r| r.value().identity_binding.clone()) else {
+            panic!("route b has a binding")
+        };
+        let got: Vec<(&str, usize, IdentitySource)> = binding
+            .params()
+            .iter()
+            .map(|p| (&*p.name, p.segment, p.source))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("agent", 3, IdentitySource::Sub),
+                ("tenant", 1, IdentitySource::Tenant)
+            ]
+        );
+        assert!(route("plain").is_some_and(|r| r.value().identity_binding.is_none()));
+    }
 }
