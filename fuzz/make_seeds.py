@@ -100,10 +100,21 @@ for name, req in {
     put("route_lookup", "shipped_" + name, b"\0" + req.encode())
 put("route_lookup", "patterns", b"\1api.example.test\nGET\n/a/b/c\n/a/**\n/a/*/c\n/a/**/c\n/a/b/c\n/**\n/x")
 put("route_lookup", "patterns_method", b"\1\nDELETE\n/orders/7/\n/orders/*\n/orders/**\n/\n/orders")
+put("route_lookup", "patterns_params", b"\1\nPOST\n/executors/e%32/heartbeat\n/executors/{eid}/heartbeat\n/executors/*/**\n/{a}/{b}/{a}")
 
 # policy_file and config_file: the shipped files.
 for f in sorted((ROOT / "policies").glob("**/*.yaml")):
     put("policy_file", f.relative_to(ROOT / "policies").as_posix().replace("/", "_"), f.read_bytes())
+put("policy_file", "identity_binding.yaml", b"""service: executors
+routes:
+  - id: heartbeat
+    path: /executors/{eid}/heartbeat
+    identity_binding: {eid: spiffe_path_last}
+    policy: {spiffe_ids: [spiffe://stella.test/executors/e1]}
+  - id: bad
+    path: /a/**/{x}
+    identity_binding: {x: sub, y: nope}
+""")
 for f in sorted((ROOT / "config").glob("*.yaml")):
     put("config_file", f.name, f.read_bytes())
 local = (ROOT / "config/local.yaml").read_bytes()

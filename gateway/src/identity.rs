@@ -147,7 +147,7 @@ impl TokenClaims {
             issuer: "https://authority.test".into(),
             subject: Some(token.subject),
             audiences: token.audiences.unwrap_or_else(|| vec!["api".into()]),
-            client_id: Some("client".into()),
+            client_id: Some(token.client_id.unwrap_or_else(|| "client".into())),
             jti: Some("jti".into()),
             scopes: token.scopes,
             tenant: token.tenant,
@@ -166,6 +166,8 @@ impl TokenClaims {
 /// A token as a policy test describes it; see [`TokenClaims::described`].
 pub(crate) struct DescribedToken {
     pub subject: String,
+    /// `None`: `client`.
+    pub client_id: Option<String>,
     pub scopes: Vec<String>,
     pub tenant: Option<String>,
     pub roles: Vec<String>,
@@ -183,6 +185,7 @@ impl TokenClaims {
     pub(crate) fn for_tests(subject: &str, scopes: &[&str]) -> TokenClaims {
         TokenClaims::described(DescribedToken {
             subject: subject.into(),
+            client_id: None,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             tenant: None,
             roles: Vec::new(),

@@ -176,13 +176,14 @@ impl Proxy {
         ctx.send_nonce = caller.auth_method() == stella_envelope::AuthMethod::Dpop
             && target.requires_dpop_nonce(caller.claims().and_then(|c| c.tenant()));
         ctx.caller = Some(caller.clone());
-        ctx.path = Some(path);
-        match authorize(
-            target.policy.as_ref(),
-            &target.tenant_rules,
+        let decision = authorize(
+            target,
+            &path,
             authenticated,
             gw.config.on_missing_authorization,
-        ) {
+        );
+        ctx.path = Some(path);
+        match decision {
             Ok(authorized) => {
                 // Only now is the proof recorded: a request the policy
                 // refuses never takes a replay entry.
@@ -214,6 +215,7 @@ impl Proxy {
                         reason: reason.as_str(),
                     },
                     Denial::SenderConstraintRequired { .. } => Refusal::SenderConstraintRequired,
+                    Denial::IdentityMismatch => Refusal::IdentityMismatch,
                 })
             }
         }
@@ -688,7 +690,7 @@ mod tests {
     use crate::config::MissingAuthorization;
     use crate::gateway::Authenticated;
     use crate::identity::TokenClaims;
-    use crate::policy::{Requirements, TenantRules};
+    use crate::policy::Requirements;
     use crate::response::DPOP_ALGS;
     use stella_envelope::{AuthMethod, Key, KeyId, Signer};
 
@@ -709,8 +711,8 @@ mod tests {
             method: AuthMethod::Bearer,
         };
         authorize(
-            Some(&Requirements::Anonymous),
-            &TenantRules::default(),
+            &RouteTarget::for_tests(Some(Requirements::Anonymous)),
+            &normalize_path(b"/items/1").expect("a plain path"),
             Authenticated::for_tests(caller),
             MissingAuthorization::Deny,
         )

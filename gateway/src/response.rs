@@ -73,6 +73,9 @@ pub enum Refusal {
     Forbidden {
         reason: &'static str,
     },
+    /// A path parameter the route binds to the caller's identity names
+    /// another identity (the confused-deputy guard).
+    IdentityMismatch,
     /// The Authority (keys, introspection) is needed and unavailable.
     AuthorityUnavailable,
     /// The identity envelope could not be signed; the request is not
@@ -124,6 +127,7 @@ impl Refusal {
             Refusal::ReplayShareExceeded => "too_many_requests",
             Refusal::InsufficientScope { .. } => "insufficient_scope",
             Refusal::Forbidden { .. } => "access_denied",
+            Refusal::IdentityMismatch => "identity_mismatch",
             Refusal::AuthorityUnavailable | Refusal::EnvelopeUnavailable => {
                 "temporarily_unavailable"
             }
@@ -175,7 +179,9 @@ impl Refusal {
             | Refusal::SenderConstraintRequired
             | Refusal::InvalidDpopProof { .. }
             | Refusal::UseDpopNonce { .. } => 401,
-            Refusal::InsufficientScope { .. } | Refusal::Forbidden { .. } => 403,
+            Refusal::InsufficientScope { .. }
+            | Refusal::Forbidden { .. }
+            | Refusal::IdentityMismatch => 403,
             Refusal::ReplayShareExceeded => 429,
             Refusal::AuthorityUnavailable
             | Refusal::ReplayStoreUnavailable
@@ -220,6 +226,9 @@ impl Refusal {
             }
             Refusal::InsufficientScope { .. } => "the access token lacks a required scope",
             Refusal::Forbidden { .. } => "the policy of this route denies the request",
+            Refusal::IdentityMismatch => {
+                "the resource named in the path belongs to another identity than the caller's"
+            }
             Refusal::AuthorityUnavailable => "the authority is unavailable; retry later",
             Refusal::EnvelopeUnavailable => {
                 "the gateway cannot sign the identity envelope now; retry later"
@@ -445,6 +454,16 @@ mod tests {
     }
 
     #[test]
+    fn identity_mismatch_is_a_403_with_its_own_code_and_no_challenge() {
+        let r = Refusal::IdentityMismatch.reply("r");
+        assert_eq!(r.status, 403);
+        assert_eq!(header(&r, "www-authenticate"), None);
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"], "identity_mismatch");
+        assert_eq!(Refusal::IdentityMismatch.reason(), "identity_mismatch");
+    }
+
+    #[test]
     fn unavailable_authority_is_503_with_retry_after_and_no_challenge() {
         let r = Refusal::AuthorityUnavailable.reply("r");
         assert_eq!(r.status, 503);
@@ -464,6 +483,7 @@ mod tests {
                 allowed: vec!["GET".into(), "HEAD".into()],
             },
             Refusal::Forbidden { reason: "tenant" },
+            Refusal::IdentityMismatch,
             Refusal::UpstreamTimeout,
         ] {
             let r = refusal.reply("r");

@@ -306,3 +306,173 @@ fn explain_refuses_a_malformed_caller_with_exit_2() {
     assert!(!err.contains("hunter2"), "{err}");
     assert!(stdout(&out).is_empty());
 }
+
+const EXECUTORS_POLICY: &str = r#"
+service: executors
+routes:
+  - id: executor-heartbeat
+    path: /executors/{eid}/heartbeat
+    methods: [POST]
+    identity_binding: {eid: spiffe_path_last}
+    policy: {spiffe_ids: [spiffe://stella.test/executors/e1, spiffe://stella.test/executors/e2]}
+  - id: agent-secrets
+    path: /agents/{agent}/secrets/**
+    identity_binding: {agent: client_id}
+    policy: {sender_constraint: dpop}
+"#;
+
+const EXECUTORS_TESTS: &str = r#"
+- name: e1 posts its own heartbeat
+  request: {method: POST, path: /executors/e1/heartbeat}
+  caller: {spiffe: spiffe://stella.test/executors/e1}
+  expect: {decision: allow, status: 200, route: executor-heartbeat}
+- name: e1 cannot post e2's heartbeat
+  request: {method: POST, path: /executors/e2/heartbeat}
+  caller: {spiffe: spiffe://stella.test/executors/e1}
+  expect: {decision: deny, status: 403, route: executor-heartbeat, reason: identity_mismatch}
+- name: an encoded e2 is still e2
+  request: {method: POST, path: /executors/e%32/heartbeat}
+  caller: {spiffe: spiffe://stella.test/executors/e1}
+  expect: {decision: deny, status: 403, reason: identity_mismatch}
+- name: an agent reads its own secrets
+  request: {method: GET, path: /agents/agent-7/secrets/db}
+  caller: {token: {sub: someone, client_id: agent-7}, method: dpop}
+  expect: {decision: allow, status: 200, route: agent-secrets}
+- name: an agent cannot read another agent's secrets
+  request: {method: GET, path: /agents/agent-8/secrets/db}
+  caller: {token: {sub: agent-8, client_id: agent-7}, method: dpop}
+  expect: {decision: deny, status: 403, reason: identity_mismatch}
+"#;
+
+#[test]
+fn identity_binding_decision_tests_pass_and_a_wrong_expectation_fails() {
+    let dir = policy_dir(
+        "binding",
+        &[
+            ("executors.yaml", EXECUTORS_POLICY),
+            ("tests/executors.yaml", EXECUTORS_TESTS),
+        ],
+    );
+    let out = gateway(&["policy", "test", dir.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("e1 cannot post e2's heartbeat"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("deny 403 executor-heartbeat (identity_mismatch)") && row.ends_with("PASS"),
+        "{row}"
+    );
+    assert!(text.contains("5 tests: 5 passed, 0 failed"), "{text}");
+
+    // Someone who believes e1 may post e2's heartbeat is told otherwise.
+    let wrong = r#"
+- name: e1 posts e2's heartbeat
+  request: {method: POST, path: /executors/e2/heartbeat}
+  caller: {spiffe: spiffe://stella.test/executors/e1}
+  expect: {decision: allow, status: 200}
+"#;
+    let dir = policy_dir(
+        "binding-wrong",
+        &[
+            ("executors.yaml", EXECUTORS_POLICY),
+            ("tests/executors.yaml", wrong),
+        ],
+    );
+    let out = gateway(&["policy", "test", dir.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("e1 posts e2's heartbeat"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("deny 403 executor-heartbeat (identity_mismatch)") && row.ends_with("FAIL"),
+        "{row}"
+    );
+}
+
+#[test]
+fn a_bad_identity_binding_refuses_the_whole_policy_set_with_exit_2() {
+    let bad = r#"
+service: executors
+routes:
+  - id: fine
+    path: /fine/{eid}
+    identity_binding: {eid: spiffe_path_last}
+  - id: unknown-source
+    path: /a/{eid}
+    identity_binding: {eid: SECRET-SOURCE}
+  - id: no-such-param
+    path: /b/{eid}
+    identity_binding: {executor: sub}
+  - id: after-double-star
+    path: /c/**/{eid}
+    identity_binding: {eid: sub}
+  - id: anonymous
+    path: /d/{eid}
+    identity_binding: {eid: sub}
+    policy: {anonymous: true}
+"#;
+    let dir = policy_dir(
+        "binding-bad",
+        &[
+            ("executors.yaml", bad),
+            ("tests/t.yaml", "- {name: n, request: {method: GET, path: /fine/e1}, caller: {spiffe: spiffe://stella.test/executors/e1}, expect: {decision: allow}}\n"),
+        ],
+    );
+    let out = gateway(&["policy", "test", dir.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{}{err}", stdout(&out));
+    assert!(stdout(&out).is_empty(), "no table when a file is refused");
+    let file = dir.join("executors.yaml").display().to_string();
+    for want in [
+        format!("{file}: routes[1].identity_binding.eid: unknown identity source; expected one of sub, client_id, tenant, spiffe_path_last"),
+        format!("{file}: routes[2].identity_binding.executor: names no parameter of the path pattern (its parameters: {{eid}})"),
+        format!("{file}: routes[3].identity_binding.eid: is a parameter after '**'"),
+        format!("{file}: routes[4].identity_binding: cannot be used on an anonymous route"),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in {err}");
+    }
+    assert_eq!(err.lines().count(), 4, "{err}");
+    assert!(!err.contains("SECRET"), "values are never echoed: {err}");
+}
+
+#[test]
+fn explain_shows_the_binding_and_the_values_it_compared() {
+    let dir = policy_dir(
+        "binding-explain",
+        &[
+            ("executors.yaml", EXECUTORS_POLICY),
+            ("tests/executors.yaml", EXECUTORS_TESTS),
+        ],
+    );
+    let out = gateway(&[
+        "policy",
+        "explain",
+        "--policies",
+        dir.to_str().unwrap(),
+        "--method",
+        "GET",
+        "--path",
+        "/agents/agent-%38/secrets/db",
+        "--caller-json",
+        r#"{"token": {"sub": "agent-8", "client_id": "agent-7"}, "method": "dpop"}"#,
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("normalized: /agents/agent-8/secrets/db\n"),
+        "{text}"
+    );
+    assert!(text.contains("binding:    {agent} = client_id\n"), "{text}");
+    assert!(
+        text.contains("{agent} = client_id: path segment \"agent-8\", caller client_id \"agent-7\": mismatch\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("decision:   deny 403 (identity_mismatch)"),
+        "{text}"
+    );
+}

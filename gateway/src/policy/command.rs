@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::binding::CallerIdentity;
 use super::compile::{self, SourceFile};
 use super::testing::{self, parse_caller, parse_missing_authorization};
 use super::{Decision, Denial, Evaluation, Policies, Requirements};
@@ -218,10 +219,34 @@ pub fn explanation(
                     line("tenant:", &format!("{tenant}: {}", shown.join("; ")));
                 }
             }
+            if let Some(binding) = &target.identity_binding {
+                line("binding:", &binding.to_string());
+                let who = CallerIdentity::of(caller);
+                for check in binding.explain(&path, &who) {
+                    line(
+                        "",
+                        &format!(
+                            "{{{}}} = {}: path segment {}, caller {} {}: {}",
+                            check.param.name,
+                            check.param.source,
+                            shown(check.segment),
+                            check.param.source,
+                            shown(check.value),
+                            if check.matched { "match" } else { "mismatch" }
+                        ),
+                    );
+                }
+            }
             line("decision:", &describe_decision(&decision));
         }
     }
     out
+}
+
+/// A value in quotes (Rust escaping keeps control characters visible), or
+/// `none`.
+fn shown(value: Option<&str>) -> String {
+    value.map_or_else(|| "none".to_owned(), |v| format!("{v:?}"))
 }
 
 fn describe_caller(caller: &Caller) -> String {
@@ -229,9 +254,10 @@ fn describe_caller(caller: &Caller) -> String {
         Caller::Anonymous => "anonymous".to_owned(),
         Caller::Spiffe { spiffe_id } => format!("spiffe {spiffe_id}"),
         Caller::Token { claims, method } => format!(
-            "token ({}) sub {}; tenant {}; scopes [{}]; roles [{}]; aud [{}]",
+            "token ({}) sub {}; client_id {}; tenant {}; scopes [{}]; roles [{}]; aud [{}]",
             method.as_str(),
             claims.subject().unwrap_or("-"),
+            claims.client_id().unwrap_or("-"),
             claims.tenant().unwrap_or("-"),
             claims.scopes().join(", "),
             claims.roles().join(", "),
@@ -262,6 +288,9 @@ fn describe_decision(decision: &Decision) -> String {
             format!("{head}: the route needs credentials the caller did not present")
         }
         Decision::Deny(Denial::Forbidden { reason }) => format!("{head}: {}", reason.describe()),
+        Decision::Deny(Denial::IdentityMismatch) => format!(
+            "{head}: a path parameter bound to the caller's identity names another identity"
+        ),
     }
 }
 
@@ -279,6 +308,10 @@ routes:
   - {id: admin, path: /admin/**, policy: {scopes_all: [admin]}}
   - {id: open, host: api.example.com, path: /open, methods: [GET], policy: {anonymous: true}}
   - {id: bare, path: /bare}
+  - id: heartbeat
+    path: /executors/{eid}/heartbeat
+    identity_binding: {eid: spiffe_path_last}
+    policy: {spiffe_ids: ["spiffe://stella.test/executors/e1"]}
 tenants:
   acme: {sender_constraint: dpop}
 "#;
@@ -309,7 +342,7 @@ tenants:
         assert_eq!(
             text,
             "request:    GET /admin/./x (host -)\n\
-             caller:     token (bearer) sub ann; tenant acme; scopes [admin]; roles []; aud [api]\n\
+             caller:     token (bearer) sub ann; client_id client; tenant acme; scopes [admin]; roles []; aud [api]\n\
              normalized: /admin/x\n\
              route:      admin (service echo; p/echo.yaml routes[0]; host any; path /admin/**; methods any)\n\
              policy:     authenticated; scopes_all [admin]\n\
@@ -323,6 +356,38 @@ tenants:
         );
         assert!(
             text.contains("decision:   deny 403 (no_policy): the route has no policy and Router__OnMissingAuthorization is Deny\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn explanation_shows_the_binding_and_which_value_failed() {
+        let e1 = Caller::Spiffe {
+            spiffe_id: "spiffe://stella.test/executors/e1".into(),
+        };
+        let text = explain(None, "POST", "/executors/e%32/heartbeat", &e1);
+        assert!(
+            text.contains("normalized: /executors/e2/heartbeat\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("binding:    {eid} = spiffe_path_last\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "            {eid} = spiffe_path_last: path segment \"e2\", caller spiffe_path_last \"e1\": mismatch\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("decision:   deny 403 (identity_mismatch): a path parameter bound to the caller's identity names another identity\n"),
+            "{text}"
+        );
+        let text = explain(None, "POST", "/executors/e1/heartbeat", &e1);
+        assert!(text.contains("\"e1\": match\n"), "{text}");
+        assert!(
+            text.ends_with("decision:   allow 200 (requirements_met)\n"),
             "{text}"
         );
     }

@@ -16,19 +16,26 @@
 //!   workload or a token holder, never both, so such a route could never
 //!   be passed);
 //! - a tenant rule's `sender_constraint` is not `none`; a tenant has at most
-//!   one global rule.
+//!   one global rule;
+//! - `identity_binding` names parameters of the route's path that no `**`
+//!   precedes, with a known source, on a route that is not anonymous; a
+//!   token source (`sub`, `client_id`, `tenant`) is not used with
+//!   `spiffe_ids` (such a route could never be passed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+use super::binding::{BoundParam, IdentityBinding, IdentitySource};
 use super::file::{self, Checked, FieldError, FilePolicy, FileRoute, PolicyFile};
 use super::{
     CallerRequirements, Policies, Requirements, RouteTarget, SenderConstraint, TenantRule,
     TenantRules,
 };
 use crate::config::ConfigError;
-use crate::routing::{Method, PathPattern, RouteError, RouteSpec, RouteTable, RouteTableError};
+use crate::routing::{
+    Method, ParamPosition, PathPattern, RouteError, RouteSpec, RouteTable, RouteTableError,
+};
 
 /// A file to compile: the name used in messages, and its text.
 #[derive(Debug, Clone)]
@@ -400,6 +407,10 @@ fn check_route(
         None => None,
         Some(p) => check_policy(p, name, &format!("{prefix}.policy"), errors),
     };
+    let identity_binding = match &route.identity_binding {
+        None => None,
+        Some(map) => check_binding(map, route, pattern.as_ref(), name, prefix, errors),
+    };
     let (Some(pattern), Some(service)) = (pattern, service) else {
         return None;
     };
@@ -417,8 +428,104 @@ fn check_route(
             policy,
             tenant_rules: Arc::new(TenantRules::new()),
             source: format!("{name} {prefix}"),
+            identity_binding,
         },
     })
+}
+
+/// Checks `identity_binding` against the route's path pattern (`None` when
+/// the pattern itself was refused: only the binding's own problems are
+/// reported then) and policy.
+fn check_binding(
+    map: &BTreeMap<String, String>,
+    route: &FileRoute,
+    pattern: Option<&PathPattern>,
+    name: &str,
+    prefix: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<IdentityBinding> {
+    let before = errors.len();
+    let key = format!("{prefix}.identity_binding");
+    if map.is_empty() {
+        errors.push(ConfigError::new(
+            at(name, &key),
+            "must not be empty; omit the key",
+        ));
+        return None;
+    }
+    if route
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.anonymous == Some(true))
+    {
+        errors.push(ConfigError::new(
+            at(name, &key),
+            "cannot be used on an anonymous route (policy.anonymous: true): a binding compares the path with the caller's identity, so the route needs an authenticated caller",
+        ));
+    }
+    let spiffe_only = route
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.spiffe_ids.is_some());
+    let mut params = Vec::with_capacity(map.len());
+    for (param, source_text) in map {
+        let param_key = file::join_path(&key, param);
+        let source = IdentitySource::parse(source_text);
+        if source.is_none() {
+            errors.push(ConfigError::new(
+                at(name, &param_key),
+                format!(
+                    "unknown identity source; expected one of {}",
+                    IdentitySource::list()
+                ),
+            ));
+        }
+        if let Some(s) = source.filter(|s| s.from_token() && spiffe_only) {
+            errors.push(ConfigError::new(
+                at(name, &param_key),
+                format!(
+                    "{s} comes from an access token, but policy.spiffe_ids admits only spiffe workloads (certificate alone); use spiffe_path_last"
+                ),
+            ));
+        }
+        let Some(pattern) = pattern else { continue };
+        let segment = match pattern.param_position(param) {
+            Some(ParamPosition::Fixed(i)) => i,
+            Some(ParamPosition::AfterDoubleStar) => {
+                errors.push(ConfigError::new(
+                    at(name, &param_key),
+                    "is a parameter after '**' in the path pattern, so the segment it names is ambiguous; bind only parameters that come before any '**'",
+                ));
+                continue;
+            }
+            None => {
+                let known: Vec<String> = pattern.params().map(|p| format!("{{{p}}}")).collect();
+                errors.push(ConfigError::new(
+                    at(name, &param_key),
+                    if known.is_empty() {
+                        "names no parameter of the path pattern, which has none (write one as {name})".to_owned()
+                    } else {
+                        format!(
+                            "names no parameter of the path pattern (its parameters: {})",
+                            known.join(", ")
+                        )
+                    },
+                ));
+                continue;
+            }
+        };
+        if let Some(source) = source {
+            params.push(BoundParam {
+                name: param.as_str().into(),
+                segment,
+                source,
+            });
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(IdentityBinding::new(params))
 }
 
 /// A checked, deduplicated list; `None` when absent or refused.
@@ -883,5 +990,61 @@ routes:
         assert_eq!(req.claims.get("level"), Some(&serde_json::json!(3)));
         let a = policies.routes().iter().find(|r| r.id() == "a");
         assert!(a.is_some_and(|a| a.value().policy.is_none()));
+    }
+
+    #[test]
+    fn identity_bindings_are_checked_against_the_path_and_the_policy() {
+        let text = r#"
+service: echo
+routes:
+  - {id: empty, path: "/a/{eid}", identity_binding: {}}
+  - {id: unknown-source, path: "/b/{eid}", identity_binding: {eid: spiffe_id}}
+  - {id: no-param, path: /c/*, identity_binding: {eid: sub}}
+  - {id: other-param, path: "/d/{eid}/{tid}", identity_binding: {agent: sub}}
+  - {id: after-many, path: "/e/**/{eid}", identity_binding: {eid: sub}}
+  - {id: anonymous, path: "/f/{eid}", identity_binding: {eid: sub}, policy: {anonymous: true}}
+  - {id: token-with-spiffe, path: "/g/{eid}", identity_binding: {eid: client_id}, policy: {spiffe_ids: ["spiffe://t.test/x"]}}
+  - {id: bad-path, path: "/h/{Eid}", identity_binding: {eid: nope}}
+"#;
+        let errors = errors_of(&[("p.yaml", text)], None);
+        assert_eq!(
+            errors,
+            vec![
+                "p.yaml: routes[0].identity_binding: must not be empty; omit the key",
+                "p.yaml: routes[1].identity_binding.eid: unknown identity source; expected one of sub, client_id, tenant, spiffe_path_last",
+                "p.yaml: routes[2].identity_binding.eid: names no parameter of the path pattern, which has none (write one as {name})",
+                "p.yaml: routes[3].identity_binding.agent: names no parameter of the path pattern (its parameters: {eid}, {tid})",
+                "p.yaml: routes[4].identity_binding.eid: is a parameter after '**' in the path pattern, so the segment it names is ambiguous; bind only parameters that come before any '**'",
+                "p.yaml: routes[5].identity_binding: cannot be used on an anonymous route (policy.anonymous: true): a binding compares the path with the caller's identity, so the route needs an authenticated caller",
+                "p.yaml: routes[6].identity_binding.eid: client_id comes from an access token, but policy.spiffe_ids admits only spiffe workloads (certificate alone); use spiffe_path_last",
+                "p.yaml: routes[7].path: path pattern segment 2 is a parameter with an invalid name; write {name} with a name of lowercase letters, digits and '_', starting with a letter",
+                "p.yaml: routes[7].identity_binding.eid: unknown identity source; expected one of sub, client_id, tenant, spiffe_path_last",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_compiled_binding_knows_the_segment_of_each_parameter() {
+        let policies = compiled(&[(
+            "echo.yaml",
+            "service: echo\nroutes:\n  - {id: b, path: \"/t/{tenant}/agents/{agent}/**\", identity_binding: {agent: sub, tenant: tenant}}\n  - {id: plain, path: \"/p/{id}\"}\n",
+        )]);
+        let route = |id: &str| policies.routes().iter().find(|r| r.id() == id);
+        let Some(binding) = route("b").and_then(|r| r.value().identity_binding.clone()) else {
+            panic!("route b has a binding")
+        };
+        let got: Vec<(&str, usize, IdentitySource)> = binding
+            .params()
+            .iter()
+            .map(|p| (&*p.name, p.segment, p.source))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("agent", 3, IdentitySource::Sub),
+                ("tenant", 1, IdentitySource::Tenant)
+            ]
+        );
+        assert!(route("plain").is_some_and(|r| r.value().identity_binding.is_none()));
     }
 }

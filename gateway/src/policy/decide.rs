@@ -17,7 +17,10 @@
 //! 5. `audiences_any` ([`DenyReason::Audience`]), `scopes_all` and
 //!    `scopes_any` ([`Denial::InsufficientScope`]), `tenants`
 //!    ([`DenyReason::Tenant`]), `roles_any` ([`DenyReason::Role`]), `claims`
-//!    ([`DenyReason::Claim`]).
+//!    ([`DenyReason::Claim`]);
+//! 6. the route's `identity_binding` ([`decide_route`]): an anonymous
+//!    caller gets [`Denial::AuthenticationRequired`], a caller whose
+//!    identity is not the bound path segment [`Denial::IdentityMismatch`].
 //!
 //! Authentication problems (401) come before authorization problems (403):
 //! a client told to authenticate differently may then pass, a client told it
@@ -27,10 +30,12 @@ use std::fmt;
 
 use stella_envelope::{AuthMethod, Identity};
 
-use super::{CallerRequirements, Requirements, SenderConstraint, TenantRules};
+use super::binding::CallerIdentity;
+use super::{CallerRequirements, Requirements, RouteTarget, SenderConstraint, TenantRules};
 use crate::config::MissingAuthorization;
 use crate::gateway::Authenticated;
 use crate::identity::{Caller, TokenClaims};
+use crate::routing::NormalizedPath;
 
 /// The answer of [`decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,17 +125,54 @@ impl Authorized {
     }
 }
 
-/// [`decide`] for an authenticated caller: the proof the envelope signer
-/// asks for, or the denial.
+/// [`decide_route`] for an authenticated caller on the route `target`
+/// matched for `path`: the proof the envelope signer asks for, or the
+/// denial. The SPIFFE ID of a certificate-bound token's client certificate
+/// counts for `identity_binding`.
 pub fn authorize(
-    route_policy: Option<&Requirements>,
-    tenant_rules: &TenantRules,
+    target: &RouteTarget,
+    path: &NormalizedPath,
     caller: Authenticated,
     on_missing: MissingAuthorization,
 ) -> Result<Authorized, Denial> {
-    match decide(route_policy, tenant_rules, caller.caller(), on_missing) {
+    let who = CallerIdentity::of(caller.caller())
+        .with_certificate_spiffe_id(caller.identity().confirmation.spiffe_id.as_deref());
+    match decide_route(target, path, caller.caller(), who, on_missing) {
         Decision::Allow(allowed) => Ok(Authorized { allowed, caller }),
         Decision::Deny(denial) => Err(denial),
+    }
+}
+
+/// [`decide`] plus the route's `identity_binding`: the whole decision for a
+/// request that matched `target` with `path`. `who` are the caller's
+/// identity values ([`CallerIdentity::of`], plus what the TLS connection
+/// proved).
+pub fn decide_route(
+    target: &RouteTarget,
+    path: &NormalizedPath,
+    caller: &Caller,
+    who: CallerIdentity<'_>,
+    on_missing: MissingAuthorization,
+) -> Decision {
+    let decision = decide(
+        target.policy.as_ref(),
+        &target.tenant_rules,
+        caller,
+        on_missing,
+    );
+    let Some(binding) = &target.identity_binding else {
+        return decision;
+    };
+    if !decision.is_allow() {
+        return decision;
+    }
+    if !caller.is_authenticated() {
+        return Decision::Deny(Denial::AuthenticationRequired);
+    }
+    if binding.holds(path, &who) {
+        decision
+    } else {
+        Decision::Deny(Denial::IdentityMismatch)
     }
 }
 
@@ -149,6 +191,10 @@ pub enum Denial {
     /// 401: the route or the caller's tenant requires a sender-constrained
     /// token and the caller did not prove one.
     SenderConstraintRequired { needed: SenderConstraint },
+    /// 403 `identity_mismatch`: a path parameter the route binds to the
+    /// caller's identity names someone else (or the caller has no such
+    /// identity value).
+    IdentityMismatch,
 }
 
 /// Why a [`Denial::Forbidden`] was given. A fixed set, so it can label
@@ -219,7 +265,9 @@ impl Denial {
     pub fn status(&self) -> u16 {
         match self {
             Denial::AuthenticationRequired | Denial::SenderConstraintRequired { .. } => 401,
-            Denial::InsufficientScope { .. } | Denial::Forbidden { .. } => 403,
+            Denial::InsufficientScope { .. }
+            | Denial::Forbidden { .. }
+            | Denial::IdentityMismatch => 403,
         }
     }
 
@@ -230,6 +278,7 @@ impl Denial {
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::Forbidden { reason } => reason.as_str(),
             Denial::SenderConstraintRequired { needed } => needed.required_label(),
+            Denial::IdentityMismatch => "identity_mismatch",
         }
     }
 }
@@ -269,6 +318,7 @@ pub fn reason_labels() -> Vec<&'static str> {
             required: Vec::new(),
         }
         .reason(),
+        Denial::IdentityMismatch.reason(),
     ];
     labels.extend(DenyReason::ALL.iter().map(|r| r.as_str()));
     labels.extend(
@@ -500,6 +550,7 @@ fn token_requirements(req: &CallerRequirements, claims: &TokenClaims) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::binding::{BoundParam, IdentityBinding, IdentitySource};
     use crate::policy::TenantRule;
     use std::sync::Arc;
 
@@ -1081,5 +1132,122 @@ mod tests {
                 "{l}"
             );
         }
+    }
+
+    fn bound_route(policy: Option<Requirements>, source: IdentitySource) -> RouteTarget {
+        let mut target = RouteTarget::for_tests(policy);
+        target.identity_binding = Some(IdentityBinding::new(vec![BoundParam {
+            name: "eid".into(),
+            segment: 1,
+            source,
+        }]));
+        target
+    }
+
+    fn path(raw: &str) -> NormalizedPath {
+        match crate::routing::normalize_path(raw.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => panic!("path {raw:?} refused: {e}"),
+        }
+    }
+
+    fn decide_on(target: &RouteTarget, raw: &str, caller: &Caller) -> (bool, u16, &'static str) {
+        let d = decide_route(
+            target,
+            &path(raw),
+            caller,
+            CallerIdentity::of(caller),
+            RequireAuthenticated,
+        );
+        verdict(&d)
+    }
+
+    const MISMATCH: (bool, u16, &str) = (false, 403, "identity_mismatch");
+
+    #[test]
+    fn a_bound_route_lets_a_spiffe_executor_reach_only_its_own_path() {
+        let route = bound_route(
+            Some(with(|r| {
+                r.spiffe_ids = strings(&[
+                    "spiffe://stella.test/executors/e1",
+                    "spiffe://stella.test/executors/e2",
+                ])
+            })),
+            IdentitySource::SpiffePathLast,
+        );
+        let e1 = spiffe("spiffe://stella.test/executors/e1");
+        assert_eq!(decide_on(&route, "/executors/e1/heartbeat", &e1), ALLOW_REQ);
+        assert_eq!(decide_on(&route, "/executors/e2/heartbeat", &e1), MISMATCH);
+        assert_eq!(
+            decide_on(&route, "/executors/e%32/heartbeat", &e1),
+            MISMATCH
+        );
+        // The policy's own answer comes first.
+        let e3 = spiffe("spiffe://stella.test/executors/e3");
+        assert_eq!(
+            decide_on(&route, "/executors/e3/heartbeat", &e3),
+            (false, 403, "spiffe_id")
+        );
+    }
+
+    #[test]
+    fn a_bound_route_compares_sub_and_client_id_of_token_callers() {
+        let sub_route = bound_route(
+            Some(with(|r| r.scopes_any = strings(&["agent"]))),
+            IdentitySource::Sub,
+        );
+        let alice = bearer(&["agent"]);
+        assert_eq!(decide_on(&sub_route, "/agents/alice/x", &alice), ALLOW_REQ);
+        assert_eq!(decide_on(&sub_route, "/agents/bob/x", &alice), MISMATCH);
+        assert_eq!(decide_on(&sub_route, "/agents/Alice/x", &alice), MISMATCH);
+        // Scope before identity: the 403 the caller can act on.
+        assert_eq!(
+            decide_on(&sub_route, "/agents/bob/x", &bearer(&[])),
+            (false, 403, "insufficient_scope")
+        );
+        let client_route = bound_route(None, IdentitySource::ClientId);
+        let dpop = token(TokenClaims::for_tests("alice", &[]), AuthMethod::Dpop);
+        assert_eq!(
+            decide_on(&client_route, "/clients/client/x", &dpop),
+            (true, 200, "no_policy")
+        );
+        assert_eq!(
+            decide_on(&client_route, "/clients/alice/x", &dpop),
+            MISMATCH
+        );
+        // A SPIFFE caller has no token: no sub, no client id.
+        let svid = spiffe("spiffe://stella.test/executors/client");
+        assert_eq!(
+            decide_on(&client_route, "/clients/client/x", &svid),
+            MISMATCH
+        );
+    }
+
+    #[test]
+    fn an_anonymous_caller_on_a_bound_route_must_authenticate() {
+        let route = bound_route(None, IdentitySource::Sub);
+        let d = decide_route(
+            &route,
+            &path("/agents/alice"),
+            &Caller::Anonymous,
+            CallerIdentity::default(),
+            AllowAnonymous,
+        );
+        assert_eq!(verdict(&d), (false, 401, "authentication_required"));
+        assert_eq!(
+            decide_on(&route, "/agents/alice", &Caller::Anonymous),
+            (false, 401, "authentication_required")
+        );
+    }
+
+    #[test]
+    fn a_route_without_binding_decides_as_before() {
+        let route = RouteTarget::for_tests(None);
+        let alice = bearer(&[]);
+        assert_eq!(
+            decide_on(&route, "/agents/bob", &alice),
+            (true, 200, "no_policy")
+        );
+        assert!(reason_labels().contains(&"identity_mismatch"));
     }
 }

@@ -30,6 +30,9 @@ use super::SenderConstraint;
 ///     methods: [GET]             # optional: any method
 ///     policy:                    # optional: Router__OnMissingAuthorization
 ///       scopes_any: [echo.read, echo.write]
+///   - id: executor-heartbeat
+///     path: /executors/{eid}/heartbeat
+///     identity_binding: {eid: spiffe_path_last}   # optional
 /// tenants:
 ///   high-assurance: {sender_constraint: mtls}
 /// ```
@@ -52,12 +55,16 @@ pub struct FileRoute {
     /// Exact host or `*.domain`; absent: any host.
     pub host: Option<String>,
     /// A [`crate::routing::PathPattern`]: `/exact`, `/prefix/**`, globs with
-    /// `*` and `**`.
+    /// `*` and `**`, named parameters `{name}`.
     pub path: String,
     /// Absent: any method. GET also serves HEAD.
     pub methods: Option<Vec<String>>,
     /// Absent: `Router__OnMissingAuthorization` decides.
     pub policy: Option<FilePolicy>,
+    /// `{param: source}`: each `{param}` of `path` must equal the caller's
+    /// identity value from `source` (`sub`, `client_id`, `tenant`,
+    /// `spiffe_path_last`); see [`super::binding`].
+    pub identity_binding: Option<BTreeMap<String, String>>,
 }
 
 /// A route's policy block: `anonymous: true`, or requirements that must all
@@ -150,6 +157,8 @@ pub struct FileTokenCaller {
 #[serde(deny_unknown_fields)]
 pub struct FileToken {
     pub sub: Option<String>,
+    /// Default `client`.
+    pub client_id: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub tenant: Option<String>,
     pub roles: Option<Vec<String>>,

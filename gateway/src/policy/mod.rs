@@ -18,6 +18,7 @@
 //! | [`Denial::SenderConstraintRequired`] | 401 | `DPoP` challenge for `dpop`/`any_bound`, `Bearer` for `mtls` |
 //! | [`Denial::InsufficientScope`] | 403 | `error="insufficient_scope"`, `scope=` the `required` list |
 //! | [`Denial::Forbidden`] | 403 | reason from [`DenyReason`] (`no_policy` for `OnMissingAuthorization: Deny`) |
+//! | [`Denial::IdentityMismatch`] | 403 | `identity_mismatch`: a path parameter bound by `identity_binding` is not the caller's identity |
 //!
 //! Requests that never reach a decision: a path [`crate::routing::normalize_path`]
 //! refuses is 400, no route is 404, a route for the path but not the method
@@ -48,7 +49,15 @@
 //! where `allow_bypass: true` is set; [`Allowed::used_bypass`] records it. A
 //! SPIFFE caller (certificate alone) holds no token, so it never satisfies a
 //! sender constraint: routes meant for workloads use `spiffe_ids`.
+//!
+//! # Identity binding
+//!
+//! `identity_binding` on a route ties `{name}` parameters of its path to the
+//! caller's identity (see [`binding`]). It is checked after the policy
+//! allowed the request: an anonymous caller gets 401, any other caller whose
+//! identity does not equal the parameter 403 `identity_mismatch`.
 
+pub mod binding;
 pub mod command;
 pub mod compile;
 pub mod decide;
@@ -61,8 +70,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub use binding::{CallerIdentity, IdentityBinding, IdentitySource};
 pub use compile::SourceFile;
-pub use decide::{decide, AllowBasis, Allowed, Decision, Denial, DenyReason};
+pub use decide::{decide, decide_route, AllowBasis, Allowed, Decision, Denial, DenyReason};
 
 use crate::config::MissingAuthorization;
 use crate::identity::Caller;
@@ -243,9 +253,25 @@ pub struct RouteTarget {
     pub tenant_rules: Arc<TenantRules>,
     /// Where the route is defined: `policies/echo.yaml routes[1]`.
     pub source: String,
+    /// Path parameters that must equal the caller's identity.
+    pub identity_binding: Option<IdentityBinding>,
 }
 
 impl RouteTarget {
+    /// A route of service `echo` with this policy and nothing else, for
+    /// tests of the later stages.
+    #[cfg(test)]
+    pub(crate) fn for_tests(policy: Option<Requirements>) -> RouteTarget {
+        RouteTarget {
+            service: "echo".into(),
+            route_id: "test".into(),
+            policy,
+            tenant_rules: Arc::new(TenantRules::new()),
+            source: "test".into(),
+            identity_binding: None,
+        }
+    }
+
     fn caller_requirements(&self) -> Option<&CallerRequirements> {
         match &self.policy {
             Some(Requirements::Caller(req)) => Some(req),
@@ -362,10 +388,11 @@ impl Policies {
                 let target = route.value();
                 Evaluation::Routed {
                     route,
-                    decision: decide(
-                        target.policy.as_ref(),
-                        &target.tenant_rules,
+                    decision: decide_route(
+                        target,
+                        path,
                         caller,
+                        CallerIdentity::of(caller),
                         on_missing,
                     ),
                 }

@@ -168,7 +168,7 @@ pub fn parse_missing_authorization(text: &str) -> Option<MissingAuthorization> {
 const CALLER_SHAPES: &str =
     "must be anonymous, {token: {...}, method: bearer|dpop|mtls|bypass} or {spiffe: spiffe://...}";
 
-/// Reads a caller: `anonymous`, `{token: {sub, scopes, tenant, roles, aud,
+/// Reads a caller: `anonymous`, `{token: {sub, client_id, scopes, tenant, roles, aud,
 /// claims}, method}` or `{spiffe: id}`. Problems are reported at
 /// `file: key...`.
 pub fn parse_caller(
@@ -196,6 +196,7 @@ pub fn parse_caller(
         };
         let claims = TokenClaims::described(DescribedToken {
             subject: token.sub.unwrap_or_else(|| "test-subject".into()),
+            client_id: token.client_id,
             scopes: token.scopes.unwrap_or_default(),
             tenant: token.tenant,
             roles: token.roles.unwrap_or_default(),

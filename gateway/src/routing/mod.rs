@@ -9,7 +9,7 @@ pub mod pattern;
 pub mod table;
 
 pub use normalize::{normalize_path, split_path_query, NormalizedPath, PathError};
-pub use pattern::{PathPattern, PatternError, PatternKind, Specificity};
+pub use pattern::{ParamPosition, PathPattern, PatternError, PatternKind, Specificity};
 pub use table::{
     HostError, Lookup, Method, MethodError, Route, RouteError, RouteSpec, RouteTable,
     RouteTableError,

@@ -5,9 +5,15 @@
 //! Syntax (a pattern is a `/`-separated list of segments):
 //! - a literal segment matches itself, case-sensitively;
 //! - `*` matches exactly one non-empty segment;
-//! - `**` matches zero or more whole segments.
+//! - `**` matches zero or more whole segments;
+//! - `{name}` matches exactly one non-empty segment, as `*` does, and names
+//!   it, so a route can bind it to the caller's identity
+//!   (`policy::binding`). Names are `[a-z][a-z0-9_]*`, unique within a
+//!   pattern. A parameter ranks as `*` for specificity, and `/a/{id}`
+//!   matches the same paths as `/a/*` (two routes differing only there are
+//!   ambiguous).
 //!
-//! A pattern without wildcards is *exact*; one whose only wildcard is a final
+//! A pattern without wildcards (or parameters) is *exact*; one whose only wildcard is a final
 //! `**` is a *prefix* (`/api/**`, also built by [`PathPattern::prefix`]):
 //! segment-aware, so it matches `/api` and `/api/x` but not `/apix`. Anything
 //! else is a *glob*.
@@ -48,6 +54,10 @@ pub enum PatternError {
     RepeatedDoubleStar { position: usize },
     #[error("path pattern segment {position} has a character not allowed in a path (allowed: letters, digits, - . _ ~ ! $ & ' ( ) * + , = : @)")]
     InvalidChar { position: usize },
+    #[error("path pattern segment {position} is a parameter with an invalid name; write {{name}} with a name of lowercase letters, digits and '_', starting with a letter")]
+    BadParam { position: usize },
+    #[error("path pattern segment {position} repeats the name of an earlier parameter")]
+    DuplicateParam { position: usize },
 }
 
 /// One compiled segment.
@@ -58,6 +68,8 @@ enum Seg {
     One,
     /// `**`
     Many,
+    /// `{name}`: one segment, as `*`, with a name.
+    Param(Box<str>),
 }
 
 impl Seg {
@@ -65,10 +77,27 @@ impl Seg {
     fn rank(&self) -> u8 {
         match self {
             Seg::Literal(_) => 2,
-            Seg::One => 1,
+            Seg::One | Seg::Param(_) => 1,
             Seg::Many => 0,
         }
     }
+
+    /// Matches exactly one segment, whatever it is.
+    fn is_one(&self) -> bool {
+        matches!(self, Seg::One | Seg::Param(_))
+    }
+}
+
+/// Where a named parameter sits in a pattern, for reading its segment from
+/// a path the pattern matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamPosition {
+    /// The parameter is the segment at this 0-based index of every path the
+    /// pattern matches (no `**` comes before it).
+    Fixed(usize),
+    /// A `**` comes before the parameter, so which segment it matched can
+    /// depend on how `**` was expanded.
+    AfterDoubleStar,
 }
 
 /// The shape of a pattern, derived from its segments.
@@ -78,7 +107,7 @@ pub enum PatternKind {
     Exact,
     /// Literal segments then a final `**`.
     Prefix,
-    /// Any other use of `*` or `**`.
+    /// Any other use of `*`, `**` or `{name}`.
     Glob,
 }
 
@@ -86,9 +115,12 @@ pub enum PatternKind {
 /// same paths by construction (same canonical text).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PathPattern {
-    /// Canonical text: no trailing slash (except the root), wildcards as
-    /// written.
+    /// Canonical text: no trailing slash (except the root), wildcards and
+    /// parameters as written.
     text: Box<str>,
+    /// The text with every parameter written `*`: patterns with the same
+    /// shape match the same paths.
+    shape: Box<str>,
     segs: Box<[Seg]>,
     kind: PatternKind,
 }
@@ -114,13 +146,18 @@ impl PathPattern {
             Some(stripped) => stripped,
             None => body,
         };
-        let mut segs = Vec::new();
+        let mut segs: Vec<Seg> = Vec::new();
         if !body.is_empty() {
             for (i, raw) in body.split('/').enumerate() {
                 let position = i + 1;
                 let seg = parse_segment(raw, position)?;
                 if seg == Seg::Many && segs.last() == Some(&Seg::Many) {
                     return Err(PatternError::RepeatedDoubleStar { position });
+                }
+                if let Seg::Param(name) = &seg {
+                    if segs.iter().any(|s| matches!(s, Seg::Param(n) if n == name)) {
+                        return Err(PatternError::DuplicateParam { position });
+                    }
                 }
                 segs.push(seg);
             }
@@ -166,19 +203,38 @@ impl PathPattern {
             _ => PatternKind::Glob,
         };
         let mut text = String::new();
+        let mut shape = String::new();
         for seg in &segs {
             text.push('/');
-            text.push_str(match seg {
-                Seg::Literal(l) => l,
-                Seg::One => "*",
-                Seg::Many => "**",
-            });
+            shape.push('/');
+            match seg {
+                Seg::Literal(l) => {
+                    text.push_str(l);
+                    shape.push_str(l);
+                }
+                Seg::One => {
+                    text.push('*');
+                    shape.push('*');
+                }
+                Seg::Many => {
+                    text.push_str("**");
+                    shape.push_str("**");
+                }
+                Seg::Param(name) => {
+                    text.push('{');
+                    text.push_str(name);
+                    text.push('}');
+                    shape.push('*');
+                }
+            }
         }
         if text.is_empty() {
             text.push('/');
+            shape.push('/');
         }
         Self {
             text: text.into_boxed_str(),
+            shape: shape.into_boxed_str(),
             segs: segs.into_boxed_slice(),
             kind,
         }
@@ -196,8 +252,36 @@ impl PathPattern {
         &self.text
     }
 
+    /// The canonical text with every parameter written `*`. Two patterns
+    /// with the same shape match exactly the same paths.
+    pub fn shape(&self) -> &str {
+        &self.shape
+    }
+
     pub fn kind(&self) -> PatternKind {
         self.kind
+    }
+
+    /// The names of the pattern's `{name}` parameters, left to right.
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.segs.iter().filter_map(|s| match s {
+            Seg::Param(name) => Some(&**name),
+            _ => None,
+        })
+    }
+
+    /// Where the parameter `name` sits; `None` when the pattern has no such
+    /// parameter.
+    pub fn param_position(&self, name: &str) -> Option<ParamPosition> {
+        let index = self
+            .segs
+            .iter()
+            .position(|s| matches!(s, Seg::Param(n) if **n == *name))?;
+        Some(if self.segs[..index].contains(&Seg::Many) {
+            ParamPosition::AfterDoubleStar
+        } else {
+            ParamPosition::Fixed(index)
+        })
     }
 
     /// Whether `path` matches, ignoring a trailing slash. Allocation-free;
@@ -244,7 +328,7 @@ impl PathPattern {
             .filter(|s| matches!(s, Seg::Literal(_)))
             .count();
         let many = self.segs.iter().filter(|s| **s == Seg::Many).count();
-        let one = self.segs.iter().filter(|s| **s == Seg::One).count();
+        let one = self.segs.iter().filter(|s| s.is_one()).count();
         Specificity {
             exact: self.kind == PatternKind::Exact,
             literal_prefix,
@@ -294,7 +378,25 @@ fn is_pattern_char(b: u8) -> bool {
         )
 }
 
+/// `[a-z][a-z0-9_]*`: a parameter name.
+fn is_param_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Longest parameter name; names end up in config error paths and
+/// `policy explain` output.
+const MAX_PARAM_NAME_LEN: usize = 64;
+
 fn parse_segment(raw: &str, position: usize) -> Result<Seg, PatternError> {
+    if let Some(inner) = raw.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+        return if is_param_name(inner) && inner.len() <= MAX_PARAM_NAME_LEN {
+            Ok(Seg::Param(inner.into()))
+        } else {
+            Err(PatternError::BadParam { position })
+        };
+    }
     match raw {
         "" => Err(PatternError::EmptySegment { position }),
         "." | ".." => Err(PatternError::DotSegment { position }),
@@ -331,7 +433,7 @@ where
                 backtrack = Some((p, path.clone()));
                 continue;
             }
-            Some(Seg::One) => {
+            Some(Seg::One | Seg::Param(_)) => {
                 p += 1;
                 path = ahead;
                 continue;
@@ -467,6 +569,102 @@ mod tests {
     }
 
     #[test]
+    fn a_named_parameter_matches_one_segment_like_a_star() {
+        let cases: &[(&str, &str, bool)] = &[
+            (
+                "/executors/{eid}/heartbeat",
+                "/executors/e1/heartbeat",
+                true,
+            ),
+            (
+                "/executors/{eid}/heartbeat",
+                "/executors/e%32/heartbeat",
+                true,
+            ),
+            ("/executors/{eid}/heartbeat", "/executors/heartbeat", false),
+            ("/executors/{eid}/heartbeat", "/executors//heartbeat", false),
+            (
+                "/executors/{eid}/heartbeat",
+                "/executors/a/b/heartbeat",
+                false,
+            ),
+            ("/executors/{eid}", "/executors/e1/", true),
+            ("/executors/{eid}", "/executors", false),
+            ("/executors/{eid}/**", "/executors/e1", true),
+            ("/executors/{eid}/**", "/executors/e1/x/y", true),
+            ("/{tenant}/{agent}", "/t/a", true),
+            ("/{tenant}/{agent}", "/t", false),
+            ("/**/{last}", "/a/b/c", true),
+            ("/**/{last}", "/", false),
+        ];
+        for (p, raw, want) in cases {
+            assert_eq!(pat(p).matches(&path(raw)), *want, "{p:?} vs {raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_parameter_is_located_by_name_unless_a_double_star_precedes_it() {
+        let p = pat("/t/{tenant}/executors/{eid}/**");
+        assert_eq!(p.as_str(), "/t/{tenant}/executors/{eid}/**");
+        assert_eq!(p.shape(), "/t/*/executors/*/**");
+        assert_eq!(p.kind(), PatternKind::Glob);
+        assert_eq!(p.params().collect::<Vec<_>>(), vec!["tenant", "eid"]);
+        assert_eq!(p.param_position("tenant"), Some(ParamPosition::Fixed(1)));
+        assert_eq!(p.param_position("eid"), Some(ParamPosition::Fixed(3)));
+        assert_eq!(p.param_position("other"), None);
+        let after = pat("/a/**/{id}");
+        assert_eq!(
+            after.param_position("id"),
+            Some(ParamPosition::AfterDoubleStar)
+        );
+        assert_eq!(pat("/a/*").params().count(), 0);
+    }
+
+    #[test]
+    fn a_parameter_ranks_as_a_star() {
+        use std::cmp::Ordering::{Equal, Greater};
+        let spec = |t: &str| pat(t).specificity();
+        assert_eq!(spec("/a/{id}").cmp(&spec("/a/*")), Equal);
+        assert_eq!(spec("/a/b").cmp(&spec("/a/{id}")), Greater);
+        assert_eq!(spec("/a/{id}").cmp(&spec("/a/**")), Greater);
+        assert_eq!(spec("/a/{id}/c").cmp(&spec("/a/*/*")), Greater);
+    }
+
+    #[test]
+    fn malformed_parameters_are_refused_at_config_time() {
+        let cases: &[(&str, PatternError)] = &[
+            ("/a/{}", PatternError::BadParam { position: 2 }),
+            ("/a/{Id}", PatternError::BadParam { position: 2 }),
+            ("/a/{1d}", PatternError::BadParam { position: 2 }),
+            ("/a/{_id}", PatternError::BadParam { position: 2 }),
+            ("/a/{i-d}", PatternError::BadParam { position: 2 }),
+            ("/a/{i d}", PatternError::BadParam { position: 2 }),
+            ("/a/{{id}}", PatternError::BadParam { position: 2 }),
+            ("/a/{*}", PatternError::BadParam { position: 2 }),
+            ("/a/{id", PatternError::InvalidChar { position: 2 }),
+            ("/a/id}", PatternError::InvalidChar { position: 2 }),
+            ("/a/x{id}", PatternError::InvalidChar { position: 2 }),
+            ("/a/{id}x", PatternError::InvalidChar { position: 2 }),
+            ("/{id}/b/{id}", PatternError::DuplicateParam { position: 3 }),
+        ];
+        for (text, want) in cases {
+            assert_eq!(PathPattern::parse(text).as_ref(), Err(want), "{text:?}");
+        }
+        let long = format!("/{{{}}}", "a".repeat(MAX_PARAM_NAME_LEN + 1));
+        assert_eq!(
+            PathPattern::parse(&long),
+            Err(PatternError::BadParam { position: 1 })
+        );
+        assert!(PathPattern::exact("/a/{id}").is_err());
+        for text in ["/a/{Id}", "/{a}/{a}"] {
+            let msg = PathPattern::parse(text).err().map(|e| e.to_string());
+            let msg = msg.unwrap_or_default();
+            assert_eq!(msg, msg.to_lowercase(), "{msg:?}");
+            assert!(!msg.contains("Id"), "the pattern is not echoed: {msg:?}");
+        }
+    }
+
+    #[test]
     fn prefix_is_segment_aware() {
         let api = PathPattern::prefix("/api");
         assert_eq!(api.as_ref().map(PathPattern::as_str), Ok("/api/**"));
@@ -578,7 +776,7 @@ mod tests {
     }
 
     fn pattern_text() -> impl Strategy<Value = String> {
-        let seg = prop::sample::select(vec!["a", "b", "*", "**"]);
+        let seg = prop::sample::select(vec!["a", "b", "*", "**", "{p}"]);
         prop::collection::vec(seg, 0..6).prop_map(|s| format!("/{}", s.join("/")))
     }
 
@@ -592,7 +790,7 @@ mod tests {
         match pat.split_first() {
             None => path.is_empty(),
             Some((&"**", rest)) => (0..=path.len()).any(|k| reference_match(rest, &path[k..])),
-            Some((&"*", rest)) => !path.is_empty() && reference_match(rest, &path[1..]),
+            Some((&("*" | "{p}"), rest)) => !path.is_empty() && reference_match(rest, &path[1..]),
             Some((lit, rest)) => path.first() == Some(lit) && reference_match(rest, &path[1..]),
         }
     }

@@ -456,7 +456,7 @@ fn ambiguities<T>(compiled: &[(usize, Route<T>)]) -> Vec<RouteError> {
     let mut groups: BTreeMap<Key<'_>, Vec<(usize, &Route<T>)>> = BTreeMap::new();
     for (index, route) in compiled {
         groups
-            .entry((route.host.as_ref(), route.pattern.as_str()))
+            .entry((route.host.as_ref(), route.pattern.shape()))
             .or_default()
             .push((*index, route));
     }
@@ -863,6 +863,14 @@ mod tests {
     fn identical_host_pattern_and_overlapping_methods_are_ambiguous() {
         let ambiguous_pairs: &[(RouteSpec<()>, RouteSpec<()>)] = &[
             (spec("x", None, "/a", &[]), spec("y", None, "/a/", &[])),
+            (
+                spec("x", None, "/a/{id}", &[]),
+                spec("y", None, "/a/*", &[]),
+            ),
+            (
+                spec("x", None, "/a/{id}/b", &[]),
+                spec("y", None, "/a/{other}/b", &[]),
+            ),
             (spec("x", None, "/a", &["GET"]), spec("y", None, "/a", &[])),
             (
                 spec("x", None, "/a", &["GET", "PUT"]),
