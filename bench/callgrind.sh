@@ -32,11 +32,12 @@
 #
 # Needs: valgrind, haproxy, node (tests/authority), python3. cargo only when
 # --gateway is not given and target/release/stella-gateway does not exist yet:
-# it is then built with `cargo build --release -p stella-gateway`.
+# it is then built with `cargo build --release -p stella-gateway --bin
+# stella-gateway --example bare_proxy` (the command bench/run.sh uses).
 # With the defaults a run takes about a minute and a half on a 2-core machine:
 # ~5 s of setup, then 12-16 s per route for bare, pass and bearer, ~25 s for
-# dpop. The bare proxy is target/release/examples/bare_proxy (built with
-# `cargo build --release -p stella-gateway --example bare_proxy` if missing).
+# dpop. The bare proxy is target/release/examples/bare_proxy (built the same
+# way if missing).
 #
 # Usage: bench/callgrind.sh [--gateway BIN] [--requests N] [--warmup N]
 #                           [--threads N] [--work-stealing]
@@ -76,15 +77,16 @@ for n in "$REQUESTS" "$WARMUP" "$THREADS" "$TOP"; do [[ $n =~ ^[0-9]+$ ]] || usa
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 bench_require valgrind callgrind_control callgrind_annotate haproxy node python3
+BARE=$(bench_release_dir)/examples/bare_proxy
+build() { cargo build -q --release -p stella-gateway --bin stella-gateway --example bare_proxy; } # as bench/run.sh
 if [ -z "$GW" ]; then
   GW=$(bench_release_dir)/stella-gateway
-  [ -x "$GW" ] || cargo build -q --release -p stella-gateway
+  [ -x "$GW" ] || build
 fi
 [ -x "$GW" ] || { echo "bench: $GW is not an executable" >&2; exit 2; }
-BARE=$(bench_release_dir)/examples/bare_proxy
 case " ${routes[*]} " in
   *" bare "*)
-    [ -x "$BARE" ] || cargo build -q --release -p stella-gateway --example bare_proxy
+    [ -x "$BARE" ] || build
     [ -x "$BARE" ] || { echo "bench: $BARE is not an executable" >&2; exit 2; } ;;
 esac
 

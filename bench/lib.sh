@@ -98,7 +98,8 @@ CFG
 
 # Gateway configuration for bench/policies, with $gw and $admin as listener
 # ports, $issuer and the upstream $up. Extra YAML (already indented) goes
-# under gateway.listeners ($2) and under gateway ($3).
+# under gateway.listeners ($2), under gateway ($3) and under gateway.auth
+# ($auth_lines).
 # Proofs may be made well before they are used: the proof window is widened
 # for the benchmark to $proof_max_age seconds (default 600; the gateway's
 # default is 60). Not wider: the replay store's default capacity grows with
@@ -119,6 +120,7 @@ ${2:-}
       audiences: [http://gateway.local/api]
     dpop:
       proof_max_age_seconds: ${proof_max_age:-600}
+${auth_lines:-}
   policies_dir: $PWD/bench/policies
 ${3:-}
 router:
