@@ -112,7 +112,7 @@ write_gateway_config "$work/gateway.yaml" "" "  threads: $THREADS
 
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
   "$GW" run --config "$work/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
-gw_pid=$!; pids+=($gw_pid)
+gw_pid=$!; pids+=("$gw_pid")
 # Under valgrind, loading the binary's debug information and starting up
 # take tens of seconds.
 wait_line "$work/gateway.out" GATEWAY_READY 600 >/dev/null
@@ -121,7 +121,7 @@ case " ${routes[*]} " in
     bp=$(free_port)
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/bare-cg.out" \
       "$BARE" "127.0.0.1:$bp" "127.0.0.1:$up" 1 >"$work/bare.out" 2>"$work/bare.err" &
-    bp_pid=$!; pids+=($bp_pid)
+    bp_pid=$!; pids+=("$bp_pid")
     # It prints no readiness line: wait until it accepts connections.
     for _ in $(seq 1 3000); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$bp") 2>/dev/null; then break; fi
@@ -194,7 +194,7 @@ for route in "${routes[@]}"; do
   route_started=$SECONDS
   # In the background, so that a signal to this script is handled at once.
   timeout "$budget" python3 "$work/client.py" "$port" "$pid" "$route" "$WARMUP" "$REQUESTS" "${args[@]}" &
-  client_pid=$!; pids+=($client_pid)
+  client_pid=$!; pids+=("$client_pid")
   wait "$client_pid" || { echo "bench: $route failed (exit $?)" >&2; tail -20 "$work/gateway.err" >&2; exit 1; }
   dumps=("$work/$out".*)
   dump=${dumps[0]}

@@ -29,6 +29,7 @@ bench_child_alive() {
   local stat
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   stat=${stat##*) }
+  # shellcheck disable=SC2086 # split into fields on purpose
   set -- $stat
   [ "$1" != Z ] && [ "$2" = "$$" ]
 }
@@ -70,7 +71,7 @@ wait_line() { # file marker [seconds, default 20] -> prints the rest of the line
 
 start_authority() { # -> $issuer; access tokens live an hour
   (cd tests/authority && AUTHORITY_PORT=0 AUTHORITY_AT_TTL=3600 exec node server.mjs >"$work/authority.out" 2>"$work/authority.err") &
-  pids+=($!)
+  pids+=("$!")
   issuer=$(wait_line "$work/authority.out" AUTHORITY_READY | python3 -c 'import json,sys; print(json.load(sys.stdin)["issuer"])')
 }
 
@@ -93,7 +94,7 @@ frontend upstream
   bind 127.0.0.1:$up
   http-request return status 200 content-type text/plain string "ok"
 CFG
-  haproxy -q -f "$work/upstream.cfg" & up_pid=$!; pids+=($up_pid)
+  haproxy -q -f "$work/upstream.cfg" & up_pid=$!; pids+=("$up_pid")
 }
 
 # Gateway configuration for bench/policies, with $gw and $admin as listener
@@ -147,6 +148,6 @@ coldstart() { # gateway-binary token [count, default 5]
   # In the background, so that a signal to this script is handled at once;
   # the client stops the gateway it started on TERM.
   COLDSTART_TOKEN=$tok python3 bench/coldstart.py "$bin" "$work" "${configs[*]}" "${ports[*]}" &
-  local client=$!; pids+=($client)
+  local client=$!; pids+=("$client")
   wait "$client" || { echo "bench: cold start measurement failed" >&2; exit 1; }
 }

@@ -140,10 +140,10 @@ frontend mtlsclient
 backend gateway_tls
   server g1 127.0.0.1:$gwtls ssl crt $work/client-bundle.pem ca-file $work/ca.pem verify required sni str(localhost)
 CFG
-haproxy -q -f "$work/mtls-client.cfg" & pids+=($!)
-haproxy -q -f "$work/haproxy-jwt.cfg" & hp_pid=$!; pids+=($hp_pid)
-haproxy -q -f "$work/haproxy-pass.cfg" & pp_pid=$!; pids+=($pp_pid)
-"$BARE" "127.0.0.1:$bp" "127.0.0.1:$up" 2 >/dev/null 2>&1 & bp_pid=$!; pids+=($bp_pid)
+haproxy -q -f "$work/mtls-client.cfg" & pids+=("$!")
+haproxy -q -f "$work/haproxy-jwt.cfg" & hp_pid=$!; pids+=("$hp_pid")
+haproxy -q -f "$work/haproxy-pass.cfg" & pp_pid=$!; pids+=("$pp_pid")
+"$BARE" "127.0.0.1:$bp" "127.0.0.1:$up" 2 >/dev/null 2>&1 & bp_pid=$!; pids+=("$bp_pid")
 
 # Proofs are made before each round, so their iat may be a round old
 # (write_gateway_config widens the proof window).
@@ -155,7 +155,7 @@ write_gateway_config "$work/gateway.yaml" "    tls:
       client_ca_file: \"$work/ca.pem\"
       http2: false"
 $GW run --config "$work/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
-gw_pid=$!; pids+=($gw_pid)
+gw_pid=$!; pids+=("$gw_pid")
 wait_line "$work/gateway.out" GATEWAY_READY >/dev/null
 
 declare -A url=(
@@ -178,7 +178,7 @@ make_proofs() { # count -> $work/proofs.txt
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 verifications() { curl -s "http://127.0.0.1:$admin/metrics" | awk '/^stella_gateway_signature_verifications_total/ {print $2}'; }
 hz=$(getconf CLK_TCK)
-auth=(-H "Authorization: Bearer $token")
+
 sleep 0.3
 make_proofs 1
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: DPoP $dpop_token" -H "DPoP: $(head -1 "$work/proofs.txt")" "${url[dpop]}")

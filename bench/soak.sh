@@ -66,7 +66,7 @@ start_upstream
 gw=$(free_port); admin=$(free_port)
 proof_max_age=60 write_gateway_config "$work/gateway.yaml"
 "$GW" run --config "$work/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
-gw_pid=$!; pids+=($gw_pid)
+gw_pid=$!; pids+=("$gw_pid")
 wait_line "$work/gateway.out" GATEWAY_READY >/dev/null
 base="http://127.0.0.1:$gw"
 rss_mib() { awk '$1 == "VmRSS:" {printf "%.1f", $2 / 1024}' "/proc/$gw_pid/status"; }
@@ -116,7 +116,7 @@ exec {load_fd}<>"$work/load.in"
   --kind "dpop GET $base/dpop/x dpop:svc-dpop expect=200 weight=${weight[dpop]}" \
   --kind "anon GET $base/pass/x none expect=200 weight=${weight[anon]}" \
   <"$work/load.in" >"$work/load.out" 2>"$work/load.err" &
-load_pid=$!; pids+=($load_pid)
+load_pid=$!; pids+=("$load_pid")
 wait_line "$work/load.out" LOAD_READY 60 >/dev/null
 load_cpu0=$(awk '{print $14+$15}' "/proc/$load_pid/stat")
 gw_cpu0=$(awk '{print $14+$15}' "/proc/$gw_pid/stat")

@@ -45,7 +45,7 @@ minted=$(sort -u "$work/tokens.txt" | wc -l)
 
 auth_lines="    token_cache_max_entries: $((N + 1000))" write_gateway_config "$work/gateway.yaml"
 "$GW" run --config "$work/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
-gw_pid=$!; pids+=($gw_pid)
+gw_pid=$!; pids+=("$gw_pid")
 wait_line "$work/gateway.out" GATEWAY_READY >/dev/null
 
 rss() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$gw_pid/status"; } # KiB
@@ -57,7 +57,7 @@ idle_kib=$(rss VmRSS)
 misses_before=$(metric stella_gateway_token_cache_misses_total)
 
 python3 bench/send-tokens.py "$gw" /bearer/x "$work/tokens.txt" "$CONNS" >"$work/sent.out" &
-sender=$!; pids+=($sender)
+sender=$!; pids+=("$sender")
 sent_rc=0; wait "$sender" || sent_rc=$?
 sent=$(sed -n 's/^SENT //p' "$work/sent.out")
 after_kib=$(rss VmRSS); hwm_kib=$(rss VmHWM)
