@@ -176,7 +176,9 @@ growth = 100.0 * (last - first) / first
 p99s = [r[2] for r in after if r[2] is not None]
 errors = int(total[1]) if total else -1
 print(f"\nerrors: {errors} (target 0)")
-print(f"RSS: {first:.1f} MiB at {warm} s (after warm-up), {last:.1f} MiB at the end: growth {growth:+.1f}% (limit {limit:.0f}%)")
+print(f"RSS: {first:.1f} MiB at {warm} s (after warm-up), {last:.1f} MiB at the end: growth {growth:+.1f}% (limit {limit:.0f}%);"
+      f" after warm-up min {min(r[3] for r in after):.1f}, median {statistics.median(r[3] for r in after):.1f},"
+      f" max {max(r[3] for r in after):.1f} MiB")
 if p99s:
     print(f"p99 over the windows after warm-up: min {min(p99s):.1f} ms, median {statistics.median(p99s):.1f} ms, max {max(p99s):.1f} ms")
 secs = len(rows) * window
