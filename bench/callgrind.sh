@@ -2,7 +2,10 @@
 # Benchmark (not a test): instructions executed per request by the gateway,
 # counted by valgrind's callgrind. Unlike requests/s (bench/run.sh) the count
 # hardly moves on a busy machine, so two builds can be compared by running this
-# once with each. Routes:
+# once with each, and ratios between routes are repeatable. Routes:
+#   bare    a Pingora proxy with no filters (gateway/examples/bare_proxy.rs,
+#           one thread; Pingora's default runtime, work stealing on), sent
+#           the pass route's request, as the reference for pass / bare
 #   pass    the anonymous pass-through route, no credentials sent
 #   bearer  the Bearer route, warm token cache
 #   dpop    the DPoP route: a fresh proof per request (pre-generated, each used
@@ -13,7 +16,9 @@
 # pool), switches instrumentation on (callgrind_control -i on), sends exactly N
 # requests, switches it off and dumps. Each dump holds only that window, so
 # Ir/request = dump total / N. Per route it prints Ir/request and the top
-# functions by self cost (or inclusive cost, --inclusive), in Ir/request.
+# functions by self cost (or inclusive cost, --inclusive), in Ir/request,
+# then the ratios pass / bare, bearer / pass and dpop / pass (of the routes
+# run). The bare proxy runs in its own valgrind, the same way.
 # Counts include whatever the gateway's other threads did in the window
 # (timers, the admin listener). Pingora's timer thread does work in proportion
 # to wall time, so with one worker a repeat differs by up to about 0.5 %. With
@@ -27,14 +32,17 @@
 #
 # Needs: valgrind, haproxy, node (tests/authority), python3. cargo only when
 # --gateway is not given and target/release/stella-gateway does not exist yet:
-# it is then built with `cargo build --release -p stella-gateway`.
-# With the defaults a run takes about a minute on a 2-core machine: ~5 s of
-# setup, then 12-16 s per route for pass and bearer, ~25 s for dpop.
+# it is then built with `cargo build --release -p stella-gateway --bin
+# stella-gateway --example bare_proxy` (the command bench/run.sh uses).
+# With the defaults a run takes about a minute and a half on a 2-core machine:
+# ~5 s of setup, then 12-16 s per route for bare, pass and bearer, ~25 s for
+# dpop. The bare proxy is target/release/examples/bare_proxy (built the same
+# way if missing).
 #
 # Usage: bench/callgrind.sh [--gateway BIN] [--requests N] [--warmup N]
 #                           [--threads N] [--work-stealing]
 #                           [--top K] [--inclusive] [--keep DIR] [ROUTE...]
-#   ROUTE      pass, bearer, dpop (default: pass bearer)
+#   ROUTE      bare, pass, bearer, dpop (default: bare pass bearer)
 #   --requests requests counted per route (default 2000)
 #   --warmup   requests sent per route before counting (default 300)
 #   --threads  gateway.threads (default 1); --work-stealing sets
@@ -57,23 +65,30 @@ while [ $# -gt 0 ]; do
     --top) TOP=${2:?}; shift 2 ;;
     --inclusive) INCLUSIVE=yes; shift ;;
     --keep) mkdir -p "${2:?}"; KEEP=$(realpath "$2"); shift 2 ;;
-    pass|bearer|dpop) routes+=("$1"); shift ;;
+    bare|pass|bearer|dpop) routes+=("$1"); shift ;;
     -h|--help) usage 0 ;;
     *) usage ;;
   esac
 done
-[ ${#routes[@]} -gt 0 ] || routes=(pass bearer)
+[ ${#routes[@]} -gt 0 ] || routes=(bare pass bearer)
 for n in "$REQUESTS" "$WARMUP" "$THREADS" "$TOP"; do [[ $n =~ ^[0-9]+$ ]] || usage; done
 [ "$REQUESTS" -gt 0 ] && [ "$THREADS" -gt 0 ] || usage
 
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 bench_require valgrind callgrind_control callgrind_annotate haproxy node python3
+BARE=$(bench_release_dir)/examples/bare_proxy
+build() { cargo build -q --release -p stella-gateway --bin stella-gateway --example bare_proxy; } # as bench/run.sh
 if [ -z "$GW" ]; then
-  GW=$PWD/target/release/stella-gateway
-  [ -x "$GW" ] || cargo build -q --release -p stella-gateway
+  GW=$(bench_release_dir)/stella-gateway
+  [ -x "$GW" ] || build
 fi
 [ -x "$GW" ] || { echo "bench: $GW is not an executable" >&2; exit 2; }
+case " ${routes[*]} " in
+  *" bare "*)
+    [ -x "$BARE" ] || build
+    [ -x "$BARE" ] || { echo "bench: $BARE is not an executable" >&2; exit 2; } ;;
+esac
 
 bench_init
 start_authority
@@ -90,7 +105,6 @@ for route in "${routes[@]}"; do
 done
 # One worker thread by default: the requests of a window run in one place,
 # in order.
-mkdir -p "$work/conf" # the gateway watches its configuration folder: keep its log elsewhere
 write_gateway_config "$work/conf/gateway.yaml" "" "  threads: $THREADS
   work_stealing: $STEALING"
 "$GW" check --config "$work/conf/gateway.yaml" >/dev/null 2>"$work/check.err" \
@@ -98,10 +112,23 @@ write_gateway_config "$work/conf/gateway.yaml" "" "  threads: $THREADS
 
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
   "$GW" run --config "$work/conf/gateway.yaml" >"$work/gateway.out" 2>"$work/gateway.err" &
-gw_pid=$!; pids+=($gw_pid)
+gw_pid=$!; pids+=("$gw_pid")
 # Under valgrind, loading the binary's debug information and starting up
 # take tens of seconds.
 wait_line "$work/gateway.out" GATEWAY_READY 600 >/dev/null
+case " ${routes[*]} " in
+  *" bare "*)
+    bp=$(free_port)
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/bare-cg.out" \
+      "$BARE" "127.0.0.1:$bp" "127.0.0.1:$up" 1 >"$work/bare.out" 2>"$work/bare.err" &
+    bp_pid=$!; pids+=("$bp_pid")
+    # It prints no readiness line: wait until it accepts connections.
+    for _ in $(seq 1 3000); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$bp") 2>/dev/null; then break; fi
+      bench_child_alive "$bp_pid" || { echo "bench: bare_proxy exited" >&2; tail -20 "$work/bare.err" >&2; exit 1; }
+      sleep 0.2
+    done ;;
+esac
 
 cat >"$work/client.py" <<'PY'
 # Sequential keep-alive client: warm-up, then N requests inside a callgrind
@@ -109,6 +136,7 @@ cat >"$work/client.py" <<'PY'
 import http.client, subprocess, sys
 
 port, pid, route, warmup, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+path = "/pass/x" if route == "bare" else f"/{route}/x"  # the bare proxy gets the pass route's request
 token = sys.argv[6] if len(sys.argv) > 6 else ""
 proofs = iter(open(sys.argv[7]).read().split()) if len(sys.argv) > 7 else None
 
@@ -127,7 +155,7 @@ def send(count):
     for _ in range(count):
         if conn.sock is None:
             opened += 1
-        conn.request("GET", f"/{route}/x", headers=headers())
+        conn.request("GET", path, headers=headers())
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
@@ -155,18 +183,20 @@ budget=$((300 + (WARMUP + REQUESTS) / 5))
 results="$work/results.tsv"
 : >"$results"
 for route in "${routes[@]}"; do
+  port=$gw; pid=$gw_pid; out=callgrind.out
   case $route in
+    bare) args=(); port=$bp; pid=$bp_pid; out=bare-cg.out ;;
     pass) args=() ;;
     bearer) args=("$token") ;;
     dpop) args=("$dpop_token" "$work/proofs.txt") ;;
   esac
-  rm -f "$work"/callgrind.out.*
+  rm -f "$work/$out".*
   route_started=$SECONDS
   # In the background, so that a signal to this script is handled at once.
-  timeout "$budget" python3 "$work/client.py" "$gw" "$gw_pid" "$route" "$WARMUP" "$REQUESTS" "${args[@]}" &
-  client_pid=$!; pids+=($client_pid)
+  timeout "$budget" python3 "$work/client.py" "$port" "$pid" "$route" "$WARMUP" "$REQUESTS" "${args[@]}" &
+  client_pid=$!; pids+=("$client_pid")
   wait "$client_pid" || { echo "bench: $route failed (exit $?)" >&2; tail -20 "$work/gateway.err" >&2; exit 1; }
-  dumps=("$work"/callgrind.out.*)
+  dumps=("$work/$out".*)
   dump=${dumps[0]}
   [ ${#dumps[@]} = 1 ] && [ -s "$dump" ] || { echo "bench: expected one callgrind dump for $route, found: ${dumps[*]}" >&2; exit 1; }
   mv "$dump" "$work/$route.callgrind"
@@ -224,5 +254,11 @@ if top:
         print(f"{'Ir/req':>10}{'share':>8}  function")
         for ir, share, name in functions(annotate, totals[route])[:top]:
             print(f"{ir / n:>10,.0f}{share:>7.1f}%  {name[:150]}")
+ratios = [(a, b) for a, b in (("pass", "bare"), ("bearer", "pass"), ("dpop", "pass")) if a in totals and b in totals]
+if ratios:
+    print("\nIr ratios (Ir/request of the second over the first: above 1 means the first is cheaper)")
+    for a, b in ratios:
+        extra = {"pass": "  (as a throughput ratio; target >= 0.90)", "bearer": "  (target >= 0.95)"}.get(a, "")
+        print(f"{a + ' / ' + b:<15}{totals[b] / totals[a]:.3f}{extra}   {a} {totals[a] / n:,.0f} Ir/req, {b} {totals[b] / n:,.0f} Ir/req")
 print(f"\nelapsed {elapsed} s (seconds: warm-up and counted requests of each route)")
 PY

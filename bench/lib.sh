@@ -13,6 +13,9 @@ bench_require() { # tool... -> exit 2 naming the first one missing
   [ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund >/dev/null)
 }
 
+# Where cargo puts release binaries (CARGO_TARGET_DIR is honoured).
+bench_release_dir() { echo "${CARGO_TARGET_DIR:-$PWD/target}/release"; }
+
 bench_init() { # -> $work (removed on exit), pids=()
   work=$(mktemp -d /tmp/stella-bench.XXXXXX)
   pids=()
@@ -26,6 +29,7 @@ bench_child_alive() {
   local stat
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   stat=${stat##*) }
+  # shellcheck disable=SC2086 # split into fields on purpose
   set -- $stat
   [ "$1" != Z ] && [ "$2" = "$$" ]
 }
@@ -67,7 +71,7 @@ wait_line() { # file marker [seconds, default 20] -> prints the rest of the line
 
 start_authority() { # -> $issuer; access tokens live an hour
   (cd tests/authority && AUTHORITY_PORT=0 AUTHORITY_AT_TTL=3600 exec node server.mjs >"$work/authority.out" 2>"$work/authority.err") &
-  pids+=($!)
+  pids+=("$!")
   issuer=$(wait_line "$work/authority.out" AUTHORITY_READY | python3 -c 'import json,sys; print(json.load(sys.stdin)["issuer"])')
 }
 
@@ -90,15 +94,23 @@ frontend upstream
   bind 127.0.0.1:$up
   http-request return status 200 content-type text/plain string "ok"
 CFG
-  haproxy -q -f "$work/upstream.cfg" & up_pid=$!; pids+=($up_pid)
+  haproxy -q -f "$work/upstream.cfg" & up_pid=$!; pids+=("$up_pid")
 }
 
 # Gateway configuration for bench/policies, with $gw and $admin as listener
 # ports, $issuer and the upstream $up. Extra YAML (already indented) goes
-# under gateway.listeners ($2) and under gateway ($3).
+# under gateway.listeners ($2), under gateway ($3) and under gateway.auth
+# ($auth_lines).
 # Proofs may be made well before they are used: the proof window is widened
-# for the benchmark (the default is 60 s).
+# for the benchmark to $proof_max_age seconds (default 600; the gateway's
+# default is 60). Not wider: the replay store's default capacity grows with
+# the window (it stops at 100,000,000 entries).
+# Logging is what a deployment runs: JSON at info, one decision line per
+# request (BENCH_LOG_LEVEL=warn turns decision lines off). The file should be
+# in a folder of its own ($work/conf): the gateway watches its configuration
+# folder, and the log written beside it would wake the watcher on every line.
 write_gateway_config() { # file [listener lines] [gateway lines]
+  mkdir -p "$(dirname "$1")"
   cat >"$1" <<CFG
 gateway:
   id: stella-gateway-bench
@@ -113,7 +125,8 @@ ${2:-}
       require_https_metadata: false
       audiences: [http://gateway.local/api]
     dpop:
-      proof_max_age_seconds: 3600
+      proof_max_age_seconds: ${proof_max_age:-600}
+${auth_lines:-}
   policies_dir: $PWD/bench/policies
 ${3:-}
 router:
@@ -121,6 +134,25 @@ router:
   identity_envelope_signing_key_id: bench-1
 services:
   - {name: bench, upstreams: ["127.0.0.1:$up"]}
-logging: {level: ${BENCH_LOG_LEVEL:-warn}}
+logging: {format: json, level: ${BENCH_LOG_LEVEL:-info}}
 CFG
+}
+
+# Cold start: starts the gateway binary $1 COUNT times, each with a fresh
+# configuration on new ports (written here), and measures the wall time from
+# exec to the GATEWAY_READY line on stdout and to the first 200 on the Bearer
+# route (token $2). Needs $issuer and $up. Prints a table, the median and the
+# maximum, and PASS/MISS against the target (ready in under 1 s).
+coldstart() { # gateway-binary token [count, default 5]
+  local bin=$1 tok=$2 count=${3:-5} i configs=() ports=() gw admin
+  for i in $(seq 1 "$count"); do
+    gw=$(free_port); admin=$(free_port)
+    write_gateway_config "$work/coldstart-$i/gateway.yaml"
+    configs+=("$work/coldstart-$i/gateway.yaml"); ports+=("$gw")
+  done
+  # In the background, so that a signal to this script is handled at once;
+  # the client stops the gateway it started on TERM.
+  COLDSTART_TOKEN=$tok python3 bench/coldstart.py "$bin" "$work" "${configs[*]}" "${ports[*]}" &
+  local client=$!; pids+=("$client")
+  wait "$client" || { echo "bench: cold start measurement failed" >&2; exit 1; }
 }

@@ -18,6 +18,8 @@
 //   AUTHORITY_AT_TTL        access token lifetime in seconds (default 300)
 //   AUTHORITY_DEFAULT_RESOURCE  audience used when no resource= is sent
 //                           (default http://gateway.local/api)
+//   AUTHORITY_TEST_MINT     1 enables POST /__test/mint (benchmarks only; see
+//                           mintTokens below); off by default
 
 import { promisify } from 'node:util';
 import * as crypto from 'node:crypto';
@@ -52,6 +54,7 @@ function intEnv(name, dflt, { min = 0 } = {}) {
 const PORT = intEnv('AUTHORITY_PORT', 0);
 const AT_TTL = intEnv('AUTHORITY_AT_TTL', 300, { min: 1 });
 const DEFAULT_RESOURCE = process.env.AUTHORITY_DEFAULT_RESOURCE || 'http://gateway.local/api';
+const TEST_MINT = process.env.AUTHORITY_TEST_MINT === '1';
 const CERT_HEADER = 'x-test-client-cert';
 const OIDC_SCOPES = ['openid', 'offline_access'];
 
@@ -308,6 +311,62 @@ try {
     + 'tokens requested without scope will carry no scope claim');
 }
 
+// Test-only, and only with AUTHORITY_TEST_MINT=1 (bench/tokens.sh): many
+// distinct access tokens fast, without a token request each.
+//   POST /__test/mint?count=N[&client=ID][&scope=S][&resource=URL]
+// answers N tokens, one per line (text/plain, streamed in batches). Each is
+// what a client_credentials request of that client (default svc-bearer) for
+// that scope (default echo.read) and resource would get: the same header
+// (ES256, typ at+jwt, the kid of the signing key the JWKS publishes), the same
+// claims in the same order, signed with the same key, a fresh jti each, iat
+// now, exp now + AUTHORITY_AT_TTL. Sender-constrained clients are refused
+// (their tokens need a cnf claim this endpoint does not make).
+const MINT_MAX = 10_000_000;
+const mintKey = jwks.keys.find((k) => k.kty === 'EC' && k.crv === 'P-256' && k.alg === 'ES256' && k.d);
+const mintPrivateKey = crypto.createPrivateKey({ key: mintKey, format: 'jwk' });
+
+async function mintTokens(req, res, query) {
+  const fail = (status, message) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: message }));
+  };
+  const count = Number(query.get('count') ?? '1');
+  if (!Number.isSafeInteger(count) || count < 1 || count > MINT_MAX) return fail(400, `count must be 1..${MINT_MAX}`);
+  const clientId = query.get('client') ?? 'svc-bearer';
+  const client = clients.find((c) => c.client_id === clientId);
+  if (!client) return fail(400, `unknown client ${clientId}`);
+  if (client.dpop_bound_access_tokens || client.tls_client_certificate_bound_access_tokens) {
+    return fail(400, `${clientId} gets sender-constrained tokens; minting makes unbound ones only`);
+  }
+  const scope = query.get('scope') ?? 'echo.read';
+  const held = (client.scope ?? '').split(' ');
+  if (!scope.split(' ').every((s) => held.includes(s))) return fail(400, `${clientId} does not hold scope ${scope}`);
+  const aud = query.get('resource') ?? DEFAULT_RESOURCE;
+
+  const b64 = (text) => Buffer.from(text).toString('base64url');
+  const header = b64(JSON.stringify({ alg: 'ES256', typ: 'at+jwt', kid: mintKey.kid }));
+  res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+  const BATCH = 1000;
+  for (let done = 0; done < count;) {
+    const iat = Math.floor(Date.now() / 1000);
+    const lines = [];
+    for (const end = Math.min(count, done + BATCH); done < end; done += 1) {
+      const claims = { client_id: clientId };
+      if (client.tenant) claims.tenant = client.tenant;
+      Object.assign(claims, {
+        jti: crypto.randomBytes(32).toString('base64url'), sub: clientId, iat, exp: iat + AT_TTL, scope, iss: issuer, aud,
+      });
+      const input = `${header}.${b64(JSON.stringify(claims))}`;
+      const signature = crypto.sign('sha256', Buffer.from(input), { key: mintPrivateKey, dsaEncoding: 'ieee-p1363' });
+      lines.push(`${input}.${signature.toString('base64url')}\n`);
+    }
+    if (!res.write(lines.join(''))) await new Promise((resolve) => res.once('drain', resolve));
+    if (res.destroyed) return undefined;
+  }
+  res.end();
+  return undefined;
+}
+
 // Test-only: the number of JWKS documents served, so that tests can count
 // the gateway's fetches at the Authority (GET /__test/jwks-count).
 let jwksFetches = 0;
@@ -319,12 +378,20 @@ server.on('request', (req, res) => {
     res.end(JSON.stringify({ jwks_fetches: jwksFetches }));
     return;
   }
+  if (TEST_MINT && path === '/__test/mint' && req.method === 'POST') {
+    mintTokens(req, res, new URL(req.url, issuer).searchParams).catch((err) => {
+      log('mint failed', err);
+      res.destroy();
+    });
+    return;
+  }
   if (path === '/jwks') jwksFetches += 1;
   handle(req, res);
 });
 
 process.stdout.write(`AUTHORITY_READY ${JSON.stringify({ issuer, port })}\n`);
-log(`issuer ${issuer}, ${clients.length} clients, access token TTL ${AT_TTL}s, default resource ${DEFAULT_RESOURCE}`);
+log(`issuer ${issuer}, ${clients.length} clients, access token TTL ${AT_TTL}s, default resource ${DEFAULT_RESOURCE}`
+  + `${TEST_MINT ? ', test-only token minting ON (POST /__test/mint)' : ''}`);
 
 let stopping = false;
 function shutdown(signal) {
