@@ -36,13 +36,17 @@ pub enum Binding {
 /// times were verified.
 #[derive(Clone, Debug)]
 pub struct TokenClaims {
-    pub(crate) issuer: String,
-    pub(crate) subject: Option<String>,
+    /// Shared with the verifier's configured issuer (a verified token's
+    /// `iss` equals it): one allocation for every cached token.
+    pub(crate) issuer: std::sync::Arc<str>,
+    // Strings as `Box<str>`: a cached token costs memory for as long as it
+    // lives, and a `String`'s capacity word is 8 bytes of it each.
+    pub(crate) subject: Option<Box<str>>,
     pub(crate) audiences: Vec<String>,
-    pub(crate) client_id: Option<String>,
-    pub(crate) jti: Option<String>,
+    pub(crate) client_id: Option<Box<str>>,
+    pub(crate) jti: Option<Box<str>>,
     pub(crate) scopes: Vec<String>,
-    pub(crate) tenant: Option<String>,
+    pub(crate) tenant: Option<Box<str>>,
     pub(crate) roles: Vec<String>,
     pub(crate) expires_at: u64,
     pub(crate) binding: Binding,
@@ -113,10 +117,10 @@ impl TokenClaims {
     /// there is one audience), others as received. `nbf`, `iat` and `cnf`
     /// are not kept and read as absent.
     pub fn claim(&self, name: &str) -> Option<Cow<'_, Value>> {
-        let text = |s: &Option<String>| s.as_ref().map(|v| Cow::Owned(Value::String(v.clone())));
+        let text = |s: &Option<Box<str>>| s.as_ref().map(|v| Cow::Owned(Value::String(v.to_string())));
         let list = |l: &[String]| Value::Array(l.iter().cloned().map(Value::String).collect());
         match name {
-            "iss" => Some(Cow::Owned(Value::String(self.issuer.clone()))),
+            "iss" => Some(Cow::Owned(Value::String(self.issuer.to_string()))),
             "sub" => text(&self.subject),
             "client_id" => text(&self.client_id),
             "jti" => text(&self.jti),
@@ -145,12 +149,12 @@ impl TokenClaims {
     pub(crate) fn described(token: DescribedToken) -> TokenClaims {
         TokenClaims {
             issuer: "https://authority.test".into(),
-            subject: Some(token.subject),
+            subject: Some(token.subject.into()),
             audiences: token.audiences.unwrap_or_else(|| vec!["api".into()]),
-            client_id: Some(token.client_id.unwrap_or_else(|| "client".into())),
+            client_id: Some(token.client_id.unwrap_or_else(|| "client".into()).into()),
             jti: Some("jti".into()),
             scopes: token.scopes,
-            tenant: token.tenant,
+            tenant: token.tenant.map(Into::into),
             roles: token.roles,
             expires_at: u64::MAX,
             binding: token.binding,

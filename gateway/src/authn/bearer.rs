@@ -56,7 +56,9 @@ const TYPED_CLAIMS: [&str; 12] = [
 /// What an access token must satisfy, from the Authority configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRules {
-    issuer: String,
+    /// Shared by every token verified under these rules (see
+    /// `TokenClaims::issuer`).
+    issuer: Arc<str>,
     audiences: Vec<String>,
     algorithms: Vec<JwsAlg>,
     leeway: u64,
@@ -94,7 +96,7 @@ impl TokenRules {
             return Err(RulesError::NoAudience);
         }
         Ok(TokenRules {
-            issuer: config.issuer.clone(),
+            issuer: config.issuer.as_str().into(),
             audiences: config
                 .audiences
                 .iter()
@@ -308,7 +310,7 @@ pub fn verify_claims(
     })?;
 
     let issuer = string(&claims, "iss")?.ok_or(TokenError::claim("iss", ClaimProblem::Missing))?;
-    if issuer != rules.issuer {
+    if issuer != &*rules.issuer {
         return Err(TokenError::WrongIssuer);
     }
 
@@ -348,10 +350,10 @@ pub fn verify_claims(
         string(&claims, "sub")?
             .filter(|s| !s.is_empty())
             .ok_or(TokenError::claim("sub", ClaimProblem::Missing))?
-            .to_owned(),
+            .into(),
     );
-    let client_id = string(&claims, "client_id")?.map(str::to_owned);
-    let jti = string(&claims, "jti")?.map(str::to_owned);
+    let client_id = string(&claims, "client_id")?.map(Box::from);
+    let jti = string(&claims, "jti")?.map(Box::from);
     let scopes = match claims.get("scope") {
         None => Vec::new(),
         Some(Value::String(scope)) => scope
@@ -361,7 +363,7 @@ pub fn verify_claims(
             .collect(),
         Some(_) => return Err(TokenError::claim("scope", ClaimProblem::WrongType)),
     };
-    let tenant = string(&claims, "tenant")?.map(str::to_owned);
+    let tenant = string(&claims, "tenant")?.map(Box::from);
     let roles = match claims.get("roles") {
         None => Vec::new(),
         Some(Value::Array(items)) => items
@@ -380,7 +382,7 @@ pub fn verify_claims(
 
     let binding = binding(claims.get("cnf"));
     Ok(TokenClaims {
-        issuer: issuer.to_owned(),
+        issuer: rules.issuer.clone(),
         subject,
         audiences,
         client_id,
