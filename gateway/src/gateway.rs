@@ -78,8 +78,8 @@ fn envelope_identity(caller: &Caller, client_cert: Option<&ClientCert>) -> Ident
             identity.subject = claims.subject().map(str::to_owned);
             identity.tenant = claims.tenant().map(str::to_owned);
             identity.client_id = claims.client_id().map(str::to_owned);
-            identity.scopes = claims.scopes().to_vec();
-            identity.roles = claims.roles().to_vec();
+            identity.scopes = claims.scopes().iter().map(|s| s.to_string()).collect();
+            identity.roles = claims.roles().iter().map(|s| s.to_string()).collect();
             identity.confirmation = match claims.binding() {
                 Binding::Jkt(jkt) => Confirmation {
                     jkt: Some(jkt.clone()),

@@ -42,18 +42,28 @@ pub struct TokenClaims {
     // Strings as `Box<str>`: a cached token costs memory for as long as it
     // lives, and a `String`'s capacity word is 8 bytes of it each.
     pub(crate) subject: Option<Box<str>>,
-    pub(crate) audiences: Vec<String>,
+    pub(crate) audiences: Names,
     pub(crate) client_id: Option<Box<str>>,
     pub(crate) jti: Option<Box<str>>,
-    pub(crate) scopes: Vec<String>,
+    pub(crate) scopes: Names,
     pub(crate) tenant: Option<Box<str>>,
-    pub(crate) roles: Vec<String>,
+    pub(crate) roles: Names,
     pub(crate) expires_at: u64,
     pub(crate) binding: Binding,
     /// The claims that have no typed field above, as received, for
     /// claim-equality requirements. Typed claims are not kept twice: a
     /// cached token costs memory for as long as it lives.
     pub(crate) extra: Box<[(Box<str>, Value)]>,
+}
+
+/// A list of names (audiences, scopes, roles). `Arc<str>` so that the
+/// token cache can share equal names between tokens: most tokens carry the
+/// same few audiences and scopes ([`crate::authn::TokenCache`] interns them).
+pub type Names = Box<[std::sync::Arc<str>]>;
+
+/// Names from strings.
+pub fn names<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Names {
+    items.into_iter().map(|s| s.as_ref().into()).collect()
 }
 
 /// Claims read into typed fields (or checked and dropped: `exp`, `nbf`,
@@ -88,7 +98,7 @@ impl TokenClaims {
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
     }
-    pub fn audiences(&self) -> &[String] {
+    pub fn audiences(&self) -> &[std::sync::Arc<str>] {
         &self.audiences
     }
     pub fn client_id(&self) -> Option<&str> {
@@ -97,13 +107,13 @@ impl TokenClaims {
     pub fn jti(&self) -> Option<&str> {
         self.jti.as_deref()
     }
-    pub fn scopes(&self) -> &[String] {
+    pub fn scopes(&self) -> &[std::sync::Arc<str>] {
         &self.scopes
     }
     pub fn tenant(&self) -> Option<&str> {
         self.tenant.as_deref()
     }
-    pub fn roles(&self) -> &[String] {
+    pub fn roles(&self) -> &[std::sync::Arc<str>] {
         &self.roles
     }
     pub fn expires_at(&self) -> u64 {
@@ -117,8 +127,11 @@ impl TokenClaims {
     /// there is one audience), others as received. `nbf`, `iat` and `cnf`
     /// are not kept and read as absent.
     pub fn claim(&self, name: &str) -> Option<Cow<'_, Value>> {
-        let text = |s: &Option<Box<str>>| s.as_ref().map(|v| Cow::Owned(Value::String(v.to_string())));
-        let list = |l: &[String]| Value::Array(l.iter().cloned().map(Value::String).collect());
+        let text =
+            |s: &Option<Box<str>>| s.as_ref().map(|v| Cow::Owned(Value::String(v.to_string())));
+        let list = |l: &[std::sync::Arc<str>]| {
+            Value::Array(l.iter().map(|v| Value::String(v.to_string())).collect())
+        };
         match name {
             "iss" => Some(Cow::Owned(Value::String(self.issuer.to_string()))),
             "sub" => text(&self.subject),
@@ -127,8 +140,8 @@ impl TokenClaims {
             "tenant" => text(&self.tenant),
             "scope" => Some(Cow::Owned(Value::String(self.scopes.join(" ")))),
             "roles" => Some(Cow::Owned(list(&self.roles))),
-            "aud" => Some(Cow::Owned(match self.audiences.as_slice() {
-                [one] => Value::String(one.clone()),
+            "aud" => Some(Cow::Owned(match &*self.audiences {
+                [one] => Value::String(one.to_string()),
                 many => list(many),
             })),
             "exp" => Some(Cow::Owned(Value::from(self.expires_at))),
@@ -148,14 +161,14 @@ impl TokenClaims {
     /// makes.
     pub(crate) fn described(token: DescribedToken) -> TokenClaims {
         TokenClaims {
-            issuer: "https://authority.test".into(),
+            issuer: DESCRIBED_ISSUER.clone(),
             subject: Some(token.subject.into()),
-            audiences: token.audiences.unwrap_or_else(|| vec!["api".into()]),
+            audiences: names(token.audiences.unwrap_or_else(|| vec!["api".into()])),
             client_id: Some(token.client_id.unwrap_or_else(|| "client".into()).into()),
             jti: Some("jti".into()),
-            scopes: token.scopes,
+            scopes: names(token.scopes),
             tenant: token.tenant.map(Into::into),
-            roles: token.roles,
+            roles: names(token.roles),
             expires_at: u64::MAX,
             binding: token.binding,
             extra: token
@@ -166,6 +179,9 @@ impl TokenClaims {
         }
     }
 }
+
+static DESCRIBED_ISSUER: std::sync::LazyLock<std::sync::Arc<str>> =
+    std::sync::LazyLock::new(|| "https://authority.test".into());
 
 /// A token as a policy test describes it; see [`TokenClaims::described`].
 pub(crate) struct DescribedToken {
@@ -205,7 +221,7 @@ impl TokenClaims {
     }
 
     pub(crate) fn with_roles(mut self, roles: &[&str]) -> TokenClaims {
-        self.roles = roles.iter().map(|s| s.to_string()).collect();
+        self.roles = names(roles);
         self
     }
 
@@ -218,7 +234,7 @@ impl TokenClaims {
     }
 
     pub(crate) fn with_audiences(mut self, audiences: &[&str]) -> TokenClaims {
-        self.audiences = audiences.iter().map(|s| s.to_string()).collect();
+        self.audiences = names(audiences);
         self
     }
 }

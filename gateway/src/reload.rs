@@ -441,6 +441,9 @@ impl BackgroundService for ConfigWatcher {
     }
 }
 
+/// How often the upkeep drops expired tokens from the token cache.
+const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Keeps upstream addresses fresh (a lookup every `resolve_interval`, off
 /// the request path), runs active health checks, and keeps the current
 /// Authority's JWKS refreshed, following reloads.
@@ -476,6 +479,7 @@ impl BackgroundService for Upkeep {
             }
         });
         let mut last_resolve = std::time::Instant::now();
+        let mut last_sweep = std::time::Instant::now();
         let mut first = true;
         loop {
             let snapshot = self.gateway.current();
@@ -483,6 +487,12 @@ impl BackgroundService for Upkeep {
                 resolve_all(&snapshot.upstreams, FIRST_RESOLVE_TIMEOUT).await;
                 last_resolve = std::time::Instant::now();
                 first = false;
+            }
+            // Tokens that expired and were not presented again give their
+            // memory back (a lookup alone would drop them only when asked).
+            if last_sweep.elapsed() >= TOKEN_SWEEP_INTERVAL {
+                snapshot.tokens.remove_expired(snapshot.shared.clock.now());
+                last_sweep = std::time::Instant::now();
             }
             for pool in &snapshot.upstreams {
                 pool.check_health_if_due().await;

@@ -102,13 +102,19 @@ async fn real_authority_token_verifies_with_keys_from_discovery() {
         .await
         .unwrap();
     assert_eq!(claims.issuer(), issuer);
-    assert_eq!(claims.audiences(), [AUDIENCE.to_owned()]);
+    assert_eq!(
+        claims.audiences(),
+        &*stella_gateway::identity::names([AUDIENCE])
+    );
     assert_eq!(claims.client_id(), Some("svc-bearer"));
     assert_eq!(claims.subject(), Some("svc-bearer"));
     assert_eq!(claims.tenant(), Some("acme"));
     let mut scopes = claims.scopes().to_vec();
     scopes.sort();
-    assert_eq!(scopes, ["admin", "echo.read", "echo.write"]);
+    assert_eq!(
+        scopes,
+        ["admin", "echo.read", "echo.write"].map(std::sync::Arc::<str>::from)
+    );
     assert!(claims.jti().is_some_and(|j| !j.is_empty()));
     assert!(claims.expires_at() > clock.now());
     assert_eq!(claims.binding(), &Binding::Unbound);
@@ -156,5 +162,8 @@ async fn real_authority_token_for_another_resource_is_refused() {
         .await
         .unwrap();
     assert_eq!(claims.tenant(), Some("globex"));
-    assert_eq!(claims.scopes(), ["echo.read"]);
+    assert_eq!(
+        claims.scopes(),
+        &*stella_gateway::identity::names(["echo.read"])
+    );
 }

@@ -20,7 +20,7 @@
 use super::cache::{TokenCache, TokenKey};
 use crate::authority::{JwksCache, KeyLookupError};
 use crate::config::resolve::AuthorityConfig;
-use crate::identity::{Binding, TokenClaims};
+use crate::identity::{names, Binding, Names, TokenClaims};
 use crate::jose::{
     typ_matches, CompactJws, JoseError, JsonObject, JwsAlg, JwsHeader, JwsPart, VerifyingKey,
 };
@@ -315,7 +315,10 @@ pub fn verify_claims(
     }
 
     let audiences = audiences(&claims)?;
-    if !audiences.iter().any(|a| rules.audiences.contains(a)) {
+    if !audiences
+        .iter()
+        .any(|a| rules.audiences.iter().any(|r| **r == **a))
+    {
         return Err(TokenError::WrongAudience);
     }
 
@@ -355,24 +358,20 @@ pub fn verify_claims(
     let client_id = string(&claims, "client_id")?.map(Box::from);
     let jti = string(&claims, "jti")?.map(Box::from);
     let scopes = match claims.get("scope") {
-        None => Vec::new(),
-        Some(Value::String(scope)) => scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        None => Names::default(),
+        Some(Value::String(scope)) => names(scope.split(' ').filter(|s| !s.is_empty())),
         Some(_) => return Err(TokenError::claim("scope", ClaimProblem::WrongType)),
     };
     let tenant = string(&claims, "tenant")?.map(Box::from);
     let roles = match claims.get("roles") {
-        None => Vec::new(),
+        None => Names::default(),
         Some(Value::Array(items)) => items
             .iter()
             .map(|r| match r {
-                Value::String(r) => Ok(r.clone()),
+                Value::String(r) => Ok(Arc::from(r.as_str())),
                 _ => Err(TokenError::claim("roles", ClaimProblem::WrongType)),
             })
-            .collect::<Result<Vec<_>, _>>()?,
+            .collect::<Result<Names, _>>()?,
         Some(_) => return Err(TokenError::claim("roles", ClaimProblem::WrongType)),
     };
 
@@ -437,7 +436,7 @@ pub async fn authenticate_bearer_keyed(
     }
     let parsed = parse_token(token, rules)?;
     let verifying_key = jwks.key_for(parsed.kid(), parsed.alg()).await?;
-    let claims = Arc::new(verify_claims(&parsed, &verifying_key, rules, now)?);
+    let claims = Arc::new(cache.compact(verify_claims(&parsed, &verifying_key, rules, now)?));
     cache.insert(
         key,
         claims.clone(),
@@ -469,14 +468,14 @@ fn numeric_date(claims: &JsonObject, name: &'static str) -> Result<Option<u64>, 
 }
 
 /// `aud`: one string or an array of strings (RFC 7519 4.1.3); required.
-fn audiences(claims: &JsonObject) -> Result<Vec<String>, TokenError> {
+fn audiences(claims: &JsonObject) -> Result<Names, TokenError> {
     match claims.get("aud") {
         None => Err(TokenError::claim("aud", ClaimProblem::Missing)),
-        Some(Value::String(aud)) => Ok(vec![aud.clone()]),
+        Some(Value::String(aud)) => Ok(names([aud])),
         Some(Value::Array(items)) => items
             .iter()
             .map(|a| match a {
-                Value::String(a) => Ok(a.clone()),
+                Value::String(a) => Ok(Arc::from(a.as_str())),
                 _ => Err(TokenError::claim("aud", ClaimProblem::WrongType)),
             })
             .collect(),

@@ -52,6 +52,10 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
+/// Distinct names [`TokenCache::compact`] shares, and the longest.
+const MAX_INTERNED: usize = 4096;
+const MAX_INTERNED_LEN: usize = 256;
+
 #[derive(Clone)]
 struct Entry {
     claims: Arc<TokenClaims>,
@@ -63,6 +67,9 @@ struct Entry {
 pub struct TokenCache {
     /// `None` when configured with zero entries: caching is off.
     inner: Option<quick_cache::sync::Cache<TokenKey, Entry>>,
+    /// Audiences, scopes and roles seen in cached tokens, shared between
+    /// them; at most [`MAX_INTERNED`] names.
+    names: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -85,6 +92,7 @@ impl TokenCache {
         });
         TokenCache {
             inner,
+            names: Default::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -125,6 +133,27 @@ impl TokenCache {
                 valid_until,
             },
         );
+    }
+
+    /// `claims` with their audiences, scopes and roles shared with the
+    /// equal names of tokens cached before (100,000 tokens of one client
+    /// otherwise hold 100,000 copies of its audience and scopes). Names past
+    /// [`MAX_INTERNED`] distinct ones stay the token's own.
+    pub fn compact(&self, mut claims: TokenClaims) -> TokenClaims {
+        if self.inner.is_none() {
+            return claims;
+        }
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        for list in [&mut claims.audiences, &mut claims.scopes, &mut claims.roles] {
+            for name in list.iter_mut() {
+                if let Some(shared) = names.get(name) {
+                    *name = shared.clone();
+                } else if names.len() < MAX_INTERNED && name.len() <= MAX_INTERNED_LEN {
+                    names.insert(name.clone());
+                }
+            }
+        }
+        claims
     }
 
     /// Removes the entries no longer valid at `now`; returns how many.
@@ -211,6 +240,42 @@ mod tests {
     }
 
     #[test]
+    fn compacted_claims_share_equal_names_and_keep_their_values() {
+        let cache = TokenCache::new(10);
+        let make = |sub: &str| {
+            cache.compact(
+                TokenClaims::for_tests(sub, &["echo.read", "echo.write"])
+                    .with_audiences(&["api"])
+                    .with_roles(&["ops"]),
+            )
+        };
+        let (a, b) = (make("alice"), make("bob"));
+        assert_eq!(
+            a.scopes(),
+            &*crate::identity::names(["echo.read", "echo.write"])
+        );
+        assert_eq!(b.audiences(), &*crate::identity::names(["api"]));
+        assert_eq!(b.subject(), Some("bob"));
+        for (x, y) in [
+            (&a.scopes()[1], &b.scopes()[1]),
+            (&a.audiences()[0], &b.audiences()[0]),
+            (&a.roles()[0], &b.roles()[0]),
+        ] {
+            assert!(Arc::ptr_eq(x, y), "{x} is not shared");
+        }
+        // Past the limit names stay the token's own, with the same values.
+        for i in 0..MAX_INTERNED {
+            cache.compact(TokenClaims::for_tests("x", &[&format!("s{i}")]));
+        }
+        let (c, d) = (
+            cache.compact(TokenClaims::for_tests("c", &["fresh"])),
+            cache.compact(TokenClaims::for_tests("d", &["fresh"])),
+        );
+        assert_eq!(c.scopes(), d.scopes());
+        assert!(!Arc::ptr_eq(&c.scopes()[0], &d.scopes()[0]));
+    }
+
+    #[test]
     fn distinct_tokens_do_not_share_entries() {
         let cache = TokenCache::new(10);
         cache.insert(TokenKey::of("a"), claims("alice"), 2000, 1000);
@@ -223,14 +288,16 @@ mod tests {
     }
 }
 
-/// DESIGN.md 5 budgets 128 MiB of resident memory with 100k cached tokens.
-/// This counts the heap bytes the verified-token cache holds for 100k
-/// tokens shaped like the Authority's (a counting allocator, so the figure
-/// is exact and repeatable, unlike RSS). The gateway's own resident size
-/// after load is about 31 MiB (bench/run.sh), so the cache may use at most
-/// 90 MiB. A unit test, because only unit tests can make claims without
-/// verifying a token; allocations are counted per thread, so tests running
-/// beside it do not count.
+/// DESIGN.md 5 budgets 128 MiB of resident memory with 100k cached tokens;
+/// the performance issue asks for under 100 MiB, measured as real RSS by
+/// `bench/run.sh tokens`. This counts the heap bytes the verified-token
+/// cache holds for 100k tokens shaped like the Authority's (a counting
+/// allocator, so the figure is exact and repeatable, unlike RSS). The
+/// gateway idles at about 32 MiB, and with mimalloc, two workers and the
+/// garbage of verification, RSS grows by about 1.4 times the live heap: so
+/// the cache may hold at most 48 MiB. A unit test, because only unit tests
+/// can make claims without verifying a token; allocations are counted per
+/// thread, so tests running beside it do not count.
 #[cfg(test)]
 mod memory {
     use super::*;
@@ -284,7 +351,9 @@ mod memory {
             .with_tenant("acme")
             .with_audiences(&["http://gateway.local/api"]);
             let token = format!("eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.{i:064}.sig");
-            cache.insert(TokenKey::of(&token), Arc::new(claims), now + 3600, now);
+            // As `authenticate_bearer` stores them.
+            let claims = Arc::new(cache.compact(claims));
+            cache.insert(TokenKey::of(&token), claims, now + 3600, now);
         }
         assert_eq!(cache.entry_count(), TOKENS);
         let used = (live() - before) as f64;
@@ -294,26 +363,6 @@ mod memory {
             used / 1048576.0
         );
         assert!(used > 0.0, "the allocator counted nothing");
-        assert!(used < 90.0 * 1048576.0, "{per_token:.0} bytes per token");
-    }
-
-    #[test]
-    fn scratch_claims_only() {
-        const TOKENS: u64 = 100_000;
-        let before = live();
-        let mut keep = Vec::with_capacity(TOKENS as usize);
-        let after_vec = live();
-        for i in 0..TOKENS {
-            let claims = TokenClaims::for_tests(
-                &format!("svc-client-{i:08}"),
-                &["echo.read", "echo.write", "admin"],
-            )
-            .with_tenant("acme")
-            .with_audiences(&["http://gateway.local/api"]);
-            keep.push(Arc::new(claims));
-        }
-        let used = (live() - after_vec) as f64;
-        println!("claims only: {:.0} bytes each; size_of TokenClaims {}", used / TOKENS as f64, std::mem::size_of::<TokenClaims>());
-        let _ = before;
+        assert!(used < 48.0 * 1048576.0, "{per_token:.0} bytes per token");
     }
 }

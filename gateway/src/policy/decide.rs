@@ -500,13 +500,13 @@ fn token_requirements(req: &CallerRequirements, claims: &TokenClaims) -> Result<
         && !claims
             .audiences()
             .iter()
-            .any(|aud| req.audiences_any.contains(aud))
+            .any(|aud| req.audiences_any.iter().any(|want| **want == **aud))
     {
         return Err(Denial::Forbidden {
             reason: DenyReason::Audience,
         });
     }
-    let has = |scope: &String| claims.scopes().contains(scope);
+    let has = |scope: &String| claims.scopes().iter().any(|s| **s == **scope);
     let mut required = Vec::new();
     if !req.scopes_all.iter().all(has) {
         required.extend(req.scopes_all.iter().cloned());
@@ -530,7 +530,12 @@ fn token_requirements(req: &CallerRequirements, claims: &TokenClaims) -> Result<
             reason: DenyReason::Tenant,
         });
     }
-    if !req.roles_any.is_empty() && !claims.roles().iter().any(|r| req.roles_any.contains(r)) {
+    if !req.roles_any.is_empty()
+        && !claims
+            .roles()
+            .iter()
+            .any(|r| req.roles_any.iter().any(|want| **want == **r))
+    {
         return Err(Denial::Forbidden {
             reason: DenyReason::Role,
         });

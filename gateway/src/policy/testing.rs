@@ -643,10 +643,10 @@ routes:
         };
         assert_eq!(*method, AuthMethod::Dpop);
         assert_eq!(claims.subject(), Some("ann"));
-        assert_eq!(claims.scopes(), ["r", "w"]);
+        assert_eq!(claims.scopes(), &*crate::identity::names(["r", "w"]));
         assert_eq!(claims.tenant(), Some("acme"));
-        assert_eq!(claims.roles(), ["clerk"]);
-        assert_eq!(claims.audiences(), ["orders"]);
+        assert_eq!(claims.roles(), &*crate::identity::names(["clerk"]));
+        assert_eq!(claims.audiences(), &*crate::identity::names(["orders"]));
         assert_eq!(
             claims.claim("level").as_deref(),
             Some(&serde_json::json!(3))

@@ -84,12 +84,15 @@ fn valid_es256_token_yields_its_claims() {
     let c = check(&key, &with("roles", json!(["ops", "dev"]))).unwrap();
     assert_eq!(c.issuer(), ISSUER);
     assert_eq!(c.subject(), Some("svc-bearer"));
-    assert_eq!(c.audiences(), [AUDIENCE.to_owned()]);
+    assert_eq!(c.audiences(), &*crate::identity::names([AUDIENCE]));
     assert_eq!(c.client_id(), Some("svc-bearer"));
     assert_eq!(c.jti(), Some("j-1"));
-    assert_eq!(c.scopes(), ["echo.read", "echo.write"]);
+    assert_eq!(
+        c.scopes(),
+        &*crate::identity::names(["echo.read", "echo.write"])
+    );
     assert_eq!(c.tenant(), Some("acme"));
-    assert_eq!(c.roles(), ["ops", "dev"]);
+    assert_eq!(c.roles(), &*crate::identity::names(["ops", "dev"]));
     assert_eq!(c.expires_at(), NOW + 300);
     assert_eq!(c.binding(), &Binding::Unbound);
     assert_eq!(c.claim("tenant").as_deref(), Some(&json!("acme")));
@@ -210,7 +213,10 @@ fn audience_array_containing_a_configured_audience_is_accepted() {
         &with("aud", json!(["https://other.example", AUDIENCE])),
     )
     .unwrap();
-    assert_eq!(c.audiences(), ["https://other.example", AUDIENCE]);
+    assert_eq!(
+        c.audiences(),
+        &*crate::identity::names(["https://other.example", AUDIENCE])
+    );
 }
 
 #[test]
@@ -524,7 +530,7 @@ fn other_required_claims_must_be_present_strings() {
 fn scope_is_split_on_spaces_and_absent_scope_is_empty() {
     let key = es256();
     let c = check(&key, &with("scope", json!(" a  b c "))).unwrap();
-    assert_eq!(c.scopes(), ["a", "b", "c"]);
+    assert_eq!(c.scopes(), &*crate::identity::names(["a", "b", "c"]));
     assert!(check(&key, &without("scope")).unwrap().scopes().is_empty());
     assert_eq!(
         check(&key, &with("scope", json!(["a", "b"]))).err(),
