@@ -798,8 +798,10 @@ impl JwksCache {
                     .snapshot
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = snapshot;
-                self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                // Persisted before it is counted: whoever waits for the
+                // first fetch (the ready line) finds the state on disk.
                 self.persist(What::Jwks, document, fetched_at).await;
+                self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(error) => {
