@@ -5,6 +5,7 @@
 //! `POST /reload`. It is a separate listener so it can be kept off the
 //! public network.
 
+use crate::authority::lkg::What;
 use crate::gateway::{Gateway, Snapshot};
 use crate::reload::{Outcome, Trigger};
 use crate::response::Refusal;
@@ -76,12 +77,26 @@ impl Admin {
              stella_gateway_signature_verifications_total {}\n\
              # HELP stella_gateway_jwks_unknown_kid_refetches_total JWKS fetches caused by an unknown kid\n\
              # TYPE stella_gateway_jwks_unknown_kid_refetches_total counter\n\
-             stella_gateway_jwks_unknown_kid_refetches_total {}\n",
+             stella_gateway_jwks_unknown_kid_refetches_total {}\n\
+             # HELP stella_gateway_authority_lkg_loads_total Persisted Authority documents read at start, by document and result\n\
+             # TYPE stella_gateway_authority_lkg_loads_total counter\n\
+             stella_gateway_authority_lkg_loads_total{{what=\"discovery\",result=\"loaded\"}} {}\n\
+             stella_gateway_authority_lkg_loads_total{{what=\"discovery\",result=\"ignored\"}} {}\n\
+             stella_gateway_authority_lkg_loads_total{{what=\"jwks\",result=\"loaded\"}} {}\n\
+             stella_gateway_authority_lkg_loads_total{{what=\"jwks\",result=\"ignored\"}} {}\n\
+             # HELP stella_gateway_authority_lkg_write_failures_total Failed writes of the persisted Authority documents\n\
+             # TYPE stella_gateway_authority_lkg_write_failures_total counter\n\
+             stella_gateway_authority_lkg_write_failures_total {}\n",
             gw.tokens.hits(),
             gw.tokens.misses(),
             gw.tokens.entry_count(),
             crate::jose::signature_verifications(),
             gw.jwks.unknown_kid_refetches(),
+            gw.jwks.lkg_loads(What::Discovery, true),
+            gw.jwks.lkg_loads(What::Discovery, false),
+            gw.jwks.lkg_loads(What::Jwks, true),
+            gw.jwks.lkg_loads(What::Jwks, false),
+            gw.jwks.lkg_write_failures(),
         );
         gw.metrics().render(&External {
             jwks_refreshes: gw.jwks.refreshes(),

@@ -503,3 +503,38 @@ fn redis_replay_store_urls_and_tls_files_are_checked_without_echoing_the_passwor
         assert!(!err.contains("hunter2-marker"), "{name}: {err}");
     }
 }
+
+#[test]
+fn authority_state_dir_is_created_and_one_that_is_a_file_is_refused_with_its_key_path() {
+    let with_state = |name: &str, state: &str| {
+        temp_config(
+            name,
+            &MINIMAL.replace(
+                "      audiences: [api]\n",
+                &format!("      audiences: [api]\n      state_dir: {state}\n"),
+            ),
+        )
+    };
+    // Absent: created (relative to the configuration's folder).
+    let path = with_state("state-ok", "authority-state");
+    let created = std::path::Path::new(&path)
+        .parent()
+        .unwrap()
+        .join("authority-state");
+    let _ = std::fs::remove_dir_all(&created);
+    let out = gateway(&["check", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(created.is_dir());
+
+    // A file where the folder should be: exit 2, the key path named.
+    let path = with_state("state-file", "plain");
+    let file = std::path::Path::new(&path).parent().unwrap().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let out = gateway(&["check", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("gateway.auth.authority.state_dir") && err.contains("is not a folder"),
+        "{err}"
+    );
+}

@@ -93,6 +93,18 @@ pub async fn discover(
     issuer: &str,
     require_https: bool,
 ) -> Result<Discovery, AuthorityError> {
+    discover_document(fetcher, issuer, require_https)
+        .await
+        .map(|(discovery, _)| discovery)
+}
+
+/// Like [`discover`], also handing back the document as fetched (for the
+/// last-known-good copy).
+pub async fn discover_document(
+    fetcher: &HttpFetcher,
+    issuer: &str,
+    require_https: bool,
+) -> Result<(Discovery, JsonObject), AuthorityError> {
     check_url("issuer", issuer, require_https).map_err(|_| AuthorityError::BadIssuer)?;
     let doc = fetcher
         .get_json(&discovery_url(issuer))
@@ -101,7 +113,8 @@ pub async fn discover(
             document: Document::Discovery,
             source,
         })?;
-    Discovery::from_document(&doc, issuer, require_https)
+    let discovery = Discovery::from_document(&doc, issuer, require_https)?;
+    Ok((discovery, doc))
 }
 
 fn member<'a>(doc: &'a JsonObject, name: &'static str) -> Result<&'a str, AuthorityError> {

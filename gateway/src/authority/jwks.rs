@@ -32,9 +32,15 @@
 //!   `temporarily_unavailable`). The on-demand fetch runs on its own task,
 //!   so the request that started it waits no longer than the others.
 //!   Requests whose `kid` is known never wait.
+//! - last-known-good: with a state folder configured, each successful
+//!   discovery and JWKS fetch is persisted ([`super::lkg`]), and before the
+//!   first fetch the persisted copies are loaded, checked exactly as
+//!   fetched ones. Loaded keys carry their original fetch time, so the
+//!   staleness rules above count from the fetch, not from the restart.
 
-use super::discovery::{discover, Discovery};
+use super::discovery::{discover_document, Discovery};
 use super::http::HttpFetcher;
+use super::lkg::{Ignored, LkgStore, What};
 use super::{AuthorityError, Clock, Document};
 use crate::config::resolve::AuthorityConfig;
 use crate::jose::{JsonObject, JwsAlg, PublicJwk, VerifyingKey};
@@ -302,6 +308,20 @@ struct Counters {
     refresh_failures: AtomicU64,
     unknown_kid_refetches: AtomicU64,
     unknown_kid_busy: AtomicU64,
+    /// Persisted documents loaded at start: [discovery, jwks] x
+    /// [loaded, ignored].
+    lkg_loads: [[AtomicU64; 2]; 2],
+    lkg_write_failures: AtomicU64,
+}
+
+/// The persisted last-known-good state of one cache.
+#[derive(Debug)]
+struct Persisted {
+    store: LkgStore,
+    /// Set once the persisted documents have been read (at most once).
+    loaded: AtomicBool,
+    /// In a streak of failed writes: warn once per streak.
+    failing: AtomicBool,
 }
 
 /// The JWKS of one Authority, kept fresh by [`JwksCache::run_refresh_loop`]
@@ -323,6 +343,7 @@ pub struct JwksCache {
     on_demand: OnDemand,
     unknown_kid_wait: Duration,
     counters: Counters,
+    persisted: Option<Persisted>,
 }
 
 impl fmt::Debug for JwksCache {
@@ -368,7 +389,170 @@ impl JwksCache {
             on_demand: OnDemand::default(),
             unknown_kid_wait: UNKNOWN_KID_WAIT.min(config.http_timeout),
             counters: Counters::default(),
+            persisted: config.state_dir.as_ref().map(|dir| Persisted {
+                store: LkgStore::new(dir, &config.issuer),
+                loaded: AtomicBool::new(false),
+                failing: AtomicBool::new(false),
+            }),
         })
+    }
+
+    /// Loads the persisted discovery and JWKS, once, if a state folder is
+    /// configured and nothing was fetched yet. A copy is used only if its
+    /// record matches this issuer and its document passes the checks a
+    /// fetched one does; otherwise it is ignored with a log line naming
+    /// the file and the reason.
+    pub fn load_persisted(&self) {
+        let Some(persisted) = &self.persisted else {
+            return;
+        };
+        if persisted.loaded.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let now = self.clock.now();
+        let store = &persisted.store;
+        if let Some(record) = store.load(What::Discovery, now) {
+            let checked = record.and_then(|(doc, fetched_at)| {
+                Discovery::from_document(&doc, &self.issuer, self.require_https)
+                    .map(|d| (d, fetched_at))
+                    .map_err(|e| Ignored::Invalid(e.to_string()))
+            });
+            match checked {
+                Ok((discovery, fetched_at)) => {
+                    self.count_load(What::Discovery, true);
+                    let mut slot = self
+                        .discovery
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if slot.is_none() {
+                        *slot = Some(Arc::new(discovery));
+                    }
+                    tracing::info!(
+                        issuer = %self.issuer,
+                        file = %store.path(What::Discovery).display(),
+                        age_seconds = now.saturating_sub(fetched_at),
+                        "persisted authority discovery document loaded"
+                    );
+                }
+                Err(reason) => self.ignored(What::Discovery, &reason),
+            }
+        }
+        if let Some(record) = store.load(What::Jwks, now) {
+            let checked = record.and_then(|(doc, fetched_at)| {
+                KeySet::from_jwks(&doc)
+                    .map(|keys| (keys, fetched_at))
+                    .map_err(|e| Ignored::Invalid(e.to_string()))
+            });
+            match checked {
+                Ok((keys, fetched_at)) => {
+                    self.count_load(What::Jwks, true);
+                    let age = now.saturating_sub(fetched_at);
+                    tracing::info!(
+                        issuer = %self.issuer,
+                        file = %store.path(What::Jwks).display(),
+                        keys = keys.len(),
+                        kids = ?keys.kids(),
+                        age_seconds = age,
+                        max_age_seconds = self.max_age,
+                        "persisted authority signing keys loaded"
+                    );
+                    if age > self.max_age {
+                        tracing::warn!(
+                            issuer = %self.issuer,
+                            age_seconds = age,
+                            max_age_seconds = self.max_age,
+                            "persisted authority signing keys are older than allowed; \
+                             they serve no token until a fetch succeeds"
+                        );
+                    }
+                    let mut slot = self
+                        .snapshot
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    // A fetch that finished first is newer: keep it.
+                    if slot.fetched_at.is_none() {
+                        *slot = Arc::new(Snapshot {
+                            keys,
+                            fetched_at: Some(fetched_at),
+                        });
+                    }
+                }
+                Err(reason) => self.ignored(What::Jwks, &reason),
+            }
+        }
+    }
+
+    fn ignored(&self, what: What, reason: &Ignored) {
+        self.count_load(what, false);
+        let file = self
+            .persisted
+            .as_ref()
+            .map(|p| p.store.path(what).display().to_string());
+        tracing::warn!(
+            issuer = %self.issuer,
+            file = file.as_deref().unwrap_or(""),
+            %reason,
+            "persisted authority {what} ignored"
+        );
+    }
+
+    fn count_load(&self, what: What, loaded: bool) {
+        let row = usize::from(what == What::Jwks);
+        self.counters.lkg_loads[row][usize::from(!loaded)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Persisted documents read at start, by document and result
+    /// (`loaded` or `ignored`).
+    pub fn lkg_loads(&self, what: What, loaded: bool) -> u64 {
+        let row = usize::from(what == What::Jwks);
+        self.counters.lkg_loads[row][usize::from(!loaded)].load(Ordering::Relaxed)
+    }
+
+    /// Failed writes of the last-known-good copies.
+    pub fn lkg_write_failures(&self) -> u64 {
+        self.counters.lkg_write_failures.load(Ordering::Relaxed)
+    }
+
+    /// Writes a fetched document to the state folder, off the async
+    /// threads. A failure is counted and logged once per streak; it never
+    /// fails the fetch.
+    async fn persist(&self, what: What, document: JsonObject, fetched_at: u64) {
+        let Some(persisted) = &self.persisted else {
+            return;
+        };
+        let store = persisted.store.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            store
+                .save(what, &document, fetched_at)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match written {
+            Ok(()) => {
+                if persisted.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(
+                        issuer = %self.issuer,
+                        file = %persisted.store.path(what).display(),
+                        "persisting the authority documents works again"
+                    );
+                }
+            }
+            Err(error) => {
+                self.counters
+                    .lkg_write_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if !persisted.failing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        issuer = %self.issuer,
+                        file = %persisted.store.path(what).display(),
+                        %error,
+                        "cannot persist the authority {what}; a restart during an outage \
+                         would start without it"
+                    );
+                }
+            }
+        }
     }
 
     /// Runs discovery, then fetches the JWKS, and publishes the new keys.
@@ -383,6 +567,7 @@ impl JwksCache {
     /// sooner (1 s, 2 s, 4 s ... at most a minute, never later than the
     /// regular interval). Runs until the task is dropped or aborted.
     pub async fn run_refresh_loop(self: Arc<Self>) {
+        self.load_persisted();
         let mut failures: u32 = 0;
         loop {
             let wait = match self.refresh().await {
@@ -583,7 +768,7 @@ impl JwksCache {
     /// publishes; counts and logs the outcome. Callers hold the fetch gate.
     async fn fetch_and_publish(&self, rediscover: bool) -> Result<(), AuthorityError> {
         match self.load(rediscover).await {
-            Ok(keys) => {
+            Ok((keys, document)) => {
                 let fetched_at = self.clock.now();
                 let previous = self.current();
                 // Log changes, not every refresh.
@@ -613,6 +798,9 @@ impl JwksCache {
                     .snapshot
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = snapshot;
+                // Persisted before it is counted: whoever waits for the
+                // first fetch (the ready line) finds the state on disk.
+                self.persist(What::Jwks, document, fetched_at).await;
                 self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -632,16 +820,21 @@ impl JwksCache {
         }
     }
 
-    async fn load(&self, rediscover: bool) -> Result<KeySet, AuthorityError> {
+    /// The checked key set and the JWKS document as fetched.
+    async fn load(&self, rediscover: bool) -> Result<(KeySet, JsonObject), AuthorityError> {
         let known = if rediscover { None } else { self.discovery() };
         let discovery = match known {
             Some(d) => d,
             None => {
-                let d = Arc::new(discover(&self.fetcher, &self.issuer, self.require_https).await?);
+                let (d, document) =
+                    discover_document(&self.fetcher, &self.issuer, self.require_https).await?;
+                let d = Arc::new(d);
                 *self
                     .discovery
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = Some(d.clone());
+                self.persist(What::Discovery, document, self.clock.now())
+                    .await;
                 d
             }
         };
@@ -653,7 +846,8 @@ impl JwksCache {
                 document: Document::Jwks,
                 source,
             })?;
-        KeySet::from_jwks(&doc)
+        let keys = KeySet::from_jwks(&doc)?;
+        Ok((keys, doc))
     }
 }
 

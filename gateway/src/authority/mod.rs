@@ -9,7 +9,9 @@
 //!   against the configured issuer;
 //! - [`jwks`]: the signing keys, refreshed on a schedule and on unknown
 //!   `kid` (single flight, once per cooldown), served stale for a bounded
-//!   time when the Authority is down, then reported unavailable (503).
+//!   time when the Authority is down, then reported unavailable (503);
+//! - [`lkg`]: the last good discovery and JWKS, persisted on each fetch
+//!   and loaded at start, so a restart during an outage still serves.
 //!
 //! Parsing and decisions are pure functions over documents and a `now`;
 //! only the fetches are async. Time comes from a [`Clock`] so tests can
@@ -18,6 +20,7 @@
 pub mod discovery;
 pub mod http;
 pub mod jwks;
+pub mod lkg;
 
 #[cfg(test)]
 pub(crate) mod test_server;

@@ -214,5 +214,6 @@ pub(crate) fn test_config(issuer: &str, audience: &str) -> crate::config::resolv
         jwks_cooldown: Duration::from_secs(10),
         jwks_max_stale: Duration::from_secs(600),
         http_timeout: Duration::from_secs(2),
+        state_dir: None,
     }
 }

@@ -179,6 +179,8 @@ pub struct AuthoritySection {
     pub jwks_cooldown_seconds: Option<u64>,
     pub jwks_max_stale_seconds: Option<u64>,
     pub http_timeout_ms: Option<u64>,
+    /// Folder for the last-known-good discovery and JWKS (absent: none).
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -295,6 +297,7 @@ pub fn schema_sample() -> FileConfig {
                     jwks_cooldown_seconds: Some(0),
                     jwks_max_stale_seconds: Some(0),
                     http_timeout_ms: Some(0),
+                    state_dir: s(),
                 },
                 token_cache_max_entries: Some(0),
                 dpop: DpopSection {

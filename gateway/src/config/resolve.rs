@@ -102,6 +102,9 @@ pub struct AuthorityConfig {
     pub jwks_cooldown: Duration,
     pub jwks_max_stale: Duration,
     pub http_timeout: Duration,
+    /// Where the last-known-good discovery and JWKS are persisted
+    /// (`authority::lkg`); `None`: kept in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where DPoP proof identifiers are remembered.
@@ -644,6 +647,16 @@ pub fn resolve(
         2_000,
         (100, 60_000),
     );
+    let state_dir = a.state_dir.as_ref().and_then(|d| {
+        let dir = base.join(d.trim());
+        match crate::authority::lkg::check_state_dir(&dir) {
+            Ok(()) => Some(dir),
+            Err(message) => {
+                e.add("gateway.auth.authority.state_dir", message);
+                None
+            }
+        }
+    });
     let authority = AuthorityConfig {
         issuer: issuer.trim().to_owned(),
         require_https_metadata,
@@ -655,6 +668,7 @@ pub fn resolve(
         jwks_cooldown: Duration::from_secs(cooldown),
         jwks_max_stale: Duration::from_secs(max_stale),
         http_timeout: Duration::from_millis(timeout_ms),
+        state_dir,
     };
     let ea = &mut effective.gateway.auth.authority;
     ea.require_https_metadata = Some(require_https_metadata);

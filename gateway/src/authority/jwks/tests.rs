@@ -565,3 +565,166 @@ async fn a_storm_of_random_kids_costs_one_fetch_per_cooldown_and_is_answered_at_
     }
     assert_eq!(s.server.count(JWKS_PATH), 3);
 }
+
+// Last-known-good: persisted on fetch, loaded at start.
+
+fn persisting_cache(server: &TestServer, dir: &std::path::Path, now: u64) -> Arc<JwksCache> {
+    let mut config = test_config(&server.base(), AUDIENCE);
+    config.state_dir = Some(dir.to_owned());
+    Arc::new(JwksCache::new(&config, Arc::new(ManualClock::new(now))).unwrap())
+}
+
+#[tokio::test]
+async fn persisted_keys_serve_a_restart_while_the_authority_is_down_with_age_from_the_fetch() {
+    let dir = stella_test_support::temp::TempDir::new("lkg-restart");
+    let k1 = TestKey::es256(Some("k1"));
+    let server = authority_server(&jwks(&[&k1]));
+    let first = persisting_cache(&server, dir.path(), NOW);
+    first.refresh().await.unwrap();
+    assert_eq!(first.lkg_write_failures(), 0);
+    server.stop();
+
+    // A new process, 100 s later, with the Authority down.
+    let restarted = persisting_cache(&server, dir.path(), NOW + 100);
+    assert!(!restarted.is_ready());
+    restarted.load_persisted();
+    assert!(restarted.is_ready());
+    assert_eq!(restarted.age(), Some(100));
+    assert_eq!(restarted.last_success(), Some(NOW));
+    assert_eq!(restarted.lkg_loads(What::Jwks, true), 1);
+    assert_eq!(restarted.lkg_loads(What::Discovery, true), 1);
+    assert_eq!(
+        restarted.discovery().unwrap().jwks_uri(),
+        server.url(JWKS_PATH)
+    );
+    assert!(restarted.refresh().await.is_err());
+    let key = restarted.key_for(Some("k1"), JwsAlg::Es256).await.unwrap();
+    assert_eq!(key.kind(), KeyKind::EcP256);
+
+    // Past max-stale counted from the original fetch: unavailable, as for
+    // keys fetched by this process.
+    let late = persisting_cache(&server, dir.path(), NOW + restarted.max_age() + 1);
+    late.load_persisted();
+    assert!(!late.is_ready());
+    assert!(matches!(
+        late.key_for(Some("k1"), JwsAlg::Es256).await.unwrap_err(),
+        KeyLookupError::Unavailable(Unavailable::Stale { .. })
+    ));
+}
+
+#[tokio::test]
+async fn persisted_jwks_from_another_issuer_is_ignored() {
+    let dir = stella_test_support::temp::TempDir::new("lkg-foreign");
+    let server = authority_server(&jwks(&[&TestKey::es256(Some("k1"))]));
+    let ours = LkgStore::new(dir.path(), &server.base());
+    // Another issuer's record, under this issuer's file name.
+    LkgStore::new(dir.path(), "https://other-authority.example")
+        .save(What::Jwks, &doc(json!(jwks_value(&["k1"]))), NOW)
+        .unwrap();
+    std::fs::rename(
+        LkgStore::new(dir.path(), "https://other-authority.example").path(What::Jwks),
+        ours.path(What::Jwks),
+    )
+    .unwrap();
+    server.stop();
+    let cache = persisting_cache(&server, dir.path(), NOW + 1);
+    cache.load_persisted();
+    assert!(!cache.is_ready());
+    assert_eq!(cache.lkg_loads(What::Jwks, false), 1);
+    assert_eq!(cache.lkg_loads(What::Jwks, true), 0);
+    assert_eq!(
+        cache.key_for(Some("k1"), JwsAlg::Es256).await.unwrap_err(),
+        KeyLookupError::Unavailable(Unavailable::NeverLoaded)
+    );
+}
+
+fn jwks_value(kids: &[&str]) -> Value {
+    let keys: Vec<TestKey> = kids.iter().map(|k| TestKey::es256(Some(k))).collect();
+    serde_json::from_str(&jwks(&keys.iter().collect::<Vec<_>>())).unwrap()
+}
+
+#[tokio::test]
+async fn persisted_documents_that_fail_the_fetch_checks_are_ignored() {
+    let dir = stella_test_support::temp::TempDir::new("lkg-invalid");
+    let server = authority_server(&jwks(&[&TestKey::es256(Some("k1"))]));
+    let store = LkgStore::new(dir.path(), &server.base());
+    // A JWKS with no usable key; metadata naming another issuer.
+    store
+        .save(
+            What::Jwks,
+            &doc(json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})),
+            NOW,
+        )
+        .unwrap();
+    store
+        .save(
+            What::Discovery,
+            &doc(json!({"issuer": "https://other.example", "jwks_uri": "https://other.example/j"})),
+            NOW,
+        )
+        .unwrap();
+    server.stop();
+    let cache = persisting_cache(&server, dir.path(), NOW + 1);
+    cache.load_persisted();
+    assert!(!cache.is_ready());
+    assert!(cache.discovery().is_none());
+    assert_eq!(cache.lkg_loads(What::Jwks, false), 1);
+    assert_eq!(cache.lkg_loads(What::Discovery, false), 1);
+}
+
+#[tokio::test]
+async fn persisted_record_fetched_in_the_future_or_corrupt_is_ignored() {
+    let dir = stella_test_support::temp::TempDir::new("lkg-future");
+    let server = authority_server(&jwks(&[&TestKey::es256(Some("k1"))]));
+    let store = LkgStore::new(dir.path(), &server.base());
+    store
+        .save(What::Jwks, &doc(jwks_value(&["k1"])), NOW + 3600)
+        .unwrap();
+    std::fs::write(store.path(What::Discovery), b"{\"format\":").unwrap();
+    server.stop();
+    let cache = persisting_cache(&server, dir.path(), NOW);
+    cache.load_persisted();
+    assert!(!cache.is_ready());
+    assert_eq!(cache.lkg_loads(What::Jwks, false), 1);
+    assert_eq!(cache.lkg_loads(What::Discovery, false), 1);
+}
+
+#[tokio::test]
+async fn a_fresh_fetch_replaces_the_loaded_keys_and_rewrites_the_state() {
+    let dir = stella_test_support::temp::TempDir::new("lkg-replace");
+    let server = authority_server(&jwks(&[&TestKey::es256(Some("old"))]));
+    persisting_cache(&server, dir.path(), NOW)
+        .refresh()
+        .await
+        .unwrap();
+    server.set(
+        JWKS_PATH,
+        Reply::json(&jwks(&[&TestKey::es256(Some("new"))])),
+    );
+    let restarted = persisting_cache(&server, dir.path(), NOW + 50);
+    restarted.load_persisted();
+    assert_eq!(restarted.key_ids(), ["old"]);
+    restarted.refresh().await.unwrap();
+    assert_eq!(restarted.key_ids(), ["new"]);
+    assert_eq!(restarted.age(), Some(0));
+    let (saved, fetched_at) = LkgStore::new(dir.path(), &server.base())
+        .load(What::Jwks, NOW + 50)
+        .unwrap()
+        .unwrap();
+    assert_eq!(fetched_at, NOW + 50);
+    assert_eq!(KeySet::from_jwks(&saved).unwrap().kids(), ["new"]);
+}
+
+#[tokio::test]
+async fn a_failed_state_write_is_counted_and_never_fails_the_refresh() {
+    let dir = stella_test_support::temp::TempDir::new("lkg-write-fails");
+    let server = authority_server(&jwks(&[&TestKey::es256(Some("k1"))]));
+    let gone = dir.join("removed");
+    std::fs::create_dir(&gone).unwrap();
+    let cache = persisting_cache(&server, &gone, NOW);
+    std::fs::remove_dir(&gone).unwrap();
+    cache.refresh().await.unwrap();
+    assert!(cache.is_ready());
+    // Discovery and JWKS both failed to persist.
+    assert_eq!(cache.lkg_write_failures(), 2);
+}
