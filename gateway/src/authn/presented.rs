@@ -62,11 +62,22 @@ impl PresentedError {
 /// RFC 7235 token68: the only form an access token can take here.
 fn is_token68(s: &str) -> bool {
     let body = s.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    // A table lookup per byte: a token is a kilobyte on every request.
+    !body.is_empty() && body.bytes().all(|b| TOKEN68[usize::from(b)])
 }
+
+/// The token68 characters other than `=`: letters, digits, `-._~+/`.
+static TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 /// Reads the credential from all `Authorization` and `DPoP` field lines.
 pub fn presented<'a>(
@@ -175,5 +186,16 @@ mod tests {
         assert_eq!(PresentedError::SeveralCredentials.refusal().status(), 400);
         assert_eq!(PresentedError::Malformed.refusal().status(), 400);
         assert_eq!(PresentedError::DpopProofMissing.refusal().status(), 401);
+    }
+
+    #[test]
+    fn the_token68_table_is_rfc_7235_token68_without_padding() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(TOKEN68[usize::from(b)], expected, "byte {b}");
+        }
+        assert!(is_token68("abc=="));
+        assert!(!is_token68("=="));
+        assert!(!is_token68("a=b"));
     }
 }
