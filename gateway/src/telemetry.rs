@@ -292,7 +292,13 @@ pub fn init_logging(json: bool, level: &str) {
         .lossy(true)
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("stella-log")
-        .finish(std::io::stderr());
+        // Buffered: the writer thread drains every queued line, then
+        // flushes, so a busy gateway writes many lines per syscall while an
+        // idle one still writes each line at once.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let dropped = writer.error_counter();
     if json {
         crate::decision_log::write_json_to(writer.clone());
