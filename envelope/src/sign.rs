@@ -73,23 +73,7 @@ impl Signer {
         now: u64,
     ) -> Result<EnvelopeHeaders, SignError> {
         let exp = now.saturating_add(self.lifetime_secs);
-        let payload = PayloadRef {
-            ver: VERSION,
-            iss: &self.issuer,
-            aud: target.audience,
-            sub: identity.subject.as_deref(),
-            tenant: identity.tenant.as_deref(),
-            client_id: identity.client_id.as_deref(),
-            scopes: &identity.scopes,
-            roles: &identity.roles,
-            auth_method: identity.auth_method,
-            cnf: &identity.confirmation,
-            method: target.method,
-            path: target.path,
-            request_id: target.request_id,
-            iat: now,
-            exp,
-        };
+        let payload = PayloadRef::new(&self.issuer, identity, target, now, exp);
         let json = serde_json::to_vec(&payload).map_err(|_| SignError::Encoding)?;
         seal(&self.key, b64url_encode(json), now, exp)
     }
@@ -115,6 +99,34 @@ struct PayloadRef<'a> {
     request_id: &'a str,
     iat: u64,
     exp: u64,
+}
+
+impl<'a> PayloadRef<'a> {
+    fn new(
+        issuer: &'a str,
+        identity: &'a Identity,
+        target: &Target<'a>,
+        iat: u64,
+        exp: u64,
+    ) -> PayloadRef<'a> {
+        PayloadRef {
+            ver: VERSION,
+            iss: issuer,
+            aud: target.audience,
+            sub: identity.subject.as_deref(),
+            tenant: identity.tenant.as_deref(),
+            client_id: identity.client_id.as_deref(),
+            scopes: &identity.scopes,
+            roles: &identity.roles,
+            auth_method: identity.auth_method,
+            cnf: &identity.confirmation,
+            method: target.method,
+            path: target.path,
+            request_id: target.request_id,
+            iat,
+            exp,
+        }
+    }
 }
 
 /// Signs an already encoded payload. Used by [`Signer::sign`] and by the
@@ -201,23 +213,7 @@ mod tests {
             request_id: "r-1",
         };
         for identity in [Identity::anonymous(), full] {
-            let borrowed = PayloadRef {
-                ver: VERSION,
-                iss: "gw",
-                aud: target.audience,
-                sub: identity.subject.as_deref(),
-                tenant: identity.tenant.as_deref(),
-                client_id: identity.client_id.as_deref(),
-                scopes: &identity.scopes,
-                roles: &identity.roles,
-                auth_method: identity.auth_method,
-                cnf: &identity.confirmation,
-                method: target.method,
-                path: target.path,
-                request_id: target.request_id,
-                iat: 1_800_000_000,
-                exp: 1_800_000_060,
-            };
+            let borrowed = PayloadRef::new("gw", &identity, &target, 1_800_000_000, 1_800_000_060);
             let owned = crate::format::Payload {
                 ver: VERSION,
                 iss: "gw".into(),

@@ -29,6 +29,7 @@
 use std::fmt;
 
 use crate::identity::Caller;
+use crate::routing::normalize::hex_value;
 use crate::routing::NormalizedPath;
 
 /// Where the value a parameter must equal comes from.
@@ -239,15 +240,6 @@ fn check_param<'a>(
         _ => false,
     };
     (segment, value, matched)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Whether the percent-decoded `segment` is byte for byte `value`, without
