@@ -276,16 +276,10 @@ fn decoded_equals(segment: &str, value: &str) -> bool {
 mod tests {
     use super::*;
     use crate::identity::TokenClaims;
-    use crate::routing::normalize_path;
     use std::sync::Arc;
     use stella_envelope::AuthMethod;
 
-    fn path(raw: &str) -> NormalizedPath {
-        match normalize_path(raw.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => panic!("path {raw:?} refused: {e}"),
-        }
-    }
+    use crate::routing::normalize::path_for_tests as path;
 
     fn binding(segment: usize, source: IdentitySource) -> IdentityBinding {
         IdentityBinding::new(vec![BoundParam {

@@ -1149,12 +1149,7 @@ mod tests {
         target
     }
 
-    fn path(raw: &str) -> NormalizedPath {
-        match crate::routing::normalize_path(raw.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => panic!("path {raw:?} refused: {e}"),
-        }
-    }
+    use crate::routing::normalize::path_for_tests as path;
 
     fn decide_on(target: &RouteTarget, raw: &str, caller: &Caller) -> (bool, u16, &'static str) {
         let d = decide_route(

@@ -197,6 +197,15 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// A path the normalizer accepts, for tests; panics naming it otherwise.
+#[cfg(test)]
+pub(crate) fn path_for_tests(raw: &str) -> NormalizedPath {
+    match normalize_path(raw.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => panic!("path {raw:?} refused: {e}"),
+    }
+}
+
 /// The value of one hex digit, either case.
 pub(crate) fn hex_value(b: u8) -> Option<u8> {
     match b {

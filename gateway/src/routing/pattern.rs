@@ -503,7 +503,6 @@ impl PartialOrd for Specificity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::normalize::normalize_path;
     use proptest::prelude::*;
 
     fn pat(text: &str) -> PathPattern {
@@ -513,12 +512,7 @@ mod tests {
         }
     }
 
-    fn path(raw: &str) -> NormalizedPath {
-        match normalize_path(raw.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => panic!("path {raw:?} refused: {e}"),
-        }
-    }
+    use crate::routing::normalize::path_for_tests as path;
 
     #[test]
     fn patterns_match_the_paths_their_kind_promises() {

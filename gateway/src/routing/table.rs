@@ -611,12 +611,7 @@ mod tests {
     use super::*;
     use crate::routing::normalize::normalize_path;
 
-    fn path(raw: &str) -> NormalizedPath {
-        match normalize_path(raw.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => panic!("path {raw:?} refused: {e}"),
-        }
-    }
+    use crate::routing::normalize::path_for_tests as path;
 
     fn spec(id: &str, host: Option<&str>, pattern: &str, methods: &[&str]) -> RouteSpec<()> {
         let pattern = match PathPattern::parse(pattern) {
