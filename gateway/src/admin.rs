@@ -91,22 +91,129 @@ impl Admin {
             gw.tokens.misses(),
             gw.tokens.entry_count(),
             crate::jose::signature_verifications(),
-            gw.jwks.unknown_kid_refetches(),
-            gw.jwks.lkg_loads(What::Discovery, true),
-            gw.jwks.lkg_loads(What::Discovery, false),
-            gw.jwks.lkg_loads(What::Jwks, true),
-            gw.jwks.lkg_loads(What::Jwks, false),
-            gw.jwks.lkg_write_failures(),
-        );
+            sum(gw, |j| j.unknown_kid_refetches()),
+            sum(gw, |j| j.lkg_loads(What::Discovery, true)),
+            sum(gw, |j| j.lkg_loads(What::Discovery, false)),
+            sum(gw, |j| j.lkg_loads(What::Jwks, true)),
+            sum(gw, |j| j.lkg_loads(What::Jwks, false)),
+            sum(gw, |j| j.lkg_write_failures()),
+        ) + &authority_metrics(gw);
+        let issuers = gw.issuers.list();
         gw.metrics().render(&External {
-            jwks_refreshes: gw.jwks.refreshes(),
-            jwks_refresh_failures: gw.jwks.refresh_failures(),
-            jwks_keys: gw.jwks.key_ids().len() as u64,
-            jwks_age_seconds: gw.jwks.age(),
-            ready: gw.jwks.is_ready(),
+            jwks_refreshes: sum(gw, |j| j.refreshes()),
+            jwks_refresh_failures: sum(gw, |j| j.refresh_failures()),
+            jwks_keys: sum(gw, |j| j.key_ids().len() as u64),
+            jwks_age_seconds: issuers.iter().filter_map(|i| i.jwks.age()).max(),
+            ready: keys_ready(gw),
             extra: &extra,
         })
     }
+}
+
+/// A JWKS counter summed over every Authority.
+fn sum(gw: &Snapshot, f: impl Fn(&crate::authority::JwksCache) -> u64) -> u64 {
+    gw.issuers.list().iter().map(|i| f(&i.jwks)).sum()
+}
+
+/// Every Authority's keys are loaded and fresh enough.
+fn keys_ready(gw: &Snapshot) -> bool {
+    gw.issuers.list().iter().all(|i| i.jwks.is_ready())
+}
+
+/// Per-Authority staleness, max-stale, introspection and claims metrics.
+/// The `issuer` label takes one value per configured Authority.
+fn authority_metrics(gw: &Snapshot) -> String {
+    use std::fmt::Write;
+    let mut staleness = String::new();
+    let mut max_stale = String::new();
+    let mut introspection = String::new();
+    let mut claims = String::new();
+    for issuer in gw.issuers.list() {
+        let label = escape_label(issuer.issuer());
+        let jwks = &issuer.jwks;
+        let mut rows: Vec<(&str, Option<u64>, u64)> = vec![
+            ("discovery", jwks.discovery_age(), jwks.max_age()),
+            ("jwks", jwks.age(), jwks.max_age()),
+        ];
+        if let Some(i) = &issuer.introspection {
+            rows.push(("introspection", i.staleness(), i.max_stale()));
+            for (result, n) in i.counters().rows() {
+                let _ = writeln!(
+                    introspection,
+                    "stella_gateway_introspection_total{{issuer=\"{label}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        if let Some(c) = &issuer.claims {
+            rows.push(("claims", c.staleness(), c.max_stale()));
+            let counters = c.counters();
+            for (result, n) in [
+                ("ok", counters.ok.load(std::sync::atomic::Ordering::Relaxed)),
+                (
+                    "error",
+                    counters.error.load(std::sync::atomic::Ordering::Relaxed),
+                ),
+            ] {
+                let _ = writeln!(
+                    claims,
+                    "stella_gateway_claims_refreshes_total{{issuer=\"{label}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        for (what, age, limit) in rows {
+            if let Some(age) = age {
+                let _ = writeln!(
+                    staleness,
+                    "stella_gateway_authority_staleness_seconds{{issuer=\"{label}\",what=\"{what}\"}} {age}"
+                );
+            }
+            let _ = writeln!(
+                max_stale,
+                "stella_gateway_authority_max_stale_seconds{{issuer=\"{label}\",what=\"{what}\"}} {limit}"
+            );
+        }
+    }
+    let mut out = String::new();
+    for (name, kind, help, body) in [
+        (
+            "stella_gateway_authority_staleness_seconds",
+            "gauge",
+            "Seconds since the last successful fetch from the Authority, by issuer and document",
+            staleness,
+        ),
+        (
+            "stella_gateway_authority_max_stale_seconds",
+            "gauge",
+            "Staleness at which requests needing that document get 503, by issuer and document",
+            max_stale,
+        ),
+        (
+            "stella_gateway_introspection_total",
+            "counter",
+            "Opaque-token introspection lookups by issuer and result (hit, miss, inactive, error, stale)",
+            introspection,
+        ),
+        (
+            "stella_gateway_claims_refreshes_total",
+            "counter",
+            "Claims endpoint fetches by issuer and result (ok, error)",
+            claims,
+        ),
+    ] {
+        if body.is_empty() {
+            continue;
+        }
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{body}");
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[async_trait]
@@ -143,7 +250,7 @@ impl ServeHttp for Admin {
         match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
             "/readyz" => {
-                let keys = gw.jwks.is_ready();
+                let keys = keys_ready(&gw);
                 let replay = self.replay_store_reachable(&gw).await;
                 let draining = gw.shared.is_draining();
                 let ready = keys && replay && !draining;
@@ -151,7 +258,7 @@ impl ServeHttp for Admin {
                     "ready": ready,
                     "authority_keys_loaded": keys,
                     "replay_store_reachable": replay,
-                    "jwks_age_seconds": gw.jwks.age(),
+                    "jwks_age_seconds": gw.issuers.list().iter().filter_map(|i| i.jwks.age()).max(),
                     "draining": draining,
                 });
                 let status = if ready {
@@ -189,9 +296,17 @@ impl ServeHttp for Admin {
                         })).collect::<Vec<_>>(),
                     },
                     "authority": {
-                        "issuer": gw.config.authority.issuer,
-                        "key_ids": gw.jwks.key_ids(),
+                        "issuer": gw.issuers.first().issuer(),
+                        "key_ids": gw.issuers.first().jwks.key_ids(),
                     },
+                    "authorities": gw.issuers.list().iter().map(|i| json!({
+                        "issuer": i.issuer(),
+                        "key_ids": i.jwks.key_ids(),
+                        "jwks_age_seconds": i.jwks.age(),
+                        "tenants": i.config.tenants,
+                        "introspection": i.introspection.is_some(),
+                        "claims": i.claims.is_some(),
+                    })).collect::<Vec<_>>(),
                     "services": gw.upstreams.iter().map(|u| json!({
                         "name": u.service.name,
                         "upstreams": u.service.upstreams,

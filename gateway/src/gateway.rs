@@ -6,8 +6,8 @@ use crate::authn::dpop::{check_proof, DpopRules, ProofInput};
 use crate::authn::nonce::{NonceCheck, NonceIssuer};
 use crate::authn::presented::Presented;
 use crate::authn::replay::{Admission, Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
-use crate::authn::{authenticate_bearer_keyed, TokenCache, TokenError, TokenKey, TokenRules};
-use crate::authority::jwks::JwksCache;
+use crate::authn::{verify_and_cache, TokenCache, TokenError, TokenKey};
+use crate::authority::issuers::{looks_like_jws, Issuers};
 use crate::authority::{Clock, SystemClock};
 use crate::config::resolve::ReplayStoreConfig;
 use crate::config::{Config, ConfigError};
@@ -186,8 +186,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<UpstreamPool>>,
     by_name: HashMap<String, usize>,
     pub signer: Arc<EnvelopeSigner>,
-    pub rules: TokenRules,
-    pub jwks: Arc<JwksCache>,
+    /// Every configured Authority (a token's `iss` selects one).
+    pub issuers: Issuers,
     pub tokens: Arc<TokenCache>,
     pub dpop_rules: DpopRules,
     /// The proof algorithms for DPoP challenges, as configured.
@@ -216,26 +216,18 @@ impl Snapshot {
             Some(dir) => Policies::load_dir(dir, Some(&names))?,
             None => Policies::from_files(&[], Some(&names))?,
         };
-        let rules = TokenRules::from_config(&config.authority)
-            .map_err(|e| vec![ConfigError::new("gateway.auth.authority", e.to_string())])?;
-        let same_authority = previous.filter(|p| p.config.authority == config.authority);
-        let jwks = match same_authority {
-            Some(p) => p.jwks.clone(),
-            None => Arc::new(
-                JwksCache::new(&config.authority, shared.clock.clone()).map_err(|e| {
-                    vec![ConfigError::new(
-                        "gateway.auth.authority.issuer",
-                        e.to_string(),
-                    )]
-                })?,
-            ),
-        };
-        // Cached verdicts hold only when the token rules are the same.
+        let issuers = Issuers::build(
+            &config.authorities,
+            previous.map(|p| &p.issuers),
+            &shared.clock,
+        )?;
+        // Cached verdicts hold only while every Authority is the same.
         let tokens = match previous.filter(|p| {
-            p.rules == rules && p.config.token_cache_max_entries == config.token_cache_max_entries
+            p.issuers.same_as(&issuers)
+                && p.config.token_cache_max_entries == config.token_cache_max_entries
         }) {
-            Some(p) if same_authority.is_some() => p.tokens.clone(),
-            _ => Arc::new(TokenCache::new(config.token_cache_max_entries)),
+            Some(p) => p.tokens.clone(),
+            None => Arc::new(TokenCache::new(config.token_cache_max_entries)),
         };
         let upstreams: Vec<Arc<UpstreamPool>> = config
             .services
@@ -268,8 +260,7 @@ impl Snapshot {
             policies,
             upstreams,
             by_name,
-            rules,
-            jwks,
+            issuers,
             shared,
             config_version,
         })
@@ -376,6 +367,7 @@ impl Snapshot {
                 })
             }
             Presented::Dpop { token, proof } => {
+                self.shared.metrics.dpop_requests.inc();
                 let (claims, token_key) = self.verify_token_keyed(token).await?;
                 let Some(origin) = &self.config.public_origin else {
                     return Err(Refusal::InvalidDpopProof {
@@ -493,19 +485,74 @@ impl Snapshot {
     }
 
     /// [`Snapshot::verify_token`], with the token's SHA-256.
+    ///
+    /// A JWS is verified with the keys of the Authority its `iss` names
+    /// (verdicts cached by the token's hash), an opaque token by the
+    /// introspecting Authority; then the Authority's claims are merged in
+    /// (effective claims) and the tenant's issuer binding is checked.
     async fn verify_token_keyed(
         &self,
         token: &str,
     ) -> Result<(Arc<TokenClaims>, TokenKey), Refusal> {
-        authenticate_bearer_keyed(
-            token,
-            &self.rules,
-            &self.jwks,
-            &self.tokens,
-            self.shared.clock.now(),
-        )
-        .await
-        .map_err(token_refusal)
+        self.effective_claims(token).await.map_err(token_refusal)
+    }
+
+    async fn effective_claims(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<TokenClaims>, TokenKey), TokenError> {
+        let first = self.issuers.first();
+        let max_len = first.rules.max_token_len();
+        if token.len() > max_len {
+            return Err(TokenError::Jose(crate::jose::JoseError::TooLong {
+                max: max_len,
+            }));
+        }
+        let now = self.shared.clock.now();
+        let key = TokenKey::of(token);
+        let (claims, issuer) = match self.tokens.get(&key, now) {
+            Some(claims) => {
+                let issuer = match self.issuers.list() {
+                    [only] => only,
+                    _ => self
+                        .issuers
+                        .by_issuer(claims.issuer())
+                        .ok_or(TokenError::UnknownIssuer)?,
+                };
+                (claims, issuer)
+            }
+            None => match self.issuers.for_opaque() {
+                Some(issuer) if !looks_like_jws(token) => {
+                    let introspection =
+                        issuer
+                            .introspection
+                            .as_ref()
+                            .ok_or(TokenError::Unavailable {
+                                what: "introspection",
+                            })?;
+                    (introspection.check(token, &key).await?, issuer)
+                }
+                _ => {
+                    let issuer = self.issuers.for_jws(token)?;
+                    let claims = verify_and_cache(
+                        token,
+                        key,
+                        &issuer.rules,
+                        &issuer.jwks,
+                        &self.tokens,
+                        now,
+                    )
+                    .await?;
+                    (claims, issuer)
+                }
+            },
+        };
+        let claims = match &issuer.claims {
+            Some(source) => source.effective(claims).await?,
+            None => claims,
+        };
+        self.issuers.check_tenant(&claims)?;
+        Ok((claims, key))
     }
 
     /// A bound token whose constraint was not proven: refused, unless the
@@ -724,7 +771,10 @@ mod tests {
         // Same Authority, one service's upstreams changed.
         let second =
             Snapshot::build(config("", "127.0.0.1:2"), Some(&first), shared.clone()).unwrap();
-        assert!(Arc::ptr_eq(&first.jwks, &second.jwks), "jwks cache flushed");
+        assert!(
+            Arc::ptr_eq(&first.issuers.first().jwks, &second.issuers.first().jwks),
+            "jwks cache flushed"
+        );
         assert!(
             Arc::ptr_eq(&first.tokens, &second.tokens),
             "token cache flushed"
@@ -750,7 +800,10 @@ mod tests {
             !Arc::ptr_eq(&second.tokens, &third.tokens),
             "token cache kept across new rules"
         );
-        assert!(!Arc::ptr_eq(&second.jwks, &third.jwks));
+        assert!(!Arc::ptr_eq(
+            &second.issuers.first().jwks,
+            &third.issuers.first().jwks
+        ));
         assert!(Arc::ptr_eq(&second.upstreams[0], &third.upstreams[0]));
     }
 

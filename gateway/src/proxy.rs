@@ -619,6 +619,9 @@ impl ProxyHttp for Proxy {
         m.latency
             .with_label_values(&[route])
             .observe(ctx.started.elapsed().as_secs_f64());
+        if decision == "deny" {
+            m.refusals.with_label_values(&[route, ctx.reason]).inc();
+        }
         let claims = ctx.caller.as_ref().and_then(Caller::claims);
         let cnf = ctx
             .caller

@@ -458,24 +458,36 @@ impl BackgroundService for Upkeep {
         let jwks = tokio::spawn(async move {
             let mut generation = gateway.reload.subscribe();
             loop {
-                let cache = gateway.current().jwks.clone();
-                let refresh = cache.clone().run_refresh_loop();
-                tokio::pin!(refresh);
+                // One refresh loop per Authority, until a reload replaces
+                // any of them.
+                let caches: Vec<Arc<crate::authority::JwksCache>> = gateway
+                    .current()
+                    .issuers
+                    .list()
+                    .iter()
+                    .map(|i| i.jwks.clone())
+                    .collect();
+                let loops: Vec<_> = caches
+                    .iter()
+                    .map(|c| tokio::spawn(c.clone().run_refresh_loop()))
+                    .collect();
                 loop {
-                    tokio::select! {
-                        _ = &mut refresh => break,
-                        changed = generation.changed() => {
-                            if changed.is_err() {
-                                return;
-                            }
-                            // Keep refreshing the same cache unless a
-                            // reload replaced it.
-                            if !Arc::ptr_eq(&gateway.current().jwks, &cache) {
-                                break;
-                            }
-                        }
+                    if generation.changed().await.is_err() {
+                        loops.iter().for_each(|l| l.abort());
+                        return;
+                    }
+                    let current = gateway.current();
+                    let list = current.issuers.list();
+                    let same = list.len() == caches.len()
+                        && list
+                            .iter()
+                            .zip(&caches)
+                            .all(|(i, c)| Arc::ptr_eq(&i.jwks, c));
+                    if !same {
+                        break;
                     }
                 }
+                loops.iter().for_each(|l| l.abort());
             }
         });
         let mut last_resolve = std::time::Instant::now();

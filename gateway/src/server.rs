@@ -193,9 +193,13 @@ impl BackgroundService for Announce {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let snapshot = self.gateway.current();
-        let jwks = &snapshot.jwks;
+        let issuers = snapshot.issuers.list();
         let deadline = Instant::now() + Duration::from_secs(3);
-        while jwks.refreshes() + jwks.refresh_failures() == 0 && Instant::now() < deadline {
+        while issuers
+            .iter()
+            .any(|i| i.jwks.refreshes() + i.jwks.refresh_failures() == 0)
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Upkeep resolves upstream names first thing; wait for it briefly
@@ -209,7 +213,7 @@ impl BackgroundService for Announce {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut line = json!({
-            "keys_loaded": jwks.is_ready(),
+            "keys_loaded": issuers.iter().all(|i| i.jwks.is_ready()),
             "startup_ms": self.started.elapsed().as_millis() as u64,
             "config_version": snapshot.config_version,
             "pid": std::process::id(),

@@ -23,6 +23,11 @@ pub struct Metrics {
     /// `missing-certificate`, `thumbprint-mismatch`.
     pub mtls_mismatch: IntCounterVec,
     pub replay_store_errors: IntCounter,
+    /// Requests presenting a DPoP-bound token with a proof (`DPoP` scheme):
+    /// the denominator of the nonce-miss ratio.
+    pub dpop_requests: IntCounter,
+    /// Every refusal by route and decision-log reason (a fixed set).
+    pub refusals: IntCounterVec,
     /// DPoP requests refused with 429 because their proof key held its
     /// share of the replay store.
     pub replay_share_refusals: IntCounter,
@@ -82,28 +87,41 @@ impl Metrics {
         .expect("static metric definition");
         let dpop_proof_rejected = IntCounterVec::new(
             Opts::new(
-                "dpop_proof_rejected_total",
+                "stella_gateway_dpop_proof_rejected_total",
                 "DPoP proofs refused, by reason",
             ),
             &["reason"],
         )
         .expect("static metric definition");
         let dpop_nonce_miss = IntCounter::new(
-            "dpop_nonce_miss_total",
+            "stella_gateway_dpop_nonce_miss_total",
             "DPoP proofs without a valid server nonce where one is required",
         )
         .expect("static metric definition");
         let dpop_bypass = IntCounter::new(
-            "dpop_bypass_total",
+            "stella_gateway_dpop_bypass_total",
             "Requests with an unproven sender constraint let through by the emergency bypass",
         )
         .expect("static metric definition");
         let mtls_mismatch = IntCounterVec::new(
             Opts::new(
-                "mtls_mismatch_total",
+                "stella_gateway_mtls_mismatch_total",
                 "Certificate-bound tokens whose certificate did not match",
             ),
             &["reason"],
+        )
+        .expect("static metric definition");
+        let dpop_requests = IntCounter::new(
+            "stella_gateway_dpop_requests_total",
+            "Requests presenting a token with a DPoP proof (the DPoP scheme)",
+        )
+        .expect("static metric definition");
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_refusals_total",
+                "Refused requests by route and reason (the decision log's reason)",
+            ),
+            &["route", "reason"],
         )
         .expect("static metric definition");
         let replay_store_errors = IntCounter::new(
@@ -171,6 +189,13 @@ impl Metrics {
         for result in ["applied", "rejected"] {
             config_reloads.with_label_values(&[result]);
         }
+        for reason in [
+            "context-missing",
+            "missing-certificate",
+            "thumbprint-mismatch",
+        ] {
+            mtls_mismatch.with_label_values(&[reason]);
+        }
         // Registering fresh, uniquely named collectors cannot fail.
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -180,6 +205,8 @@ impl Metrics {
             Box::new(dpop_nonce_miss.clone()),
             Box::new(dpop_bypass.clone()),
             Box::new(mtls_mismatch.clone()),
+            Box::new(dpop_requests.clone()),
+            Box::new(refusals.clone()),
             Box::new(replay_store_errors.clone()),
             Box::new(replay_share_refusals.clone()),
             Box::new(replay_store_seconds.clone()),
@@ -200,6 +227,8 @@ impl Metrics {
             dpop_nonce_miss,
             dpop_bypass,
             mtls_mismatch,
+            dpop_requests,
+            refusals,
             replay_store_errors,
             replay_share_refusals,
             replay_store_seconds,

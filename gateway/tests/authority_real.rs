@@ -59,6 +59,7 @@ fn token(issuer: &str, client: &str, secret: &str, extra: &[&str]) -> String {
 
 fn config(issuer: &str) -> AuthorityConfig {
     AuthorityConfig {
+        path: "gateway.auth.authority".to_owned(),
         issuer: issuer.to_owned(),
         require_https_metadata: false,
         audiences: vec![AUDIENCE.to_owned()],
@@ -72,6 +73,10 @@ fn config(issuer: &str) -> AuthorityConfig {
         jwks_max_stale: Duration::from_secs(3600),
         http_timeout: Duration::from_secs(5),
         state_dir: None,
+        tenants: Vec::new(),
+        client: None,
+        introspection: None,
+        claims: None,
     }
 }
 

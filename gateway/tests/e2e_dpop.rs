@@ -111,7 +111,10 @@ fn assert_reached_with_dpop(r: &Response, key: &DpopKey) -> Value {
 
 fn rejected(gw: &Gateway, reason: &str) -> f64 {
     gw.metrics()
-        .value("dpop_proof_rejected_total", &[("reason", reason)])
+        .value(
+            "stella_gateway_dpop_proof_rejected_total",
+            &[("reason", reason)],
+        )
         .unwrap_or(0.0)
 }
 
@@ -178,7 +181,7 @@ fn proofs_made_by_the_npm_dpop_library_are_accepted() {
 #[derive(Clone, Copy, Debug)]
 enum Refused {
     /// 401 `invalid_dpop_proof`, DPoP challenge; `proof_error` and the
-    /// `dpop_proof_rejected_total` reason when the proof itself was checked.
+    /// `stella_gateway_dpop_proof_rejected_total` reason when the proof itself was checked.
     Proof(&'static str),
     /// 401 `invalid_token`, Bearer and DPoP challenges; `token_error`.
     Token(&'static str),
@@ -484,13 +487,16 @@ fn every_defective_credential_header_or_proof_is_refused_and_never_reaches_the_s
     let metrics = gw.metrics();
     for (reason, count) in &expected_reasons {
         assert_eq!(
-            metrics.value("dpop_proof_rejected_total", &[("reason", reason)]),
+            metrics.value(
+                "stella_gateway_dpop_proof_rejected_total",
+                &[("reason", reason)]
+            ),
             Some(*count),
-            "dpop_proof_rejected_total{{reason=\"{reason}\"}}"
+            "stella_gateway_dpop_proof_rejected_total{{reason=\"{reason}\"}}"
         );
     }
     assert_eq!(
-        metrics.value("dpop_proof_rejected_total", &[]),
+        metrics.value("stella_gateway_dpop_proof_rejected_total", &[]),
         Some(expected_reasons.values().sum()),
         "no other rejection was counted"
     );
@@ -621,7 +627,10 @@ fn a_nonce_route_demands_the_server_nonce_and_hands_out_a_fresh_one_with_each_su
     assert_invalid_token(&r);
     assert!(r.header_all("dpop-nonce").is_empty(), "{:?}", r.headers);
     assert_eq!(s.stack.echo.requests(), 2);
-    assert_eq!(gw.metrics().get("dpop_nonce_miss_total"), 4.0);
+    assert_eq!(
+        gw.metrics().get("stella_gateway_dpop_nonce_miss_total"),
+        4.0
+    );
 
     // Routes without nonces neither require one nor hand one out.
     let r = s.send("GET", "/dpop/1", &s.proof("GET", "/dpop/1"));

@@ -136,8 +136,10 @@ fn a_proof_accepted_by_one_gateway_is_refused_as_a_replay_by_the_other() {
     }
     for node in [&c.a, &c.b] {
         assert_eq!(
-            node.metrics()
-                .value("dpop_proof_rejected_total", &[("reason", "replayed")]),
+            node.metrics().value(
+                "stella_gateway_dpop_proof_rejected_total",
+                &[("reason", "replayed")]
+            ),
             Some(1.0)
         );
     }

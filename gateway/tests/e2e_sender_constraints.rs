@@ -7,8 +7,8 @@
 //!
 //! Asserted: status, challenge and body `error`, whether the service was
 //! called and the `auth_method` / confirmation it received, and the counters
-//! an operator watches during a rollout (`mtls_mismatch_total{reason}`,
-//! `dpop_bypass_total`).
+//! an operator watches during a rollout (`stella_gateway_mtls_mismatch_total{reason}`,
+//! `stella_gateway_dpop_bypass_total`).
 
 mod common;
 
@@ -121,7 +121,7 @@ fn routes_that_require_a_sender_constraint_refuse_tokens_that_do_not_prove_it() 
         assert_eq!(r.json()["token_error"], "dpop_bound_token_as_bearer");
     }
     assert_eq!(stack.echo.requests(), 3);
-    assert_eq!(metric(gw, "dpop_bypass_total", &[]), 0.0);
+    assert_eq!(metric(gw, "stella_gateway_dpop_bypass_total", &[]), 0.0);
 }
 
 #[test]
@@ -145,7 +145,13 @@ fn a_certificate_bound_token_is_accepted_only_over_mtls_with_its_own_certificate
     let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
     let spiffe = Some((pki.spiffe_cert.as_path(), pki.spiffe_key.as_path()));
     let twin = Some((twin_cert.as_path(), twin_key.as_path()));
-    let mismatches = |reason: &str| metric(gw, "mtls_mismatch_total", &[("reason", reason)]);
+    let mismatches = |reason: &str| {
+        metric(
+            gw,
+            "stella_gateway_mtls_mismatch_total",
+            &[("reason", reason)],
+        )
+    };
 
     // Each token with its own certificate: auth_method mtls, and the
     // service sees the thumbprint it was bound to.
@@ -301,7 +307,7 @@ fn the_emergency_bypass_lets_unproven_bound_tokens_through_only_where_a_route_al
     let mtls = stack
         .authority
         .token_with(MTLS, TokenRequest::bound_to(&pki.client_cert));
-    let bypassed = || metric(gw, "dpop_bypass_total", &[]);
+    let bypassed = || metric(gw, "stella_gateway_dpop_bypass_total", &[]);
 
     // `/bound/**` allows bypass: a DPoP-bound token as Bearer passes, and
     // the service is told it was not proven.
@@ -331,7 +337,11 @@ fn the_emergency_bypass_lets_unproven_bound_tokens_through_only_where_a_route_al
     assert_eq!(body["identity"]["auth_method"], "bypass", "{body}");
     assert_eq!(bypassed(), 2.0);
     assert_eq!(
-        metric(gw, "mtls_mismatch_total", &[("reason", "context-missing")]),
+        metric(
+            gw,
+            "stella_gateway_mtls_mismatch_total",
+            &[("reason", "context-missing")]
+        ),
         1.0
     );
     assert_invalid_token(&gw.get_with_token("/mtls/2", &mtls));

@@ -170,7 +170,7 @@ fn certificate_bound_token_is_accepted_only_with_its_certificate() {
         assert_eq!(gw.reason_for(&r), code);
         let label = [("reason", counted)];
         assert_eq!(
-            gw.wait_for_metric("mtls_mismatch_total", &label, 1.0),
+            gw.wait_for_metric("stella_gateway_mtls_mismatch_total", &label, 1.0),
             1.0,
             "{counted}"
         );

@@ -20,6 +20,12 @@
 //                           (default http://gateway.local/api)
 //   AUTHORITY_TEST_MINT     1 enables POST /__test/mint (benchmarks only; see
 //                           mintTokens below); off by default
+//   AUTHORITY_OPAQUE_RESOURCE  resource indicator whose access tokens are
+//                           opaque (checked by introspection; default
+//                           http://gateway.local/opaque)
+//   AUTHORITY_CLAIMS_FILE   JSON file read on every claims request: an object
+//                           mapping a subject or client_id to the claims the
+//                           Authority supplies for it (POST /claims)
 
 import { promisify } from 'node:util';
 import * as crypto from 'node:crypto';
@@ -55,6 +61,8 @@ const PORT = intEnv('AUTHORITY_PORT', 0);
 const AT_TTL = intEnv('AUTHORITY_AT_TTL', 300, { min: 1 });
 const DEFAULT_RESOURCE = process.env.AUTHORITY_DEFAULT_RESOURCE || 'http://gateway.local/api';
 const TEST_MINT = process.env.AUTHORITY_TEST_MINT === '1';
+const OPAQUE_RESOURCE = process.env.AUTHORITY_OPAQUE_RESOURCE || 'http://gateway.local/opaque';
+const CLAIMS_FILE = process.env.AUTHORITY_CLAIMS_FILE || '';
 const CERT_HEADER = 'x-test-client-cert';
 const OIDC_SCOPES = ['openid', 'offline_access'];
 
@@ -87,6 +95,11 @@ const BUILTIN_CLIENTS = [
     client_secret: 'svc-readonly-secret',
     scope: 'echo.read',
     tenant: 'globex',
+  },
+  // The gateway itself: introspects opaque tokens and reads claims.
+  {
+    client_id: 'gateway',
+    client_secret: 'gateway-secret',
   },
 ];
 
@@ -265,8 +278,9 @@ const configuration = {
           scope: RESOURCE_SCOPE,
           audience: resourceIndicator,
           accessTokenTTL: AT_TTL,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'ES256' } },
+          ...(resourceIndicator === OPAQUE_RESOURCE
+            ? { accessTokenFormat: 'opaque' }
+            : { accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } }),
         };
       },
     },
@@ -367,17 +381,73 @@ async function mintTokens(req, res, query) {
   return undefined;
 }
 
+// The claims endpoint: POST /claims with the calling client's credentials
+// (client_secret_basic) and a form of `sub` and `client_id`; answers the
+// claims AUTHORITY_CLAIMS_FILE holds for the subject (else the client_id),
+// or {} when it holds none. The file is read on every request, so tests can
+// change what the Authority says while it runs.
+let claimsRequests = 0;
+function basicClient(req) {
+  const value = req.headers.authorization || '';
+  if (!value.startsWith('Basic ')) return undefined;
+  const decoded = Buffer.from(value.slice(6), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  const form = (t) => decodeURIComponent(t.replace(/\+/g, ' '));
+  const id = form(decoded.slice(0, colon));
+  const secret = form(decoded.slice(colon + 1));
+  const client = clients.find((c) => c.client_id === id);
+  if (!client || typeof client.client_secret !== 'string') return undefined;
+  const a = Buffer.from(client.client_secret);
+  const b = Buffer.from(secret);
+  return a.length === b.length && crypto.timingSafeEqual(a, b) ? client : undefined;
+}
+function claimsEndpoint(req, res) {
+  const reply = (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(body));
+  };
+  if (!basicClient(req)) return reply(401, { error: 'invalid_client' });
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (chunk) => { body += chunk; if (body.length > 65536) req.destroy(); });
+  req.on('end', () => {
+    claimsRequests += 1;
+    const params = new URLSearchParams(body);
+    let table = {};
+    if (CLAIMS_FILE && fs.existsSync(CLAIMS_FILE)) {
+      try {
+        table = JSON.parse(fs.readFileSync(CLAIMS_FILE, 'utf8'));
+      } catch (err) {
+        log('claims file unreadable', err.message);
+        return reply(500, { error: 'server_error' });
+      }
+    }
+    const sub = params.get('sub');
+    const clientId = params.get('client_id');
+    const found = (sub && table[sub]) || (clientId && table[clientId]) || {};
+    return reply(200, found);
+  });
+  return undefined;
+}
+
 // Test-only: the number of JWKS documents served, so that tests can count
 // the gateway's fetches at the Authority (GET /__test/jwks-count).
 let jwksFetches = 0;
+let introspections = 0;
 const handle = provider.callback();
 server.on('request', (req, res) => {
   const path = (req.url || '').split('?')[0];
   if (path === '/__test/jwks-count') {
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(JSON.stringify({ jwks_fetches: jwksFetches }));
+    res.end(JSON.stringify({ jwks_fetches: jwksFetches, introspections, claims_requests: claimsRequests }));
     return;
   }
+  if (path === '/claims' && req.method === 'POST') {
+    claimsEndpoint(req, res);
+    return;
+  }
+  if (path === '/token/introspection') introspections += 1;
   if (TEST_MINT && path === '/__test/mint' && req.method === 'POST') {
     mintTokens(req, res, new URL(req.url, issuer).searchParams).catch((err) => {
       log('mint failed', err);

@@ -197,6 +197,19 @@ pub enum TokenError {
     NotYetValid { wait: u64, leeway: u64 },
     #[error("token was issued {ahead} s in the future (leeway {leeway} s)")]
     IssuedInFuture { ahead: u64, leeway: u64 },
+    /// `iss` names no configured Authority (several are configured).
+    #[error("iss names no configured authority")]
+    UnknownIssuer,
+    /// The token's tenant is bound to another Authority than its issuer.
+    #[error("the token's tenant is bound to another issuer")]
+    TenantIssuerMismatch,
+    /// Introspection answered `active: false` (revoked, expired, unknown).
+    #[error("the authority reports the token inactive")]
+    Inactive,
+    /// The Authority's introspection or claims endpoint could not answer
+    /// and nothing cached may serve: 503, never 401.
+    #[error("authority {what} unavailable")]
+    Unavailable { what: &'static str },
 }
 
 impl TokenError {
@@ -220,6 +233,10 @@ impl TokenError {
             TokenError::Expired { .. } => "expired",
             TokenError::NotYetValid { .. } => "not_yet_valid",
             TokenError::IssuedInFuture { .. } => "issued_in_future",
+            TokenError::UnknownIssuer => "unknown_issuer",
+            TokenError::TenantIssuerMismatch => "tenant_issuer_mismatch",
+            TokenError::Inactive => "inactive",
+            TokenError::Unavailable { .. } => "authority_unavailable",
         }
     }
 
@@ -227,6 +244,7 @@ impl TokenError {
     /// keys are unavailable: answer 503 with `Retry-After`, not 401.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, TokenError::Key(e) if e.is_unavailable())
+            || matches!(self, TokenError::Unavailable { .. })
     }
 
     fn claim(claim: &'static str, problem: ClaimProblem) -> TokenError {
@@ -308,7 +326,30 @@ pub fn verify_claims(
             reason: DecodeError::Json,
         })
     })?;
+    check_claims(claims, rules, now, ClaimsSource::Jwt)
+}
 
+/// Where claims handed to [`check_claims`] come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimsSource {
+    /// A verified JWT access token (RFC 9068): `sub` and the configured
+    /// required claims must be present.
+    Jwt,
+    /// An introspection response (RFC 7662), where `sub` and `jti` are
+    /// optional: a token without `sub` (client credentials) has its
+    /// `client_id` as subject, and required claims are not asked for.
+    Introspection,
+}
+
+/// The checks of [`verify_claims`] after the signature, over claims that
+/// came from a trusted source: a verified JWT payload, or the Authority's
+/// introspection response (RFC 7662) for an opaque token.
+pub fn check_claims(
+    claims: JsonObject,
+    rules: &TokenRules,
+    now: u64,
+    source: ClaimsSource,
+) -> Result<TokenClaims, TokenError> {
     let issuer = string(&claims, "iss")?.ok_or(TokenError::claim("iss", ClaimProblem::Missing))?;
     if issuer != &*rules.issuer {
         return Err(TokenError::WrongIssuer);
@@ -349,13 +390,12 @@ pub fn verify_claims(
     }
 
     // RFC 9068 section 2.2: `sub` is required in every JWT access token.
-    let subject = Some(
-        string(&claims, "sub")?
-            .filter(|s| !s.is_empty())
-            .ok_or(TokenError::claim("sub", ClaimProblem::Missing))?
-            .into(),
-    );
     let client_id = string(&claims, "client_id")?.map(Box::from);
+    let subject = match (string(&claims, "sub")?.filter(|s| !s.is_empty()), source) {
+        (Some(sub), _) => Some(sub.into()),
+        (None, ClaimsSource::Introspection) if client_id.is_some() => client_id.clone(),
+        (None, _) => return Err(TokenError::claim("sub", ClaimProblem::Missing)),
+    };
     let jti = string(&claims, "jti")?.map(Box::from);
     let scopes = match claims.get("scope") {
         None => Names::default(),
@@ -375,8 +415,10 @@ pub fn verify_claims(
         Some(_) => return Err(TokenError::claim("roles", ClaimProblem::WrongType)),
     };
 
-    for name in &rules.required_claims {
-        check_required(&claims, name)?;
+    if source == ClaimsSource::Jwt {
+        for name in &rules.required_claims {
+            check_required(&claims, name)?;
+        }
     }
 
     let binding = binding(claims.get("cnf"));
@@ -434,6 +476,26 @@ pub async fn authenticate_bearer_keyed(
     if let Some(claims) = cache.get(&key, now) {
         return Ok((claims, key));
     }
+    let claims = verify_and_cache(token, key, rules, jwks, cache, now).await?;
+    Ok((claims, key))
+}
+
+/// The cache-miss half of [`authenticate_bearer_keyed`]: parse, key
+/// lookup, verification, then the verdict cached under `key` (the token's
+/// SHA-256) until `exp` + leeway.
+pub async fn verify_and_cache(
+    token: &str,
+    key: TokenKey,
+    rules: &TokenRules,
+    jwks: &Arc<JwksCache>,
+    cache: &TokenCache,
+    now: u64,
+) -> Result<Arc<TokenClaims>, TokenError> {
+    if token.len() > rules.max_token_len {
+        return Err(TokenError::Jose(JoseError::TooLong {
+            max: rules.max_token_len,
+        }));
+    }
     let parsed = parse_token(token, rules)?;
     let verifying_key = jwks.key_for(parsed.kid(), parsed.alg()).await?;
     let claims = Arc::new(cache.compact(verify_claims(&parsed, &verifying_key, rules, now)?));
@@ -443,7 +505,7 @@ pub async fn authenticate_bearer_keyed(
         claims.expires_at().saturating_add(rules.leeway),
         now,
     );
-    Ok((claims, key))
+    Ok(claims)
 }
 
 /// An optional string claim; present with another type is an error.

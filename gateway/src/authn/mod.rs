@@ -19,7 +19,7 @@ pub mod replay;
 pub(crate) mod test_keys;
 
 pub use bearer::{
-    authenticate_bearer, authenticate_bearer_keyed, parse_token, verify_claims, ClaimProblem,
-    ParsedToken, RulesError, TokenError, TokenRules,
+    authenticate_bearer, authenticate_bearer_keyed, parse_token, verify_and_cache, verify_claims,
+    ClaimProblem, ParsedToken, RulesError, TokenError, TokenRules,
 };
 pub use cache::{TokenCache, TokenKey};

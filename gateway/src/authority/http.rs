@@ -1,4 +1,5 @@
-//! One bounded JSON GET to the Authority.
+//! One bounded JSON request to the Authority: a GET (discovery, JWKS) or a
+//! form POST with client authentication (introspection, claims).
 //!
 //! HTTP/1.1 through hyper, TLS through rustls with the ring provider (the
 //! tree's only TLS crypto backend) and the platform's root certificates.
@@ -8,9 +9,9 @@
 //! single JSON object without duplicate members.
 
 use crate::jose::JsonObject;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{ACCEPT, CONTENT_LENGTH, USER_AGENT};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use hyper::{Request, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -66,7 +67,7 @@ impl FetchError {
 /// fetch.
 #[derive(Clone)]
 pub struct HttpFetcher {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
     allow_http: bool,
 }
@@ -134,8 +135,52 @@ impl HttpFetcher {
     /// accepted; redirects are errors.
     pub async fn get_json(&self, url: &str) -> Result<JsonObject, FetchError> {
         let uri = self.check_url(url)?;
+        let request = Request::get(uri)
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| FetchError::InvalidUrl)?;
+        self.bounded(request).await
+    }
+
+    /// POSTs `form` (`application/x-www-form-urlencoded`, already encoded)
+    /// to `url` with HTTP Basic client authentication (RFC 6749 2.3.1:
+    /// the id and secret form-encoded, then base64), and returns the body
+    /// as a JSON object. Only status 200 is accepted.
+    pub async fn post_form_json(
+        &self,
+        url: &str,
+        form: String,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<JsonObject, FetchError> {
+        use base64::Engine;
+        let uri = self.check_url(url)?;
+        let credentials = zeroize::Zeroizing::new(format!(
+            "{}:{}",
+            form_encode(client_id),
+            form_encode(client_secret)
+        ));
+        let basic = zeroize::Zeroizing::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes())
+        ));
+        let mut authorization =
+            hyper::header::HeaderValue::from_str(&basic).map_err(|_| FetchError::InvalidUrl)?;
+        authorization.set_sensitive(true);
+        let request = Request::post(uri)
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(AUTHORIZATION, authorization)
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|_| FetchError::InvalidUrl)?;
+        self.bounded(request).await
+    }
+
+    async fn bounded(&self, request: Request<Full<Bytes>>) -> Result<JsonObject, FetchError> {
         let millis = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        match tokio::time::timeout(self.timeout, self.fetch(uri)).await {
+        match tokio::time::timeout(self.timeout, self.fetch(request)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::Timeout { millis }),
         }
@@ -154,12 +199,7 @@ impl HttpFetcher {
         }
     }
 
-    async fn fetch(&self, uri: Uri) -> Result<JsonObject, FetchError> {
-        let request = Request::get(uri)
-            .header(ACCEPT, "application/json")
-            .header(USER_AGENT, USER_AGENT_VALUE)
-            .body(Empty::new())
-            .map_err(|_| FetchError::InvalidUrl)?;
+    async fn fetch(&self, request: Request<Full<Bytes>>) -> Result<JsonObject, FetchError> {
         let response = self
             .client
             .request(request)
@@ -195,6 +235,22 @@ impl HttpFetcher {
             .to_bytes();
         parse_json_object(&body)
     }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value:
+/// unreserved bytes as they are, space as `+`, every other byte `%XX`.
+pub fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The platform's trusted roots (honouring `SSL_CERT_FILE` and

@@ -312,6 +312,9 @@ struct Counters {
     /// [loaded, ignored].
     lkg_loads: [[AtomicU64; 2]; 2],
     lkg_write_failures: AtomicU64,
+    /// Unix seconds of the discovery document in use (fetched or loaded);
+    /// 0: none yet.
+    discovery_fetched_at: AtomicU64,
 }
 
 /// The persisted last-known-good state of one cache.
@@ -426,6 +429,9 @@ impl JwksCache {
                         .unwrap_or_else(PoisonError::into_inner);
                     if slot.is_none() {
                         *slot = Some(Arc::new(discovery));
+                        self.counters
+                            .discovery_fetched_at
+                            .store(fetched_at.max(1), Ordering::Relaxed);
                     }
                     tracing::info!(
                         issuer = %self.issuer,
@@ -700,6 +706,15 @@ impl JwksCache {
             .map(|at| self.clock.now().saturating_sub(at))
     }
 
+    /// Seconds since the discovery document in use was fetched (by this
+    /// process or, persisted, by an earlier one); `None` before any.
+    pub fn discovery_age(&self) -> Option<u64> {
+        match self.counters.discovery_fetched_at.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(self.clock.now().saturating_sub(at)),
+        }
+    }
+
     /// The key ids currently published, sorted.
     pub fn key_ids(&self) -> Vec<String> {
         self.current().keys.kids()
@@ -833,8 +848,11 @@ impl JwksCache {
                     .discovery
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = Some(d.clone());
-                self.persist(What::Discovery, document, self.clock.now())
-                    .await;
+                let now = self.clock.now();
+                self.counters
+                    .discovery_fetched_at
+                    .store(now.max(1), Ordering::Relaxed);
+                self.persist(What::Discovery, document, now).await;
                 d
             }
         };

@@ -11,14 +11,22 @@
 //!   `kid` (single flight, once per cooldown), served stale for a bounded
 //!   time when the Authority is down, then reported unavailable (503);
 //! - [`lkg`]: the last good discovery and JWKS, persisted on each fetch
-//!   and loaded at start, so a restart during an outage still serves.
+//!   and loaded at start, so a restart during an outage still serves;
+//! - [`introspection`]: opaque tokens checked at the Authority (RFC 7662),
+//!   results cached and served stale for a bounded time;
+//! - [`claims`]: effective claims, the token's merged with what the
+//!   Authority's claims endpoint says about its subject and client;
+//! - [`issuers`]: several Authorities, and which one a token belongs to.
 //!
 //! Parsing and decisions are pure functions over documents and a `now`;
 //! only the fetches are async. Time comes from a [`Clock`] so tests can
 //! freeze it.
 
+pub mod claims;
 pub mod discovery;
 pub mod http;
+pub mod introspection;
+pub mod issuers;
 pub mod jwks;
 pub mod lkg;
 
@@ -27,6 +35,7 @@ pub(crate) mod test_server;
 
 pub use discovery::Discovery;
 pub use http::{FetchError, HttpFetcher};
+pub use issuers::{Issuer, Issuers};
 pub use jwks::{JwksCache, KeyLookupError, KeySet};
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -202,6 +202,7 @@ pub(crate) fn authority_server(jwks: &str) -> TestServer {
 /// 300 s, cooldown 10 s, max stale 600 s, leeway 30 s, timeout 2 s.
 pub(crate) fn test_config(issuer: &str, audience: &str) -> crate::config::resolve::AuthorityConfig {
     crate::config::resolve::AuthorityConfig {
+        path: "gateway.auth.authority".to_owned(),
         issuer: issuer.to_owned(),
         require_https_metadata: false,
         audiences: vec![audience.to_owned()],
@@ -215,5 +216,9 @@ pub(crate) fn test_config(issuer: &str, audience: &str) -> crate::config::resolv
         jwks_max_stale: Duration::from_secs(600),
         http_timeout: Duration::from_secs(2),
         state_dir: None,
+        tenants: Vec::new(),
+        client: None,
+        introspection: None,
+        claims: None,
     }
 }

@@ -112,8 +112,12 @@ pub struct SpiffeRootsSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
+    /// The Authority (the single-issuer case; `Gateway__Auth__Authority__*`).
     #[serde(default)]
     pub authority: AuthoritySection,
+    /// Further Authorities: a token's `iss` selects exactly one of all.
+    #[serde(default)]
+    pub authorities: Vec<AuthoritySection>,
     pub token_cache_max_entries: Option<u64>,
     #[serde(default)]
     pub dpop: DpopSection,
@@ -181,6 +185,52 @@ pub struct AuthoritySection {
     pub http_timeout_ms: Option<u64>,
     /// Folder for the last-known-good discovery and JWKS (absent: none).
     pub state_dir: Option<String>,
+    /// Tenants bound to this issuer: a token for one of them from any
+    /// other issuer is refused.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// The gateway's client at this Authority (introspection and claims
+    /// requests, `client_secret_basic`). The secret: one of the three.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_secret_env: Option<String>,
+    /// Opaque access tokens, checked by token introspection (RFC 7662).
+    pub introspection: Option<IntrospectionSection>,
+    /// Claims the Authority supplies for a subject and client, merged into
+    /// the token's own (effective claims).
+    pub claims: Option<ClaimsSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSection {
+    /// The endpoint (default: `introspection_endpoint` from discovery).
+    pub endpoint: Option<String>,
+    /// Longest time an active result is reused (default 60; never past the
+    /// token's `exp`).
+    pub cache_seconds: Option<u64>,
+    /// How long an `active: false` answer is remembered (default 10).
+    pub inactive_cache_seconds: Option<u64>,
+    /// How long past its cache time an active result still serves while
+    /// the endpoint cannot be reached (default 0).
+    pub max_stale_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsSection {
+    /// The claims endpoint (POST `sub` and `client_id` as a form).
+    pub endpoint: Option<String>,
+    /// How long fetched claims are used (default 300; never past the
+    /// token's `exp`).
+    pub cache_seconds: Option<u64>,
+    /// Refresh this long before the cached claims expire, in the
+    /// background (default 60).
+    pub refresh_ahead_seconds: Option<u64>,
+    /// How long past their cache time claims still serve while the
+    /// endpoint cannot be reached (default 300); then 503.
+    pub max_stale_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -258,14 +308,19 @@ pub struct LoggingSection {
 }
 
 /// Keys whose values are secrets: never printed, never logged.
-pub const SECRET_KEYS: &[&str] = &["identity_envelope_signing_key", "nonce_secret", "key"];
+pub const SECRET_KEYS: &[&str] = &[
+    "identity_envelope_signing_key",
+    "nonce_secret",
+    "key",
+    "client_secret",
+];
 
 /// A configuration with every field filled in. Serialized, it is the shape
 /// of the format: the loader refuses any key it does not contain, and
 /// environment overrides may only create keys it names.
 pub fn schema_sample() -> FileConfig {
     let s = || Some(String::new());
-    FileConfig {
+    let mut sample = FileConfig {
         gateway: GatewaySection {
             id: s(),
             public_origin: s(),
@@ -298,7 +353,25 @@ pub fn schema_sample() -> FileConfig {
                     jwks_max_stale_seconds: Some(0),
                     http_timeout_ms: Some(0),
                     state_dir: s(),
+                    tenants: vec![String::new()],
+                    client_id: s(),
+                    client_secret: s(),
+                    client_secret_file: s(),
+                    client_secret_env: s(),
+                    introspection: Some(IntrospectionSection {
+                        endpoint: s(),
+                        cache_seconds: Some(0),
+                        inactive_cache_seconds: Some(0),
+                        max_stale_seconds: Some(0),
+                    }),
+                    claims: Some(ClaimsSection {
+                        endpoint: s(),
+                        cache_seconds: Some(0),
+                        refresh_ahead_seconds: Some(0),
+                        max_stale_seconds: Some(0),
+                    }),
                 },
+                authorities: Vec::new(),
                 token_cache_max_entries: Some(0),
                 dpop: DpopSection {
                     proof_max_age_seconds: Some(0),
@@ -366,5 +439,7 @@ pub fn schema_sample() -> FileConfig {
             format: s(),
             level: s(),
         },
-    }
+    };
+    sample.gateway.auth.authorities = vec![sample.gateway.auth.authority.clone()];
+    sample
 }

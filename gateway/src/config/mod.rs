@@ -14,7 +14,10 @@
 pub mod file;
 pub mod resolve;
 
-pub use resolve::{Config, Limits, MissingAuthorization};
+pub use resolve::{
+    ClaimsConfig, ClientCredentials, Config, IntrospectionConfig, Limits, MissingAuthorization,
+    Secret,
+};
 
 use file::FileConfig;
 use serde_yaml::{Mapping, Value};

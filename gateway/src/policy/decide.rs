@@ -83,7 +83,7 @@ impl Allowed {
 
     /// True when a sender constraint was satisfied only by the audited
     /// emergency bypass (`AuthMethod::Bypass` on an `allow_bypass` route or
-    /// tenant rule). Feeds `dpop_bypass_total` and the decision log.
+    /// tenant rule). Feeds `stella_gateway_dpop_bypass_total` and the decision log.
     pub fn used_bypass(&self) -> bool {
         self.used_bypass
     }

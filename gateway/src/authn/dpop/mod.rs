@@ -318,7 +318,7 @@ pub enum DpopError {
 
 impl DpopError {
     /// Every value [`Self::code`] can return, for registering metric labels
-    /// (`dpop_proof_rejected_total{reason}`) up front.
+    /// (`stella_gateway_dpop_proof_rejected_total{reason}`) up front.
     pub const CODES: [&'static str; 26] = [
         "token_not_dpop_bound",
         "proof_too_long",

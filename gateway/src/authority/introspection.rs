@@ -1,0 +1,264 @@
+//! Opaque access tokens, checked by token introspection (RFC 7662).
+//!
+//! A token that is not a JWS goes to the introspection endpoint of the one
+//! Authority configured for opaque tokens, with the gateway's client
+//! credentials (`client_secret_basic`). The answer is cached by the
+//! token's SHA-256, in a cache that belongs to this Authority alone:
+//! - `active: true`: its claims are checked as a JWT's are (issuer,
+//!   audience, times; `cnf` as the binding) and reused for
+//!   `cache_seconds`, never past the token's `exp`;
+//! - `active: false`: remembered for `inactive_cache_seconds`, answered
+//!   401 `invalid_token` (reason `inactive`);
+//! - no answer (endpoint down, timeout, error status): a cached active
+//!   result still serves for `max_stale_seconds` past its cache time (never
+//!   past `exp`); otherwise 503 with `Retry-After`, never 401.
+//!
+//! So a revoked token is refused once its cache entry expires: at most
+//! `cache_seconds` after revocation.
+
+use super::jwks::JwksCache;
+use super::{Clock, HttpFetcher};
+use crate::authn::bearer::{check_claims, ClaimsSource};
+use crate::authn::{TokenError, TokenKey, TokenRules};
+use crate::config::{ClientCredentials, IntrospectionConfig};
+use crate::identity::TokenClaims;
+use crate::jose::JsonObject;
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Entries kept at most; beyond it the least used are dropped.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Clone)]
+enum Entry {
+    Active {
+        claims: Arc<TokenClaims>,
+        /// Served without asking again until then.
+        fresh_until: u64,
+    },
+    Inactive {
+        until: u64,
+    },
+}
+
+/// Counters for `stella_gateway_introspection_total{issuer,result}`.
+#[derive(Debug, Default)]
+pub struct IntrospectionCounters {
+    pub hit: AtomicU64,
+    pub miss: AtomicU64,
+    pub inactive: AtomicU64,
+    pub error: AtomicU64,
+    pub stale: AtomicU64,
+}
+
+impl IntrospectionCounters {
+    /// `(result label, count)` for every result.
+    pub fn rows(&self) -> [(&'static str, u64); 5] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("hit", get(&self.hit)),
+            ("miss", get(&self.miss)),
+            ("inactive", get(&self.inactive)),
+            ("error", get(&self.error)),
+            ("stale", get(&self.stale)),
+        ]
+    }
+}
+
+/// The introspection client and result cache of one Authority.
+pub struct Introspector {
+    rules: TokenRules,
+    config: IntrospectionConfig,
+    client: ClientCredentials,
+    fetcher: HttpFetcher,
+    /// The Authority's discovery document, for `introspection_endpoint`
+    /// when none is configured.
+    jwks: Arc<JwksCache>,
+    clock: Arc<dyn Clock>,
+    cache: quick_cache::sync::Cache<[u8; 32], Entry>,
+    counters: IntrospectionCounters,
+    /// Unix seconds of the last answer from the endpoint (0: none yet).
+    last_success: AtomicU64,
+}
+
+impl std::fmt::Debug for Introspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspector")
+            .field("issuer", &self.rules.issuer())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one introspection request brought.
+enum Answer {
+    Active(JsonObject),
+    Inactive,
+}
+
+impl Introspector {
+    pub fn new(
+        rules: TokenRules,
+        config: IntrospectionConfig,
+        client: ClientCredentials,
+        fetcher: HttpFetcher,
+        jwks: Arc<JwksCache>,
+        clock: Arc<dyn Clock>,
+    ) -> Introspector {
+        Introspector {
+            rules,
+            config,
+            client,
+            fetcher,
+            jwks,
+            clock,
+            cache: quick_cache::sync::Cache::new(MAX_ENTRIES),
+            counters: IntrospectionCounters::default(),
+            last_success: AtomicU64::new(0),
+        }
+    }
+
+    pub fn counters(&self) -> &IntrospectionCounters {
+        &self.counters
+    }
+
+    /// Seconds since the endpoint last answered; `None` before that.
+    pub fn staleness(&self) -> Option<u64> {
+        match self.last_success.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(self.clock.now().saturating_sub(at)),
+        }
+    }
+
+    /// How long past its cache time a result serves when the endpoint is
+    /// down.
+    pub fn max_stale(&self) -> u64 {
+        self.config.max_stale.as_secs()
+    }
+
+    /// The claims of an opaque token, from the cache or the endpoint.
+    pub async fn check(&self, token: &str, key: &TokenKey) -> Result<Arc<TokenClaims>, TokenError> {
+        let now = self.clock.now();
+        let cached = self.cache.get(key.as_bytes());
+        match &cached {
+            Some(Entry::Active {
+                claims,
+                fresh_until,
+            }) if now < *fresh_until => {
+                self.counters.hit.fetch_add(1, Ordering::Relaxed);
+                return Ok(claims.clone());
+            }
+            Some(Entry::Inactive { until }) if now < *until => {
+                self.counters.hit.fetch_add(1, Ordering::Relaxed);
+                return Err(TokenError::Inactive);
+            }
+            _ => {}
+        }
+        self.counters.miss.fetch_add(1, Ordering::Relaxed);
+        match self.ask(token).await {
+            Ok(Answer::Active(claims)) => {
+                self.last_success.store(now.max(1), Ordering::Relaxed);
+                let now = self.clock.now();
+                let claims = Arc::new(check_claims(
+                    claims,
+                    &self.rules,
+                    now,
+                    ClaimsSource::Introspection,
+                )?);
+                let fresh_until = now
+                    .saturating_add(self.config.cache.as_secs())
+                    .min(claims.expires_at());
+                self.cache.insert(
+                    *key.as_bytes(),
+                    Entry::Active {
+                        claims: claims.clone(),
+                        fresh_until,
+                    },
+                );
+                Ok(claims)
+            }
+            Ok(Answer::Inactive) => {
+                self.last_success.store(now.max(1), Ordering::Relaxed);
+                self.counters.inactive.fetch_add(1, Ordering::Relaxed);
+                let hold = self.config.inactive_cache.as_secs();
+                if hold > 0 {
+                    self.cache.insert(
+                        *key.as_bytes(),
+                        Entry::Inactive {
+                            until: now.saturating_add(hold),
+                        },
+                    );
+                } else {
+                    self.cache.remove(key.as_bytes());
+                }
+                Err(TokenError::Inactive)
+            }
+            Err(reason) => {
+                self.counters.error.fetch_add(1, Ordering::Relaxed);
+                if let Some(Entry::Active {
+                    claims,
+                    fresh_until,
+                }) = cached
+                {
+                    let stale_until = fresh_until.saturating_add(self.max_stale());
+                    let usable_until = claims.expires_at().saturating_add(self.rules.leeway());
+                    if now < stale_until && now < usable_until {
+                        self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                        return Ok(claims);
+                    }
+                }
+                tracing::warn!(
+                    issuer = self.rules.issuer(),
+                    reason,
+                    "token introspection unavailable; refusing with 503"
+                );
+                Err(TokenError::Unavailable {
+                    what: "introspection",
+                })
+            }
+        }
+    }
+
+    /// One introspection request. Errors are a fixed label (never the
+    /// token or the response).
+    async fn ask(&self, token: &str) -> Result<Answer, &'static str> {
+        let endpoint = match &self.config.endpoint {
+            Some(url) => url.clone(),
+            None => self
+                .jwks
+                .discovery()
+                .and_then(|d| d.introspection_endpoint().map(str::to_owned))
+                .ok_or("no_endpoint")?,
+        };
+        let form = format!(
+            "token={}&token_type_hint=access_token",
+            super::http::form_encode(token)
+        );
+        let mut answer = self
+            .fetcher
+            .post_form_json(
+                &endpoint,
+                form,
+                &self.client.id,
+                self.client.secret.expose(),
+            )
+            .await
+            .map_err(|e| e.code())?;
+        match answer.remove("active") {
+            Some(Value::Bool(true)) => {}
+            Some(Value::Bool(false)) => return Ok(Answer::Inactive),
+            _ => return Err("malformed_response"),
+        }
+        // RFC 7662 members that say nothing about the caller.
+        for member in ["token_type", "username"] {
+            answer.remove(member);
+        }
+        // `iss` is optional in a response; when present it must be this
+        // Authority (check_claims compares it), when absent it is.
+        if !answer.contains_key("iss") {
+            answer.insert("iss".into(), Value::String(self.rules.issuer().to_owned()));
+        }
+        Ok(Answer::Active(answer))
+    }
+}
