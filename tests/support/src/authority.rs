@@ -32,6 +32,16 @@ pub struct Client {
     pub secret: &'static str,
 }
 
+/// The gateway's own client at the test Authority (introspection, claims).
+pub const GATEWAY_CLIENT: Client = Client {
+    id: "gateway",
+    secret: "gateway-secret",
+};
+
+/// The resource indicator whose access tokens the test Authority makes
+/// opaque (introspection only).
+pub const OPAQUE_AUDIENCE: &str = "http://gateway.local/opaque";
+
 /// scopes echo.read echo.write admin, tenant acme.
 pub const BEARER: Client = Client {
     id: "svc-bearer",
@@ -98,6 +108,9 @@ pub struct AuthorityOptions {
     /// `AUTHORITY_CLIENTS_FILE`: extra clients (JSON array of client
     /// metadata; see tests/authority/README.md). None by default.
     pub clients_file: Option<PathBuf>,
+    /// `AUTHORITY_CLAIMS_FILE`: what the claims endpoint answers, read on
+    /// every request (a JSON object keyed by subject or client_id).
+    pub claims_file: Option<PathBuf>,
 }
 
 /// The test Authority (`node tests/authority/server.mjs`).
@@ -194,12 +207,17 @@ impl Authority {
             "AUTHORITY_AT_TTL",
             "AUTHORITY_CLIENTS_FILE",
             "AUTHORITY_DEFAULT_RESOURCE",
+            "AUTHORITY_CLAIMS_FILE",
+            "AUTHORITY_OPAQUE_RESOURCE",
         ] {
             cmd.env_remove(name);
         }
         cmd.env("AUTHORITY_KEYS_FILE", &keys_file);
         if let Some(clients) = &options.clients_file {
             cmd.env("AUTHORITY_CLIENTS_FILE", clients);
+        }
+        if let Some(claims) = &options.claims_file {
+            cmd.env("AUTHORITY_CLAIMS_FILE", claims);
         }
         if let Some(ttl) = options.access_token_ttl {
             cmd.env("AUTHORITY_AT_TTL", ttl.to_string());
@@ -297,6 +315,31 @@ impl Authority {
         r.json()
     }
 
+    /// Revokes `token` (RFC 7009) as `client`, the client it was issued to.
+    pub fn revoke(&self, client: Client, token: &str) {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", client.id, client.secret));
+        let body = format!("token={token}&token_type_hint=access_token");
+        let r = request(
+            self.addr(),
+            "POST",
+            "/token/revocation",
+            &[
+                ("authorization", &format!("Basic {basic}")),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "revocation: {}", r.text());
+    }
+
+    /// How often the Authority served its JWKS, answered introspection and
+    /// claims requests (its test-only counters).
+    pub fn counts(&self) -> Value {
+        request(self.addr(), "GET", "/__test/jwks-count", &[], b"").json()
+    }
+
     /// Stops the Authority abruptly and waits until its port refuses.
     pub fn kill(&mut self) {
         self.process.kill();
@@ -316,13 +359,23 @@ impl Authority {
     /// private JWK in that file ([`DpopKey::write_private_jwk`]), so the
     /// token's `cnf.jkt` is that key's thumbprint.
     pub fn dpop_token(&self, client: Client, key_file: &Path) -> String {
-        let out = Command::new("node")
-            .current_dir(authority_dir())
+        self.dpop_token_for(client, key_file, None)
+    }
+
+    /// [`dpop_token`](Self::dpop_token) for a resource indicator (e.g.
+    /// [`OPAQUE_AUDIENCE`] for an opaque DPoP-bound token).
+    pub fn dpop_token_for(&self, client: Client, key_file: &Path, resource: Option<&str>) -> String {
+        let mut cmd = Command::new("node");
+        cmd.current_dir(authority_dir())
             .arg("token.mjs")
             .args(["--issuer", &self.issuer])
             .args(["--client", client.id, "--secret", client.secret])
             .arg("--dpop-key-file")
-            .arg(key_file)
+            .arg(key_file);
+        if let Some(resource) = resource {
+            cmd.args(["--resource", resource]);
+        }
+        let out = cmd
             .stderr(Stdio::piped())
             .output()
             .expect("run node token.mjs");
