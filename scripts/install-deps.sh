@@ -3,6 +3,7 @@
 # cmake (Pingora's build), redis-server (shared replay store tests, also
 # with --tls-port and --sentinel: Debian's package is built with TLS), openssl
 # (tests generate certificates), curl (TLS requests in end-to-end tests),
+# promtool (scripts/check-metrics.sh: the alerting rules and their tests),
 # cargo-fuzz (scripts/fuzz.sh, .ci/fuzz.sh) and the test Authority's npm
 # packages. Used by scripts/test.sh and .ci/run;
 # does nothing for what is already there. Needs root (or sudo) for apt.
@@ -14,12 +15,28 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl ca-certificates)
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+updated=""
 if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "install-deps: installing ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
+  updated=1
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# promtool ships only in Debian's `prometheus` package, which would also
+# install, enable and start a Prometheus server (on :9090, the admin port of
+# config/*.yaml) and its web assets. Only promtool is taken from the package.
+if ! command -v promtool >/dev/null; then
+  echo "install-deps: installing promtool (from Debian's prometheus package)"
+  [ -n "$updated" ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
+  deb_dir=$(mktemp -d)
+  (cd "$deb_dir" && apt-get download -qq prometheus)
+  dpkg-deb --fsys-tarfile "$deb_dir"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$deb_dir/promtool"
+  $sudo install -m 0755 "$deb_dir/promtool" /usr/local/bin/promtool
+  rm -rf "$deb_dir"
+  promtool --version | head -n 1
 fi
 
 if [ ! -d tests/authority/node_modules ]; then

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 # What the tests need (system packages, the Authority's npm packages).
 ./scripts/install-deps.sh
+# Alerting rules and their unit tests; metric names against docs/metrics.md.
+./scripts/check-metrics.sh
 (cd tests/authority && node --test)
 # The drills use the binaries of the test build; build it once here.
 cargo build -q --workspace --all-targets
