@@ -304,10 +304,10 @@ sleep "$STEP_SECONDS"
 failures=$(metric stella_gateway_jwks_refresh_failures_total "")
 refreshes=$(metric stella_gateway_jwks_refreshes_total "")
 stale_now=$(authority_staleness)
-if [ -n "$stale_now" ] && [ "${stale_now%.*}" -gt "${stale_start:-0}" ]; then
+if [ -n "$stale_now" ] && [ "${stale_now%.*}" -gt "${stale_start:-0}" ] && [ "${failures%.*}" -gt 0 ]; then
   ok "staleness rises: ${stale_start}s -> ${stale_now}s; stella_gateway_jwks_refresh_failures_total $failures, stella_gateway_jwks_refreshes_total $refreshes_before -> $refreshes"
 else
-  fail "staleness did not rise: ${stale_start}s -> ${stale_now}s"
+  fail "staleness ${stale_start}s -> ${stale_now}s, stella_gateway_jwks_refresh_failures_total $failures (wanted both to rise)"
 fi
 [ "$(readyz)" = 200 ] && ok "/readyz 200: keys within max-stale" || fail "/readyz $(readyz) within max-stale, wanted 200"
 stage_end
