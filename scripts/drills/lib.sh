@@ -291,12 +291,18 @@ new_key() {
 
 TOKEN_TTL=${DRILL_TOKEN_TTL:-3600}
 
+# AUTHORITY_ENV: extra VAR=value settings for the Authority (a drill that
+# restarts it passes AUTHORITY_KEYS_FILE, so it keeps its signing keys).
+# start_authority [PORT]: port 0 (default) is any free port; a restart
+# passes the old one (AUTHORITY_PORT is set from the ready line).
+AUTHORITY_ENV=()
 start_authority() {
-  start_bg authority env AUTHORITY_PORT=0 AUTHORITY_AT_TTL="$TOKEN_TTL" \
-    node tests/authority/server.mjs
+  start_bg authority env AUTHORITY_PORT="${1:-0}" AUTHORITY_AT_TTL="$TOKEN_TTL" \
+    ${AUTHORITY_ENV[@]+"${AUTHORITY_ENV[@]}"} node tests/authority/server.mjs
   local ready
   ready=$(wait_ready authority AUTHORITY_READY 60) || abort "the Authority did not start"
   ISSUER=$(jget "$ready" issuer)
+  AUTHORITY_PORT=$(jget "$ready" port)
 }
 
 # token CLIENT: a Bearer token of CLIENT (secret CLIENT-secret).
@@ -382,8 +388,12 @@ reconfigure_service() {
 # and call gateway_config + a reload):
 #   GW_ENVELOPE  the router's envelope key lines (default: one key, k1)
 #   GW_SERVICES  the services: block entries, from SERVICES (name=instance,instance:mode)
+#   GW_LISTENERS_EXTRA  more lines under listeners: (a tls: listener)
+#   GW_AUTHORITY_EXTRA  more lines under auth.authority: (refresh, max-stale, state_dir)
 declare -a SERVICES=()
 GW_ENVELOPE=""
+GW_LISTENERS_EXTRA=""
+GW_AUTHORITY_EXTRA=""
 GW_ENVELOPE_LIFETIME=60
 SVC_SKEW=""
 
@@ -441,6 +451,7 @@ gateway:
   listeners:
     http: 127.0.0.1:$GW_HTTP_PORT
     admin: 127.0.0.1:$GW_ADMIN_PORT
+${GW_LISTENERS_EXTRA}
   auth:
     authority:
       issuer: $ISSUER
@@ -448,6 +459,7 @@ gateway:
       audiences: [http://gateway.local/api]
       algorithms: [ES256, ES384, EdDSA, PS256, RS256]
       leeway_seconds: 30
+${GW_AUTHORITY_EXTRA}
   policies_dir: policies
 
 router:

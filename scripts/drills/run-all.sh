@@ -16,7 +16,7 @@ export DRILL_NO_BUILD=1
 
 results=()
 failed=0
-for drill in key-rotation trust-flip routes-policies replica-restart slow-clients; do
+for drill in key-rotation trust-flip routes-policies replica-restart slow-clients authority-outage; do
   printf '\n######## %s\n' "$drill"
   start=$SECONDS
   if bash "$here/$drill.sh" "$@"; then
