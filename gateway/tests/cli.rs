@@ -538,3 +538,51 @@ fn authority_state_dir_is_created_and_one_that_is_a_file_is_refused_with_its_key
         "{err}"
     );
 }
+
+#[test]
+fn several_authorities_introspection_and_claims_are_checked_and_secrets_redacted() {
+    let good = MINIMAL.replace(
+        "      audiences: [api]\n",
+        "      audiences: [api]\n      tenants: [acme]\n      client_id: gateway\n      \
+         client_secret: very-secret-client-value\n      introspection: {cache_seconds: 30}\n      \
+         claims: {endpoint: https://authority.example/claims}\n    authorities:\n      \
+         - {issuer: https://second.example, audiences: [api], tenants: [globex]}\n",
+    );
+    let out = gateway(&["check", "--config", &temp_config("authorities", &good)], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("client_secret: <redacted>"), "{text}");
+    assert!(!text.contains("very-secret-client-value"), "{text}");
+    assert!(text.contains("https://second.example"), "{text}");
+    // Defaults filled in.
+    assert!(text.contains("inactive_cache_seconds: 10"), "{text}");
+    assert!(text.contains("refresh_ahead_seconds: 60"), "{text}");
+
+    let bad = MINIMAL.replace(
+        "      audiences: [api]\n",
+        "      audiences: [api]\n      tenants: [acme, acme]\n      introspection: {}\n      \
+         claims: {cache_seconds: 10, refresh_ahead_seconds: 10}\n      \
+         client_secret: leaked-if-printed\n    authorities:\n      \
+         - {issuer: https://authority.example, audiences: [api], tenants: [acme]}\n      \
+         - {issuer: https://third.example, audiences: [api], client_id: gw, \
+         client_secret_env: NOT_SET_ANYWHERE, introspection: {endpoint: \"ftp://x\"}}\n",
+    );
+    let out = gateway(&["check", "--config", &temp_config("authorities-bad", &bad)], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    for expected in [
+        "gateway.auth.authority.tenants[1]: is listed twice",
+        "gateway.auth.authority.client_id: is required with a client secret",
+        "gateway.auth.authority.introspection: needs the gateway's client credentials",
+        "gateway.auth.authority.claims.endpoint: is required",
+        "gateway.auth.authority.claims.refresh_ahead_seconds: must be smaller",
+        "gateway.auth.authorities[0].issuer: is configured twice",
+        "gateway.auth.authorities[0].tenants: binds tenant acme",
+        "gateway.auth.authorities[1].client_secret_env: names NOT_SET_ANYWHERE",
+        "gateway.auth.authorities[1].introspection.endpoint: must be an absolute http(s) url",
+        "gateway.auth.authorities[1].introspection: is configured for a second Authority",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("leaked-if-printed"), "{err}");
+}
