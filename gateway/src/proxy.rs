@@ -8,8 +8,8 @@ use crate::authn::presented::presented;
 use crate::forward::{self, Added};
 use crate::gateway::{Gateway, RequestFacts, Snapshot};
 use crate::identity::{Binding, Caller};
-use crate::policy::decide::{authorize, Authorized, Denial};
-use crate::policy::RouteTarget;
+use crate::policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
+use crate::policy::{CallerIdentity, RouteTarget};
 use crate::response::{Refusal, Reply};
 use crate::routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
 use crate::signing::EnvelopeSigner;
@@ -176,12 +176,28 @@ impl Proxy {
         ctx.send_nonce = caller.auth_method() == stella_envelope::AuthMethod::Dpop
             && target.requires_dpop_nonce(caller.claims().and_then(|c| c.tenant()));
         ctx.caller = Some(caller.clone());
+        let shadow = decide_shadow(
+            target,
+            &path,
+            caller,
+            CallerIdentity::of(caller).with_certificate_spiffe_id(
+                authenticated.identity().confirmation.spiffe_id.as_deref(),
+            ),
+            gw.config.on_missing_authorization,
+        );
         let decision = authorize(
             target,
             &path,
             authenticated,
             gw.config.on_missing_authorization,
         );
+        if let Some(shadow) = shadow {
+            let enforced = match &decision {
+                Ok(a) => (true, a.allowed().reason()),
+                Err(d) => (false, d.reason()),
+            };
+            record_shadow(&gw, &ctx.request_id, &target.route_id, enforced, &shadow);
+        }
         ctx.path = Some(path);
         match decision {
             Ok(authorized) => {
@@ -656,6 +672,35 @@ impl ProxyHttp for Proxy {
             upstream,
             latency_us: ctx.started.elapsed().as_micros() as u64,
         });
+    }
+}
+
+/// Counts a shadow policy's decision beside the enforced one, and logs it
+/// when the two differ (what the shadow policy would change if enforced).
+fn record_shadow(
+    gw: &Snapshot,
+    request_id: &str,
+    route: &str,
+    (enforced_allow, enforced_reason): (bool, &'static str),
+    shadow: &Decision,
+) {
+    let label = |allow: bool| if allow { "allow" } else { "deny" };
+    gw.metrics()
+        .shadow_decisions
+        .with_label_values(&[route, label(enforced_allow), label(shadow.is_allow())])
+        .inc();
+    if enforced_allow != shadow.is_allow() {
+        tracing::info!(
+            target: "stella_gateway::shadow",
+            request_id,
+            route,
+            enforced = label(enforced_allow),
+            enforced_reason,
+            shadow = label(shadow.is_allow()),
+            shadow_status = shadow.status(),
+            shadow_reason = shadow.reason(),
+            "shadow policy decides otherwise"
+        );
     }
 }
 

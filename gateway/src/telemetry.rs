@@ -28,6 +28,8 @@ pub struct Metrics {
     pub dpop_requests: IntCounter,
     /// Every refusal by route and decision-log reason (a fixed set).
     pub refusals: IntCounterVec,
+    /// Decisions of routes' shadow policies beside the enforced ones.
+    pub shadow_decisions: IntCounterVec,
     /// DPoP requests refused with 429 because their proof key held its
     /// share of the replay store.
     pub replay_share_refusals: IntCounter,
@@ -124,6 +126,14 @@ impl Metrics {
             &["route", "reason"],
         )
         .expect("static metric definition");
+        let shadow_decisions = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_shadow_decisions_total",
+                "Shadow policy decisions beside the enforced decision, by route",
+            ),
+            &["route", "enforced", "shadow"],
+        )
+        .expect("static metric definition");
         let replay_store_errors = IntCounter::new(
             "stella_gateway_replay_store_errors_total",
             "DPoP replay store failures (each answered with 503)",
@@ -207,6 +217,7 @@ impl Metrics {
             Box::new(mtls_mismatch.clone()),
             Box::new(dpop_requests.clone()),
             Box::new(refusals.clone()),
+            Box::new(shadow_decisions.clone()),
             Box::new(replay_store_errors.clone()),
             Box::new(replay_share_refusals.clone()),
             Box::new(replay_store_seconds.clone()),
@@ -229,6 +240,7 @@ impl Metrics {
             mtls_mismatch,
             dpop_requests,
             refusals,
+            shadow_decisions,
             replay_store_errors,
             replay_share_refusals,
             replay_store_seconds,

@@ -548,7 +548,10 @@ fn several_authorities_introspection_and_claims_are_checked_and_secrets_redacted
          claims: {endpoint: https://authority.example/claims}\n    authorities:\n      \
          - {issuer: https://second.example, audiences: [api], tenants: [globex]}\n",
     );
-    let out = gateway(&["check", "--config", &temp_config("authorities", &good)], &[]);
+    let out = gateway(
+        &["check", "--config", &temp_config("authorities", &good)],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("client_secret: <redacted>"), "{text}");
@@ -567,7 +570,10 @@ fn several_authorities_introspection_and_claims_are_checked_and_secrets_redacted
          - {issuer: https://third.example, audiences: [api], client_id: gw, \
          client_secret_env: NOT_SET_ANYWHERE, introspection: {endpoint: \"ftp://x\"}}\n",
     );
-    let out = gateway(&["check", "--config", &temp_config("authorities-bad", &bad)], &[]);
+    let out = gateway(
+        &["check", "--config", &temp_config("authorities-bad", &bad)],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let err = stderr(&out);
     for expected in [

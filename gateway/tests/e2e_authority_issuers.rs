@@ -90,7 +90,10 @@ fn an_opaque_token_is_introspected_once_cached_and_refused_once_revoked_and_expi
     let r = gw.get_with_token("/items/4", &token);
     assert_invalid_token(&r);
     assert_eq!(introspections(&authority), after);
-    assert!(echo.requests() <= upstream + 12, "upstream called after revocation");
+    assert!(
+        echo.requests() <= upstream + 12,
+        "upstream called after revocation"
+    );
 
     // A made-up opaque token is inactive too, never forwarded.
     let upstream = echo.requests();
@@ -202,7 +205,10 @@ fn effective_claims_from_the_authority_decide_reach_the_envelope_and_follow_chan
 
     // The Authority withdraws the role: refused once the claims are
     // refreshed (cache 3 s).
-    write_json(&claims_file, &json!({"svc-readonly": {"clearance": "high"}}));
+    write_json(
+        &claims_file,
+        &json!({"svc-readonly": {"clearance": "high"}}),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
         let r = gw.get_with_token("/audit/2", &token);
@@ -228,7 +234,10 @@ fn effective_claims_from_the_authority_decide_reach_the_envelope_and_follow_chan
 fn with_the_authority_down_cached_results_serve_until_max_stale_then_503_never_401() {
     let dir = TempDir::new("authority-down");
     let claims_file = dir.join("claims.json");
-    write_json(&claims_file, &json!({"svc-bearer": {"roles": ["auditor"], "clearance": "high"}}));
+    write_json(
+        &claims_file,
+        &json!({"svc-bearer": {"roles": ["auditor"], "clearance": "high"}}),
+    );
     let mut authority = Authority::start_with(AuthorityOptions {
         claims_file: Some(claims_file),
         ..AuthorityOptions::default()

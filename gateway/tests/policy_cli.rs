@@ -476,3 +476,61 @@ fn explain_shows_the_binding_and_the_values_it_compared() {
         "{text}"
     );
 }
+
+const SHADOW_POLICY: &str = "service: echo
+routes:
+  - id: reports
+    path: /reports/**
+    policy: {scopes_any: [echo.read]}
+    shadow: {scopes_all: [admin]}
+";
+
+#[test]
+fn explain_shows_the_shadow_policy_and_what_it_would_decide() {
+    let dir = policy_dir("shadow-explain", &[("echo.yaml", SHADOW_POLICY)]);
+    let explain = |caller: &str| {
+        let out = gateway(&[
+            "policy",
+            "explain",
+            "--policies",
+            dir.to_str().unwrap(),
+            "--method",
+            "GET",
+            "--path",
+            "/reports/1",
+            "--caller-json",
+            caller,
+        ]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+        text
+    };
+    let text = explain(r#"{"token": {"sub": "reader", "scopes": ["echo.read"]}}"#);
+    assert!(text.contains("decision:   allow 200"), "{text}");
+    assert!(
+        text.contains("shadow:") && text.contains("(not enforced)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deny 403 (insufficient_scope)") && text.contains("differs from enforced"),
+        "{text}"
+    );
+    let text = explain(r#"{"token": {"sub": "boss", "scopes": ["echo.read", "admin"]}}"#);
+    assert!(text.contains("same as enforced"), "{text}");
+
+    // A shadow policy is checked like an enforced one.
+    let bad = policy_dir(
+        "shadow-bad",
+        &[(
+            "echo.yaml",
+            "service: echo\nroutes:\n  - {id: r, path: /r, shadow: {scopes_all: [\"a b\"]}}\n",
+        )],
+    );
+    let out = gateway(&["policy", "test", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("routes[0].shadow.scopes_all[0]"),
+        "{}",
+        stderr(&out)
+    );
+}

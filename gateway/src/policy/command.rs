@@ -238,6 +238,23 @@ pub fn explanation(
                 }
             }
             line("decision:", &describe_decision(&decision));
+            if let Some(shadow) = &target.shadow {
+                line("shadow:", &format!("{shadow} (not enforced)"));
+                let who = CallerIdentity::of(caller);
+                if let Some(d) =
+                    super::decide::decide_shadow(target, &path, caller, who, on_missing)
+                {
+                    let differs = if d.is_allow() == decision.is_allow() {
+                        "same as enforced"
+                    } else {
+                        "differs from enforced"
+                    };
+                    line(
+                        "shadow decision:",
+                        &format!("{} ({differs})", describe_decision(&d)),
+                    );
+                }
+            }
         }
     }
     out

@@ -407,6 +407,10 @@ fn check_route(
         None => None,
         Some(p) => check_policy(p, name, &format!("{prefix}.policy"), errors),
     };
+    let shadow = match &route.shadow {
+        None => None,
+        Some(p) => check_policy(p, name, &format!("{prefix}.shadow"), errors),
+    };
     let identity_binding = match &route.identity_binding {
         None => None,
         Some(map) => check_binding(map, route, pattern.as_ref(), name, prefix, errors),
@@ -429,6 +433,7 @@ fn check_route(
             tenant_rules: Arc::new(TenantRules::new()),
             source: format!("{name} {prefix}"),
             identity_binding,
+            shadow,
         },
     })
 }

@@ -154,12 +154,46 @@ pub fn decide_route(
     who: CallerIdentity<'_>,
     on_missing: MissingAuthorization,
 ) -> Decision {
-    let decision = decide(
+    decide_with(
         target.policy.as_ref(),
-        &target.tenant_rules,
+        target,
+        path,
         caller,
+        who,
         on_missing,
-    );
+    )
+}
+
+/// What the route's `shadow` policy would decide for the same request (with
+/// the route's tenant rules and identity binding), if it has one. Never
+/// enforced: for counting and logging beside the real decision.
+pub fn decide_shadow(
+    target: &RouteTarget,
+    path: &NormalizedPath,
+    caller: &Caller,
+    who: CallerIdentity<'_>,
+    on_missing: MissingAuthorization,
+) -> Option<Decision> {
+    let shadow = target.shadow.as_ref()?;
+    Some(decide_with(
+        Some(shadow),
+        target,
+        path,
+        caller,
+        who,
+        on_missing,
+    ))
+}
+
+fn decide_with(
+    policy: Option<&Requirements>,
+    target: &RouteTarget,
+    path: &NormalizedPath,
+    caller: &Caller,
+    who: CallerIdentity<'_>,
+    on_missing: MissingAuthorization,
+) -> Decision {
+    let decision = decide(policy, &target.tenant_rules, caller, on_missing);
     let Some(binding) = &target.identity_binding else {
         return decision;
     };

@@ -61,6 +61,9 @@ pub struct FileRoute {
     pub methods: Option<Vec<String>>,
     /// Absent: `Router__OnMissingAuthorization` decides.
     pub policy: Option<FilePolicy>,
+    /// A policy evaluated beside `policy` and never enforced: its decision
+    /// is only counted and logged, to see what it would deny first.
+    pub shadow: Option<FilePolicy>,
     /// `{param: source}`: each `{param}` of `path` must equal the caller's
     /// identity value from `source` (`sub`, `client_id`, `tenant`,
     /// `spiffe_path_last`); see [`super::binding`].

@@ -255,6 +255,9 @@ pub struct RouteTarget {
     pub source: String,
     /// Path parameters that must equal the caller's identity.
     pub identity_binding: Option<IdentityBinding>,
+    /// A policy decided beside `policy` and never enforced (counted in
+    /// `stella_gateway_shadow_decisions_total`, logged when it differs).
+    pub shadow: Option<Requirements>,
 }
 
 impl RouteTarget {
@@ -269,6 +272,7 @@ impl RouteTarget {
             tenant_rules: Arc::new(TenantRules::new()),
             source: "test".into(),
             identity_binding: None,
+            shadow: None,
         }
     }
 

@@ -364,7 +364,12 @@ impl Authority {
 
     /// [`dpop_token`](Self::dpop_token) for a resource indicator (e.g.
     /// [`OPAQUE_AUDIENCE`] for an opaque DPoP-bound token).
-    pub fn dpop_token_for(&self, client: Client, key_file: &Path, resource: Option<&str>) -> String {
+    pub fn dpop_token_for(
+        &self,
+        client: Client,
+        key_file: &Path,
+        resource: Option<&str>,
+    ) -> String {
         let mut cmd = Command::new("node");
         cmd.current_dir(authority_dir())
             .arg("token.mjs")
