@@ -13,6 +13,7 @@ pub mod front;
 pub mod gateway;
 pub mod identity;
 pub mod jose;
+pub mod openapi;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

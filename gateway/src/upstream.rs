@@ -358,6 +358,7 @@ mod tests {
             eject_after_failures: 2,
             eject: Duration::from_secs(10),
             health_check: None,
+            openapi: None,
         }
     }
 

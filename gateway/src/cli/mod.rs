@@ -51,6 +51,17 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Print an OpenAPI 3.1 document (JSON) of every route of a
+    /// configuration, each operation annotated with what the gateway
+    /// requires (`x-stellaops-gateway-auth`). Exit 2 on an invalid
+    /// configuration or an unreadable service document.
+    Openapi {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this service's routes.
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// Ask a running gateway to reload its configuration (as SIGHUP or
     /// `POST /reload` do). Exit 0 applied or unchanged, 1 rejected (the
     /// errors are printed; the old configuration keeps serving), 2 the
@@ -178,6 +189,7 @@ pub fn main() -> i32 {
             command: KeysCommand::List { config },
         } => list_keys(&config),
         Command::Reload { admin } => reload(&admin),
+        Command::Openapi { config, service } => openapi(&config, service.as_deref()),
         Command::Envelope {
             command:
                 EnvelopeCommand::Mint {
@@ -238,6 +250,60 @@ fn check(path: &std::path::Path) -> i32 {
         }
         Err(errors) => {
             report(&errors);
+            2
+        }
+    }
+}
+
+/// `openapi`: the routes of a valid configuration as an OpenAPI document.
+fn openapi(path: &std::path::Path, service: Option<&str>) -> i32 {
+    let prepared = match crate::server::prepare(path) {
+        Ok(prepared) => prepared,
+        Err(errors) => {
+            report(&errors);
+            return 2;
+        }
+    };
+    let snapshot = &prepared.snapshot;
+    let services = &snapshot.config.services;
+    if let Some(name) = service {
+        if !services.iter().any(|s| s.name == name) {
+            eprintln!("openapi: no service named {name:?} in {}", path.display());
+            return 2;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("openapi: {e}");
+            return 2;
+        }
+    };
+    let docs = match runtime.block_on(crate::openapi::load_service_documents(services, service))
+    {
+        Ok(docs) => docs,
+        Err(message) => {
+            eprintln!("openapi: {message}");
+            return 2;
+        }
+    };
+    let document = crate::openapi::document(
+        &snapshot.policies,
+        services,
+        service,
+        &docs,
+        &snapshot.config.gateway_id,
+    );
+    match serde_json::to_string_pretty(&document) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("openapi: {e}");
             2
         }
     }

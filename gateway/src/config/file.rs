@@ -287,6 +287,9 @@ pub struct ServiceSection {
     pub eject_seconds: Option<u64>,
     /// Optional active health check of every address.
     pub health_check: Option<HealthCheckSection>,
+    /// The service's own OpenAPI document (a file, relative to this file,
+    /// or an http(s) url), merged into `stella-gateway openapi`.
+    pub openapi: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -434,6 +437,7 @@ pub fn schema_sample() -> FileConfig {
                 interval_ms: Some(0),
                 timeout_ms: Some(0),
             }),
+            openapi: s(),
         }],
         logging: LoggingSection {
             format: s(),

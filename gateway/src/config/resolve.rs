@@ -276,6 +276,15 @@ pub struct Service {
     pub eject_after_failures: u32,
     pub eject: Duration,
     pub health_check: Option<HealthCheck>,
+    /// The service's own OpenAPI document, for `stella-gateway openapi`.
+    pub openapi: Option<OpenApiSource>,
+}
+
+/// Where a service publishes its OpenAPI document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenApiSource {
+    File(PathBuf),
+    Url(String),
 }
 
 /// Where an envelope key came from (`keys list`; never the key itself).
@@ -1049,6 +1058,15 @@ pub fn resolve(
                 timeout: Duration::from_millis(timeout),
             }
         });
+        let openapi = s.openapi.as_deref().map(str::trim).and_then(|text| {
+            if text.starts_with("http://") || text.starts_with("https://") {
+                check_url(&mut e, &at("openapi"), text, false);
+                Some(OpenApiSource::Url(text.to_owned()))
+            } else {
+                existing_file(&mut e, &at("openapi"), base, &Some(text.to_owned()))
+                    .map(OpenApiSource::File)
+            }
+        });
         let es = &mut effective.services[i];
         es.connect_timeout_ms = Some(connect);
         es.read_timeout_ms = Some(read);
@@ -1065,6 +1083,7 @@ pub fn resolve(
             eject_after_failures: eject_after as u32,
             eject: Duration::from_secs(eject),
             health_check,
+            openapi,
         });
     }
 

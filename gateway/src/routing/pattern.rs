@@ -262,6 +262,35 @@ impl PathPattern {
         self.kind
     }
 
+    /// The pattern as an OpenAPI path template, and its parameters: `{name}`
+    /// stays, `*` becomes `{segN}` and `**` `{restN}` (N its position), so
+    /// `/items/**` reads `/items/{rest1}`. Each parameter comes with whether
+    /// it stands for several segments (`**`), which a template cannot say.
+    pub fn openapi_template(&self) -> (String, Vec<(String, bool)>) {
+        let mut path = String::new();
+        let mut params = Vec::new();
+        for (i, seg) in self.segs.iter().enumerate() {
+            path.push('/');
+            let param = match seg {
+                Seg::Literal(text) => {
+                    path.push_str(text);
+                    continue;
+                }
+                Seg::One => (format!("seg{i}"), false),
+                Seg::Many => (format!("rest{i}"), true),
+                Seg::Param(name) => (name.to_string(), false),
+            };
+            path.push('{');
+            path.push_str(&param.0);
+            path.push('}');
+            params.push(param);
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        (path, params)
+    }
+
     /// The names of the pattern's `{name}` parameters, left to right.
     pub fn params(&self) -> impl Iterator<Item = &str> {
         self.segs.iter().filter_map(|s| match s {
