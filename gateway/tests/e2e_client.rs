@@ -420,3 +420,55 @@ fn smoke_passes_on_a_green_stack_and_fails_the_row_of_a_service_whose_upstream_i
         out.stdout
     );
 }
+
+#[test]
+fn call_presents_the_profile_certificate_with_its_certificate_bound_token_over_tls() {
+    let pki_dir = TempDir::new("client-mtls-pki");
+    let pki = Pki::generate(&pki_dir);
+    let s = Stack::start_with("client-mtls", |setup| setup.tls(pki.listener("optional")));
+    // The test Authority reads the client certificate from a test-only
+    // header, not from TLS, so the test gets the bound token and seeds the
+    // profile's cache with it; `call` must find it (same issuer, client,
+    // mode and certificate thumbprint) instead of asking for another.
+    let token = s
+        .authority
+        .token_with(MTLS, TokenRequest::bound_to(&pki.client_cert));
+    let x5t = jwt_claims(&token)["cnf"]["x5t#S256"].clone();
+    assert!(x5t.is_string(), "{}", jwt_claims(&token));
+    std::fs::write(s.dir.join("svc-mtls.secret"), MTLS.secret).unwrap();
+    let profile = |cert: &Path, key: &Path| {
+        json!({
+            "issuer": s.authority.issuer, "client_id": MTLS.id, "secret_file": "svc-mtls.secret",
+            "mode": "mtls", "ca_file": pki.ca, "cert_file": cert, "cert_key_file": key,
+        })
+    };
+    let profiles = s.dir.join("profiles.yaml");
+    let text = json!({"profiles": {"mtls": profile(&pki.client_cert, &pki.client_key)}});
+    std::fs::write(&profiles, serde_yaml::to_string(&text).unwrap()).unwrap();
+    let cache = json!({
+        "issuer": s.authority.issuer, "client_id": MTLS.id, "mode": "mtls", "scope": null,
+        "resource": null, "binding": x5t, "token_type": "Bearer", "expires_at": now() + 200,
+        "access_token": token,
+    });
+    std::fs::write(s.dir.join("mtls.token.json"), cache.to_string()).unwrap();
+    let p = profiles.to_str().unwrap();
+    let url = format!("https://{}/mtls/1", s.gateway.tls.expect("tls listener"));
+
+    let out = run(&["call", "--profiles", p, "--profile", "mtls", "GET", &url]);
+    let (status, body) = parse_call(&out);
+    assert_eq!(status, 200, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(body["source"], "envelope", "{body}");
+    assert_eq!(body["identity"]["auth_method"], "mtls", "{body}");
+    assert_eq!(body["identity"]["confirmation"]["x5t#S256"], x5t, "{body}");
+
+    // Another certificate: the cached token is bound to the first, so it is
+    // not reused; a new one is asked for (and refused by the test
+    // Authority, which sees no certificate in its header).
+    let text =
+        json!({"profiles": {"mtls": profile(&pki.other_client_cert, &pki.other_client_key)}});
+    std::fs::write(&profiles, serde_yaml::to_string(&text).unwrap()).unwrap();
+    let out = run(&["call", "--profiles", p, "--profile", "mtls", "GET", &url]);
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.starts_with("token: http://"), "{}", out.stderr);
+    assert!(!out.stderr.contains(MTLS.secret), "{}", out.stderr);
+}
