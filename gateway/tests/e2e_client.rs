@@ -320,6 +320,7 @@ fn smoke_passes_on_a_green_stack_and_fails_the_row_of_a_service_whose_upstream_i
 
     // All green: one row per probe, the summary, exit 0.
     let out = run(&["smoke", "--config", &config, "--profiles", p]);
+    eprintln!("{}", out.stdout);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     let last = out.stdout.lines().last().unwrap_or_default();
     assert_eq!(
@@ -377,6 +378,10 @@ fn smoke_passes_on_a_green_stack_and_fails_the_row_of_a_service_whose_upstream_i
     // The hybrid service's upstream goes down: its credentialed row gets
     // the gateway's 5xx and fails, the others still pass; exit 1.
     hybrid.kill();
+    eprintln!(
+        "{}",
+        run(&["smoke", "--config", &config, "--profiles", p]).stdout
+    );
     let out = run(&[
         "smoke",
         "--config",
