@@ -477,3 +477,34 @@ fn call_presents_the_profile_certificate_with_its_certificate_bound_token_over_t
     assert!(out.stderr.starts_with("token: http://"), "{}", out.stderr);
     assert!(!out.stderr.contains(MTLS.secret), "{}", out.stderr);
 }
+
+#[test]
+fn token_retries_a_dpop_token_request_with_the_nonce_the_authority_demands() {
+    let dir = TempDir::new("client-token-nonce");
+    let authority = Authority::start_with(AuthorityOptions {
+        dpop_nonce: true,
+        ..AuthorityOptions::default()
+    });
+    let profiles = write_profiles(dir.path(), &authority.issuer, &[("dpop", DPOP, "dpop")]);
+    let out = run(&[
+        "token",
+        "--profiles",
+        profiles.to_str().unwrap(),
+        "--profile",
+        "dpop",
+    ]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("the Authority asked for a DPoP nonce"),
+        "{}",
+        out.stderr
+    );
+    let key = DpopKey::from_private_jwk(
+        &serde_json::from_slice(&std::fs::read(dir.join("dpop.dpop-key.json")).unwrap()).unwrap(),
+    );
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dpop.token.json")).unwrap()).unwrap();
+    assert_eq!(cache["token_type"], "DPoP");
+    let token = cache["access_token"].as_str().unwrap();
+    assert_eq!(jwt_claims(token)["cnf"]["jkt"], key.thumbprint());
+}

@@ -98,6 +98,9 @@ pub struct AuthorityOptions {
     /// `AUTHORITY_CLIENTS_FILE`: extra clients (JSON array of client
     /// metadata; see tests/authority/README.md). None by default.
     pub clients_file: Option<PathBuf>,
+    /// `AUTHORITY_DPOP_NONCE=1`: DPoP token requests need the Authority's
+    /// nonce (a first 400 `use_dpop_nonce`).
+    pub dpop_nonce: bool,
 }
 
 /// The test Authority (`node tests/authority/server.mjs`).
@@ -194,12 +197,16 @@ impl Authority {
             "AUTHORITY_AT_TTL",
             "AUTHORITY_CLIENTS_FILE",
             "AUTHORITY_DEFAULT_RESOURCE",
+            "AUTHORITY_DPOP_NONCE",
         ] {
             cmd.env_remove(name);
         }
         cmd.env("AUTHORITY_KEYS_FILE", &keys_file);
         if let Some(clients) = &options.clients_file {
             cmd.env("AUTHORITY_CLIENTS_FILE", clients);
+        }
+        if options.dpop_nonce {
+            cmd.env("AUTHORITY_DPOP_NONCE", "1");
         }
         if let Some(ttl) = options.access_token_ttl {
             cmd.env("AUTHORITY_AT_TTL", ttl.to_string());

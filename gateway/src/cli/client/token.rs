@@ -286,6 +286,7 @@ fn request(
         let error: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
         if error["error"] == "use_dpop_nonce" {
             if let Some(nonce) = answer.header("dpop-nonce").map(str::to_owned) {
+                eprintln!("* the Authority asked for a DPoP nonce; sent again with it");
                 answer = send(Some(&nonce))?;
             }
         }
