@@ -215,8 +215,26 @@ fn call_reaches_dpop_routes_with_fresh_proofs_retries_with_the_nonce_and_switche
     assert!(!out.stderr.contains("nonce"), "{}", out.stderr);
     // A second call reuses the token with a new proof (a replayed proof
     // would be refused).
+    let cache_file = s.dir.join("api.token.json");
+    let cached = std::fs::read(&cache_file).unwrap();
     let out = run(&["call", "--profiles", p, "--profile", "api", "GET", &url]);
     assert_eq!(parse_call(&out).0, 200, "{}", out.stdout);
+    assert_eq!(std::fs::read(&cache_file).unwrap(), cached, "token renewed");
+    // A cached token the gateway refuses (here: its signature broken) is
+    // replaced once by a new one.
+    let mut cache: Value = serde_json::from_slice(&cached).unwrap();
+    let broken = format!("{}AAAA", cache["access_token"].as_str().unwrap());
+    cache["access_token"] = json!(broken);
+    std::fs::write(&cache_file, cache.to_string()).unwrap();
+    let out = run(&["call", "--profiles", p, "--profile", "api", "GET", &url]);
+    assert_eq!(parse_call(&out).0, 200, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cached token was refused"),
+        "{}",
+        out.stderr
+    );
+    let renewed: Value = serde_json::from_slice(&std::fs::read(&cache_file).unwrap()).unwrap();
+    assert_ne!(renewed["access_token"], json!(broken));
 
     // A route that demands a server nonce: the first answer is 401
     // use_dpop_nonce, the retry with the nonce passes.

@@ -110,6 +110,12 @@ pub fn send_with(
     })
 }
 
+/// A 401 whose challenge says the token itself is no good.
+fn token_refused(answer: &Answer) -> bool {
+    answer.status == http::StatusCode::UNAUTHORIZED
+        && answer.challenges().contains("error=\"invalid_token\"")
+}
+
 /// `Name: value` pairs from `-H`.
 pub fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>, String> {
     raw.iter()
@@ -178,20 +184,31 @@ pub fn main(args: &CallArgs) -> i32 {
         }
     };
     let body = Bytes::from(args.data.clone().unwrap_or_default());
-    let sent = match send_with(
-        &http,
-        Some(&credential),
-        &method,
-        &args.url,
-        &headers,
-        &body,
-    ) {
+    let send = |credential: &Credential| {
+        send_with(&http, Some(credential), &method, &args.url, &headers, &body)
+    };
+    let mut sent = match send(&credential) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
+    // A cached token the server no longer accepts (revoked, signed with a
+    // retired key): one more try with a new one.
+    if !credential.fresh && token_refused(&sent.answer) {
+        eprintln!("* the cached token was refused; asking the Authority for a new one");
+        let retried = super::token::obtain(&profile, &http, true)
+            .map_err(|e| format!("token: {e}"))
+            .and_then(|fresh| send(&fresh));
+        sent = match retried {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        };
+    }
     if sent.nonce_retried {
         eprintln!("* the server asked for a DPoP nonce; sent again with it");
     }
