@@ -18,6 +18,9 @@
 //   AUTHORITY_AT_TTL        access token lifetime in seconds (default 300)
 //   AUTHORITY_DEFAULT_RESOURCE  audience used when no resource= is sent
 //                           (default http://gateway.local/api)
+//   AUTHORITY_DPOP_NONCE    1: DPoP token requests must carry a nonce of the
+//                           Authority's (first answer 400 use_dpop_nonce
+//                           with a DPoP-Nonce header); off by default
 //   AUTHORITY_TEST_MINT     1 enables POST /__test/mint (benchmarks only; see
 //                           mintTokens below); off by default
 //   AUTHORITY_OPAQUE_RESOURCE  resource indicator whose access tokens are
@@ -63,6 +66,7 @@ const DEFAULT_RESOURCE = process.env.AUTHORITY_DEFAULT_RESOURCE || 'http://gatew
 const TEST_MINT = process.env.AUTHORITY_TEST_MINT === '1';
 const OPAQUE_RESOURCE = process.env.AUTHORITY_OPAQUE_RESOURCE || 'http://gateway.local/opaque';
 const CLAIMS_FILE = process.env.AUTHORITY_CLAIMS_FILE || '';
+const DPOP_NONCE = process.env.AUTHORITY_DPOP_NONCE === '1';
 const CERT_HEADER = 'x-test-client-cert';
 const OIDC_SCOPES = ['openid', 'offline_access'];
 
@@ -255,7 +259,9 @@ const configuration = {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
-    dPoP: { enabled: true },
+    dPoP: DPOP_NONCE
+      ? { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true }
+      : { enabled: true },
     mTLS: {
       enabled: true,
       certificateBoundAccessTokens: true,
@@ -461,7 +467,8 @@ server.on('request', (req, res) => {
 
 process.stdout.write(`AUTHORITY_READY ${JSON.stringify({ issuer, port })}\n`);
 log(`issuer ${issuer}, ${clients.length} clients, access token TTL ${AT_TTL}s, default resource ${DEFAULT_RESOURCE}`
-  + `${TEST_MINT ? ', test-only token minting ON (POST /__test/mint)' : ''}`);
+  + `${TEST_MINT ? ', test-only token minting ON (POST /__test/mint)' : ''}`
+  + `${DPOP_NONCE ? ', DPoP nonces required at the token endpoint' : ''}`);
 
 let stopping = false;
 function shutdown(signal) {

@@ -1,7 +1,11 @@
 //! Command-line interface: `run`, `check`, `reload`, `keys generate|list`,
-//! `envelope mint`, `policy test|explain`.
+//! `envelope mint`, `policy test|explain`; the client side: `token`,
+//! `call` (cli/client) and `smoke` (cli/smoke.rs).
 //! Exit codes: 0 success, 2 invalid configuration or arguments, 1 other
 //! failures.
+
+pub mod client;
+pub mod smoke;
 
 use crate::config;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -71,6 +75,15 @@ enum Command {
         #[arg(long)]
         admin: String,
     },
+    /// Get an access token for a profile (client credentials; Bearer,
+    /// DPoP-bound or certificate-bound), cached until near expiry.
+    Token(client::token::TokenArgs),
+    /// Send one request with a profile's credentials (DPoP proof made per
+    /// request); print the answer like curl -i.
+    Call(client::call::CallArgs),
+    /// Probe every route of a configuration against a running gateway,
+    /// without and with credentials. Exit 0 only when every row matches.
+    Smoke(smoke::SmokeArgs),
 }
 
 #[derive(Subcommand)]
@@ -190,6 +203,9 @@ pub fn main() -> i32 {
         } => list_keys(&config),
         Command::Reload { admin } => reload(&admin),
         Command::Openapi { config, service } => openapi(&config, service.as_deref()),
+        Command::Token(args) => client::token::main(&args),
+        Command::Call(args) => client::call::main(&args),
+        Command::Smoke(args) => smoke::main(&args),
         Command::Envelope {
             command:
                 EnvelopeCommand::Mint {

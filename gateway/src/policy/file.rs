@@ -68,6 +68,30 @@ pub struct FileRoute {
     /// identity value from `source` (`sub`, `client_id`, `tenant`,
     /// `spiffe_path_last`); see [`super::binding`].
     pub identity_binding: Option<BTreeMap<String, String>>,
+    /// What `stella-gateway smoke` sends to this route and expects; the
+    /// gateway itself ignores it.
+    pub smoke: Option<FileSmoke>,
+}
+
+/// A route's `smoke:` block (all optional).
+///
+/// ```yaml
+/// smoke: {path: /items/1, method: GET, profile: reader, status: 200, anonymous_status: 401}
+/// ```
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSmoke {
+    /// Default: derived from the route's pattern.
+    pub path: Option<String>,
+    /// Default: the route's first method, else GET.
+    pub method: Option<String>,
+    /// The credential profile of the credentialed probe.
+    pub profile: Option<String>,
+    /// Expected with the profile's credentials; default any 2xx.
+    pub status: Option<u16>,
+    /// Expected without credentials; default 401 (any 2xx on anonymous
+    /// routes).
+    pub anonymous_status: Option<u16>,
 }
 
 /// A route's policy block: `anonymous: true`, or requirements that must all

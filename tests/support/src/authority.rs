@@ -111,6 +111,9 @@ pub struct AuthorityOptions {
     /// `AUTHORITY_CLAIMS_FILE`: what the claims endpoint answers, read on
     /// every request (a JSON object keyed by subject or client_id).
     pub claims_file: Option<PathBuf>,
+    /// `AUTHORITY_DPOP_NONCE=1`: DPoP token requests need the Authority's
+    /// nonce (a first 400 `use_dpop_nonce`).
+    pub dpop_nonce: bool,
 }
 
 /// The test Authority (`node tests/authority/server.mjs`).
@@ -209,6 +212,7 @@ impl Authority {
             "AUTHORITY_DEFAULT_RESOURCE",
             "AUTHORITY_CLAIMS_FILE",
             "AUTHORITY_OPAQUE_RESOURCE",
+            "AUTHORITY_DPOP_NONCE",
         ] {
             cmd.env_remove(name);
         }
@@ -218,6 +222,9 @@ impl Authority {
         }
         if let Some(claims) = &options.claims_file {
             cmd.env("AUTHORITY_CLAIMS_FILE", claims);
+        }
+        if options.dpop_nonce {
+            cmd.env("AUTHORITY_DPOP_NONCE", "1");
         }
         if let Some(ttl) = options.access_token_ttl {
             cmd.env("AUTHORITY_AT_TTL", ttl.to_string());
