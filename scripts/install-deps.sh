@@ -4,6 +4,7 @@
 # with --tls-port and --sentinel: Debian's package is built with TLS), openssl
 # (tests generate certificates), curl (TLS requests in end-to-end tests),
 # promtool (scripts/check-metrics.sh: the alerting rules and their tests),
+# the OpenAPI validator (tests/.venv, from tests/python-requirements.txt),
 # cargo-fuzz (scripts/fuzz.sh, .ci/fuzz.sh) and the test Authority's npm
 # packages. Used by scripts/test.sh and .ci/run;
 # does nothing for what is already there. Needs root (or sudo) for apt.
@@ -37,6 +38,14 @@ if ! command -v promtool >/dev/null; then
   $sudo install -m 0755 "$deb_dir/promtool" /usr/local/bin/promtool
   rm -rf "$deb_dir"
   promtool --version | head -n 1
+fi
+
+# Python tools (tests/python-requirements.txt, pinned) in a virtual
+# environment of the repository: the OpenAPI validator the openapi tests run.
+if ! tests/.venv/bin/python -c 'import openapi_spec_validator' 2>/dev/null; then
+  echo "install-deps: installing tests/python-requirements.txt into tests/.venv"
+  python3 -m venv tests/.venv
+  tests/.venv/bin/pip install -q --disable-pip-version-check -r tests/python-requirements.txt
 fi
 
 if [ ! -d tests/authority/node_modules ]; then

@@ -57,11 +57,9 @@ pub async fn load_service_documents(
                 })?
             }
             OpenApiSource::Url(url) => {
-                let fetcher = crate::authority::HttpFetcher::new(
-                    std::time::Duration::from_secs(10),
-                    true,
-                )
-                .map_err(|e| format!("service {}: {e}", service.name))?;
+                let fetcher =
+                    crate::authority::HttpFetcher::new(std::time::Duration::from_secs(10), true)
+                        .map_err(|e| format!("service {}: {e}", service.name))?;
                 Value::Object(fetcher.get_json(url).await.map_err(|e| {
                     format!(
                         "service {}: openapi document could not be fetched: {e}",
@@ -127,14 +125,16 @@ pub fn document(
     // Every other route, from its pattern.
     for route in policies.routes().iter() {
         let target = route.value();
-        if only.is_some_and(|o| o != target.service) || covered.iter().any(|c| c == route.id())
-        {
+        if only.is_some_and(|o| o != target.service) || covered.iter().any(|c| c == route.id()) {
             continue;
         }
         let service = services.iter().find(|s| s.name == target.service);
         let (path, params) = route.pattern().openapi_template();
         let methods: Vec<String> = match route.methods() {
-            Some(list) => list.iter().map(|m| m.as_str().to_ascii_lowercase()).collect(),
+            Some(list) => list
+                .iter()
+                .map(|m| m.as_str().to_ascii_lowercase())
+                .collect(),
             None => ANY_METHODS.iter().map(|m| m.to_string()).collect(),
         };
         let entry = paths.entry(path).or_default();
@@ -149,7 +149,11 @@ pub fn document(
             );
             op.insert(
                 "summary".into(),
-                json!(format!("route {} of service {}", route.id(), target.service)),
+                json!(format!(
+                    "route {} of service {}",
+                    route.id(),
+                    target.service
+                )),
             );
             op.insert(
                 "parameters".into(),
@@ -223,7 +227,10 @@ fn route_for<'a>(
         .collect::<Vec<_>>()
         .join("/");
     let normalized = normalize_path(sample.as_bytes()).ok()?;
-    match policies.routes().lookup(None, &method.to_ascii_uppercase(), &normalized) {
+    match policies
+        .routes()
+        .lookup(None, &method.to_ascii_uppercase(), &normalized)
+    {
         Lookup::Matched(route) => Some(route),
         _ => None,
     }
@@ -269,7 +276,10 @@ fn annotate(op: &mut Map<String, Value>, route: &Route<RouteTarget>, service: Op
             if !r.claims.is_empty() {
                 auth.insert("claims".into(), json!(r.claims));
             }
-            auth.insert("sender_constraint".into(), json!(r.sender_constraint.as_str()));
+            auth.insert(
+                "sender_constraint".into(),
+                json!(r.sender_constraint.as_str()),
+            );
             if r.allow_bypass {
                 auth.insert("allow_bypass".into(), json!(true));
             }

@@ -298,8 +298,7 @@ fn openapi(path: &std::path::Path, service: Option<&str>) -> i32 {
             return 2;
         }
     };
-    let docs = match runtime.block_on(crate::openapi::load_service_documents(services, service))
-    {
+    let docs = match runtime.block_on(crate::openapi::load_service_documents(services, service)) {
         Ok(docs) => docs,
         Err(message) => {
             eprintln!("openapi: {message}");
