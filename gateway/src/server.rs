@@ -60,6 +60,12 @@ pub fn run(path: &Path) -> i32 {
     };
     let cfg = prepared.snapshot.config.clone();
     crate::telemetry::init_logging(cfg.logging.json, &cfg.logging.level);
+    // The persisted Authority documents serve from the first request on:
+    // loaded before the listeners accept anything (and after logging is up,
+    // so the load is reported), not only once the refresh loop runs.
+    for issuer in prepared.snapshot.issuers.list() {
+        issuer.jwks.load_persisted();
+    }
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();

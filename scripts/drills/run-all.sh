@@ -21,9 +21,9 @@ for drill in key-rotation trust-flip routes-policies replica-restart slow-client
   start=$SECONDS
   # The outage drill runs four load generators and two probes beside a
   # stopped and restarted Authority and gateway: on a 2-core machine it
-  # gets half the default rate unless --rate is given.
+  # gets a third of the default rate unless --rate is given.
   defaults=()
-  [ "$drill" = authority-outage ] && defaults=(--rate 150)
+  [ "$drill" = authority-outage ] && defaults=(--rate 100)
   if bash "$here/$drill.sh" "${defaults[@]}" "$@"; then
     results+=("$drill|passed|$((SECONDS - start))")
   else

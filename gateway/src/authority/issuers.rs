@@ -38,9 +38,6 @@ impl Issuer {
             JwksCache::new(config, clock.clone())
                 .map_err(|e| ConfigError::new(format!("{}.issuer", config.path), e.to_string()))?,
         );
-        // The persisted keys serve from the first request on, before the
-        // listeners accept anything (not only once the refresh loop runs).
-        jwks.load_persisted();
         let fetcher = || {
             HttpFetcher::new(config.http_timeout, !config.require_https_metadata)
                 .map_err(|e| ConfigError::new(&config.path, e.to_string()))
