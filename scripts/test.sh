@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 cargo build -q --workspace --all-targets
 # Each change under load, zero failed requests (README, Drills).
 DRILL_NO_BUILD=1 ./scripts/drills/run-all.sh --short
+# Requests generated from the gateway's OpenAPI document: no 5xx.
+DRILL_NO_BUILD=1 ./scripts/schemathesis.sh --short
 # Doc tests (nextest does not run them): the compile_fail examples prove
 # that an envelope cannot be signed for a caller that skipped a check.
 cargo test -q --workspace --doc
