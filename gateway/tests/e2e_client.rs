@@ -248,7 +248,10 @@ fn call_reaches_dpop_routes_with_fresh_proofs_retries_with_the_nonce_and_switche
         "{}",
         out.stderr
     );
-    assert_eq!(gw.metrics().get("stella_gateway_dpop_nonce_miss_total"), 1.0);
+    assert_eq!(
+        gw.metrics().get("stella_gateway_dpop_nonce_miss_total"),
+        1.0
+    );
 
     // The same profile switched to Bearer (another client): a new token,
     // sent as Bearer; the DPoP route now refuses it.
