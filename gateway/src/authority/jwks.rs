@@ -597,8 +597,14 @@ impl JwksCache {
         kid: Option<&str>,
         alg: JwsAlg,
     ) -> Result<Arc<VerifyingKey>, KeyLookupError> {
-        if let Some(found) = self.try_select(kid, alg)? {
-            return Ok(found);
+        match self.try_select(kid, alg) {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(e @ KeyLookupError::Unavailable(Unavailable::Stale { .. })) => {
+                self.refetch_stale();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         }
         let od = &self.on_demand;
         let now = self.clock.now();
@@ -660,6 +666,45 @@ impl JwksCache {
             Some(found) => Ok(found),
             None => Err(od.answer()),
         }
+    }
+
+    /// Keys past their max age and a token that needs them: start one
+    /// fetch in the background (once per cooldown, never beside another
+    /// fetch), so that an Authority that is back serves again at the next
+    /// request instead of at the refresh loop's next retry. The request
+    /// itself is answered 503 at once.
+    fn refetch_stale(self: &Arc<Self>) {
+        let od = &self.on_demand;
+        let now = self.clock.now();
+        let last = od.last_attempt.load(Ordering::Acquire);
+        let in_cooldown = last
+            .checked_sub(1)
+            .is_some_and(|at| now < at.saturating_add(self.cooldown));
+        if in_cooldown
+            || od
+                .last_attempt
+                .compare_exchange(
+                    last,
+                    now.saturating_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let Ok(gate) = self.fetch_gate.clone().try_lock_owned() else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _gate = gate;
+            let _fetching = Fetching::start(&this.on_demand.fetching);
+            let fetched = this.fetch_and_publish(false).await;
+            this.on_demand
+                .last_failed
+                .store(fetched.is_err(), Ordering::Release);
+        });
     }
 
     fn busy(&self) -> KeyLookupError {

@@ -728,3 +728,36 @@ async fn a_failed_state_write_is_counted_and_never_fails_the_refresh() {
     // Discovery and JWKS both failed to persist.
     assert_eq!(cache.lkg_write_failures(), 2);
 }
+
+#[tokio::test]
+async fn a_token_needing_stale_keys_starts_one_fetch_so_a_returned_authority_serves_at_once() {
+    let k1 = TestKey::es256(Some("k1"));
+    let s = loaded(&[&k1]).await;
+    s.clock.advance(s.cache.max_age() + 1);
+    let fetches = s.server.count(JWKS_PATH);
+    // The Authority is back (it serves again), but the refresh loop's next
+    // retry is far: the first request is refused and starts the fetch.
+    let err = s
+        .cache
+        .key_for(Some("k1"), JwsAlg::Es256)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        KeyLookupError::Unavailable(Unavailable::Stale { .. })
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !s.cache.is_ready() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(s.cache.key_for(Some("k1"), JwsAlg::Es256).await.is_ok());
+    assert_eq!(s.server.count(JWKS_PATH), fetches + 1);
+    // Down again: of many refused lookups within one cooldown, one fetches.
+    s.server.set(JWKS_PATH, Reply::status(500, "{}"));
+    s.clock.advance(s.cache.max_age() + 1);
+    for _ in 0..5 {
+        assert!(s.cache.key_for(Some("k1"), JwsAlg::Es256).await.is_err());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.server.count(JWKS_PATH), fetches + 2);
+}
