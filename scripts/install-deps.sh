@@ -4,7 +4,8 @@
 # with --tls-port and --sentinel: Debian's package is built with TLS), openssl
 # (tests generate certificates), curl (TLS requests in end-to-end tests),
 # promtool (scripts/check-metrics.sh: the alerting rules and their tests),
-# the OpenAPI validator (tests/.venv, from tests/python-requirements.txt),
+# the OpenAPI validator and the OTLP messages (tests/.venv, from
+# tests/python-requirements.txt),
 # cargo-fuzz (scripts/fuzz.sh, .ci/fuzz.sh) and the test Authority's npm
 # packages. Used by scripts/test.sh and .ci/run;
 # does nothing for what is already there. Needs root (or sudo) for apt.
@@ -41,8 +42,9 @@ if ! command -v promtool >/dev/null; then
 fi
 
 # Python tools (tests/python-requirements.txt, pinned) in a virtual
-# environment of the repository: the OpenAPI validator the openapi tests run.
-if ! tests/.venv/bin/python -c 'import openapi_spec_validator' 2>/dev/null; then
+# environment of the repository: the OpenAPI validator the openapi tests run,
+# and the OTLP messages of the trace receiver the e2e_otlp tests run.
+if ! tests/.venv/bin/python -c 'import openapi_spec_validator, opentelemetry.proto' 2>/dev/null; then
   echo "install-deps: installing tests/python-requirements.txt into tests/.venv"
   python3 -m venv tests/.venv
   tests/.venv/bin/pip install -q --disable-pip-version-check -r tests/python-requirements.txt

@@ -317,6 +317,7 @@ impl BackgroundService for Drain {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if self.gateway.shared.in_flight() == 0 {
                     tracing::info!("no request in flight; exiting");
+                    crate::otel::shutdown();
                     crate::telemetry::flush_logs();
                     std::process::exit(0);
                 }

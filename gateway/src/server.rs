@@ -60,6 +60,17 @@ pub fn run(path: &Path) -> i32 {
     };
     let cfg = prepared.snapshot.config.clone();
     crate::telemetry::init_logging(cfg.logging.json, &cfg.logging.level);
+    match crate::otel::init(&cfg.traces) {
+        Ok(true) => tracing::info!(
+            sampler = ?cfg.traces.sampler,
+            "traces exported over otlp/http"
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            crate::cli::report(&[ConfigError::new("traces", e.to_string())]);
+            return 2;
+        }
+    }
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();
