@@ -13,7 +13,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -305,6 +305,42 @@ fn a_dpop_request_has_a_replay_store_span_and_neither_token_nor_proof_is_exporte
     );
 
     assert_no_secret(&receiver.spans(), &[&token, &proof]);
+}
+
+#[test]
+fn an_opaque_token_is_introspected_in_a_child_of_the_authentication_span() {
+    let receiver = Receiver::start();
+    let dir = TempDir::new("otlp-introspection");
+    let authority = Authority::start();
+    let echo = Echo::gateway_enforced();
+    let gw = traced(GatewaySetup::new(&authority.issuer), &receiver)
+        .authority("audiences", json!([API_AUDIENCE, OPAQUE_AUDIENCE]))
+        .authority("client_id", json!(GATEWAY_CLIENT.id))
+        .authority("client_secret", json!(GATEWAY_CLIENT.secret))
+        .authority("introspection", json!({"cache_seconds": 30}))
+        .service("echo", echo.addr())
+        .start(&dir);
+    let token = authority.fresh_token(BEARER, &TokenRequest::resource(OPAQUE_AUDIENCE));
+    assert!(!token.contains('.'), "not an opaque token: {token}");
+    let incoming = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let r = gw.get(
+        "/items/1",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("traceparent", &incoming),
+        ],
+    );
+    let body = assert_reached_via_envelope(&r);
+    let spans = receiver.wait_for_trace(TRACE_ID, &["authenticate", "introspection", "upstream"]);
+    let (_, authn) = server_and_child(&spans, CLIENT_SPAN, "authenticate");
+    assert_eq!(authn["attributes"]["stella.auth.cache"], "miss", "{authn}");
+    let introspection = the(&spans, "introspection", |s| s["name"] == "introspection");
+    assert_eq!(
+        introspection["parent_span_id"], authn["span_id"],
+        "{introspection}"
+    );
+    assert_upstream_continues(&body, &spans, TRACE_ID);
+    assert_no_secret(&receiver.spans(), &[&token, GATEWAY_CLIENT.secret]);
 }
 
 #[test]
