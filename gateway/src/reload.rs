@@ -154,6 +154,8 @@ fn restart_only(old: &Config, new: &Config) -> Vec<ConfigError> {
         old.shutdown_grace != new.shutdown_grace,
     );
     differ("logging.format", old.logging.json != new.logging.json);
+    // The tracer and its exporter are installed once, at start.
+    differ("traces", old.traces != new.traces);
     errors
 }
 
