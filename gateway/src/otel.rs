@@ -128,6 +128,20 @@ fn tracer() -> Option<&'static SdkTracer> {
 /// The request's server span, and the context its children start from.
 pub struct RequestTrace {
     cx: Context,
+    method: &'static str,
+}
+
+/// The method as a span name and attribute: any token other than the
+/// standard methods is client input, so it becomes one fixed value (as the
+/// HTTP semantic conventions say).
+fn known_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("_OTHER")
 }
 
 /// The `traceparent` / `tracestate` of an incoming request.
@@ -158,17 +172,19 @@ pub fn server_span(
     tracestate: Option<&str>,
 ) -> Option<RequestTrace> {
     let tracer = tracer()?;
+    let method = known_method(method);
     let parent = TraceContextPropagator::new().extract(&Incoming {
         traceparent,
         tracestate,
     });
     let span = tracer
-        .span_builder(method.to_owned())
+        .span_builder(method)
         .with_kind(SpanKind::Server)
-        .with_attributes([KeyValue::new("http.request.method", method.to_owned())])
+        .with_attributes([KeyValue::new("http.request.method", method)])
         .start_with_context(tracer, &parent);
     Some(RequestTrace {
         cx: parent.with_span(span),
+        method,
     })
 }
 
@@ -181,7 +197,7 @@ impl RequestTrace {
     /// Ends the server span with what the decision log records.
     pub fn finish(self, summary: &Summary<'_>) {
         let span = self.cx.span();
-        span.update_name(format!("{} {}", summary.method, summary.route));
+        span.update_name(format!("{} {}", self.method, summary.route));
         span.set_attributes([
             KeyValue::new("http.route", summary.route.to_owned()),
             KeyValue::new("http.response.status_code", i64::from(summary.status)),
@@ -201,7 +217,6 @@ impl RequestTrace {
 
 /// The facts of a finished request a server span carries.
 pub struct Summary<'a> {
-    pub method: &'a str,
     pub route: &'a str,
     pub service: &'a str,
     pub decision: &'static str,
@@ -390,6 +405,14 @@ impl opentelemetry_http::HttpClient for ExportClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_other_than_the_standard_ones_are_one_value() {
+        assert_eq!(known_method("GET"), "GET");
+        assert_eq!(known_method("PATCH"), "PATCH");
+        assert_eq!(known_method("get"), "_OTHER");
+        assert_eq!(known_method("X-SECRET-ABC"), "_OTHER");
+    }
 
     #[test]
     fn without_a_tracer_no_span_is_made() {

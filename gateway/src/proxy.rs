@@ -759,7 +759,6 @@ impl ProxyHttp for Proxy {
                 otel::end(&cx);
             }
             trace.finish(&otel::Summary {
-                method: session.req_header().method.as_str(),
                 route,
                 service: ctx
                     .pool()
