@@ -30,6 +30,9 @@
 # (tokio's multi-thread scheduler). To compare such a build with a newer one,
 # run the newer one with --threads $(nproc) --work-stealing as well.
 #
+# BENCH_TRACES=1: the gateway with OpenTelemetry traces on (every request
+# sampled, exported to a local OTLP receiver that discards them; bench/lib.sh);
+# the counts then include the export thread's work in the window.
 # Needs: valgrind, haproxy, node (tests/authority), python3. cargo only when
 # --gateway is not given and target/release/stella-gateway does not exist yet:
 # it is then built with `cargo build --release -p stella-gateway --bin

@@ -73,6 +73,16 @@ start_authority() { # -> $issuer; access tokens live an hour
   (cd tests/authority && AUTHORITY_PORT=0 AUTHORITY_AT_TTL=3600 exec node server.mjs >"$work/authority.out" 2>"$work/authority.err") &
   pids+=("$!")
   issuer=$(wait_line "$work/authority.out" AUTHORITY_READY | python3 -c 'import json,sys; print(json.load(sys.stdin)["issuer"])')
+  if [ -n "${BENCH_TRACES:-}" ]; then start_otlp_sink; fi
+}
+
+# BENCH_TRACES=1: OpenTelemetry traces on, every request sampled, exported to
+# a local OTLP/HTTP receiver that discards the spans (tests/otlp/receiver.py
+# --discard, from tests/.venv); start_authority starts it.
+start_otlp_sink() { # -> $otlp (host:port)
+  tests/.venv/bin/python tests/otlp/receiver.py --discard >"$work/otlp.out" 2>"$work/otlp.err" &
+  pids+=("$!")
+  otlp=$(wait_line "$work/otlp.out" OTLP_READY | python3 -c 'import json,sys; print(json.load(sys.stdin)["addr"])')
 }
 
 issue_token() { # client [token.mjs options...] -> prints an echo.read token for that client
@@ -111,6 +121,10 @@ CFG
 # folder, and the log written beside it would wake the watcher on every line.
 write_gateway_config() { # file [listener lines] [gateway lines]
   mkdir -p "$(dirname "$1")"
+  local traces=""
+  if [ -n "${BENCH_TRACES:-}" ]; then
+    traces="traces: {enabled: true, sampler: always_on, endpoint: \"http://$otlp\"}"
+  fi
   cat >"$1" <<CFG
 gateway:
   id: stella-gateway-bench
@@ -135,6 +149,7 @@ router:
 services:
   - {name: bench, upstreams: ["127.0.0.1:$up"]}
 logging: {format: json, level: ${BENCH_LOG_LEVEL:-info}}
+${traces}
 CFG
 }
 

@@ -30,6 +30,9 @@
 #              (bench/tokens.sh)
 #   soak       mixed load at ~70% of the maximum for MINUTES (bench/soak.sh)
 #
+# BENCH_TRACES=1 runs the gateway with OpenTelemetry traces on (every request
+# sampled, exported to a local OTLP receiver that discards them; bench/lib.sh),
+# to compare with a run without it.
 # Needs: wrk, haproxy (Debian packages), node (tests/authority), cargo.
 # Release binaries are built in ${CARGO_TARGET_DIR:-target}.
 # Usage: bench/run.sh [DURATION_SECONDS] [ROUNDS] [CONNECTIONS]

@@ -4,7 +4,7 @@
 # with --tls-port and --sentinel: Debian's package is built with TLS), openssl
 # (tests generate certificates), curl (TLS requests in end-to-end tests),
 # promtool (scripts/check-metrics.sh: the alerting rules and their tests),
-# the OpenAPI validator and schemathesis (tests/.venv, from
+# the OpenAPI validator, schemathesis and the OTLP messages (tests/.venv, from
 # tests/python-requirements.txt),
 # cargo-fuzz (scripts/fuzz.sh, .ci/fuzz.sh) and the test Authority's npm
 # packages. Used by scripts/test.sh and .ci/run;

@@ -510,7 +510,14 @@ impl Snapshot {
         }
         let now = self.shared.clock.now();
         let key = TokenKey::of(token);
-        let (claims, issuer) = match self.tokens.get(&key, now) {
+        let cached = self.tokens.get(&key, now);
+        crate::otel::note(|| {
+            opentelemetry::KeyValue::new(
+                "stella.auth.cache",
+                if cached.is_some() { "hit" } else { "miss" },
+            )
+        });
+        let (claims, issuer) = match cached {
             Some(claims) => {
                 let issuer = match self.issuers.list() {
                     [only] => only,

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod identity;
 pub mod jose;
 pub mod openapi;
+pub mod otel;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

@@ -8,6 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let code = stella_gateway::cli::main();
+    stella_gateway::otel::shutdown();
     stella_gateway::telemetry::flush_logs();
     std::process::exit(code);
 }

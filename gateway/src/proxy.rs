@@ -8,6 +8,7 @@ use crate::authn::presented::presented;
 use crate::forward::{self, Added};
 use crate::gateway::{Gateway, RequestFacts, Snapshot};
 use crate::identity::{Binding, Caller};
+use crate::otel;
 use crate::policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
 use crate::policy::{CallerIdentity, RouteTarget};
 use crate::response::{Refusal, Reply};
@@ -18,6 +19,8 @@ use crate::upstream::{Endpoint, UpstreamPool};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderName;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Session};
 use pingora::proxy::{FailToProxy, ProxyHttp};
@@ -49,6 +52,11 @@ pub struct Ctx {
     tried: Vec<std::net::SocketAddr>,
     /// Hand the client a fresh DPoP nonce with the response.
     send_nonce: bool,
+    /// The server span, while traces are on.
+    trace: Option<otel::RequestTrace>,
+    /// The upstream call's client span; its context is the upstream's
+    /// `traceparent`.
+    upstream_span: Option<opentelemetry::Context>,
 }
 
 impl Ctx {
@@ -170,7 +178,23 @@ impl Proxy {
             client_cert: ctx.client_cert.as_ref(),
             route: target,
         };
-        let mut authenticated = gw.authenticate(credential, &facts).await?;
+        let auth_span = ctx
+            .trace
+            .as_ref()
+            .map(|t| t.child("authenticate", SpanKind::Internal));
+        let authenticated =
+            otel::run_in(auth_span.as_ref(), gw.authenticate(credential, &facts)).await;
+        if let Some(cx) = &auth_span {
+            otel::set(
+                cx,
+                match &authenticated {
+                    Ok(a) => KeyValue::new("stella.auth_method", a.caller().auth_method().as_str()),
+                    Err(refusal) => KeyValue::new("stella.reason", refusal.reason()),
+                },
+            );
+            otel::end(cx);
+        }
+        let mut authenticated = authenticated?;
         let proof = authenticated.take_proof();
         let caller = authenticated.caller();
         ctx.send_nonce = caller.auth_method() == stella_envelope::AuthMethod::Dpop
@@ -204,7 +228,20 @@ impl Proxy {
                 // Only now is the proof recorded: a request the policy
                 // refuses never takes a replay entry.
                 if let Some(proof) = proof {
-                    gw.spend_proof(proof).await?;
+                    let span = ctx
+                        .trace
+                        .as_ref()
+                        .map(|t| t.child("replay_store", SpanKind::Internal));
+                    let spent = gw.spend_proof(proof).await;
+                    if let Some(cx) = &span {
+                        let result = match &spent {
+                            Ok(()) => "fresh",
+                            Err(refusal) => refusal.reason(),
+                        };
+                        otel::set(cx, KeyValue::new("stella.replay.result", result));
+                        otel::end(cx);
+                    }
+                    spent?;
                 }
                 let allowed = authorized.allowed();
                 if allowed.used_bypass() {
@@ -366,10 +403,21 @@ impl ProxyHttp for Proxy {
             endpoint: None,
             tried: Vec::new(),
             send_nonce: false,
+            trace: None,
+            upstream_span: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if otel::enabled() {
+            let req = session.req_header();
+            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+            ctx.trace = otel::server_span(
+                req.method.as_str(),
+                header("traceparent"),
+                header("tracestate"),
+            );
+        }
         if let Some(ssl) = session.digest().and_then(|d| d.ssl_digest.as_ref()) {
             ctx.tls = true;
             ctx.client_cert = ssl.extension.get::<ClientCert>().cloned();
@@ -401,6 +449,24 @@ impl ProxyHttp for Proxy {
             e
         })?;
         let peer = Box::new(endpoint.peer.clone());
+        if let Some(trace) = ctx.trace.as_ref().filter(|_| ctx.upstream_span.is_none()) {
+            let cx = trace.child("upstream", SpanKind::Client);
+            otel::set(
+                &cx,
+                KeyValue::new("stella.service", pool.service.name.clone()),
+            );
+            ctx.upstream_span = Some(cx);
+        }
+        if let Some(cx) = &ctx.upstream_span {
+            otel::set(
+                cx,
+                KeyValue::new("server.address", endpoint.addr.ip().to_string()),
+            );
+            otel::set(
+                cx,
+                KeyValue::new("server.port", i64::from(endpoint.addr.port())),
+            );
+        }
         ctx.endpoint = Some(endpoint);
         Ok(peer)
     }
@@ -523,8 +589,12 @@ impl ProxyHttp for Proxy {
         })?;
         upstream.set_uri(uri);
 
-        let (trace, tracestate) =
+        let (mut trace, tracestate) =
             forward::next_trace(incoming_trace.as_deref(), incoming_state.as_deref());
+        // Traces on: the upstream continues from the upstream call's span.
+        if let Some(parent) = ctx.upstream_span.as_ref().and_then(otel::traceparent_of) {
+            trace = parent;
+        }
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -573,6 +643,15 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(cx) = &ctx.upstream_span {
+            otel::set(
+                cx,
+                KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(response.status.as_u16()),
+                ),
+            );
+        }
         if ctx.send_nonce {
             if let Some(nonce) = ctx.snap.fresh_nonce() {
                 response.insert_header("dpop-nonce", nonce)?;
@@ -607,6 +686,9 @@ impl ProxyHttp for Proxy {
                 .inc();
         }
         ctx.reason = refusal.reason();
+        if let Some(cx) = ctx.upstream_span.as_ref().filter(|_| upstream_failed) {
+            otel::set_error(cx, refusal.reason());
+        }
         let status = refusal.status();
         // The connection is not reused after this answer: say so.
         session.set_keepalive(None);
@@ -672,6 +754,27 @@ impl ProxyHttp for Proxy {
             upstream,
             latency_us: ctx.started.elapsed().as_micros() as u64,
         });
+        if let Some(trace) = ctx.trace.take() {
+            if let Some(cx) = ctx.upstream_span.take() {
+                otel::end(&cx);
+            }
+            trace.finish(&otel::Summary {
+                route,
+                service: ctx
+                    .pool()
+                    .map(|p| p.service.name.as_str())
+                    .unwrap_or("none"),
+                decision,
+                reason: ctx.reason,
+                auth_method: ctx
+                    .caller
+                    .as_ref()
+                    .map(|c| c.auth_method().as_str())
+                    .unwrap_or("none"),
+                status,
+                request_id: &ctx.request_id,
+            });
+        }
     }
 }
 

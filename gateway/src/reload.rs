@@ -154,6 +154,8 @@ fn restart_only(old: &Config, new: &Config) -> Vec<ConfigError> {
         old.shutdown_grace != new.shutdown_grace,
     );
     differ("logging.format", old.logging.json != new.logging.json);
+    // The tracer and its exporter are installed once, at start.
+    differ("traces", old.traces != new.traces);
     errors
 }
 
@@ -317,6 +319,7 @@ impl BackgroundService for Drain {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if self.gateway.shared.in_flight() == 0 {
                     tracing::info!("no request in flight; exiting");
+                    crate::otel::shutdown();
                     crate::telemetry::flush_logs();
                     std::process::exit(0);
                 }

@@ -66,6 +66,17 @@ pub fn run(path: &Path) -> i32 {
     for issuer in prepared.snapshot.issuers.list() {
         issuer.jwks.load_persisted();
     }
+    match crate::otel::init(&cfg.traces) {
+        Ok(true) => tracing::info!(
+            sampler = ?cfg.traces.sampler,
+            "traces exported over otlp/http"
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            crate::cli::report(&[ConfigError::new("traces", e.to_string())]);
+            return 2;
+        }
+    }
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();

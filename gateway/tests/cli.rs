@@ -592,3 +592,48 @@ fn several_authorities_introspection_and_claims_are_checked_and_secrets_redacted
     }
     assert!(!err.contains("leaked-if-printed"), "{err}");
 }
+
+#[test]
+fn traces_block_is_off_by_default_checked_and_settable_from_the_environment() {
+    let path = temp_config("traces-default", MINIMAL);
+    let out = gateway(&["check", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("traces:\n  enabled: false"), "{text}");
+    assert!(text.contains("sampler: parentbased_always_on"), "{text}");
+
+    let out = gateway(
+        &["check", "--config", &path],
+        &[
+            ("TRACES__ENABLED", "true"),
+            ("TRACES__ENDPOINT", "http://collector:4318"),
+            ("TRACES__SAMPLER", "traceidratio"),
+            ("TRACES__SAMPLER_ARG", "0.25"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("enabled: true"), "{text}");
+    assert!(text.contains("endpoint: http://collector:4318"), "{text}");
+    assert!(text.contains("sampler_arg: 0.25"), "{text}");
+
+    let bad = temp_config(
+        "traces-bad",
+        &format!(
+            "{MINIMAL}traces:\n  enabled: true\n  endpoint: collector\n  sampler: sometimes\n  \
+             sampler_arg: 2\n  max_queue_size: 0\n  colour: blue\n"
+        ),
+    );
+    let out = gateway(&["check", "--config", &bad], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for expected in [
+        "traces.colour: unknown key",
+        "traces.endpoint: must be an http(s) url",
+        "traces.sampler: must be always_on",
+        "traces.sampler_arg: must be between 0 and 1",
+        "traces.max_queue_size: must be between 1 and 1000000",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}

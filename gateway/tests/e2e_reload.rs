@@ -254,6 +254,22 @@ fn a_listener_address_change_is_refused_as_needing_a_restart() {
         .contains("gateway.listeners.admin: cannot change while the gateway runs"));
 }
 
+#[test]
+fn turning_traces_on_by_reload_is_refused_as_needing_a_restart() {
+    let (stack, _) = stack_with_policies("reload-traces", "", false);
+    stack
+        .gateway
+        .edit_config(|c| c["traces"] = json!({"enabled": true}));
+    let r = stack.gateway.reload();
+    assert_eq!(r.status, 422);
+    assert!(
+        r.text()
+            .contains("traces: cannot change while the gateway runs"),
+        "{}",
+        r.text()
+    );
+}
+
 /// An upstream that answers every request after `delay`, and says on
 /// `arrived` when a request head has been read.
 fn slow_upstream(delay: Duration) -> (SocketAddr, mpsc::Receiver<()>) {

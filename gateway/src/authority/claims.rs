@@ -217,7 +217,7 @@ impl ClaimsSource {
                 return Ok(Arc::new(entry.claims.merge_into(&token)));
             }
         }
-        match self.fetch_and_store(&token, key).await {
+        match crate::otel::in_child("claims_fetch", self.fetch_and_store(&token, key)).await {
             Ok(claims) => Ok(Arc::new(claims.merge_into(&token))),
             Err(reason) => {
                 if let Some(entry) = cached {

@@ -256,7 +256,7 @@ pub fn form_encode(text: &str) -> String {
 /// The platform's trusted roots (honouring `SSL_CERT_FILE` and
 /// `SSL_CERT_DIR`). None loaded means https fetches fail verification: fail
 /// closed, and said once here.
-fn platform_roots() -> rustls::RootCertStore {
+pub(crate) fn platform_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     match rustls_native_certs::load_native_certs() {
         Ok(certs) => {

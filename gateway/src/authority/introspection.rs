@@ -156,7 +156,7 @@ impl Introspector {
             _ => {}
         }
         self.counters.miss.fetch_add(1, Ordering::Relaxed);
-        match self.ask(token).await {
+        match crate::otel::in_child("introspection", self.ask(token)).await {
             Ok(Answer::Active(claims)) => {
                 self.last_success.store(now.max(1), Ordering::Relaxed);
                 let now = self.clock.now();

@@ -651,12 +651,15 @@ impl JwksCache {
         // request (this one included) waits for it longer than the budget;
         // the keys it brings serve every later request.
         let this = self.clone();
+        // The request's span, if traced: the fetch is its child.
+        let trace = crate::otel::current();
         tokio::spawn(async move {
             let _gate = gate;
             let _fetching = Fetching(&this.on_demand.fetching);
             // Discovery is reused: a token's unknown kid is no reason to
             // re-read metadata (the scheduled refresh does).
-            let fetched = this.fetch_and_publish(false).await;
+            let fetched =
+                crate::otel::in_child_of(trace, "jwks_fetch", this.fetch_and_publish(false)).await;
             this.on_demand
                 .last_failed
                 .store(fetched.is_err(), Ordering::Release);

@@ -15,6 +15,8 @@ pub struct FileConfig {
     pub services: Vec<ServiceSection>,
     #[serde(default)]
     pub logging: LoggingSection,
+    #[serde(default)]
+    pub traces: TracesSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -310,6 +312,25 @@ pub struct LoggingSection {
     pub level: Option<String>,
 }
 
+/// OpenTelemetry traces exported over OTLP/HTTP (gateway/src/otel.rs).
+/// The standard `OTEL_*` variables override these when set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesSection {
+    /// Off unless `true`.
+    pub enabled: Option<bool>,
+    /// The collector's OTLP/HTTP base url; `/v1/traces` is appended.
+    pub endpoint: Option<String>,
+    pub service_name: Option<String>,
+    /// An `OTEL_TRACES_SAMPLER` name, such as `parentbased_always_on`.
+    pub sampler: Option<String>,
+    /// The ratio of the `traceidratio` samplers, 0 to 1.
+    pub sampler_arg: Option<f64>,
+    /// Finished spans waiting for export; more are dropped.
+    pub max_queue_size: Option<u64>,
+    pub export_timeout_ms: Option<u64>,
+}
+
 /// Keys whose values are secrets: never printed, never logged.
 pub const SECRET_KEYS: &[&str] = &[
     "identity_envelope_signing_key",
@@ -442,6 +463,15 @@ pub fn schema_sample() -> FileConfig {
         logging: LoggingSection {
             format: s(),
             level: s(),
+        },
+        traces: TracesSection {
+            enabled: Some(false),
+            endpoint: s(),
+            service_name: s(),
+            sampler: s(),
+            sampler_arg: Some(0.0),
+            max_queue_size: Some(0),
+            export_timeout_ms: Some(0),
         },
     };
     sample.gateway.auth.authorities = vec![sample.gateway.auth.authority.clone()];

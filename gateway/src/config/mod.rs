@@ -16,7 +16,7 @@ pub mod resolve;
 
 pub use resolve::{
     ClaimsConfig, ClientCredentials, Config, IntrospectionConfig, Limits, MissingAuthorization,
-    Secret,
+    Secret, TraceSampler, Traces,
 };
 
 use file::FileConfig;
@@ -149,7 +149,8 @@ fn apply_env(tree: &mut Value, env: &dyn EnvSource) -> Vec<ConfigError> {
     for (name, raw) in vars {
         let segments: Vec<String> = name.split("__").map(fold_env_name).collect();
         if segments.len() < 2
-            || !["gateway", "router", "services", "logging"].contains(&segments[0].as_str())
+            || !["gateway", "router", "services", "logging", "traces"]
+                .contains(&segments[0].as_str())
         {
             continue;
         }

@@ -313,6 +313,102 @@ pub struct EnvelopeKeyInfo {
     pub source: KeySource,
 }
 
+/// Which traces are recorded (the `OTEL_TRACES_SAMPLER` names).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TraceSampler {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+/// OpenTelemetry traces (`traces`); read once at start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Traces {
+    pub enabled: bool,
+    /// OTLP/HTTP base url (`/v1/traces` is appended); the exporter's
+    /// default (`http://localhost:4318`) when unset.
+    pub endpoint: Option<String>,
+    pub service_name: String,
+    pub sampler: TraceSampler,
+    pub max_queue_size: usize,
+    pub export_timeout: Duration,
+}
+
+fn resolve_traces(e: &mut Errors, file: &TracesSection, effective: &mut TracesSection) -> Traces {
+    let endpoint = file
+        .endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if let Some(url) = endpoint {
+        let ok = url.parse::<http::Uri>().ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+        });
+        if !ok {
+            e.add("traces.endpoint", "must be an http(s) url");
+        }
+    }
+    let arg = file.sampler_arg.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&arg) {
+        e.add("traces.sampler_arg", "must be between 0 and 1");
+    }
+    let sampler = match file.sampler.as_deref().map(str::trim) {
+        None | Some("parentbased_always_on") => TraceSampler::ParentBasedAlwaysOn,
+        Some("always_on") => TraceSampler::AlwaysOn,
+        Some("always_off") => TraceSampler::AlwaysOff,
+        Some("traceidratio") => TraceSampler::TraceIdRatio(arg),
+        Some("parentbased_always_off") => TraceSampler::ParentBasedAlwaysOff,
+        Some("parentbased_traceidratio") => TraceSampler::ParentBasedTraceIdRatio(arg),
+        Some(_) => {
+            e.add(
+                "traces.sampler",
+                "must be always_on, always_off, traceidratio, parentbased_always_on, \
+                 parentbased_always_off or parentbased_traceidratio",
+            );
+            TraceSampler::ParentBasedAlwaysOn
+        }
+    };
+    let traces = Traces {
+        enabled: file.enabled.unwrap_or(false),
+        endpoint: endpoint.map(str::to_owned),
+        service_name: file
+            .service_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("stella-gateway")
+            .to_owned(),
+        sampler,
+        max_queue_size: seconds(
+            e,
+            "traces.max_queue_size",
+            file.max_queue_size,
+            2_048,
+            (1, 1_000_000),
+        ) as usize,
+        export_timeout: Duration::from_millis(seconds(
+            e,
+            "traces.export_timeout_ms",
+            file.export_timeout_ms,
+            10_000,
+            (100, 60_000),
+        )),
+    };
+    effective.enabled = Some(traces.enabled);
+    effective.service_name = Some(traces.service_name.clone());
+    effective.sampler = Some(
+        file.sampler
+            .clone()
+            .unwrap_or_else(|| "parentbased_always_on".into()),
+    );
+    effective.max_queue_size = Some(traces.max_queue_size as u64);
+    effective.export_timeout_ms = Some(traces.export_timeout.as_millis() as u64);
+    traces
+}
+
 #[derive(Clone, Debug)]
 pub struct Logging {
     pub json: bool,
@@ -353,6 +449,7 @@ pub struct Config {
     pub secret_digest: [u8; 32],
     pub services: Vec<Service>,
     pub logging: Logging,
+    pub traces: Traces,
     /// The file structs with every default filled in, for `check` to print
     /// (through `redacted_yaml`).
     pub effective: FileConfig,
@@ -1106,6 +1203,7 @@ pub fn resolve(
         );
     }
     effective.logging.level = Some(logging.level.clone());
+    let traces = resolve_traces(&mut e, &file.traces, &mut effective.traces);
 
     match (e.0.is_empty(), signer) {
         (true, Some(signer)) => Ok(Config {
@@ -1135,6 +1233,7 @@ pub fn resolve(
             },
             services,
             logging,
+            traces,
             effective,
         }),
         _ => Err(e.0),

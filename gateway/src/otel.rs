@@ -1,0 +1,423 @@
+//! OpenTelemetry traces: one server span per request, continued from the
+//! client's W3C `traceparent`, with child spans for the stages that take
+//! time (authentication, JWKS and introspection fetches, the replay store,
+//! the upstream call). Spans leave the process as OTLP/HTTP protobuf.
+//!
+//! Off unless `traces.enabled`: then no tracer is installed, [`server_span`]
+//! returns `None` and no span object exists on the request path; the
+//! gateway's own `traceparent` handling (`forward::next_trace`) runs as
+//! before. On, export never blocks or fails a request: a finished span goes
+//! into the SDK's bounded queue (dropped when full, the count logged at
+//! shutdown), and a batch processor thread sends it through its own small
+//! runtime. Attributes are fixed names with values from fixed sets (route,
+//! service, decision, reason, method): never a token, proof or secret.
+
+use crate::config::{TraceSampler, Traces};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{
+    SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
+};
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The installed tracer; unset while traces are off.
+static TRACER: OnceLock<(SdkTracer, SdkTracerProvider)> = OnceLock::new();
+
+/// Largest OTLP response body read (the collector's partial-success note).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Why the exporter could not be set up; reported at start.
+#[derive(Debug, thiserror::Error)]
+pub enum OtelError {
+    #[error("otlp exporter: {0}")]
+    Exporter(String),
+    #[error("export runtime: {0}")]
+    Runtime(String),
+}
+
+/// Installs the tracer when `config.enabled` (and `OTEL_SDK_DISABLED` is not
+/// `true`). The standard `OTEL_EXPORTER_OTLP_ENDPOINT`,
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_SERVICE_NAME`,
+/// `OTEL_TRACES_SAMPLER` (and `_ARG`) and `OTEL_BSP_*` variables take
+/// precedence over the file's values when set.
+pub fn init(config: &Traces) -> Result<bool, OtelError> {
+    let env_set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let sdk_disabled =
+        std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !config.enabled || sdk_disabled || TRACER.get().is_some() {
+        return Ok(false);
+    }
+    let client = ExportClient::new(config.export_timeout)?;
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_http_client(client);
+    if !env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") && !env_set("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        if let Some(base) = &config.endpoint {
+            exporter = exporter.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
+        }
+    }
+    if !env_set("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") && !env_set("OTEL_EXPORTER_OTLP_TIMEOUT") {
+        exporter = exporter.with_timeout(config.export_timeout);
+    }
+    let exporter = exporter
+        .build()
+        .map_err(|e| OtelError::Exporter(e.to_string()))?;
+
+    let mut batch = BatchConfigBuilder::default();
+    if !env_set("OTEL_BSP_MAX_QUEUE_SIZE") {
+        batch = batch.with_max_queue_size(config.max_queue_size);
+    }
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch.build())
+        .build();
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if !env_set("OTEL_SERVICE_NAME") {
+        resource = resource.with_service_name(config.service_name.clone());
+    }
+    let mut provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource.build());
+    if !env_set("OTEL_TRACES_SAMPLER") {
+        provider = provider.with_sampler(sampler(&config.sampler));
+    }
+    let provider = provider.build();
+    let tracer = provider.tracer("stella-gateway");
+    let _ = TRACER.set((tracer, provider));
+    Ok(true)
+}
+
+/// Sends what is queued and stops the exporter; call before the process
+/// exits. Bounded by the export timeout.
+pub fn shutdown() {
+    if let Some((_, provider)) = TRACER.get() {
+        let _ = provider.shutdown();
+    }
+}
+
+fn sampler(choice: &TraceSampler) -> Sampler {
+    let ratio = |r: f64| Sampler::TraceIdRatioBased(r);
+    match *choice {
+        TraceSampler::AlwaysOn => Sampler::AlwaysOn,
+        TraceSampler::AlwaysOff => Sampler::AlwaysOff,
+        TraceSampler::TraceIdRatio(r) => ratio(r),
+        TraceSampler::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        TraceSampler::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        TraceSampler::ParentBasedTraceIdRatio(r) => Sampler::ParentBased(Box::new(ratio(r))),
+    }
+}
+
+fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get().map(|(tracer, _)| tracer)
+}
+
+/// The request's server span, and the context its children start from.
+pub struct RequestTrace {
+    cx: Context,
+    method: &'static str,
+}
+
+/// The method as a span name and attribute: any token other than the
+/// standard methods is client input, so it becomes one fixed value (as the
+/// HTTP semantic conventions say).
+fn known_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("_OTHER")
+}
+
+/// The `traceparent` / `tracestate` of an incoming request.
+struct Incoming<'a> {
+    traceparent: Option<&'a str>,
+    tracestate: Option<&'a str>,
+}
+
+impl Extractor for Incoming<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => self.traceparent,
+            "tracestate" => self.tracestate,
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
+    }
+}
+
+/// Starts a request's server span, the child of the client's valid
+/// `traceparent` (a new trace otherwise); `None` while traces are off.
+pub fn server_span(
+    method: &str,
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) -> Option<RequestTrace> {
+    let tracer = tracer()?;
+    let method = known_method(method);
+    let parent = TraceContextPropagator::new().extract(&Incoming {
+        traceparent,
+        tracestate,
+    });
+    let span = tracer
+        .span_builder(method)
+        .with_kind(SpanKind::Server)
+        .with_attributes([KeyValue::new("http.request.method", method)])
+        .start_with_context(tracer, &parent);
+    Some(RequestTrace {
+        cx: parent.with_span(span),
+        method,
+    })
+}
+
+impl RequestTrace {
+    /// A child span of the server span, started now; end it with [`end`].
+    pub fn child(&self, name: &'static str, kind: SpanKind) -> Context {
+        start_child(&self.cx, name, kind)
+    }
+
+    /// Ends the server span with what the decision log records.
+    pub fn finish(self, summary: &Summary<'_>) {
+        let span = self.cx.span();
+        span.update_name(format!("{} {}", self.method, summary.route));
+        span.set_attributes([
+            KeyValue::new("http.route", summary.route.to_owned()),
+            KeyValue::new("http.response.status_code", i64::from(summary.status)),
+            KeyValue::new("stella.route", summary.route.to_owned()),
+            KeyValue::new("stella.service", summary.service.to_owned()),
+            KeyValue::new("stella.decision", summary.decision),
+            KeyValue::new("stella.reason", summary.reason),
+            KeyValue::new("stella.auth_method", summary.auth_method),
+            KeyValue::new("stella.request_id", summary.request_id.to_owned()),
+        ]);
+        if summary.status >= 500 || summary.status == 0 {
+            span.set_status(Status::error(summary.reason));
+        }
+        span.end();
+    }
+}
+
+/// The facts of a finished request a server span carries.
+pub struct Summary<'a> {
+    pub route: &'a str,
+    pub service: &'a str,
+    pub decision: &'static str,
+    pub reason: &'static str,
+    pub auth_method: &'static str,
+    pub status: u16,
+    pub request_id: &'a str,
+}
+
+fn start_child(parent: &Context, name: &'static str, kind: SpanKind) -> Context {
+    match tracer() {
+        Some(tracer) => {
+            let span = tracer
+                .span_builder(name)
+                .with_kind(kind)
+                .start_with_context(tracer, parent);
+            parent.with_span(span)
+        }
+        None => parent.clone(),
+    }
+}
+
+/// Sets an attribute on a span's context.
+pub fn set(cx: &Context, attribute: KeyValue) {
+    cx.span().set_attribute(attribute);
+}
+
+/// Marks a span failed, with a fixed reason code.
+pub fn set_error(cx: &Context, reason: &'static str) {
+    cx.span().set_status(Status::error(reason));
+}
+
+/// Ends a child span.
+pub fn end(cx: &Context) {
+    cx.span().end();
+}
+
+/// Whether traces are on (a tracer is installed).
+pub fn enabled() -> bool {
+    TRACER.get().is_some()
+}
+
+/// Runs `fut` with `cx` current, so stages below add children to its span;
+/// just runs `fut` when there is no span.
+pub async fn run_in<F: Future>(cx: Option<&Context>, fut: F) -> F::Output {
+    match cx {
+        None => fut.await,
+        Some(cx) => fut.with_context(cx.clone()).await,
+    }
+}
+
+/// [`run_in`], then ends the span.
+pub async fn in_span<F: Future>(cx: Option<Context>, fut: F) -> F::Output {
+    let out = run_in(cx.as_ref(), fut).await;
+    if let Some(cx) = cx {
+        cx.span().end();
+    }
+    out
+}
+
+/// The current context when a request span is current (traces on, inside a
+/// traced stage); `None` otherwise, cheaply.
+pub fn current() -> Option<Context> {
+    tracer()?;
+    let cx = Context::current();
+    cx.has_active_span().then_some(cx)
+}
+
+/// Runs `fut` in a child span `name` of the current request span; just
+/// runs it when there is none (traces off, or a background task).
+pub async fn in_child<F: Future>(name: &'static str, fut: F) -> F::Output {
+    in_child_of(current(), name, fut).await
+}
+
+/// Like [`in_child`], under `parent` (captured before a task was spawned).
+pub async fn in_child_of<F: Future>(
+    parent: Option<Context>,
+    name: &'static str,
+    fut: F,
+) -> F::Output {
+    in_span(
+        parent.map(|p| start_child(&p, name, SpanKind::Internal)),
+        fut,
+    )
+    .await
+}
+
+/// Sets an attribute on the current request span, if there is one; `value`
+/// is not computed otherwise.
+pub fn note(attribute: impl FnOnce() -> KeyValue) {
+    if let Some(cx) = current() {
+        cx.span().set_attribute(attribute());
+    }
+}
+
+/// The `traceparent` a span's context gives the next hop.
+pub fn traceparent_of(cx: &Context) -> Option<crate::forward::TraceParent> {
+    let span = cx.span();
+    let sc: &SpanContext = span.span_context();
+    sc.is_valid().then(|| crate::forward::TraceParent {
+        trace_id: sc.trace_id().to_string(),
+        parent_id: sc.span_id().to_string(),
+        flags: format!("{:02x}", sc.trace_flags().to_u8()),
+    })
+}
+
+/// The OTLP/HTTP client: hyper over rustls with the ring provider (the
+/// tree's only TLS backend) and the platform roots, on a one-thread runtime
+/// of its own. The SDK's batch thread calls it outside any runtime, and an
+/// export must never take a worker of the proxy's.
+struct ExportClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    runtime: tokio::runtime::Handle,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ExportClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExportClient {
+    fn new(timeout: Duration) -> Result<ExportClient, OtelError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| OtelError::Exporter(e.to_string()))?
+            .with_root_certificates(crate::authority::http::platform_roots())
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| OtelError::Runtime(e.to_string()))?;
+        let handle = runtime.handle().clone();
+        // Lives as long as the process: the runtime is never dropped.
+        std::thread::Builder::new()
+            .name("stella-otlp".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .map_err(|e| OtelError::Runtime(e.to_string()))?;
+        Ok(ExportClient {
+            client,
+            runtime: handle,
+            timeout,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for ExportClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, opentelemetry_http::HttpError> {
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        let task = self.runtime.spawn(async move {
+            let (parts, body) = request.into_parts();
+            let request = http::Request::from_parts(parts, Full::new(body));
+            let exchange = async {
+                let response = client.request(request).await?;
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                    .collect()
+                    .await?
+                    .to_bytes();
+                Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, body))
+            };
+            match tokio::time::timeout(timeout, exchange).await {
+                Ok(result) => result,
+                Err(_) => Err("otlp export timed out".into()),
+            }
+        });
+        task.await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_other_than_the_standard_ones_are_one_value() {
+        assert_eq!(known_method("GET"), "GET");
+        assert_eq!(known_method("PATCH"), "PATCH");
+        assert_eq!(known_method("get"), "_OTHER");
+        assert_eq!(known_method("X-SECRET-ABC"), "_OTHER");
+    }
+
+    #[test]
+    fn without_a_tracer_no_span_is_made() {
+        // Unit tests never call `init`: traces are off.
+        assert!(server_span("GET", None, None).is_none());
+        assert!(current().is_none());
+    }
+}
