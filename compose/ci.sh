@@ -163,15 +163,21 @@ ca_args=()
 if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
   ca_args=(-v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro --build-arg NODE_EXTRA_CA_CERTS=/run/host-ca.crt)
 fi
-quiet podman build --pull=never "${ca_args[@]}" -t localhost/stella-test-authority:dev \
-  -f compose/authority.Dockerfile .
+# Built beside the others (a cold build is mostly downloads).
+podman build --pull=never "${ca_args[@]}" -t localhost/stella-test-authority:dev \
+  -f compose/authority.Dockerfile . >"$STAGE/authority-build.log" 2>&1 &
+authority_build=$!
 # The others as the compose files say (echo once: three services share it).
 # podman-compose 1.0.3 exits 0 when a build fails; it logs "exit code: N".
 from=$(($(wc -l <"$LOG") + 1))
-quiet compose build redis echo gateway prometheus
+compose build redis echo gateway prometheus >>"$LOG" 2>&1 || true
 if tail -n +"$from" "$LOG" | grep -q '^exit code: [1-9]'; then
   tail -n 40 "$LOG" >&2
-  die "an image build failed (podman-compose build)"
+  die "an image build failed (podman-compose build; log: ${LOG#"$ROOT"/})"
+fi
+if ! wait "$authority_build"; then
+  tail -n 40 "$STAGE/authority-build.log" >&2
+  die "the Authority's image build failed"
 fi
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'stella|debian' | sort
 
