@@ -14,6 +14,8 @@
 # absent), and builds the base images with debootstrap once (no registry):
 # see runbooks/compose.md.
 set -euo pipefail
+# Rootful podman: as root (sudo keeps CARGO_TARGET_DIR and the ports).
+if [ "$(id -u)" != 0 ]; then exec sudo -E bash "$0" "$@"; fi
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 export DEBIAN_FRONTEND=noninteractive
@@ -45,7 +47,8 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # With recommends (iptables, catatonit, ...): the set this was tried with.
+  apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # crun (the default runtime) fails here with `setrlimit ... Operation not
 # permitted`, and podman's default nofile (1048576) is above this machine's
