@@ -114,7 +114,7 @@ echo "docker-compose config -q: compose/docker-compose.yml valid"
 
 # ---------------------------------------------------------------------------
 phase "images"
-rm -rf "$STAGE/bin"
+rm -rf "${STAGE:?}/bin"
 mkdir -p "$STAGE/bin"
 cp "$BIN_DIR/stella-gateway" "$BIN_DIR/stella-echo-service" "$STAGE/bin/"
 # Debug binaries carry their debug info: drop it, a third of the size to copy.
