@@ -105,10 +105,13 @@ for b in stella-gateway stella-echo-service; do
 done
 # The stack's gateway config (its envelope key comes from the compose file's
 # environment) and the decision tests of its routes.
-Router__IdentityEnvelopeSigningKeyId=local-1 \
+# (Whole outputs captured, then cut: a pipe into `head` closes early.)
+out=$(Router__IdentityEnvelopeSigningKeyId=local-1 \
   Router__IdentityEnvelopeSigningKey=hs256:bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1lbnZlbG9wZS1rZXktMDAx \
-  "$BIN_DIR/stella-gateway" check --config compose/gateway/gateway.yaml | head -n 2
-"$BIN_DIR/stella-gateway" policy test compose/policies | tail -n 1
+  "$BIN_DIR/stella-gateway" check --config compose/gateway/gateway.yaml) || die "check compose/gateway/gateway.yaml: $out"
+printf '%s\n' "$out" | grep '^#'
+out=$("$BIN_DIR/stella-gateway" policy test compose/policies) || { printf '%s\n' "$out"; die "policy test compose/policies"; }
+printf '%s\n' "$out" | tail -n 1
 docker-compose -f compose/docker-compose.yml config -q
 echo "docker-compose config -q: compose/docker-compose.yml valid"
 
