@@ -219,7 +219,9 @@ smoke() { # label
     die "smoke ($1) failed"
 }
 # The mode, generation and container of a sample service, from /__echo/config.
-echo_config() { in_gw curl -fsS --max-time 2 "http://$1:8080/__echo/config"; }
+# Asked inside the service's own container: right after a recreation the
+# compose network's DNS may still answer the old address for a while.
+echo_config() { podman exec "${PROJECT}_$1_1" curl -fsS --max-time 2 http://127.0.0.1:8080/__echo/config; }
 jfield() { printf '%s' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" | head -n 1; }
 shows_mode() { [ "$(jfield "$(echo_config "$1")" mode)" = "$2" ]; }
 
@@ -240,7 +242,7 @@ echo "host: GET /items/1 without a token 401, with a token 200 (answered by echo
 phase "toggle: echo to Hybrid by env"
 # A request straight to echo without an envelope, with the service's own token:
 # GatewayEnforced refuses it (401), Hybrid lets its own authentication decide (200).
-direct() { in_gw curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Authorization: Bearer legacy-service-token' http://echo:8080/items/1; }
+direct() { podman exec "${PROJECT}_echo_1" curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Authorization: Bearer legacy-service-token' http://127.0.0.1:8080/items/1; }
 [ "$(direct)" = 401 ] || die "echo (GatewayEnforced) without an envelope: $(direct), wanted 401"
 before=$(podman inspect -f '{{.Id}}' "${PROJECT}_echo_1")
 ECHO_TRUST_MODE=Hybrid quiet compose up -d --no-build --force-recreate --no-deps echo
@@ -253,7 +255,7 @@ echo "straight to echo, own token, no envelope: 200"
 # The gateway re-resolves `echo` (resolve_interval_seconds: 5) and sends to
 # the new container.
 through_gw() { [ "$(in_gw curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:8080/public/x)" = 200 ]; }
-wait_until 60 "the gateway reaches the new echo container" through_gw
+wait_until 120 "the gateway reaches the new echo container" through_gw
 smoke "echo Hybrid by env"
 
 # ---------------------------------------------------------------------------
