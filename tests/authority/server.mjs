@@ -8,7 +8,12 @@
 // Everything else (oidc-provider notices included) goes to stderr.
 //
 // Environment:
-//   AUTHORITY_PORT          port to bind on 127.0.0.1 (default 0 = ephemeral)
+//   AUTHORITY_PORT          port to bind (default 0 = ephemeral)
+//   AUTHORITY_HOST          address to bind (default 127.0.0.1; 0.0.0.0 in a
+//                           container)
+//   AUTHORITY_ISSUER        issuer URL (default http://127.0.0.1:PORT); set it
+//                           to the URL clients and the gateway reach this
+//                           Authority by, e.g. http://authority:7100 in compose
 //   AUTHORITY_CLIENTS_FILE  JSON file: array of extra client metadata objects
 //                           (or {"clients":[...]}); they are added to the
 //                           built-in clients, replacing a built-in one with
@@ -61,6 +66,11 @@ function intEnv(name, dflt, { min = 0 } = {}) {
 }
 
 const PORT = intEnv('AUTHORITY_PORT', 0);
+const HOST = process.env.AUTHORITY_HOST || '127.0.0.1';
+const ISSUER = process.env.AUTHORITY_ISSUER || '';
+if (ISSUER && (!/^https?:\/\/[^/]+$/.test(ISSUER))) {
+  throw new Error(`AUTHORITY_ISSUER must be an http(s) origin without a path or trailing slash, got ${JSON.stringify(ISSUER)}`);
+}
 const AT_TTL = intEnv('AUTHORITY_AT_TTL', 300, { min: 1 });
 const DEFAULT_RESOURCE = process.env.AUTHORITY_DEFAULT_RESOURCE || 'http://gateway.local/api';
 const TEST_MINT = process.env.AUTHORITY_TEST_MINT === '1';
@@ -218,13 +228,13 @@ function certificateFromHeader(ctx) {
 const server = http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
-  server.listen(PORT, '127.0.0.1', () => {
+  server.listen(PORT, HOST, () => {
     server.off('error', reject);
     resolve();
   });
 });
 const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = ISSUER || `http://127.0.0.1:${port}`;
 
 const configuration = {
   clients,

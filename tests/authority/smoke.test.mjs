@@ -318,4 +318,34 @@ describe('test authority', () => {
       assert.equal(code, 0, 'clean exit on SIGTERM');
     }
   });
+  test('AUTHORITY_ISSUER and AUTHORITY_HOST: the issuer is the configured name, not the bound address', async () => {
+    // As in compose: bound on every address, known to clients by a service name.
+    const named = startAuthority({ AUTHORITY_HOST: '0.0.0.0', AUTHORITY_ISSUER: 'http://authority.test:7100' });
+    try {
+      const ready = await named.ready;
+      assert.equal(ready.issuer, 'http://authority.test:7100');
+      const base = `http://127.0.0.1:${ready.port}`;
+      const meta = await (await fetch(`${base}/.well-known/openid-configuration`)).json();
+      assert.equal(meta.issuer, 'http://authority.test:7100');
+      // Endpoint URLs follow the request's Host (authority:7100 in compose).
+      assert.equal(meta.token_endpoint, `${base}/token`);
+      const res = await fetch(`${base}/token`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from('svc-bearer:svc-bearer-secret').toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ grant_type: 'client_credentials' }),
+      });
+      assert.equal(res.status, 200);
+      assert.equal(decodeJwt((await res.json()).access_token).payload.iss, 'http://authority.test:7100');
+    } finally {
+      assert.equal(await stop(named.proc), 0, 'clean exit on SIGTERM');
+    }
+  });
+
+  test('AUTHORITY_ISSUER with a path is refused at start', async () => {
+    const bad = startAuthority({ AUTHORITY_ISSUER: 'http://authority.test/x/' });
+    await assert.rejects(bad.ready, /AUTHORITY_ISSUER must be an http\(s\) origin/);
+  });
 });

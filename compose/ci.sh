@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Brings the compose stack (compose/docker-compose.yml) up for real with
+# podman + podman-compose, with the gateway and sample-service images made
+# from binaries already built on this machine (compose/docker-compose.ci.yml),
+# then: waits for readiness, runs `stella-gateway smoke` inside the stack,
+# switches `echo` to Hybrid by its environment (recreated) and back by its
+# runtime reload (not recreated), smoke after each, validates the file with
+# `docker-compose config`, and always tears the stack down.
+#
+#   compose/ci.sh [BINARY_DIR]     (default target/debug; CARGO_TARGET_DIR/debug if set)
+#
+# Needs root (rootful podman). Installs podman and friends from Debian,
+# writes the two settings /etc/containers/containers.conf needs here (when
+# absent), and builds the base images with debootstrap once (no registry):
+# see runbooks/compose.md.
+set -euo pipefail
+# Rootful podman: as root (sudo keeps CARGO_TARGET_DIR and the ports).
+if [ "$(id -u)" != 0 ]; then exec sudo -E bash "$0" "$@"; fi
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export DEBIAN_FRONTEND=noninteractive
+
+target=${CARGO_TARGET_DIR:-target}
+BIN_DIR=${1:-$target/debug}
+case "$BIN_DIR" in /*) ;; *) BIN_DIR="$ROOT/$BIN_DIR" ;; esac
+PROJECT=stella-ci
+FILES=(-f compose/docker-compose.yml -f compose/docker-compose.ci.yml)
+STAGE="$ROOT/tests/.run/compose"
+T0=$SECONDS
+phase_start=$SECONDS
+declare -a TIMINGS=()
+phase() { # name: closes the previous phase, opens this one
+  if [ -n "${PHASE:-}" ]; then TIMINGS+=("$(printf '%-34s %4ss' "$PHASE" $((SECONDS - phase_start)))"); fi
+  PHASE=$1
+  phase_start=$SECONDS
+  printf '\n-- compose: %s (%ss)\n' "$1" $((SECONDS - T0))
+}
+die() { echo "compose/ci.sh: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+phase "packages"
+need=()
+for p in podman runc containernetworking-plugins golang-github-containernetworking-plugin-dnsname \
+  podman-compose debootstrap uidmap slirp4netns docker-compose curl; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  apt-get update -qq
+  # With recommends (iptables, catatonit, ...): the set this was tried with.
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# crun (the default runtime) fails here with `setrlimit ... Operation not
+# permitted`, and podman's default nofile (1048576) is above this machine's
+# hard limit: runc and explicit ulimits.
+if ! grep -qs '^runtime *= *"runc"' /etc/containers/containers.conf; then
+  if [ -s /etc/containers/containers.conf ]; then
+    die "/etc/containers/containers.conf exists without runtime = \"runc\"; add the settings of runbooks/compose.md by hand"
+  fi
+  mkdir -p /etc/containers
+  cat >/etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=8192:8192"]
+[engine]
+runtime = "runc"
+CONF
+  echo "wrote /etc/containers/containers.conf"
+fi
+
+# ---------------------------------------------------------------------------
+phase "base images (debootstrap, once)"
+# No registry here: debian:bookworm-slim (gateway, services, Prometheus) and
+# debian:trixie-slim (the Authority: oidc-provider needs Node 20.18+,
+# bookworm ships 18) are made with debootstrap from the Debian mirror apt
+# already uses.
+mirror=$(grep -rhs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v -- '-security' | head -n 1 || true)
+[ -n "$mirror" ] || mirror=$(grep -rhs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+  awk '$2 ~ /debian\/?$/ {print $2; exit}' || true)
+[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list.d/"
+base_image() { # suite
+  local image=docker.io/library/debian:$1-slim
+  if podman image exists "$image"; then echo "$image present"; return; fi
+  local rootfs
+  rootfs=$(mktemp -d /tmp/stella-rootfs.XXXXXX)
+  echo "debootstrap $1 from $mirror"
+  debootstrap --variant=minbase "$1" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 ||
+    { tail -n 20 "$rootfs.log" >&2; rm -rf "$rootfs" "$rootfs.log"; die "debootstrap $1 failed"; }
+  # Like the published -slim images: no package lists, no apt cache.
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
+  tar -C "$rootfs" -c . | podman import -q - "$image" >/dev/null
+  rm -rf "$rootfs" "$rootfs.log"
+  echo "$image imported"
+}
+base_image bookworm &
+b1=$!
+base_image trixie &
+b2=$!
+wait "$b1" || die "base image bookworm"
+wait "$b2" || die "base image trixie"
+
+# ---------------------------------------------------------------------------
+phase "static checks"
+for b in stella-gateway stella-echo-service; do
+  [ -x "$BIN_DIR/$b" ] || die "no $BIN_DIR/$b: build first (cargo build --workspace --all-targets)"
+done
+# The stack's gateway config (its envelope key comes from the compose file's
+# environment) and the decision tests of its routes.
+# (Whole outputs captured, then cut: a pipe into `head` closes early.)
+out=$(Router__IdentityEnvelopeSigningKeyId=local-1 \
+  Router__IdentityEnvelopeSigningKey=hs256:bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1lbnZlbG9wZS1rZXktMDAx \
+  "$BIN_DIR/stella-gateway" check --config compose/gateway/gateway.yaml) || die "check compose/gateway/gateway.yaml: $out"
+printf '%s\n' "$out" | grep '^#'
+out=$("$BIN_DIR/stella-gateway" policy test compose/policies) || { printf '%s\n' "$out"; die "policy test compose/policies"; }
+printf '%s\n' "$out" | tail -n 1
+docker-compose -f compose/docker-compose.yml config -q
+echo "docker-compose config -q: compose/docker-compose.yml valid"
+
+# ---------------------------------------------------------------------------
+phase "images"
+rm -rf "${STAGE:?}/bin"
+mkdir -p "$STAGE/bin"
+cp "$BIN_DIR/stella-gateway" "$BIN_DIR/stella-echo-service" "$STAGE/bin/"
+# Debug binaries carry their debug info: drop it, a third of the size to copy.
+strip --strip-debug "$STAGE/bin/"* 2>/dev/null || true
+docker-compose "${FILES[@]}" config -q
+echo "docker-compose config -q: with compose/docker-compose.ci.yml valid"
+# The ports published on the host: unusual ones, so a dev stack on
+# 8080/7100 is no obstacle.
+export STELLA_HTTP_PORT=${STELLA_HTTP_PORT:-18080} STELLA_AUTHORITY_PORT=${STELLA_AUTHORITY_PORT:-17100}
+export STELLA_PROMETHEUS_PORT=${STELLA_PROMETHEUS_PORT:-19091}
+unset ECHO_TRUST_MODE
+compose() { podman-compose -p "$PROJECT" "${FILES[@]}" "$@"; }
+LOG="$STAGE/compose.log"
+: >"$LOG"
+# Quiet unless it fails (podman-compose echoes every podman command).
+quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 40 "$LOG" >&2; die "failed: $*"; }; }
+
+teardown() {
+  local status=$?
+  trap - EXIT
+  phase "tear down"
+  if [ "$status" -ne 0 ]; then
+    echo "-- logs of the stack (failure) --"
+    for s in authority redis echo echo-hybrid echo-legacy gateway prometheus; do
+      echo "--- $s"
+      podman logs --tail 25 "${PROJECT}_${s}_1" 2>&1 || true
+    done
+  fi
+  compose down >>"$LOG" 2>&1 || true
+  # podman-compose 1.0.3 leaves the network behind.
+  podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
+  left=$(podman ps -a --filter "label=io.podman.compose.project=$PROJECT" -q | wc -l)
+  echo "containers left: $left"
+  phase ""
+  echo
+  echo "compose step timings:"
+  printf '  %s\n' "${TIMINGS[@]}"
+  printf '  %-34s %4ss\n' total $((SECONDS - T0))
+  [ "$status" -eq 0 ] && echo "COMPOSE: PASSED" || echo "COMPOSE: FAILED (log: ${LOG#"$ROOT"/})"
+  exit "$status"
+}
+trap teardown EXIT
+# Leftovers of an interrupted run.
+compose down >>"$LOG" 2>&1 || true
+# The Authority's image: npm ci reaches the npm registry; on a machine whose
+# egress goes through a TLS-intercepting proxy the build needs the host's CA
+# bundle, which podman-compose cannot mount, hence podman build here.
+ca_args=()
+if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
+  ca_args=(-v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro --build-arg NODE_EXTRA_CA_CERTS=/run/host-ca.crt)
+fi
+# Built beside the others (a cold build is mostly downloads).
+podman build --pull=never "${ca_args[@]}" -t localhost/stella-test-authority:dev \
+  -f compose/authority.Dockerfile . >"$STAGE/authority-build.log" 2>&1 &
+authority_build=$!
+# The others as the compose files say (echo once: three services share it).
+# podman-compose 1.0.3 exits 0 when a build fails; it logs "exit code: N".
+from=$(($(wc -l <"$LOG") + 1))
+compose build redis echo gateway prometheus >>"$LOG" 2>&1 || true
+if tail -n +"$from" "$LOG" | grep -q '^exit code: [1-9]'; then
+  tail -n 40 "$LOG" >&2
+  die "an image build failed (podman-compose build; log: ${LOG#"$ROOT"/})"
+fi
+if ! wait "$authority_build"; then
+  tail -n 40 "$STAGE/authority-build.log" >&2
+  die "the Authority's image build failed"
+fi
+podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'stella|debian' | sort
+
+# ---------------------------------------------------------------------------
+phase "up and readiness"
+quiet compose up -d --no-build
+GW="${PROJECT}_gateway_1"
+in_gw() { podman exec "$GW" "$@"; }
+wait_until() { # seconds description cmd...: polls every 0.5 s
+  local limit=$1 what=$2 start=$SECONDS
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ $((SECONDS - start)) -lt "$limit" ] || die "$what: not ready within ${limit}s"
+    sleep 0.5
+  done
+  echo "ready: $what ($((SECONDS - start))s)"
+}
+wait_until 60 "Authority discovery (host port $STELLA_AUTHORITY_PORT)" \
+  curl -fsS --max-time 2 "http://127.0.0.1:$STELLA_AUTHORITY_PORT/.well-known/openid-configuration"
+for s in echo echo-hybrid echo-legacy; do
+  wait_until 60 "$s /__echo/health" in_gw curl -fsS --max-time 2 "http://$s:8080/__echo/health"
+done
+wait_until 60 "gateway /readyz" in_gw curl -fsS --max-time 2 http://127.0.0.1:9090/readyz
+issuer=$(curl -fsS "http://127.0.0.1:$STELLA_AUTHORITY_PORT/.well-known/openid-configuration" |
+  sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p')
+[ "$issuer" = http://authority:7100 ] || die "the Authority's issuer is '$issuer', wanted http://authority:7100"
+echo "issuer: $issuer"
+
+smoke() { # label
+  echo "smoke ($1):"
+  in_gw stella-gateway smoke --config /etc/stella/gateway/gateway.yaml \
+    --base-url http://127.0.0.1:8080 --profiles /etc/stella/smoke/profiles.yaml --profile default ||
+    die "smoke ($1) failed"
+}
+# The mode, generation and container of a sample service, from /__echo/config.
+# Asked inside the service's own container: right after a recreation the
+# compose network's DNS may still answer the old address for a while.
+echo_config() { podman exec "${PROJECT}_$1_1" curl -fsS --max-time 2 http://127.0.0.1:8080/__echo/config; }
+jfield() { printf '%s' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" | head -n 1; }
+shows_mode() { [ "$(jfield "$(echo_config "$1")" mode)" = "$2" ]; }
+
+# ---------------------------------------------------------------------------
+phase "smoke"
+smoke "stack up"
+# Through the published port, as a user on the host: no token is 401.
+status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$STELLA_HTTP_PORT/items/1")
+[ "$status" = 401 ] || die "GET /items/1 without a token on the host port: $status, wanted 401"
+token=$(curl -fsS -u svc-bearer:svc-bearer-secret -d grant_type=client_credentials -d scope=echo.read \
+  "http://127.0.0.1:$STELLA_AUTHORITY_PORT/token" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+body=$(curl -fsS "http://127.0.0.1:$STELLA_HTTP_PORT/items/1" -H "Authorization: Bearer $token") ||
+  die "GET /items/1 with a token on the host port failed"
+[ "$(jfield "$body" mode)" = GatewayEnforced ] || die "GET /items/1: unexpected answer $body"
+echo "host: GET /items/1 without a token 401, with a token 200 (answered by echo, GatewayEnforced)"
+
+# ---------------------------------------------------------------------------
+phase "toggle: echo to Hybrid by env"
+# A request straight to echo without an envelope, with the service's own token:
+# GatewayEnforced refuses it (401), Hybrid lets its own authentication decide (200).
+direct() { podman exec "${PROJECT}_echo_1" curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Authorization: Bearer legacy-service-token' http://127.0.0.1:8080/items/1; }
+[ "$(direct)" = 401 ] || die "echo (GatewayEnforced) without an envelope: $(direct), wanted 401"
+before=$(podman inspect -f '{{.Id}}' "${PROJECT}_echo_1")
+ECHO_TRUST_MODE=Hybrid quiet compose up -d --no-build --force-recreate --no-deps echo
+after=$(podman inspect -f '{{.Id}}' "${PROJECT}_echo_1")
+[ "$before" != "$after" ] || die "echo was not recreated"
+wait_until 60 "echo reports Hybrid" shows_mode echo Hybrid
+[ "$(direct)" = 200 ] || die "echo (Hybrid) with its own token, no envelope: $(direct), wanted 200"
+echo "echo recreated (${before:0:12} -> ${after:0:12}): $(echo_config echo)"
+echo "straight to echo, own token, no envelope: 200"
+# The gateway re-resolves `echo` (resolve_interval_seconds: 5) and sends to
+# the new container.
+through_gw() { [ "$(in_gw curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:8080/public/x)" = 200 ]; }
+wait_until 120 "the gateway reaches the new echo container" through_gw
+smoke "echo Hybrid by env"
+
+# ---------------------------------------------------------------------------
+phase "toggle: echo back by runtime reload"
+# The service's Router__ConfigFile overrides its environment and is re-read
+# when it changes (and on SIGHUP): no recreation, no restart.
+gen_before=$(jfield "$(echo_config echo)" generation)
+podman exec "${PROJECT}_echo_1" sh -c 'f=$Router__ConfigFile; printf "Router__AuthorizationTrustMode=GatewayEnforced\n" >"$f.tmp" && mv "$f.tmp" "$f"'
+podman kill --signal HUP "${PROJECT}_echo_1" >/dev/null
+wait_until 30 "echo reports GatewayEnforced" shows_mode echo GatewayEnforced
+now=$(podman inspect -f '{{.Id}}' "${PROJECT}_echo_1")
+[ "$now" = "$after" ] || die "echo was recreated by the runtime reload"
+[ "$(podman inspect -f '{{.RestartCount}}' "${PROJECT}_echo_1")" = 0 ] || die "echo restarted"
+cfg=$(echo_config echo)
+[ "$(jfield "$cfg" generation)" -gt "$gen_before" ] || die "echo's generation did not grow: $cfg"
+[ "$(direct)" = 401 ] || die "echo (GatewayEnforced again) without an envelope: $(direct), wanted 401"
+echo "echo reloaded in place (same container ${now:0:12}): $cfg"
+echo "straight to echo, own token, no envelope: 401"
+smoke "echo GatewayEnforced by runtime reload"
+
+# ---------------------------------------------------------------------------
+phase "prometheus"
+# Debian's Prometheus (CI) loads the rules and scrapes the gateway.
+prom="http://127.0.0.1:$STELLA_PROMETHEUS_PORT"
+wait_until 60 "prometheus /-/ready" curl -fsS --max-time 2 "$prom/-/ready"
+rules=$(curl -fsS "$prom/api/v1/rules" | grep -o '"name":"StellaGateway[A-Za-z]*"' | wc -l)
+[ "$rules" -gt 0 ] || die "Prometheus loaded no StellaGateway alert rules"
+echo "alert rules loaded: $rules"
+up_gw() { curl -fsS "$prom/api/v1/query?query=up%7Bjob%3D%22stella-gateway%22%7D" | grep -q '"value":\[[0-9.]*,"1"\]'; }
+wait_until 60 "prometheus scrapes gateway:9090 (up == 1)" up_gw
+
