@@ -90,7 +90,7 @@ impl Admin {
             gw.tokens.hits(),
             gw.tokens.misses(),
             gw.tokens.entry_count(),
-            crate::jose::signature_verifications(),
+            stella_jose::signature_verifications(),
             sum(gw, |j| j.unknown_kid_refetches()),
             sum(gw, |j| j.lkg_loads(What::Discovery, true)),
             sum(gw, |j| j.lkg_loads(What::Discovery, false)),

@@ -8,15 +8,11 @@ use crate::authn::presented::Presented;
 use crate::authn::replay::{Admission, Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::authn::{verify_and_cache, TokenCache, TokenError, TokenKey};
 use crate::authority::issuers::{looks_like_jws, Issuers};
-use crate::authority::{Clock, SystemClock};
 use crate::config::resolve::ReplayStoreConfig;
 use crate::config::{Config, ConfigError};
-use crate::identity::{Binding, Caller, TokenClaims};
-use crate::jose::JwsAlg;
 use crate::policy::Policies;
 use crate::policy::RouteTarget;
 use crate::response::Refusal;
-use crate::routing::NormalizedPath;
 use crate::signing::EnvelopeSigner;
 use crate::telemetry::Metrics;
 use crate::tls::ClientCert;
@@ -24,7 +20,11 @@ use crate::upstream::UpstreamPool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_core::identity::{Binding, Caller, TokenClaims};
+use stella_core::{Clock, SystemClock};
 use stella_envelope::{AuthMethod, Confirmation, Identity};
+use stella_jose::JwsAlg;
+use stella_routing::NormalizedPath;
 use subtle::ConstantTimeEq;
 
 /// A caller established by [`Snapshot::authenticate`], and the identity an
@@ -504,7 +504,7 @@ impl Snapshot {
         let first = self.issuers.first();
         let max_len = first.rules.max_token_len();
         if token.len() > max_len {
-            return Err(TokenError::Jose(crate::jose::JoseError::TooLong {
+            return Err(TokenError::Jose(stella_jose::JoseError::TooLong {
                 max: max_len,
             }));
         }

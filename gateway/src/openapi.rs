@@ -15,9 +15,9 @@
 
 use crate::config::resolve::{OpenApiSource, Service};
 use crate::policy::{Policies, Requirements, RouteTarget, SenderConstraint};
-use crate::routing::{normalize_path, Lookup, Route};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use stella_routing::{normalize_path, Lookup, Route};
 
 const ANY_METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 const OPERATION_METHODS: [&str; 8] = [

@@ -7,12 +7,10 @@
 use crate::authn::presented::presented;
 use crate::forward::{self, Added};
 use crate::gateway::{Gateway, RequestFacts, Snapshot};
-use crate::identity::{Binding, Caller};
 use crate::otel;
 use crate::policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
 use crate::policy::{CallerIdentity, RouteTarget};
 use crate::response::{Refusal, Reply};
-use crate::routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
 use crate::signing::EnvelopeSigner;
 use crate::tls::ClientCert;
 use crate::upstream::{Endpoint, UpstreamPool};
@@ -27,7 +25,9 @@ use pingora::proxy::{FailToProxy, ProxyHttp};
 use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::Instant;
+use stella_core::identity::{Binding, Caller};
 use stella_envelope::{EnvelopeHeaders, Target};
+use stella_routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
 
 /// Per-request state shared between the filters.
 pub struct Ctx {
@@ -840,9 +840,9 @@ mod tests {
     use super::*;
     use crate::config::MissingAuthorization;
     use crate::gateway::Authenticated;
-    use crate::identity::TokenClaims;
     use crate::policy::Requirements;
     use crate::response::DPOP_ALGS;
+    use stella_core::identity::TokenClaims;
     use stella_envelope::{AuthMethod, Key, KeyId, Signer};
 
     const NOW: u64 = 1_800_000_000;

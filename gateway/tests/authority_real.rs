@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use stella_core::identity::Binding;
+use stella_core::{Clock, SystemClock};
 use stella_gateway::authn::{authenticate_bearer, TokenCache, TokenError, TokenRules};
-use stella_gateway::authority::{Clock, JwksCache, SystemClock};
+use stella_gateway::authority::JwksCache;
 use stella_gateway::config::resolve::AuthorityConfig;
-use stella_gateway::identity::Binding;
 use stella_test_support::Process;
 
 const AUDIENCE: &str = "http://gateway.local/api";
@@ -110,7 +111,7 @@ async fn real_authority_token_verifies_with_keys_from_discovery() {
     assert_eq!(claims.issuer(), issuer);
     assert_eq!(
         claims.audiences(),
-        &*stella_gateway::identity::names([AUDIENCE])
+        &*stella_core::identity::names([AUDIENCE])
     );
     assert_eq!(claims.client_id(), Some("svc-bearer"));
     assert_eq!(claims.subject(), Some("svc-bearer"));
@@ -170,6 +171,6 @@ async fn real_authority_token_for_another_resource_is_refused() {
     assert_eq!(claims.tenant(), Some("globex"));
     assert_eq!(
         claims.scopes(),
-        &*stella_gateway::identity::names(["echo.read"])
+        &*stella_core::identity::names(["echo.read"])
     );
 }

@@ -20,12 +20,12 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use stella_core::identity::Binding;
 use stella_gateway::authn::dpop::{check_proof, DpopRules, ProofInput};
 use stella_gateway::authn::replay::{
     Fresh, RedisReplayStore, RedisTls, ReplayStore, ReplayStoreError, Unavailable,
     DEFAULT_KEY_PREFIX,
 };
-use stella_gateway::identity::Binding;
 use stella_test_support::{free_port, wait_until};
 
 const TTL: Duration = Duration::from_secs(60);

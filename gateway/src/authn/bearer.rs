@@ -20,15 +20,15 @@
 use super::cache::{TokenCache, TokenKey};
 use crate::authority::{JwksCache, KeyLookupError};
 use crate::config::resolve::AuthorityConfig;
-use crate::identity::{names, Binding, Names, TokenClaims};
-use crate::jose::{
-    typ_matches, CompactJws, JoseError, JsonObject, JwsAlg, JwsHeader, JwsPart, VerifyingKey,
-};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use stella_core::identity::{names, Binding, Names, TokenClaims};
 use stella_envelope::encoding::{is_canonical_b64url_of_len, DecodeError};
+use stella_jose::{
+    typ_matches, CompactJws, JoseError, JsonObject, JwsAlg, JwsHeader, JwsPart, VerifyingKey,
+};
 
 /// Default cap on a token's length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -433,7 +433,7 @@ pub fn check_claims(
         roles,
         expires_at,
         binding,
-        extra: crate::identity::untyped_claims(claims),
+        extra: stella_core::identity::untyped_claims(claims),
     })
 }
 

@@ -22,10 +22,10 @@
 //!   until they expire; access tokens are short-lived, and re-checking the
 //!   key on every hit would cost the lookup the cache exists to skip.
 
-use crate::identity::TokenClaims;
 use ring::digest::{digest, SHA256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_core::identity::TokenClaims;
 
 /// SHA-256 of a token's bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -252,9 +252,9 @@ mod tests {
         let (a, b) = (make("alice"), make("bob"));
         assert_eq!(
             a.scopes(),
-            &*crate::identity::names(["echo.read", "echo.write"])
+            &*stella_core::identity::names(["echo.read", "echo.write"])
         );
-        assert_eq!(b.audiences(), &*crate::identity::names(["api"]));
+        assert_eq!(b.audiences(), &*stella_core::identity::names(["api"]));
         assert_eq!(b.subject(), Some("bob"));
         for (x, y) in [
             (&a.scopes()[1], &b.scopes()[1]),

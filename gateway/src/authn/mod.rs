@@ -6,7 +6,7 @@
 //! - [`cache`]: verified tokens by hash, so the hot path skips signature
 //!   and claims parsing (never the route policy or a binding check);
 //! - `dpop` and `mtls` (sender constraints) build on `bearer`'s claims and
-//!   their [`crate::identity::Binding`].
+//!   their [`stella_core::identity::Binding`].
 
 pub mod bearer;
 pub mod cache;

@@ -21,14 +21,15 @@
 //! serve up to `max_stale_seconds` past their end; then the request gets
 //! 503 with `Retry-After`, never 401.
 
-use super::{Clock, HttpFetcher};
+use super::HttpFetcher;
 use crate::authn::TokenError;
 use crate::config::{ClaimsConfig, ClientCredentials};
-use crate::identity::{Names, TokenClaims, TYPED_CLAIMS};
-use crate::jose::JsonObject;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_core::identity::{Names, TokenClaims, TYPED_CLAIMS};
+use stella_core::Clock;
+use stella_jose::JsonObject;
 
 /// Subjects kept at most; beyond it the least used are dropped.
 const MAX_ENTRIES: usize = 100_000;

@@ -12,9 +12,9 @@
 
 use super::http::HttpFetcher;
 use super::{AuthorityError, Document};
-use crate::jose::JsonObject;
 use hyper::Uri;
 use serde_json::Value;
+use stella_jose::JsonObject;
 
 const WELL_KNOWN: &str = "/.well-known/openid-configuration";
 

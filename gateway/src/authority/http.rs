@@ -8,7 +8,6 @@
 //! refused unless the fetcher was built to allow it, and the body must be a
 //! single JSON object without duplicate members.
 
-use crate::jose::JsonObject;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
@@ -20,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::Duration;
 use stella_envelope::encoding::check_json_object;
+use stella_jose::JsonObject;
 
 /// Largest document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;

@@ -17,15 +17,16 @@
 //! `cache_seconds` after revocation.
 
 use super::jwks::JwksCache;
-use super::{Clock, HttpFetcher};
+use super::HttpFetcher;
 use crate::authn::bearer::{check_claims, ClaimsSource};
 use crate::authn::{TokenError, TokenKey, TokenRules};
 use crate::config::{ClientCredentials, IntrospectionConfig};
-use crate::identity::TokenClaims;
-use crate::jose::JsonObject;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_core::identity::TokenClaims;
+use stella_core::Clock;
+use stella_jose::JsonObject;
 
 /// Entries kept at most; beyond it the least used are dropped.
 const MAX_ENTRIES: usize = 100_000;

@@ -11,14 +11,15 @@
 use super::claims::ClaimsSource;
 use super::introspection::Introspector;
 use super::jwks::JwksCache;
-use super::{Clock, HttpFetcher};
+use super::HttpFetcher;
 use crate::authn::{TokenError, TokenRules};
 use crate::config::resolve::AuthorityConfig;
 use crate::config::ConfigError;
-use crate::identity::TokenClaims;
 use base64::Engine;
 use std::collections::HashMap;
 use std::sync::Arc;
+use stella_core::identity::TokenClaims;
+use stella_core::Clock;
 
 /// One Authority: its configuration and everything built from it.
 #[derive(Debug)]

@@ -41,15 +41,16 @@
 use super::discovery::{discover_document, Discovery};
 use super::http::HttpFetcher;
 use super::lkg::{Ignored, LkgStore, What};
-use super::{AuthorityError, Clock, Document};
+use super::{AuthorityError, Document};
 use crate::config::resolve::AuthorityConfig;
-use crate::jose::{JsonObject, JwsAlg, PublicJwk, VerifyingKey};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+use stella_core::Clock;
+use stella_jose::{JsonObject, JwsAlg, PublicJwk, VerifyingKey};
 
 /// The longest wait between retries after failed refreshes.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);

@@ -14,11 +14,11 @@
 //! document exactly as a fetched one. Anything else is ignored with a
 //! reason from a fixed set, never with the file's content.
 
-use crate::jose::JsonObject;
 use serde_json::{json, Value};
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use stella_jose::JsonObject;
 
 /// The record format this gateway writes and accepts.
 pub const FORMAT: &str = "stella-gateway-lkg/1";

@@ -15,13 +15,13 @@ use crate::cli::client::token::{obtain, Credential};
 use crate::cli::client::Http;
 use crate::policy::file::{self, Checked, FileSmoke, PolicyFile};
 use crate::policy::Policies;
-use crate::routing::{normalize_path, Lookup};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use stella_routing::{normalize_path, Lookup};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

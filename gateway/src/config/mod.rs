@@ -21,33 +21,10 @@ pub use resolve::{
 
 use file::FileConfig;
 use serde_yaml::{Mapping, Value};
-use std::fmt;
 use std::path::Path;
 use stella_envelope::config::{fold_env_name, EnvSource};
 
-/// One configuration problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted key path (`gateway.auth.authority.issuer`, `services[0].name`),
-    /// or the file name for problems with the file as a whole.
-    pub path: String,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn new(path: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-        ConfigError {
-            path: path.into(),
-            problem: problem.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.problem)
-    }
-}
+pub use stella_core::ConfigError;
 
 /// Names of `Router__*` variables meant for the services (stella-envelope),
 /// folded. A deployment may share one environment file between gateway and

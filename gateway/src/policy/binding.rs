@@ -28,9 +28,9 @@
 
 use std::fmt;
 
-use crate::identity::Caller;
-use crate::routing::normalize::hex_value;
-use crate::routing::NormalizedPath;
+use stella_core::identity::Caller;
+use stella_routing::normalize::hex_value;
+use stella_routing::NormalizedPath;
 
 /// Where the value a parameter must equal comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -275,11 +275,11 @@ fn decoded_equals(segment: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::TokenClaims;
     use std::sync::Arc;
+    use stella_core::identity::TokenClaims;
     use stella_envelope::AuthMethod;
 
-    use crate::routing::normalize::path_for_tests as path;
+    use stella_routing::normalize::path_for_tests as path;
 
     fn binding(segment: usize, source: IdentitySource) -> IdentityBinding {
         IdentityBinding::new(vec![BoundParam {

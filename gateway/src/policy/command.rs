@@ -10,8 +10,8 @@ use super::compile::{self, SourceFile};
 use super::testing::{self, parse_caller, parse_missing_authorization};
 use super::{Decision, Denial, Evaluation, Policies, Requirements};
 use crate::config::{ConfigError, MissingAuthorization};
-use crate::identity::Caller;
-use crate::routing::{normalize_path, split_path_query, Method};
+use stella_core::identity::Caller;
+use stella_routing::{normalize_path, split_path_query, Method};
 
 fn report(errors: &[ConfigError]) {
     for e in errors {
@@ -316,7 +316,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use crate::identity::TokenClaims;
+    use stella_core::identity::TokenClaims;
 
     fn policies() -> Policies {
         let text = r#"

@@ -8,7 +8,7 @@
 //!   must be a configured service when the service list is known;
 //! - route ids are unique across files; two routes with the same host, path
 //!   pattern and an overlapping method are ambiguous (see
-//!   [`crate::routing::RouteTable::build`]);
+//!   [`stella_routing::RouteTable::build`]);
 //! - a policy block is `anonymous: true` alone, or at least one requirement;
 //!   lists are never empty (an empty list would read as "no check"), and
 //!   `allow_bypass` needs a `sender_constraint`;
@@ -33,7 +33,7 @@ use super::{
     TenantRules,
 };
 use crate::config::ConfigError;
-use crate::routing::{
+use stella_routing::{
     Method, ParamPosition, PathPattern, RouteError, RouteSpec, RouteTable, RouteTableError,
 };
 

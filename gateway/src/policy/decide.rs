@@ -34,8 +34,8 @@ use super::binding::CallerIdentity;
 use super::{CallerRequirements, Requirements, RouteTarget, SenderConstraint, TenantRules};
 use crate::config::MissingAuthorization;
 use crate::gateway::Authenticated;
-use crate::identity::{Caller, TokenClaims};
-use crate::routing::NormalizedPath;
+use stella_core::identity::{Caller, TokenClaims};
+use stella_routing::NormalizedPath;
 
 /// The answer of [`decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1183,7 +1183,7 @@ mod tests {
         target
     }
 
-    use crate::routing::normalize::path_for_tests as path;
+    use stella_routing::normalize::path_for_tests as path;
 
     fn decide_on(target: &RouteTarget, raw: &str, caller: &Caller) -> (bool, u16, &'static str) {
         let d = decide_route(

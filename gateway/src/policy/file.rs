@@ -54,7 +54,7 @@ pub struct FileRoute {
     pub id: String,
     /// Exact host or `*.domain`; absent: any host.
     pub host: Option<String>,
-    /// A [`crate::routing::PathPattern`]: `/exact`, `/prefix/**`, globs with
+    /// A [`stella_routing::PathPattern`]: `/exact`, `/prefix/**`, globs with
     /// `*` and `**`, named parameters `{name}`.
     pub path: String,
     /// Absent: any method. GET also serves HEAD.
@@ -150,7 +150,7 @@ pub struct FileTestCase {
 pub struct FileRequest {
     pub method: String,
     /// Raw request target path (a query is split off); normalized by
-    /// [`crate::routing::normalize_path`] as the proxy does.
+    /// [`stella_routing::normalize_path`] as the proxy does.
     pub path: String,
     pub host: Option<String>,
 }

@@ -20,7 +20,7 @@
 //! | [`Denial::Forbidden`] | 403 | reason from [`DenyReason`] (`no_policy` for `OnMissingAuthorization: Deny`) |
 //! | [`Denial::IdentityMismatch`] | 403 | `identity_mismatch`: a path parameter bound by `identity_binding` is not the caller's identity |
 //!
-//! Requests that never reach a decision: a path [`crate::routing::normalize_path`]
+//! Requests that never reach a decision: a path [`stella_routing::normalize_path`]
 //! refuses is 400, no route is 404, a route for the path but not the method
 //! is 405.
 //!
@@ -75,8 +75,8 @@ pub use compile::SourceFile;
 pub use decide::{decide, decide_route, AllowBasis, Allowed, Decision, Denial, DenyReason};
 
 use crate::config::MissingAuthorization;
-use crate::identity::Caller;
-use crate::routing::{Lookup, NormalizedPath, Route, RouteTable};
+use stella_core::identity::Caller;
+use stella_routing::{Lookup, NormalizedPath, Route, RouteTable};
 
 /// How a token must be bound to its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]

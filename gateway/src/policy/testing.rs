@@ -30,8 +30,8 @@ use super::file::{
 };
 use super::{decide, Evaluation, Policies};
 use crate::config::{ConfigError, MissingAuthorization};
-use crate::identity::{Binding, Caller, DescribedToken, TokenClaims};
-use crate::routing::{normalize_path, split_path_query, Method, PathError};
+use stella_core::identity::{Binding, Caller, DescribedToken, TokenClaims};
+use stella_routing::{normalize_path, split_path_query, Method, PathError};
 
 /// One decision test, checked.
 #[derive(Debug, Clone)]
@@ -643,10 +643,13 @@ routes:
         };
         assert_eq!(*method, AuthMethod::Dpop);
         assert_eq!(claims.subject(), Some("ann"));
-        assert_eq!(claims.scopes(), &*crate::identity::names(["r", "w"]));
+        assert_eq!(claims.scopes(), &*stella_core::identity::names(["r", "w"]));
         assert_eq!(claims.tenant(), Some("acme"));
-        assert_eq!(claims.roles(), &*crate::identity::names(["clerk"]));
-        assert_eq!(claims.audiences(), &*crate::identity::names(["orders"]));
+        assert_eq!(claims.roles(), &*stella_core::identity::names(["clerk"]));
+        assert_eq!(
+            claims.audiences(),
+            &*stella_core::identity::names(["orders"])
+        );
         assert_eq!(
             claims.claim("level").as_deref(),
             Some(&serde_json::json!(3))

@@ -3,11 +3,11 @@
 use super::*;
 use crate::authn::test_keys::{jwks, TestKey};
 use crate::authority::test_server::{authority_server, test_config, Reply, JWKS_PATH};
-use crate::authority::ManualClock;
-use crate::jose::{KeyKind, PublicJwk};
 use ring::hmac;
 use serde_json::json;
+use stella_core::ManualClock;
 use stella_envelope::encoding::b64url_encode;
+use stella_jose::{KeyKind, PublicJwk};
 
 const ISSUER: &str = "https://authority.example";
 const AUDIENCE: &str = "http://gateway.local/api";
@@ -84,15 +84,15 @@ fn valid_es256_token_yields_its_claims() {
     let c = check(&key, &with("roles", json!(["ops", "dev"]))).unwrap();
     assert_eq!(c.issuer(), ISSUER);
     assert_eq!(c.subject(), Some("svc-bearer"));
-    assert_eq!(c.audiences(), &*crate::identity::names([AUDIENCE]));
+    assert_eq!(c.audiences(), &*stella_core::identity::names([AUDIENCE]));
     assert_eq!(c.client_id(), Some("svc-bearer"));
     assert_eq!(c.jti(), Some("j-1"));
     assert_eq!(
         c.scopes(),
-        &*crate::identity::names(["echo.read", "echo.write"])
+        &*stella_core::identity::names(["echo.read", "echo.write"])
     );
     assert_eq!(c.tenant(), Some("acme"));
-    assert_eq!(c.roles(), &*crate::identity::names(["ops", "dev"]));
+    assert_eq!(c.roles(), &*stella_core::identity::names(["ops", "dev"]));
     assert_eq!(c.expires_at(), NOW + 300);
     assert_eq!(c.binding(), &Binding::Unbound);
     assert_eq!(c.claim("tenant").as_deref(), Some(&json!("acme")));
@@ -215,7 +215,7 @@ fn audience_array_containing_a_configured_audience_is_accepted() {
     .unwrap();
     assert_eq!(
         c.audiences(),
-        &*crate::identity::names(["https://other.example", AUDIENCE])
+        &*stella_core::identity::names(["https://other.example", AUDIENCE])
     );
 }
 
@@ -530,7 +530,7 @@ fn other_required_claims_must_be_present_strings() {
 fn scope_is_split_on_spaces_and_absent_scope_is_empty() {
     let key = es256();
     let c = check(&key, &with("scope", json!(" a  b c "))).unwrap();
-    assert_eq!(c.scopes(), &*crate::identity::names(["a", "b", "c"]));
+    assert_eq!(c.scopes(), &*stella_core::identity::names(["a", "b", "c"]));
     assert!(check(&key, &without("scope")).unwrap().scopes().is_empty());
     assert_eq!(
         check(&key, &with("scope", json!(["a", "b"]))).err(),

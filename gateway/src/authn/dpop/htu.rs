@@ -14,7 +14,7 @@
 //!   kept. An encoded slash (`%2F`) is never decoded: such a path is refused,
 //!   so it never matches a request path (which cannot contain one either).
 
-use crate::routing::normalize_path;
+use stella_routing::normalize_path;
 
 /// Longest URI considered; a proof is length-capped anyway.
 const MAX_URI_LEN: usize = 8 * 1024;

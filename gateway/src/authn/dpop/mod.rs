@@ -19,17 +19,17 @@ mod htu;
 mod tests;
 
 use super::nonce::{NonceCheck, NonceError};
-use crate::identity::Binding;
-use crate::jose::{
-    thumbprint_matches, typ_matches, CompactJws, JoseError, JsonObject, JwsAlg, PublicJwk,
-    VerifyingKey,
-};
 use crate::response::Refusal;
 use ring::digest::{digest, Context, SHA256};
 use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
+use stella_core::identity::Binding;
 use stella_envelope::encoding::b64url_decode;
+use stella_jose::{
+    thumbprint_matches, typ_matches, CompactJws, JoseError, JsonObject, JwsAlg, PublicJwk,
+    VerifyingKey,
+};
 use subtle::ConstantTimeEq;
 
 /// Default cap on a proof's length in bytes: room for a PS256 proof with an
@@ -451,7 +451,7 @@ pub fn check_proof(
 
     let claims: JsonObject = serde_json::from_slice(jws.payload()).map_err(|_| {
         DpopError::MalformedProof(JoseError::Json {
-            part: crate::jose::JwsPart::Payload,
+            part: stella_jose::JwsPart::Payload,
             reason: stella_envelope::encoding::DecodeError::Json,
         })
     })?;

@@ -6,7 +6,6 @@
 use super::*;
 use crate::authn::nonce::NonceIssuer;
 use crate::authn::test_keys::TestKey;
-use crate::jose::{thumbprint_sha256, JwsPart, KeyProblem};
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents, ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -14,9 +13,11 @@ use ring::signature::{
 };
 use serde_json::{json, Value};
 use stella_envelope::encoding::{b64url_encode, DecodeError};
+use stella_jose::{thumbprint_sha256, JwsPart, KeyProblem};
 
 const VECTORS: &str = include_str!("testdata/rfc-vectors.json");
-const RSA_TEST_KEY: &[u8] = include_bytes!("../../jose/testdata/rsa2048-test-key.pk8");
+const RSA_TEST_KEY: &[u8] =
+    include_bytes!("../../../../crates/jose/src/testdata/rsa2048-test-key.pk8");
 
 fn vectors() -> Value {
     serde_json::from_str(VECTORS).unwrap()

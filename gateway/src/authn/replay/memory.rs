@@ -22,7 +22,6 @@
 //! times the window times [`SIZING_MARGIN`].
 
 use super::{Admission, Fresh, ReplayStats, ReplayStore, ReplayStoreError};
-use crate::authority::{Clock, SystemClock};
 use async_trait::async_trait;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -30,6 +29,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+use stella_core::{Clock, SystemClock};
 
 /// DPoP proofs one proxy worker thread verifies per second at most: one
 /// ES256 verification plus the proxying around it (measured on the
@@ -356,9 +356,9 @@ impl ReplayStore for MemoryReplayStore {
 mod tests {
     use super::*;
     use crate::authn::dpop::{check_proof, DpopRules, ProofInput};
-    use crate::authority::ManualClock;
-    use crate::identity::Binding;
     use serde_json::Value;
+    use stella_core::identity::Binding;
+    use stella_core::ManualClock;
 
     const TTL: Duration = Duration::from_secs(60);
     const INSERTED: Result<Admission, ReplayStoreError> = Ok(Admission::Checked(Fresh::Inserted));

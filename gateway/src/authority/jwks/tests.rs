@@ -6,10 +6,11 @@ use crate::authn::test_keys::{jwks, TestKey};
 use crate::authority::test_server::{
     authority_server, test_config, Reply, TestServer, DISCOVERY_PATH, JWKS_PATH,
 };
-use crate::authority::{FetchError, ManualClock};
-use crate::jose::KeyKind;
+use crate::authority::FetchError;
 use serde_json::json;
+use stella_core::ManualClock;
 use stella_envelope::encoding::b64url_encode;
+use stella_jose::KeyKind;
 
 const NOW: u64 = 1_700_000_000;
 const AUDIENCE: &str = "http://gateway.local/api";

@@ -2,12 +2,12 @@
 //! lives in a private JWK file (`{kty, crv, x, y, d}`, mode 0600, the
 //! format node tools such as `dpop` read), generated on first use.
 
-use crate::jose::{thumbprint_sha256, PublicJwk};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
 use std::path::Path;
 use stella_envelope::encoding::{b64url_decode, b64url_encode};
+use stella_jose::{thumbprint_sha256, PublicJwk};
 use zeroize::Zeroizing;
 
 pub struct DpopKey {

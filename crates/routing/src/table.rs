@@ -609,9 +609,9 @@ impl<T> RouteTable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::normalize::normalize_path;
+    use crate::normalize::normalize_path;
 
-    use crate::routing::normalize::path_for_tests as path;
+    use crate::normalize::path_for_tests as path;
 
     fn spec(id: &str, host: Option<&str>, pattern: &str, methods: &[&str]) -> RouteSpec<()> {
         let pattern = match PathPattern::parse(pattern) {

@@ -198,8 +198,8 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 /// A path the normalizer accepts, for tests; panics naming it otherwise.
-#[cfg(test)]
-pub(crate) fn path_for_tests(raw: &str) -> NormalizedPath {
+#[cfg(any(test, feature = "testing"))]
+pub fn path_for_tests(raw: &str) -> NormalizedPath {
     match normalize_path(raw.as_bytes()) {
         Ok(p) => p,
         Err(e) => panic!("path {raw:?} refused: {e}"),
@@ -207,7 +207,7 @@ pub(crate) fn path_for_tests(raw: &str) -> NormalizedPath {
 }
 
 /// The value of one hex digit, either case.
-pub(crate) fn hex_value(b: u8) -> Option<u8> {
+pub fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

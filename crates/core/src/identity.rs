@@ -34,31 +34,37 @@ pub enum Binding {
 
 /// The claims of an access token whose signature, issuer, audience and
 /// times were verified.
+///
+/// Plain data: the fields are public so that the verifier, the introspection
+/// and effective-claims merges and the token cache's interning can build and
+/// adjust it. Holding a `TokenClaims` proves nothing; the proof that a caller
+/// was authenticated is `stella_authn`'s `Authenticated`, which only the
+/// authentication pipeline makes and which the envelope signer requires.
 #[derive(Clone, Debug)]
 pub struct TokenClaims {
     /// Shared with the verifier's configured issuer (a verified token's
     /// `iss` equals it): one allocation for every cached token.
-    pub(crate) issuer: std::sync::Arc<str>,
+    pub issuer: std::sync::Arc<str>,
     // Strings as `Box<str>`: a cached token costs memory for as long as it
     // lives, and a `String`'s capacity word is 8 bytes of it each.
-    pub(crate) subject: Option<Box<str>>,
-    pub(crate) audiences: Names,
-    pub(crate) client_id: Option<Box<str>>,
-    pub(crate) jti: Option<Box<str>>,
-    pub(crate) scopes: Names,
-    pub(crate) tenant: Option<Box<str>>,
-    pub(crate) roles: Names,
-    pub(crate) expires_at: u64,
-    pub(crate) binding: Binding,
+    pub subject: Option<Box<str>>,
+    pub audiences: Names,
+    pub client_id: Option<Box<str>>,
+    pub jti: Option<Box<str>>,
+    pub scopes: Names,
+    pub tenant: Option<Box<str>>,
+    pub roles: Names,
+    pub expires_at: u64,
+    pub binding: Binding,
     /// The claims that have no typed field above, as received, for
     /// claim-equality requirements. Typed claims are not kept twice: a
     /// cached token costs memory for as long as it lives.
-    pub(crate) extra: Box<[(Box<str>, Value)]>,
+    pub extra: Box<[(Box<str>, Value)]>,
 }
 
 /// A list of names (audiences, scopes, roles). `Arc<str>` so that the
 /// token cache can share equal names between tokens: most tokens carry the
-/// same few audiences and scopes ([`crate::authn::TokenCache`] interns them).
+/// same few audiences and scopes (the verified-token cache interns them).
 pub type Names = Box<[std::sync::Arc<str>]>;
 
 /// Names from strings.
@@ -84,7 +90,7 @@ pub const TYPED_CLAIMS: &[&str] = &[
 ];
 
 /// Keeps the claims of `all` that have no typed field.
-pub(crate) fn untyped_claims(all: Map<String, Value>) -> Box<[(Box<str>, Value)]> {
+pub fn untyped_claims(all: Map<String, Value>) -> Box<[(Box<str>, Value)]> {
     all.into_iter()
         .filter(|(k, _)| !TYPED_CLAIMS.contains(&k.as_str()))
         .map(|(k, v)| (k.into_boxed_str(), v))
@@ -159,7 +165,7 @@ impl TokenClaims {
     /// envelope signer: it signs only for an `Authorized` caller, which
     /// needs an `Authenticated` one, which only `Snapshot::authenticate`
     /// makes.
-    pub(crate) fn described(token: DescribedToken) -> TokenClaims {
+    pub fn described(token: DescribedToken) -> TokenClaims {
         TokenClaims {
             issuer: DESCRIBED_ISSUER.clone(),
             subject: Some(token.subject.into()),
@@ -184,7 +190,7 @@ static DESCRIBED_ISSUER: std::sync::LazyLock<std::sync::Arc<str>> =
     std::sync::LazyLock::new(|| "https://authority.test".into());
 
 /// A token as a policy test describes it; see [`TokenClaims::described`].
-pub(crate) struct DescribedToken {
+pub struct DescribedToken {
     pub subject: String,
     /// `None`: `client`.
     pub client_id: Option<String>,
@@ -198,11 +204,11 @@ pub(crate) struct DescribedToken {
     pub binding: Binding,
 }
 
-/// Constructors for unit tests only: production code cannot make claims
-/// that look verified.
-#[cfg(test)]
+/// Constructors for tests (this crate's, and other crates' with the
+/// `testing` feature, which only dev-dependencies turn on).
+#[cfg(any(test, feature = "testing"))]
 impl TokenClaims {
-    pub(crate) fn for_tests(subject: &str, scopes: &[&str]) -> TokenClaims {
+    pub fn for_tests(subject: &str, scopes: &[&str]) -> TokenClaims {
         TokenClaims::described(DescribedToken {
             subject: subject.into(),
             client_id: None,
@@ -215,17 +221,17 @@ impl TokenClaims {
         })
     }
 
-    pub(crate) fn with_tenant(mut self, tenant: &str) -> TokenClaims {
+    pub fn with_tenant(mut self, tenant: &str) -> TokenClaims {
         self.tenant = Some(tenant.into());
         self
     }
 
-    pub(crate) fn with_roles(mut self, roles: &[&str]) -> TokenClaims {
+    pub fn with_roles(mut self, roles: &[&str]) -> TokenClaims {
         self.roles = names(roles);
         self
     }
 
-    pub(crate) fn with_claim(mut self, name: &str, value: Value) -> TokenClaims {
+    pub fn with_claim(mut self, name: &str, value: Value) -> TokenClaims {
         let mut extra: Vec<_> = self.extra.into_vec();
         extra.retain(|(k, _)| &**k != name);
         extra.push((name.into(), value));
@@ -233,7 +239,7 @@ impl TokenClaims {
         self
     }
 
-    pub(crate) fn with_audiences(mut self, audiences: &[&str]) -> TokenClaims {
+    pub fn with_audiences(mut self, audiences: &[&str]) -> TokenClaims {
         self.audiences = names(audiences);
         self
     }

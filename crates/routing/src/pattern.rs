@@ -541,7 +541,7 @@ mod tests {
         }
     }
 
-    use crate::routing::normalize::path_for_tests as path;
+    use crate::normalize::path_for_tests as path;
 
     #[test]
     fn patterns_match_the_paths_their_kind_promises() {

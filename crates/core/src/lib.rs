@@ -1,0 +1,16 @@
+//! The vocabulary every Stella Gateway crate shares: who the caller is
+//! ([`identity`]), what time it is ([`clock`]), how a configuration problem
+//! is reported ([`problem`]) and the span helpers that put work into the
+//! request's trace ([`trace`]).
+//!
+//! It depends on no runtime (no tokio, hyper or pingora) and on no trace
+//! exporter: the gateway shell installs the exporter, the domain crates only
+//! speak the OpenTelemetry API. See docs/architecture.md for the crate
+//! graph.
+
+pub mod clock;
+pub mod identity;
+pub mod problem;
+
+pub use clock::{unix_now, Clock, ManualClock, SystemClock};
+pub use problem::ConfigError;
