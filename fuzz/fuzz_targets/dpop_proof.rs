@@ -32,8 +32,8 @@ use std::time::Duration;
 use stella_envelope::encoding::b64url_encode;
 use stella_gateway::authn::dpop::{check_proof, DpopError, DpopRules, ProofInput, MAX_JTI_LEN};
 use stella_gateway::authn::nonce::{NonceCheck, NonceIssuer};
-use stella_gateway::identity::Binding;
-use stella_gateway::jose::{thumbprint_sha256, JsonObject, PublicJwk};
+use stella_core::identity::Binding;
+use stella_jose::{thumbprint_sha256, JsonObject, PublicJwk};
 
 // RFC 9449 figure 13 (gateway/src/authn/dpop/testdata/rfc-vectors.json).
 const RFC_NOW: u64 = 1_562_262_618;

@@ -15,7 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stella_envelope::encoding::b64url_encode;
-use stella_gateway::jose::{
+use stella_jose::{
     typ_matches, CompactJws, JoseError, JsonObject, JwsAlg, PublicJwk, VerifyingKey,
 };
 

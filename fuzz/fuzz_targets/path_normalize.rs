@@ -12,8 +12,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stella_gateway::routing::normalize::MAX_SEGMENTS;
-use stella_gateway::routing::{normalize_path, split_path_query};
+use stella_routing::normalize::MAX_SEGMENTS;
+use stella_routing::{normalize_path, split_path_query};
 
 fuzz_target!(|data: &[u8]| {
     let (path, query) = split_path_query(data);

@@ -12,8 +12,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stella_gateway::policy::{Policies, SourceFile};
-use stella_gateway::routing::PathPattern;
+use stella_policy::{Policies, SourceFile};
+use stella_routing::PathPattern;
 
 const ECHO: &str = include_str!("../../policies/echo.yaml");
 

@@ -23,9 +23,9 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use stella_gateway::config::MissingAuthorization;
-use stella_gateway::identity::Caller;
-use stella_gateway::policy::{Policies, SourceFile};
-use stella_gateway::routing::{
+use stella_core::identity::Caller;
+use stella_policy::{Policies, SourceFile};
+use stella_routing::{
     normalize_path, split_path_query, Lookup, Method, NormalizedPath, PathPattern, PatternKind,
     Route, RouteSpec, RouteTable,
 };

@@ -10,8 +10,6 @@ use crate::authn::{verify_and_cache, TokenCache, TokenError, TokenKey};
 use crate::authority::issuers::{looks_like_jws, Issuers};
 use crate::config::resolve::ReplayStoreConfig;
 use crate::config::{Config, ConfigError};
-use crate::policy::Policies;
-use crate::policy::RouteTarget;
 use crate::response::Refusal;
 use crate::signing::EnvelopeSigner;
 use crate::telemetry::Metrics;
@@ -24,6 +22,8 @@ use stella_core::identity::{Binding, Caller, TokenClaims};
 use stella_core::{Clock, SystemClock};
 use stella_envelope::{AuthMethod, Confirmation, Identity};
 use stella_jose::JwsAlg;
+use stella_policy::Policies;
+use stella_policy::RouteTarget;
 use stella_routing::NormalizedPath;
 use subtle::ConstantTimeEq;
 
@@ -64,6 +64,16 @@ impl Authenticated {
             identity,
             proof: None,
         }
+    }
+}
+
+impl stella_policy::AuthenticatedCaller for Authenticated {
+    fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    fn certificate_spiffe_id(&self) -> Option<&str> {
+        self.identity.confirmation.spiffe_id.as_deref()
     }
 }
 

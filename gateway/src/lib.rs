@@ -13,7 +13,6 @@ pub mod front;
 pub mod gateway;
 pub mod openapi;
 pub mod otel;
-pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod response;

@@ -14,9 +14,9 @@
 //! operation covers are listed from their pattern.
 
 use crate::config::resolve::{OpenApiSource, Service};
-use crate::policy::{Policies, Requirements, RouteTarget, SenderConstraint};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use stella_policy::{Policies, Requirements, RouteTarget, SenderConstraint};
 use stella_routing::{normalize_path, Lookup, Route};
 
 const ANY_METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

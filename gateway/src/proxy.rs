@@ -6,10 +6,9 @@
 
 use crate::authn::presented::presented;
 use crate::forward::{self, Added};
+use crate::gateway::Authenticated;
 use crate::gateway::{Gateway, RequestFacts, Snapshot};
 use crate::otel;
-use crate::policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
-use crate::policy::{CallerIdentity, RouteTarget};
 use crate::response::{Refusal, Reply};
 use crate::signing::EnvelopeSigner;
 use crate::tls::ClientCert;
@@ -27,6 +26,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use stella_core::identity::{Binding, Caller};
 use stella_envelope::{EnvelopeHeaders, Target};
+use stella_policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
+use stella_policy::{CallerIdentity, RouteTarget};
 use stella_routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
 
 /// Per-request state shared between the filters.
@@ -42,7 +43,7 @@ pub struct Ctx {
     caller: Option<Caller>,
     /// The authenticated caller the policy allowed; forwarding and signing
     /// require it.
-    authorized: Option<Authorized>,
+    authorized: Option<Authorized<Authenticated>>,
     reason: &'static str,
     tls: bool,
     client_cert: Option<ClientCert>,
@@ -283,7 +284,7 @@ const ENVELOPE_SIGNING_FAILED: &str = "envelope_signing_failed";
 /// becomes an error, never a request forwarded with an empty envelope.
 fn sign_envelope(
     signer: &EnvelopeSigner,
-    who: &Authorized,
+    who: &Authorized<Authenticated>,
     target: &Target<'_>,
     now: u64,
 ) -> Result<EnvelopeHeaders> {
@@ -840,10 +841,10 @@ mod tests {
     use super::*;
     use crate::config::MissingAuthorization;
     use crate::gateway::Authenticated;
-    use crate::policy::Requirements;
     use crate::response::DPOP_ALGS;
     use stella_core::identity::TokenClaims;
     use stella_envelope::{AuthMethod, Key, KeyId, Signer};
+    use stella_policy::Requirements;
 
     const NOW: u64 = 1_800_000_000;
 
@@ -856,7 +857,7 @@ mod tests {
         Signer::new(key, "gw-test", 60).unwrap()
     }
 
-    fn authorized() -> Authorized {
+    fn authorized() -> Authorized<Authenticated> {
         let caller = Caller::Token {
             claims: Arc::new(TokenClaims::for_tests("ann", &["read"])),
             method: AuthMethod::Bearer,
@@ -884,7 +885,10 @@ mod tests {
             sign_envelope(&EnvelopeSigner::new(signer()), &who, &TARGET, NOW).expect("signed");
         assert!(!headers.signature.is_empty());
         assert_eq!(headers.kid, "k1");
-        assert_eq!(who.identity().subject.as_deref(), Some("ann"));
+        assert_eq!(
+            who.authenticated().identity().subject.as_deref(),
+            Some("ann")
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! ```
 //! // What compiles: signing for an `Authorized` caller.
 //! use stella_envelope::Target;
-//! use stella_gateway::{policy::decide::Authorized, signing::EnvelopeSigner};
-//! fn sign(signer: &EnvelopeSigner, who: &Authorized, target: &Target<'_>) {
+//! use stella_gateway::{gateway::Authenticated, signing::EnvelopeSigner};
+//! use stella_policy::Authorized;
+//! fn sign(signer: &EnvelopeSigner, who: &Authorized<Authenticated>, target: &Target<'_>) {
 //!     let _ = signer.sign(who, target, 0);
 //! }
 //! ```
@@ -23,26 +24,45 @@
 //! }
 //! ```
 //!
+//! ```compile_fail,E0308
+//! // Nor one the policy allowed for a caller type of another making: the
+//! // signer takes only the authentication stage's proof type.
+//! use stella_core::identity::Caller;
+//! use stella_envelope::Target;
+//! use stella_gateway::signing::EnvelopeSigner;
+//! use stella_policy::{AuthenticatedCaller, Authorized};
+//! struct Mine(Caller);
+//! impl AuthenticatedCaller for Mine {
+//!     fn caller(&self) -> &Caller { &self.0 }
+//!     fn certificate_spiffe_id(&self) -> Option<&str> { None }
+//! }
+//! fn forge(signer: &EnvelopeSigner, who: &Authorized<Mine>, target: &Target<'_>) {
+//!     let _ = signer.sign(who, target, 0);
+//! }
+//! ```
+//!
 //! ```compile_fail,E0451
 //! // Nor can code outside the policy stage make an `Authorized`...
 //! use stella_gateway::gateway::Authenticated;
-//! use stella_gateway::policy::decide::{Allowed, Authorized};
-//! fn forge(allowed: Allowed, caller: Authenticated) -> Authorized {
+//! use stella_policy::{Allowed, Authorized};
+//! fn forge(allowed: Allowed, caller: Authenticated) -> Authorized<Authenticated> {
 //!     Authorized { allowed, caller }
 //! }
 //! ```
 //!
 //! ```compile_fail,E0451
 //! // ...or an `Authenticated` caller outside the authentication stage.
+//! use stella_core::identity::Caller;
 //! use stella_envelope::Identity;
-//! use stella_gateway::{gateway::Authenticated, identity::Caller};
+//! use stella_gateway::gateway::Authenticated;
 //! fn forge(caller: Caller, identity: Identity) -> Authenticated {
 //!     Authenticated { caller, identity }
 //! }
 //! ```
 
-use crate::policy::decide::Authorized;
+use crate::gateway::Authenticated;
 use stella_envelope::{EnvelopeHeaders, Key, SignError, Signer, Target};
+use stella_policy::Authorized;
 
 /// Signs envelopes with the active key, for authorized callers only.
 #[derive(Debug)]
@@ -71,7 +91,7 @@ impl EnvelopeSigner {
     /// means the request must not be forwarded.
     pub fn sign(
         &self,
-        who: &Authorized,
+        who: &Authorized<Authenticated>,
         target: &Target<'_>,
         now: u64,
     ) -> Result<EnvelopeHeaders, SignError> {
@@ -81,7 +101,8 @@ impl EnvelopeSigner {
                 kid: self.key().kid().to_string(),
             });
         }
-        self.signer.sign(who.identity(), target, now)
+        self.signer
+            .sign(who.authenticated().identity(), target, now)
     }
 
     /// A signer that fails every signature, as a key that cannot sign would.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use stella_gateway::policy::Policies;
+use stella_policy::Policies;
 
 fn gateway(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stella-gateway"))

@@ -178,7 +178,7 @@ pub fn main() -> i32 {
         Command::Run { config } => crate::server::run(&config),
         Command::Check { config } => check(&config),
         Command::Policy { command } => match command {
-            PolicyCommand::Test { dir } => crate::policy::command::test_dir(&dir),
+            PolicyCommand::Test { dir } => stella_policy::command::test_dir(&dir),
             PolicyCommand::Explain {
                 policies,
                 method,
@@ -186,7 +186,7 @@ pub fn main() -> i32 {
                 host,
                 caller_json,
                 on_missing_authorization,
-            } => crate::policy::command::explain(&crate::policy::command::ExplainArgs {
+            } => stella_policy::command::explain(&stella_policy::command::ExplainArgs {
                 policies: &policies,
                 method: &method,
                 path: &path,

@@ -13,14 +13,14 @@ use crate::cli::client::call::send_with;
 use crate::cli::client::profile::{self, Profile};
 use crate::cli::client::token::{obtain, Credential};
 use crate::cli::client::Http;
-use crate::policy::file::{self, Checked, FileSmoke, PolicyFile};
-use crate::policy::Policies;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use stella_policy::file::{self, Checked, FileSmoke, PolicyFile};
+use stella_policy::Policies;
 use stella_routing::{normalize_path, Lookup};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -198,7 +198,7 @@ fn plan(
     only: Option<&str>,
     default_profile: Option<&str>,
 ) -> Result<Vec<Probe>, Vec<String>> {
-    let files = crate::policy::compile::read_yaml_files(dir)
+    let files = stella_policy::compile::read_yaml_files(dir)
         .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let mut probes = Vec::new();
     for source in &files {

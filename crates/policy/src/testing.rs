@@ -29,7 +29,7 @@ use super::file::{
     self, Checked, FileAuthMethod, FileDecision, FileSpiffeCaller, FileTestCase, FileTokenCaller,
 };
 use super::{decide, Evaluation, Policies};
-use crate::config::{ConfigError, MissingAuthorization};
+use crate::{ConfigError, MissingAuthorization};
 use stella_core::identity::{Binding, Caller, DescribedToken, TokenClaims};
 use stella_routing::{normalize_path, split_path_query, Method, PathError};
 

@@ -62,6 +62,7 @@ pub mod command;
 pub mod compile;
 pub mod decide;
 pub mod file;
+pub mod missing;
 pub mod testing;
 
 use std::collections::BTreeMap;
@@ -72,9 +73,13 @@ use serde::Deserialize;
 
 pub use binding::{CallerIdentity, IdentityBinding, IdentitySource};
 pub use compile::SourceFile;
-pub use decide::{decide, decide_route, AllowBasis, Allowed, Decision, Denial, DenyReason};
+pub use decide::{
+    authorize, decide, decide_route, AllowBasis, Allowed, AuthenticatedCaller, Authorized,
+    Decision, Denial, DenyReason,
+};
+pub use missing::MissingAuthorization;
+pub use stella_core::ConfigError;
 
-use crate::config::MissingAuthorization;
 use stella_core::identity::Caller;
 use stella_routing::{Lookup, NormalizedPath, Route, RouteTable};
 
@@ -263,8 +268,8 @@ pub struct RouteTarget {
 impl RouteTarget {
     /// A route of service `echo` with this policy and nothing else, for
     /// tests of the later stages.
-    #[cfg(test)]
-    pub(crate) fn for_tests(policy: Option<Requirements>) -> RouteTarget {
+    #[cfg(any(test, feature = "testing"))]
+    pub fn for_tests(policy: Option<Requirements>) -> RouteTarget {
         RouteTarget {
             service: "echo".into(),
             route_id: "test".into(),
@@ -347,7 +352,7 @@ impl Policies {
     pub fn load_dir(
         dir: &std::path::Path,
         services: Option<&[String]>,
-    ) -> Result<Policies, Vec<crate::config::ConfigError>> {
+    ) -> Result<Policies, Vec<ConfigError>> {
         compile::load_dir(dir, services)
     }
 
@@ -355,7 +360,7 @@ impl Policies {
     pub fn from_files(
         files: &[SourceFile],
         services: Option<&[String]>,
-    ) -> Result<Policies, Vec<crate::config::ConfigError>> {
+    ) -> Result<Policies, Vec<ConfigError>> {
         compile::compile(files, services)
     }
 

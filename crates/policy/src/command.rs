@@ -9,7 +9,7 @@ use super::binding::CallerIdentity;
 use super::compile::{self, SourceFile};
 use super::testing::{self, parse_caller, parse_missing_authorization};
 use super::{Decision, Denial, Evaluation, Policies, Requirements};
-use crate::config::{ConfigError, MissingAuthorization};
+use crate::{ConfigError, MissingAuthorization};
 use stella_core::identity::Caller;
 use stella_routing::{normalize_path, split_path_query, Method};
 

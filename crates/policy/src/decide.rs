@@ -28,12 +28,11 @@
 
 use std::fmt;
 
-use stella_envelope::{AuthMethod, Identity};
+use stella_envelope::AuthMethod;
 
 use super::binding::CallerIdentity;
 use super::{CallerRequirements, Requirements, RouteTarget, SenderConstraint, TenantRules};
-use crate::config::MissingAuthorization;
-use crate::gateway::Authenticated;
+use crate::MissingAuthorization;
 use stella_core::identity::{Caller, TokenClaims};
 use stella_routing::NormalizedPath;
 
@@ -99,18 +98,29 @@ impl Allowed {
     }
 }
 
-/// An authenticated caller the policy allowed: what the envelope signer
-/// signs for. Only [`authorize`] makes one (its fields are private to this
-/// module), from an [`Authenticated`] caller, which only the
-/// authentication stage makes; so an identity that skipped either check
-/// cannot be signed for.
-#[derive(Debug)]
-pub struct Authorized {
-    allowed: Allowed,
-    caller: Authenticated,
+/// A caller the authentication stage established: what [`authorize`]
+/// takes. The authentication crate's proof type implements it; the policy
+/// only reads the caller through it, so it never depends on how (or where)
+/// callers are authenticated.
+pub trait AuthenticatedCaller {
+    fn caller(&self) -> &Caller;
+    /// The SPIFFE ID of a certificate-bound token's client certificate:
+    /// it counts for `identity_binding`.
+    fn certificate_spiffe_id(&self) -> Option<&str>;
 }
 
-impl Authorized {
+/// An authenticated caller the policy allowed: what the envelope signer
+/// signs for. Only [`authorize`] makes one (its fields are private to this
+/// module), from an authenticated caller `A`. The signer asks for an
+/// `Authorized<A>` of the one proof type only the authentication stage can
+/// make, so an identity that skipped either check cannot be signed for.
+#[derive(Debug)]
+pub struct Authorized<A> {
+    allowed: Allowed,
+    caller: A,
+}
+
+impl<A: AuthenticatedCaller> Authorized<A> {
     pub fn allowed(&self) -> &Allowed {
         &self.allowed
     }
@@ -119,9 +129,9 @@ impl Authorized {
         self.caller.caller()
     }
 
-    /// The identity the envelope carries.
-    pub fn identity(&self) -> &Identity {
-        self.caller.identity()
+    /// The authentication stage's proof, as it was handed in.
+    pub fn authenticated(&self) -> &A {
+        &self.caller
     }
 }
 
@@ -129,14 +139,14 @@ impl Authorized {
 /// matched for `path`: the proof the envelope signer asks for, or the
 /// denial. The SPIFFE ID of a certificate-bound token's client certificate
 /// counts for `identity_binding`.
-pub fn authorize(
+pub fn authorize<A: AuthenticatedCaller>(
     target: &RouteTarget,
     path: &NormalizedPath,
-    caller: Authenticated,
+    caller: A,
     on_missing: MissingAuthorization,
-) -> Result<Authorized, Denial> {
+) -> Result<Authorized<A>, Denial> {
     let who = CallerIdentity::of(caller.caller())
-        .with_certificate_spiffe_id(caller.identity().confirmation.spiffe_id.as_deref());
+        .with_certificate_spiffe_id(caller.certificate_spiffe_id());
     match decide_route(target, path, caller.caller(), who, on_missing) {
         Decision::Allow(allowed) => Ok(Authorized { allowed, caller }),
         Decision::Deny(denial) => Err(denial),
@@ -589,8 +599,8 @@ fn token_requirements(req: &CallerRequirements, claims: &TokenClaims) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::binding::{BoundParam, IdentityBinding, IdentitySource};
-    use crate::policy::TenantRule;
+    use crate::binding::{BoundParam, IdentityBinding, IdentitySource};
+    use crate::TenantRule;
     use std::sync::Arc;
 
     use MissingAuthorization::{AllowAnonymous, Deny, RequireAuthenticated};

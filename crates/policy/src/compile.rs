@@ -32,7 +32,7 @@ use super::{
     CallerRequirements, Policies, Requirements, RouteTarget, SenderConstraint, TenantRule,
     TenantRules,
 };
-use crate::config::ConfigError;
+use crate::ConfigError;
 use stella_routing::{
     Method, ParamPosition, PathPattern, RouteError, RouteSpec, RouteTable, RouteTableError,
 };
