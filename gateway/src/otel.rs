@@ -19,7 +19,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
     SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
@@ -28,14 +27,19 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
-use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The installed tracer; unset while traces are off.
-static TRACER: OnceLock<(SdkTracer, SdkTracerProvider)> = OnceLock::new();
+pub use stella_core::trace::{
+    current, enabled, end, in_child, in_child_of, in_span, note, run_in, set, set_error,
+};
+use stella_core::trace::{start_child, tracer};
+
+/// The SDK's provider, kept to flush and stop the exporter at shutdown; its
+/// tracer is installed in `stella_core::trace`. Unset while traces are off.
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// Largest OTLP response body read (the collector's partial-success note).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -58,7 +62,7 @@ pub fn init(config: &Traces) -> Result<bool, OtelError> {
     let env_set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
     let sdk_disabled =
         std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    if !config.enabled || sdk_disabled || TRACER.get().is_some() {
+    if !config.enabled || sdk_disabled || PROVIDER.get().is_some() {
         return Ok(false);
     }
     let client = ExportClient::new(config.export_timeout)?;
@@ -97,14 +101,16 @@ pub fn init(config: &Traces) -> Result<bool, OtelError> {
     }
     let provider = provider.build();
     let tracer = provider.tracer("stella-gateway");
-    let _ = TRACER.set((tracer, provider));
+    if PROVIDER.set(provider).is_ok() {
+        stella_core::trace::install(opentelemetry::global::BoxedTracer::new(Box::new(tracer)));
+    }
     Ok(true)
 }
 
 /// Sends what is queued and stops the exporter; call before the process
 /// exits. Bounded by the export timeout.
 pub fn shutdown() {
-    if let Some((_, provider)) = TRACER.get() {
+    if let Some(provider) = PROVIDER.get() {
         let _ = provider.shutdown();
     }
 }
@@ -119,10 +125,6 @@ fn sampler(choice: &TraceSampler) -> Sampler {
         TraceSampler::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
         TraceSampler::ParentBasedTraceIdRatio(r) => Sampler::ParentBased(Box::new(ratio(r))),
     }
-}
-
-fn tracer() -> Option<&'static SdkTracer> {
-    TRACER.get().map(|(tracer, _)| tracer)
 }
 
 /// The request's server span, and the context its children start from.
@@ -224,92 +226,6 @@ pub struct Summary<'a> {
     pub auth_method: &'static str,
     pub status: u16,
     pub request_id: &'a str,
-}
-
-fn start_child(parent: &Context, name: &'static str, kind: SpanKind) -> Context {
-    match tracer() {
-        Some(tracer) => {
-            let span = tracer
-                .span_builder(name)
-                .with_kind(kind)
-                .start_with_context(tracer, parent);
-            parent.with_span(span)
-        }
-        None => parent.clone(),
-    }
-}
-
-/// Sets an attribute on a span's context.
-pub fn set(cx: &Context, attribute: KeyValue) {
-    cx.span().set_attribute(attribute);
-}
-
-/// Marks a span failed, with a fixed reason code.
-pub fn set_error(cx: &Context, reason: &'static str) {
-    cx.span().set_status(Status::error(reason));
-}
-
-/// Ends a child span.
-pub fn end(cx: &Context) {
-    cx.span().end();
-}
-
-/// Whether traces are on (a tracer is installed).
-pub fn enabled() -> bool {
-    TRACER.get().is_some()
-}
-
-/// Runs `fut` with `cx` current, so stages below add children to its span;
-/// just runs `fut` when there is no span.
-pub async fn run_in<F: Future>(cx: Option<&Context>, fut: F) -> F::Output {
-    match cx {
-        None => fut.await,
-        Some(cx) => fut.with_context(cx.clone()).await,
-    }
-}
-
-/// [`run_in`], then ends the span.
-pub async fn in_span<F: Future>(cx: Option<Context>, fut: F) -> F::Output {
-    let out = run_in(cx.as_ref(), fut).await;
-    if let Some(cx) = cx {
-        cx.span().end();
-    }
-    out
-}
-
-/// The current context when a request span is current (traces on, inside a
-/// traced stage); `None` otherwise, cheaply.
-pub fn current() -> Option<Context> {
-    tracer()?;
-    let cx = Context::current();
-    cx.has_active_span().then_some(cx)
-}
-
-/// Runs `fut` in a child span `name` of the current request span; just
-/// runs it when there is none (traces off, or a background task).
-pub async fn in_child<F: Future>(name: &'static str, fut: F) -> F::Output {
-    in_child_of(current(), name, fut).await
-}
-
-/// Like [`in_child`], under `parent` (captured before a task was spawned).
-pub async fn in_child_of<F: Future>(
-    parent: Option<Context>,
-    name: &'static str,
-    fut: F,
-) -> F::Output {
-    in_span(
-        parent.map(|p| start_child(&p, name, SpanKind::Internal)),
-        fut,
-    )
-    .await
-}
-
-/// Sets an attribute on the current request span, if there is one; `value`
-/// is not computed otherwise.
-pub fn note(attribute: impl FnOnce() -> KeyValue) {
-    if let Some(cx) = current() {
-        cx.span().set_attribute(attribute());
-    }
 }
 
 /// The `traceparent` a span's context gives the next hop.

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod identity;
 pub mod problem;
+pub mod trace;
 
 pub use clock::{unix_now, Clock, ManualClock, SystemClock};
 pub use problem::ConfigError;

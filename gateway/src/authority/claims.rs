@@ -218,7 +218,8 @@ impl ClaimsSource {
                 return Ok(Arc::new(entry.claims.merge_into(&token)));
             }
         }
-        match crate::otel::in_child("claims_fetch", self.fetch_and_store(&token, key)).await {
+        match stella_core::trace::in_child("claims_fetch", self.fetch_and_store(&token, key)).await
+        {
             Ok(claims) => Ok(Arc::new(claims.merge_into(&token))),
             Err(reason) => {
                 if let Some(entry) = cached {

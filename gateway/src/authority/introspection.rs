@@ -157,7 +157,7 @@ impl Introspector {
             _ => {}
         }
         self.counters.miss.fetch_add(1, Ordering::Relaxed);
-        match crate::otel::in_child("introspection", self.ask(token)).await {
+        match stella_core::trace::in_child("introspection", self.ask(token)).await {
             Ok(Answer::Active(claims)) => {
                 self.last_success.store(now.max(1), Ordering::Relaxed);
                 let now = self.clock.now();

@@ -653,14 +653,15 @@ impl JwksCache {
         // the keys it brings serve every later request.
         let this = self.clone();
         // The request's span, if traced: the fetch is its child.
-        let trace = crate::otel::current();
+        let trace = stella_core::trace::current();
         tokio::spawn(async move {
             let _gate = gate;
             let _fetching = Fetching(&this.on_demand.fetching);
             // Discovery is reused: a token's unknown kid is no reason to
             // re-read metadata (the scheduled refresh does).
             let fetched =
-                crate::otel::in_child_of(trace, "jwks_fetch", this.fetch_and_publish(false)).await;
+                stella_core::trace::in_child_of(trace, "jwks_fetch", this.fetch_and_publish(false))
+                    .await;
             this.on_demand
                 .last_failed
                 .store(fetched.is_err(), Ordering::Release);
