@@ -14,7 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use stella_gateway::authority::KeySet;
+use stella_authority::KeySet;
 use stella_jose::{
     thumbprint_matches, thumbprint_sha256, JsonObject, JwsAlg, PublicJwk, VerifyingKey,
 };

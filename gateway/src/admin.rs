@@ -5,7 +5,6 @@
 //! `POST /reload`. It is a separate listener so it can be kept off the
 //! public network.
 
-use crate::authority::lkg::What;
 use crate::gateway::{Gateway, Snapshot};
 use crate::reload::{Outcome, Trigger};
 use crate::response::Refusal;
@@ -16,6 +15,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 use std::sync::Arc;
+use stella_authority::lkg::What;
 
 pub struct Admin {
     pub gateway: Arc<Gateway>,
@@ -111,7 +111,7 @@ impl Admin {
 }
 
 /// A JWKS counter summed over every Authority.
-fn sum(gw: &Snapshot, f: impl Fn(&crate::authority::JwksCache) -> u64) -> u64 {
+fn sum(gw: &Snapshot, f: impl Fn(&stella_authority::JwksCache) -> u64) -> u64 {
     gw.issuers.list().iter().map(|i| f(&i.jwks)).sum()
 }
 

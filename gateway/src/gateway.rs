@@ -3,11 +3,11 @@
 //! the verified-token cache, the envelope signer and the metrics.
 
 use crate::authn::dpop::{check_proof, DpopRules, ProofInput};
+use crate::authn::issuers::{looks_like_jws, Issuers};
 use crate::authn::nonce::{NonceCheck, NonceIssuer};
 use crate::authn::presented::Presented;
 use crate::authn::replay::{Admission, Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::authn::{verify_and_cache, TokenCache, TokenError, TokenKey};
-use crate::authority::issuers::{looks_like_jws, Issuers};
 use crate::config::resolve::ReplayStoreConfig;
 use crate::config::{Config, ConfigError};
 use crate::response::Refusal;

@@ -4,7 +4,6 @@
 
 pub mod admin;
 pub mod authn;
-pub mod authority;
 pub mod cli;
 pub mod config;
 pub mod decision_log;

@@ -58,7 +58,7 @@ pub async fn load_service_documents(
             }
             OpenApiSource::Url(url) => {
                 let fetcher =
-                    crate::authority::HttpFetcher::new(std::time::Duration::from_secs(10), true)
+                    stella_authority::HttpFetcher::new(std::time::Duration::from_secs(10), true)
                         .map_err(|e| format!("service {}: {e}", service.name))?;
                 Value::Object(fetcher.get_json(url).await.map_err(|e| {
                     format!(

@@ -263,7 +263,7 @@ impl ExportClient {
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| OtelError::Exporter(e.to_string()))?
-            .with_root_certificates(crate::authority::http::platform_roots())
+            .with_root_certificates(stella_authority::http::platform_roots())
             .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)

@@ -463,7 +463,7 @@ impl BackgroundService for Upkeep {
             loop {
                 // One refresh loop per Authority, until a reload replaces
                 // any of them.
-                let caches: Vec<Arc<crate::authority::JwksCache>> = gateway
+                let caches: Vec<Arc<stella_authority::JwksCache>> = gateway
                     .current()
                     .issuers
                     .list()

@@ -10,7 +10,7 @@ use common::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use stella_gateway::authority::lkg::{LkgStore, What};
+use stella_authority::lkg::{LkgStore, What};
 
 /// The Authority (killed), the echo service, a token fetched while the
 /// Authority was up, and a state folder the first gateway wrote into.

@@ -32,6 +32,11 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+/// Key pairs, JWKS documents and signed tokens for tests (this crate's, and
+/// other crates' with the `testing` feature, dev-dependencies only).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 pub use alg::{JwsAlg, KeyKind};
 pub use error::{JoseError, JwsPart, KeyProblem, MemberProblem};
 pub use jwk::PublicJwk;

@@ -1,12 +1,12 @@
 //! Bearer token rules with a frozen clock and keys generated per test.
 
 use super::*;
-use crate::authn::test_keys::{jwks, TestKey};
-use crate::authority::test_server::{authority_server, test_config, Reply, JWKS_PATH};
 use ring::hmac;
 use serde_json::json;
+use stella_authority::test_server::{authority_server, test_config, Reply, JWKS_PATH};
 use stella_core::ManualClock;
 use stella_envelope::encoding::b64url_encode;
+use stella_jose::testing::{jwks, TestKey};
 use stella_jose::{KeyKind, PublicJwk};
 
 const ISSUER: &str = "https://authority.example";
@@ -635,7 +635,7 @@ fn error_messages_never_echo_token_values() {
 
 #[test]
 fn error_codes_are_lowercase_labels_and_only_unavailable_keys_are_503() {
-    use crate::authority::jwks::Unavailable;
+    use stella_authority::jwks::Unavailable;
     let errors = [
         TokenError::Jose(JoseError::BadSignature),
         TokenError::MissingTyp,
@@ -698,7 +698,7 @@ fn rules_refuse_unknown_algorithms_and_empty_lists() {
 // authenticate_bearer: the orchestration with a JWKS served over loopback.
 
 struct Setup {
-    server: crate::authority::test_server::TestServer,
+    server: stella_authority::test_server::TestServer,
     jwks: Arc<JwksCache>,
     cache: TokenCache,
     rules: TokenRules,

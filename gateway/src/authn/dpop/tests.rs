@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::authn::nonce::NonceIssuer;
-use crate::authn::test_keys::TestKey;
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents, ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -13,6 +12,7 @@ use ring::signature::{
 };
 use serde_json::{json, Value};
 use stella_envelope::encoding::{b64url_encode, DecodeError};
+use stella_jose::testing::TestKey;
 use stella_jose::{thumbprint_sha256, JwsPart, KeyProblem};
 
 const VECTORS: &str = include_str!("testdata/rfc-vectors.json");

@@ -102,11 +102,8 @@ impl Http {
         ca_file: Option<&Path>,
         cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
     ) -> Result<Http, String> {
-        let mut roots = rustls::RootCertStore::empty();
         // Without a platform store, only `ca_file` is trusted (fail closed).
-        for cert in rustls_native_certs::load_native_certs().unwrap_or_default() {
-            let _ = roots.add(cert);
-        }
+        let mut roots = stella_authority::http::platform_roots();
         if let Some(ca) = ca_file {
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
                 .and_then(|i| i.collect::<Result<_, _>>())
@@ -192,20 +189,9 @@ impl Http {
     }
 }
 
-/// `application/x-www-form-urlencoded` / RFC 6749 2.3.1 escaping.
-pub fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+/// `application/x-www-form-urlencoded` / RFC 6749 2.3.1 escaping: the
+/// Authority client's, so token requests and introspection encode alike.
+pub use stella_authority::http::form_encode;
 
 #[cfg(test)]
 mod tests {

@@ -148,8 +148,8 @@ pub(crate) fn check_url(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::test_server::{Reply, TestServer};
-    use crate::authority::FetchError;
+    use crate::test_server::{Reply, TestServer};
+    use crate::FetchError;
     use serde_json::json;
     use std::time::Duration;
 

@@ -42,7 +42,7 @@ use super::discovery::{discover_document, Discovery};
 use super::http::HttpFetcher;
 use super::lkg::{Ignored, LkgStore, What};
 use super::{AuthorityError, Document};
-use crate::config::resolve::AuthorityConfig;
+use crate::settings::AuthorityConfig;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;

@@ -1,6 +1,7 @@
 //! The gateway's view of the Authority (the OIDC issuer): metadata
 //! discovery, the JWKS cache that token verification reads keys from, and
-//! the HTTP client both use.
+//! the one HTTP client of the gateway (Authority documents, introspection,
+//! effective claims, the command line and the trace exporter all use it).
 //!
 //! What it owns:
 //! - [`http`]: one bounded JSON GET (timeout, 1 MiB cap, rustls with the
@@ -12,31 +13,28 @@
 //!   time when the Authority is down, then reported unavailable (503);
 //! - [`lkg`]: the last good discovery and JWKS, persisted on each fetch
 //!   and loaded at start, so a restart during an outage still serves;
-//! - [`introspection`]: opaque tokens checked at the Authority (RFC 7662),
-//!   results cached and served stale for a bounded time;
-//! - [`claims`]: effective claims, the token's merged with what the
-//!   Authority's claims endpoint says about its subject and client;
-//! - [`issuers`]: several Authorities, and which one a token belongs to.
+//! - [`settings`]: the checked settings of one Authority.
+//!
+//! Opaque-token introspection, effective claims and the choice of issuer
+//! use these from `stella-authn`.
 //!
 //! Parsing and decisions are pure functions over documents and a `now`;
 //! only the fetches are async. Time comes from a [`Clock`] so tests can
 //! freeze it.
 
-pub mod claims;
 pub mod discovery;
 pub mod http;
-pub mod introspection;
-pub mod issuers;
 pub mod jwks;
 pub mod lkg;
+pub mod settings;
 
-#[cfg(test)]
-pub(crate) mod test_server;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_server;
 
 pub use discovery::Discovery;
 pub use http::{FetchError, HttpFetcher};
-pub use issuers::{Issuer, Issuers};
 pub use jwks::{JwksCache, KeyLookupError, KeySet};
+pub use settings::{AuthorityConfig, ClaimsConfig, ClientCredentials, IntrospectionConfig, Secret};
 
 /// Which Authority document a failure concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// What the server answers on one path.
 #[derive(Clone, Debug)]
-pub(crate) struct Reply {
+pub struct Reply {
     status: u16,
     body: String,
     delay: Duration,
@@ -20,11 +20,11 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    pub(crate) fn json(body: &str) -> Reply {
+    pub fn json(body: &str) -> Reply {
         Reply::status(200, body)
     }
 
-    pub(crate) fn status(status: u16, body: &str) -> Reply {
+    pub fn status(status: u16, body: &str) -> Reply {
         Reply {
             status,
             body: body.to_owned(),
@@ -34,13 +34,13 @@ impl Reply {
     }
 
     /// Waits this long before answering.
-    pub(crate) fn delay(mut self, delay: Duration) -> Reply {
+    pub fn delay(mut self, delay: Duration) -> Reply {
         self.delay = delay;
         self
     }
 
     /// Sends the body chunked, without a Content-Length.
-    pub(crate) fn chunked(mut self) -> Reply {
+    pub fn chunked(mut self) -> Reply {
         self.chunked = true;
         self
     }
@@ -52,14 +52,14 @@ struct State {
     counts: HashMap<String, usize>,
 }
 
-pub(crate) struct TestServer {
+pub struct TestServer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     stopped: Arc<AtomicBool>,
 }
 
 impl TestServer {
-    pub(crate) fn start() -> TestServer {
+    pub fn start() -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
@@ -83,15 +83,15 @@ impl TestServer {
     }
 
     /// `http://127.0.0.1:PORT` with no trailing slash.
-    pub(crate) fn base(&self) -> String {
+    pub fn base(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub(crate) fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base())
     }
 
-    pub(crate) fn set(&self, path: &str, reply: Reply) {
+    pub fn set(&self, path: &str, reply: Reply) {
         self.state
             .lock()
             .unwrap()
@@ -100,7 +100,7 @@ impl TestServer {
     }
 
     /// Requests received on `path` so far.
-    pub(crate) fn count(&self, path: &str) -> usize {
+    pub fn count(&self, path: &str) -> usize {
         self.state
             .lock()
             .unwrap()
@@ -111,7 +111,7 @@ impl TestServer {
     }
 
     /// Closes the listening socket; later connections are refused.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         if !self.stopped.swap(true, Ordering::SeqCst) {
             // Wake the accept loop so it sees the flag and drops the socket.
             let _ = TcpStream::connect(self.addr);
@@ -179,13 +179,13 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
 }
 
 /// Path of the JWKS on a server made by [`authority_server`].
-pub(crate) const JWKS_PATH: &str = "/jwks";
+pub const JWKS_PATH: &str = "/jwks";
 /// Path of the discovery document.
-pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// A server acting as an Authority whose issuer is its own base url:
 /// discovery pointing at [`JWKS_PATH`], which serves `jwks`.
-pub(crate) fn authority_server(jwks: &str) -> TestServer {
+pub fn authority_server(jwks: &str) -> TestServer {
     let server = TestServer::start();
     server.set(
         DISCOVERY_PATH,
@@ -200,8 +200,8 @@ pub(crate) fn authority_server(jwks: &str) -> TestServer {
 
 /// An Authority configuration for tests: plain http allowed, refresh
 /// 300 s, cooldown 10 s, max stale 600 s, leeway 30 s, timeout 2 s.
-pub(crate) fn test_config(issuer: &str, audience: &str) -> crate::config::resolve::AuthorityConfig {
-    crate::config::resolve::AuthorityConfig {
+pub fn test_config(issuer: &str, audience: &str) -> crate::settings::AuthorityConfig {
+    crate::settings::AuthorityConfig {
         path: "gateway.auth.authority".to_owned(),
         issuer: issuer.to_owned(),
         require_https_metadata: false,

@@ -21,12 +21,12 @@
 //! serve up to `max_stale_seconds` past their end; then the request gets
 //! 503 with `Retry-After`, never 401.
 
-use super::HttpFetcher;
 use crate::authn::TokenError;
 use crate::config::{ClaimsConfig, ClientCredentials};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_authority::HttpFetcher;
 use stella_core::identity::{Names, TokenClaims, TYPED_CLAIMS};
 use stella_core::Clock;
 use stella_jose::JsonObject;
@@ -250,14 +250,14 @@ impl ClaimsSource {
         let mut form = String::new();
         if let Some(sub) = token.subject() {
             form.push_str("sub=");
-            form.push_str(&super::http::form_encode(sub));
+            form.push_str(&stella_authority::http::form_encode(sub));
         }
         if let Some(client) = token.client_id() {
             if !form.is_empty() {
                 form.push('&');
             }
             form.push_str("client_id=");
-            form.push_str(&super::http::form_encode(client));
+            form.push_str(&stella_authority::http::form_encode(client));
         }
         let answer = self
             .fetcher

@@ -10,14 +10,14 @@
 
 use super::claims::ClaimsSource;
 use super::introspection::Introspector;
-use super::jwks::JwksCache;
-use super::HttpFetcher;
 use crate::authn::{TokenError, TokenRules};
 use crate::config::resolve::AuthorityConfig;
 use crate::config::ConfigError;
 use base64::Engine;
 use std::collections::HashMap;
 use std::sync::Arc;
+use stella_authority::jwks::JwksCache;
+use stella_authority::HttpFetcher;
 use stella_core::identity::TokenClaims;
 use stella_core::Clock;
 

@@ -16,14 +16,14 @@
 //! So a revoked token is refused once its cache entry expires: at most
 //! `cache_seconds` after revocation.
 
-use super::jwks::JwksCache;
-use super::HttpFetcher;
 use crate::authn::bearer::{check_claims, ClaimsSource};
 use crate::authn::{TokenError, TokenKey, TokenRules};
 use crate::config::{ClientCredentials, IntrospectionConfig};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_authority::jwks::JwksCache;
+use stella_authority::HttpFetcher;
 use stella_core::identity::TokenClaims;
 use stella_core::Clock;
 use stella_jose::JsonObject;
@@ -234,7 +234,7 @@ impl Introspector {
         };
         let form = format!(
             "token={}&token_type_hint=access_token",
-            super::http::form_encode(token)
+            stella_authority::http::form_encode(token)
         );
         let mut answer = self
             .fetcher

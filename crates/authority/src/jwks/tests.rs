@@ -2,14 +2,14 @@
 //! Authority that counts requests, with an injected clock.
 
 use super::*;
-use crate::authn::test_keys::{jwks, TestKey};
-use crate::authority::test_server::{
+use crate::test_server::{
     authority_server, test_config, Reply, TestServer, DISCOVERY_PATH, JWKS_PATH,
 };
-use crate::authority::FetchError;
+use crate::FetchError;
 use serde_json::json;
 use stella_core::ManualClock;
 use stella_envelope::encoding::b64url_encode;
+use stella_jose::testing::{jwks, TestKey};
 use stella_jose::KeyKind;
 
 const NOW: u64 = 1_700_000_000;

@@ -256,7 +256,7 @@ pub fn form_encode(text: &str) -> String {
 /// The platform's trusted roots (honouring `SSL_CERT_FILE` and
 /// `SSL_CERT_DIR`). None loaded means https fetches fail verification: fail
 /// closed, and said once here.
-pub(crate) fn platform_roots() -> rustls::RootCertStore {
+pub fn platform_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     match rustls_native_certs::load_native_certs() {
         Ok(certs) => {
@@ -290,7 +290,7 @@ pub fn parse_json_object(body: &[u8]) -> Result<JsonObject, FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::test_server::{Reply, TestServer};
+    use crate::test_server::{Reply, TestServer};
 
     fn fetcher(allow_http: bool) -> HttpFetcher {
         HttpFetcher::new(Duration::from_millis(500), allow_http).unwrap()

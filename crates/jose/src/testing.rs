@@ -7,14 +7,14 @@ use serde_json::{json, Value};
 use stella_envelope::encoding::b64url_encode;
 
 /// A signing key with its public JWK.
-pub(crate) enum TestKey {
+pub enum TestKey {
     Es256(EcdsaKeyPair, Value),
     Ed25519(Ed25519KeyPair, Value),
 }
 
 impl TestKey {
     /// A fresh P-256 key with `kid` (no kid member when `None`).
-    pub(crate) fn es256(kid: Option<&str>) -> TestKey {
+    pub fn es256(kid: Option<&str>) -> TestKey {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
@@ -29,7 +29,7 @@ impl TestKey {
     }
 
     /// A fresh Ed25519 key with `kid`.
-    pub(crate) fn ed25519(kid: Option<&str>) -> TestKey {
+    pub fn ed25519(kid: Option<&str>) -> TestKey {
         let rng = SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
@@ -41,24 +41,24 @@ impl TestKey {
         TestKey::Ed25519(pair, jwk)
     }
 
-    pub(crate) fn jwk(&self) -> &Value {
+    pub fn jwk(&self) -> &Value {
         match self {
             TestKey::Es256(_, jwk) | TestKey::Ed25519(_, jwk) => jwk,
         }
     }
 
-    pub(crate) fn alg(&self) -> &'static str {
+    pub fn alg(&self) -> &'static str {
         match self {
             TestKey::Es256(..) => "ES256",
             TestKey::Ed25519(..) => "EdDSA",
         }
     }
 
-    pub(crate) fn kid(&self) -> Option<&str> {
+    pub fn kid(&self) -> Option<&str> {
         self.jwk().get("kid").and_then(Value::as_str)
     }
 
-    pub(crate) fn sign(&self, input: &[u8]) -> Vec<u8> {
+    pub fn sign(&self, input: &[u8]) -> Vec<u8> {
         match self {
             TestKey::Es256(pair, _) => pair
                 .sign(&SystemRandom::new(), input)
@@ -70,7 +70,7 @@ impl TestKey {
     }
 
     /// The usual header: this key's alg and kid, `typ: at+jwt`.
-    pub(crate) fn header(&self) -> Value {
+    pub fn header(&self) -> Value {
         let mut header = json!({"alg": self.alg(), "typ": "at+jwt"});
         if let Some(kid) = self.kid() {
             header["kid"] = json!(kid);
@@ -79,12 +79,12 @@ impl TestKey {
     }
 
     /// `claims` signed under the usual header.
-    pub(crate) fn token(&self, claims: &Value) -> String {
+    pub fn token(&self, claims: &Value) -> String {
         self.token_with_header(&self.header(), claims)
     }
 
     /// `claims` signed under `header` as given.
-    pub(crate) fn token_with_header(&self, header: &Value, claims: &Value) -> String {
+    pub fn token_with_header(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             b64url_encode(header.to_string()),
@@ -96,6 +96,6 @@ impl TestKey {
 }
 
 /// A JWKS document holding `keys`' public JWKs.
-pub(crate) fn jwks(keys: &[&TestKey]) -> String {
+pub fn jwks(keys: &[&TestKey]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk().clone()).collect::<Vec<_>>()}).to_string()
 }
