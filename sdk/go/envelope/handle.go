@@ -1,0 +1,163 @@
+package envelope
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configures a [Handle]. The zero value reads the process
+// environment, logs with the standard logger and uses the system clock.
+type Options struct {
+	// Environ returns the environment in os.Environ's form. It is called at
+	// load and again on every reload. Nil means os.Environ.
+	Environ func() []string
+	// Logger receives reload lines and envelope rejections. Nil means
+	// log.Default().
+	Logger *log.Logger
+	// Now is the clock envelopes are checked against. Nil means time.Now.
+	Now func() time.Time
+}
+
+// ReloadOutcome is what a successful [Handle.Reload] did.
+type ReloadOutcome struct {
+	// Applied is true when the new configuration is in use from the next
+	// request on, false when the settings read are those already in use.
+	Applied bool
+	// Generation is 1 for the configuration loaded at start plus one per
+	// applied reload.
+	Generation uint64
+}
+
+// ReloadStatus is the configuration in use and the history of reloads,
+// read together.
+type ReloadStatus struct {
+	Config     *Config
+	Generation uint64
+	// LastApplied is when a reload last changed the configuration; zero if
+	// none has.
+	LastApplied time.Time
+	// LastRejected is when a reload was last refused; zero if none was.
+	LastRejected time.Time
+	// LastErrors are the problems of the latest reload if it was refused;
+	// nil once a later reload succeeds, applied or unchanged.
+	LastErrors ConfigErrors
+}
+
+// Handle is a service's envelope configuration as it changes at runtime
+// (SPEC.md 7.1). It holds one checked [Config] behind an atomic pointer. A
+// request loads the pointer once and is decided with that configuration
+// from start to end, so a reload never changes the rules under a request in
+// flight and never blocks one: readers take no lock. A reload re-reads the
+// environment and the file, checks everything, and either swaps the pointer
+// or keeps the configuration in use.
+type Handle struct {
+	current    atomic.Pointer[Config]
+	environ    func() []string
+	configFile string
+	logger     *log.Logger
+	now        func() time.Time
+
+	// reloading is held for a whole reload, so reloads apply in the order
+	// they read.
+	reloading sync.Mutex
+	// mu guards the fields below and the swap of current, so Status never
+	// waits on file I/O and never sees a generation without its config.
+	mu           sync.Mutex
+	generation   uint64
+	lastApplied  time.Time
+	lastRejected time.Time
+	lastErrors   ConfigErrors
+}
+
+// NewHandle loads the configuration from the environment and the file
+// Router__ConfigFile names. The error is a [ConfigErrors] listing every
+// problem; a service reports it and exits with status 2.
+func NewHandle(opts Options) (*Handle, error) {
+	h := &Handle{environ: opts.Environ, logger: opts.Logger, now: opts.Now, generation: 1}
+	if h.environ == nil {
+		h.environ = os.Environ
+	}
+	if h.logger == nil {
+		h.logger = log.Default()
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	env := parseEnviron(h.environ())
+	config, problems := loadConfig(env)
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	h.configFile = configFilePath(env)
+	h.current.Store(config)
+	h.logger.Printf("envelope: configuration loaded: %s", describe(config, 1))
+	return h, nil
+}
+
+// Current is the configuration in use now. A request calls it once and
+// keeps the result until it is answered.
+func (h *Handle) Current() *Config { return h.current.Load() }
+
+// ConfigFile is the file Router__ConfigFile named at load ("" for none);
+// the file trigger watches it.
+func (h *Handle) ConfigFile() string { return h.configFile }
+
+// Status returns the configuration in use with its generation and the
+// latest reloads, consistent with each other.
+func (h *Handle) Status() ReloadStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return ReloadStatus{
+		Config:       h.current.Load(),
+		Generation:   h.generation,
+		LastApplied:  h.lastApplied,
+		LastRejected: h.lastRejected,
+		LastErrors:   append(ConfigErrors(nil), h.lastErrors...),
+	}
+}
+
+// Reload re-reads the environment and the file Router__ConfigFile names
+// and, if every setting checks, swaps the new configuration in for the next
+// request. On any problem the configuration in use stays, and every
+// problem is returned (as [ConfigErrors]) and logged as "VARIABLE: problem",
+// never with a value. Settings equal to those in use change nothing.
+func (h *Handle) Reload() (ReloadOutcome, error) {
+	h.reloading.Lock()
+	defer h.reloading.Unlock()
+	config, problems := loadConfig(parseEnviron(h.environ()))
+	now := time.Now()
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(problems) > 0 {
+		h.lastRejected = now
+		h.lastErrors = problems
+		mode := h.current.Load().mode
+		for _, problem := range problems {
+			h.logger.Printf("envelope: configuration reload refused, keeping generation=%d mode=%s: %s",
+				h.generation, mode, problem)
+		}
+		return ReloadOutcome{}, problems
+	}
+	h.lastErrors = nil
+	if config.sameSettings(h.current.Load()) {
+		h.logger.Printf("envelope: configuration reloaded: unchanged %s", describe(config, h.generation))
+		return ReloadOutcome{Applied: false, Generation: h.generation}, nil
+	}
+	h.generation++
+	h.lastApplied = now
+	h.current.Store(config)
+	h.logger.Printf("envelope: configuration reloaded: applied %s", describe(config, h.generation))
+	return ReloadOutcome{Applied: true, Generation: h.generation}, nil
+}
+
+// describe is a configuration for the log: key ids only, never material.
+func describe(config *Config, generation uint64) string {
+	return fmt.Sprintf("generation=%d enabled=%t mode=%s accepted_kids=%s",
+		generation, config.enabled, config.mode, strings.Join(config.AcceptedKids(), ","))
+}
