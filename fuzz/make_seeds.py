@@ -9,8 +9,8 @@ import base64, hashlib, hmac, json, pathlib, re, shutil, struct
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "fuzz" / "seeds"
-VECTORS = json.loads((ROOT / "gateway/src/authn/dpop/testdata/rfc-vectors.json").read_text())
-JOSE = json.loads((ROOT / "gateway/src/jose/testdata/rfc-vectors.json").read_text())
+VECTORS = json.loads((ROOT / "crates/authn/src/dpop/testdata/rfc-vectors.json").read_text())
+JOSE = json.loads((ROOT / "crates/jose/src/testdata/rfc-vectors.json").read_text())
 
 
 def b64(data: bytes) -> str:
@@ -83,7 +83,7 @@ for name, text in {
     put("presented_credential", name, text)
 
 # path_normalize: every path of the normalization unit tests.
-normalize = (ROOT / "gateway/src/routing/normalize.rs").read_text()
+normalize = (ROOT / "crates/routing/src/normalize.rs").read_text()
 paths = sorted(set(re.findall(r'\(\s*"(/[^"]*)"', normalize)))
 for i, path in enumerate(paths):
     put("path_normalize", f"case_{i:03}", path.encode().decode("unicode_escape").encode("latin-1"))

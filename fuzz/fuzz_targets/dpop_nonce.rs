@@ -13,7 +13,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use std::time::Duration;
-use stella_gateway::authn::nonce::{NonceError, NonceIssuer, NONCE_LEN};
+use stella_authn::nonce::{NonceError, NonceIssuer, NONCE_LEN};
 
 const STEP: u64 = 60;
 

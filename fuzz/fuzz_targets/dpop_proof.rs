@@ -30,12 +30,12 @@ use serde_json::json;
 use std::sync::OnceLock;
 use std::time::Duration;
 use stella_envelope::encoding::b64url_encode;
-use stella_gateway::authn::dpop::{check_proof, DpopError, DpopRules, ProofInput, MAX_JTI_LEN};
-use stella_gateway::authn::nonce::{NonceCheck, NonceIssuer};
+use stella_authn::dpop::{check_proof, DpopError, DpopRules, ProofInput, MAX_JTI_LEN};
+use stella_authn::nonce::{NonceCheck, NonceIssuer};
 use stella_core::identity::Binding;
 use stella_jose::{thumbprint_sha256, JsonObject, PublicJwk};
 
-// RFC 9449 figure 13 (gateway/src/authn/dpop/testdata/rfc-vectors.json).
+// RFC 9449 figure 13 (crates/authn/src/dpop/testdata/rfc-vectors.json).
 const RFC_NOW: u64 = 1_562_262_618;
 const RFC_METHOD: &str = "GET";
 const RFC_URL: &str = "https://resource.example.org/protectedresource";
@@ -91,8 +91,8 @@ fn sign(f: &Fixture, text: &[u8]) -> String {
 /// A nonce check that accepts nothing: with it, no proof passes.
 struct NoNonce;
 impl NonceCheck for NoNonce {
-    fn check(&self, _: &str, _: u64) -> Result<(), stella_gateway::authn::nonce::NonceError> {
-        Err(stella_gateway::authn::nonce::NonceError::BadTag)
+    fn check(&self, _: &str, _: u64) -> Result<(), stella_authn::nonce::NonceError> {
+        Err(stella_authn::nonce::NonceError::BadTag)
     }
 }
 

@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stella_gateway::authn::presented::{presented, Presented, PresentedError};
+use stella_authn::presented::{presented, Presented, PresentedError};
 
 fn is_token68(s: &str) -> bool {
     let body = s.trim_end_matches('=');

@@ -2,12 +2,6 @@
 //! configuration, compiled policies, upstream pools, the Authority's keys,
 //! the verified-token cache, the envelope signer and the metrics.
 
-use crate::authn::dpop::{check_proof, DpopRules, ProofInput};
-use crate::authn::issuers::{looks_like_jws, Issuers};
-use crate::authn::nonce::{NonceCheck, NonceIssuer};
-use crate::authn::presented::Presented;
-use crate::authn::replay::{Admission, Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
-use crate::authn::{verify_and_cache, TokenCache, TokenError, TokenKey};
 use crate::config::resolve::ReplayStoreConfig;
 use crate::config::{Config, ConfigError};
 use crate::response::Refusal;
@@ -18,6 +12,12 @@ use crate::upstream::UpstreamPool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_authn::dpop::{check_proof, DpopRules, ProofInput};
+use stella_authn::issuers::{looks_like_jws, Issuers};
+use stella_authn::nonce::{NonceCheck, NonceIssuer};
+use stella_authn::presented::Presented;
+use stella_authn::replay::{Admission, Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
+use stella_authn::{verify_and_cache, TokenCache, TokenError, TokenKey};
 use stella_core::identity::{Binding, Caller, TokenClaims};
 use stella_core::{Clock, SystemClock};
 use stella_envelope::{AuthMethod, Confirmation, Identity};
@@ -422,7 +422,7 @@ impl Snapshot {
                                 nonce: issuer.issue(now),
                             });
                         }
-                        return Err(e.refusal());
+                        return Err(Refusal::from(&e));
                     }
                 };
                 let Binding::Jkt(jkt) = claims.binding() else {

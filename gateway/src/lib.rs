@@ -3,7 +3,6 @@
 //! glue stays thin and calls pure functions from the others.
 
 pub mod admin;
-pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod decision_log;

@@ -4,7 +4,6 @@
 //! (credentials), `forward` (header hygiene) and `stella_envelope` (signing).
 //! Every refusal is written by [`write_refusal`] from `response::Refusal`.
 
-use crate::authn::presented::presented;
 use crate::forward::{self, Added};
 use crate::gateway::Authenticated;
 use crate::gateway::{Gateway, RequestFacts, Snapshot};
@@ -24,6 +23,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp};
 use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::Instant;
+use stella_authn::presented::presented;
 use stella_core::identity::{Binding, Caller};
 use stella_envelope::{EnvelopeHeaders, Target};
 use stella_policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
@@ -170,7 +170,7 @@ impl Proxy {
             &header_values(req, "authorization"),
             &header_values(req, "dpop"),
         )
-        .map_err(|e| e.refusal())?;
+        .map_err(Refusal::from)?;
         let facts = RequestFacts {
             method: req.method.as_str(),
             path: &path,

@@ -6,6 +6,8 @@
 //! `error` code. Nothing from the client is echoed; details are fixed text.
 
 use serde_json::json;
+use stella_authn::dpop::DpopError;
+use stella_authn::presented::PresentedError;
 
 /// Realm in every challenge.
 pub const REALM: &str = "stella-gateway";
@@ -357,9 +359,67 @@ pub fn title(status: u16) -> &'static str {
     }
 }
 
+/// A credential the request presents in a form the gateway refuses.
+impl From<PresentedError> for Refusal {
+    fn from(e: PresentedError) -> Refusal {
+        match e {
+            PresentedError::SeveralCredentials => Refusal::MultipleCredentials,
+            PresentedError::Malformed => Refusal::MalformedAuthorization,
+            PresentedError::DpopProofMissing | PresentedError::DpopWithoutToken => {
+                Refusal::InvalidDpopProof { code: e.code() }
+            }
+        }
+    }
+}
+
+/// A refused DPoP proof. A token not bound to the proof's key is the
+/// token's fault (`invalid_token`); every other defect is the proof's.
+/// Nonce errors map to `invalid_dpop_proof` here; a caller that serves
+/// nonces checks [`DpopError::wants_nonce`] first to answer
+/// `use_dpop_nonce`.
+impl From<&DpopError> for Refusal {
+    fn from(e: &DpopError) -> Refusal {
+        if e.is_binding_mismatch() {
+            Refusal::InvalidToken { code: e.code() }
+        } else {
+            Refusal::InvalidDpopProof { code: e.code() }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_credentials_are_400_and_dpop_defects_401() {
+        assert_eq!(
+            Refusal::from(PresentedError::SeveralCredentials).status(),
+            400
+        );
+        assert_eq!(Refusal::from(PresentedError::Malformed).status(), 400);
+        assert_eq!(
+            Refusal::from(PresentedError::DpopProofMissing).status(),
+            401
+        );
+    }
+
+    #[test]
+    fn a_dpop_binding_mismatch_is_invalid_token_and_other_proof_defects_invalid_dpop_proof() {
+        use stella_authn::dpop::DpopError;
+        for (err, code) in [
+            (DpopError::JktMismatch, "invalid_token"),
+            (DpopError::TokenNotDpopBound, "invalid_token"),
+            (DpopError::AthMismatch, "invalid_dpop_proof"),
+            (DpopError::HtuMismatch, "invalid_dpop_proof"),
+            (DpopError::NonceMissing, "invalid_dpop_proof"),
+            (DpopError::IatTooOld { max_age: 60 }, "invalid_dpop_proof"),
+        ] {
+            let refusal = Refusal::from(&err);
+            assert_eq!(refusal.code(), code, "{err:?}");
+            assert_eq!(refusal.status(), 401, "{err:?}");
+        }
+    }
 
     fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
         r.headers

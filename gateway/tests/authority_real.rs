@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use stella_authn::{authenticate_bearer, TokenCache, TokenError, TokenRules};
 use stella_authority::JwksCache;
 use stella_core::identity::Binding;
 use stella_core::{Clock, SystemClock};
-use stella_gateway::authn::{authenticate_bearer, TokenCache, TokenError, TokenRules};
 use stella_gateway::config::resolve::AuthorityConfig;
 use stella_test_support::Process;
 

@@ -20,12 +20,12 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stella_core::identity::Binding;
-use stella_gateway::authn::dpop::{check_proof, DpopRules, ProofInput};
-use stella_gateway::authn::replay::{
+use stella_authn::dpop::{check_proof, DpopRules, ProofInput};
+use stella_authn::replay::{
     Fresh, RedisReplayStore, RedisTls, ReplayStore, ReplayStoreError, Unavailable,
     DEFAULT_KEY_PREFIX,
 };
+use stella_core::identity::Binding;
 use stella_test_support::{free_port, wait_until};
 
 const TTL: Duration = Duration::from_secs(60);
@@ -221,8 +221,10 @@ async fn fifty_concurrent_inserts_across_two_nodes_yield_exactly_one_inserted() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_proof_is_rejected_on_second_node() {
-    let v: Value =
-        serde_json::from_str(include_str!("../src/authn/dpop/testdata/rfc-vectors.json")).unwrap();
+    let v: Value = serde_json::from_str(include_str!(
+        "../../crates/authn/src/dpop/testdata/rfc-vectors.json"
+    ))
+    .unwrap();
     let text = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap().to_owned();
     let base = "/rfc9449/resource_request_proof";
     let now = v

@@ -72,7 +72,7 @@ pub enum ReplayStoreConfig {
     /// a password, and `Debug` never shows it.
     Redis {
         url: RedisUrl,
-        tls: crate::authn::replay::RedisTls,
+        tls: stella_authn::replay::RedisTls,
         timeout: Duration,
     },
 }
@@ -103,8 +103,8 @@ pub fn redact_redis_url(url: &str) -> String {
 
 /// Reports a replay store URL or TLS material the store would refuse,
 /// under the key that holds it; the URL itself is never echoed.
-fn check_redis_store(e: &mut Errors, url: &str, tls: &crate::authn::replay::RedisTls) {
-    use crate::authn::replay::{RedisReplayStore, RedisTls};
+fn check_redis_store(e: &mut Errors, url: &str, tls: &stella_authn::replay::RedisTls) {
+    use stella_authn::replay::{RedisReplayStore, RedisTls};
     if let Err(why) = RedisReplayStore::check(url, &RedisTls::default()) {
         e.add(
             "gateway.auth.dpop.replay_store",
@@ -700,7 +700,7 @@ pub fn resolve(
         &mut e,
         "gateway.auth.dpop.replay_max_share_percent",
         d.replay_max_share_percent,
-        u64::from(crate::authn::replay::DEFAULT_MAX_SHARE_PERCENT),
+        u64::from(stella_authn::replay::DEFAULT_MAX_SHARE_PERCENT),
         (1, 100),
     );
     let replay_memory = |max_entries: u64| ReplayStoreConfig::Memory {
@@ -745,7 +745,7 @@ pub fn resolve(
                     }
                 }
             };
-            let tls = crate::authn::replay::RedisTls {
+            let tls = stella_authn::replay::RedisTls {
                 ca_pem: pem("replay_store_ca_file", &d.replay_store_ca_file),
                 client_cert_pem: pem(
                     "replay_store_client_cert_file",
@@ -867,8 +867,8 @@ pub fn resolve(
         &mut e,
         "gateway.auth.dpop.replay_max_entries",
         d.replay_max_entries,
-        crate::authn::replay::default_max_entries(threads, replay_window),
-        (1, crate::authn::replay::MAX_ENTRIES_LIMIT),
+        stella_authn::replay::default_max_entries(threads, replay_window),
+        (1, stella_authn::replay::MAX_ENTRIES_LIMIT),
     );
     if let ReplayStoreConfig::Memory { max_entries, .. } = &mut replay_store {
         *max_entries = replay_max;

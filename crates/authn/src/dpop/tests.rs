@@ -4,7 +4,7 @@
 //! ring for every other rule. RSA proofs reuse the jose test key.
 
 use super::*;
-use crate::authn::nonce::NonceIssuer;
+use crate::nonce::NonceIssuer;
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents, ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -186,8 +186,6 @@ fn rfc9449_figure_13_with_another_jkt_is_a_binding_mismatch() {
         .unwrap_err();
         assert_eq!(err, DpopError::JktMismatch, "{jkt}");
         assert!(err.is_binding_mismatch());
-        assert_eq!(err.refusal().code(), "invalid_token");
-        assert_eq!(err.refusal().status(), 401);
     }
 }
 
@@ -204,7 +202,8 @@ fn rfc9449_figure_13_with_another_token_is_an_ath_mismatch() {
     )
     .unwrap_err();
     assert_eq!(err, DpopError::AthMismatch);
-    assert_eq!(err.refusal().code(), "invalid_dpop_proof");
+    // A defect of the proof, not of the token (response.rs maps it).
+    assert!(!err.is_binding_mismatch());
 }
 
 #[test]
@@ -234,7 +233,6 @@ fn token_not_bound_to_a_dpop_key_is_refused_as_invalid_token() {
         let err = check(&f.method, &f.url, &f.proof, &f.token, &binding, f.now).unwrap_err();
         assert_eq!(err, DpopError::TokenNotDpopBound, "{binding:?}");
         assert!(err.is_binding_mismatch());
-        assert_eq!(err.refusal().code(), "invalid_token");
     }
 }
 
@@ -733,7 +731,6 @@ fn proof_key_other_than_the_tokens_cnf_jkt_is_a_binding_mismatch() {
         .unwrap_err();
         assert_eq!(err, DpopError::JktMismatch);
         assert!(err.is_binding_mismatch());
-        assert_eq!(err.refusal().code(), "invalid_token");
     }
 }
 
@@ -983,8 +980,6 @@ fn every_error_code_is_listed_and_messages_never_echo_input() {
         codes.insert(err.code());
         let message = err.to_string();
         assert_eq!(message, message.to_lowercase(), "{err:?}");
-        let status = err.refusal().status();
-        assert_eq!(status, 401, "{err:?}");
     }
     assert_eq!(codes.len(), DpopError::CODES.len());
 

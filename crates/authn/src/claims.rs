@@ -21,12 +21,12 @@
 //! serve up to `max_stale_seconds` past their end; then the request gets
 //! 503 with `Retry-After`, never 401.
 
-use crate::authn::TokenError;
-use crate::config::{ClaimsConfig, ClientCredentials};
+use crate::TokenError;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use stella_authority::HttpFetcher;
+use stella_authority::{ClaimsConfig, ClientCredentials};
 use stella_core::identity::{Names, TokenClaims, TYPED_CLAIMS};
 use stella_core::Clock;
 use stella_jose::JsonObject;

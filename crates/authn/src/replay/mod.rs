@@ -1,9 +1,9 @@
 //! DPoP replay detection (RFC 9449 section 11.1; DESIGN 3.3, 3.9): each
 //! `(jkt, jti)` may be used once while its proof could still be accepted.
 //!
-//! The store sees only [`crate::authn::dpop::CheckedProof::replay_key`]
+//! The store sees only [`crate::dpop::CheckedProof::replay_key`]
 //! (a SHA-256, never proof bytes) and a TTL of at least
-//! [`crate::authn::dpop::DpopRules::replay_ttl`]. Insertion is atomic and an
+//! [`crate::dpop::DpopRules::replay_ttl`]. Insertion is atomic and an
 //! entry is never forgotten before its TTL: when that cannot be promised (a
 //! full memory store, an unreachable Redis) the answer is an error that the
 //! caller turns into 503, never "fresh". Fail closed.

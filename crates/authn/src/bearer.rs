@@ -18,11 +18,11 @@
 //! as plain Bearer is refused there, DESIGN 3.3), on cache hits too.
 
 use super::cache::{TokenCache, TokenKey};
-use crate::config::resolve::AuthorityConfig;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use stella_authority::AuthorityConfig;
 use stella_authority::{JwksCache, KeyLookupError};
 use stella_core::identity::{names, Binding, Names, TokenClaims};
 use stella_envelope::encoding::{is_canonical_b64url_of_len, DecodeError};

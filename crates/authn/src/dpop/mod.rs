@@ -11,7 +11,7 @@
 //! `X-Forwarded-*`. Responses: [`DpopError::is_binding_mismatch`] errors are
 //! 401 `invalid_token`, [`DpopError::wants_nonce`] errors are 401
 //! `use_dpop_nonce` with a fresh nonce, everything else 401
-//! `invalid_dpop_proof` ([`DpopError::refusal`]).
+//! `invalid_dpop_proof` (the gateway maps [`DpopError`] to its response in one place).
 
 mod htu;
 
@@ -19,7 +19,6 @@ mod htu;
 mod tests;
 
 use super::nonce::{NonceCheck, NonceError};
-use crate::response::Refusal;
 use ring::digest::{digest, Context, SHA256};
 use serde_json::Value;
 use std::fmt;
@@ -396,17 +395,6 @@ impl DpopError {
     /// with `error="use_dpop_nonce"` and a fresh `DPoP-Nonce` header.
     pub fn wants_nonce(&self) -> bool {
         matches!(self, DpopError::NonceMissing | DpopError::NonceInvalid(_))
-    }
-
-    /// The refusal for the gateway's one error-to-response function. Nonce
-    /// errors map to `invalid_dpop_proof` here; a caller that serves
-    /// nonces checks [`Self::wants_nonce`] first to answer `use_dpop_nonce`.
-    pub fn refusal(&self) -> Refusal {
-        if self.is_binding_mismatch() {
-            Refusal::InvalidToken { code: self.code() }
-        } else {
-            Refusal::InvalidDpopProof { code: self.code() }
-        }
     }
 }
 

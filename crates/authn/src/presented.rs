@@ -3,8 +3,6 @@
 //! the token's contents (several credentials at once, scheme and header
 //! combinations).
 
-use crate::response::Refusal;
-
 /// The credential found on a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Presented<'a> {
@@ -44,17 +42,6 @@ impl PresentedError {
             PresentedError::Malformed => "malformed_authorization",
             PresentedError::DpopProofMissing => "dpop_proof_missing",
             PresentedError::DpopWithoutToken => "dpop_without_token",
-        }
-    }
-
-    /// The refusal for the gateway's one error-to-response function.
-    pub fn refusal(self) -> Refusal {
-        match self {
-            PresentedError::SeveralCredentials => Refusal::MultipleCredentials,
-            PresentedError::Malformed => Refusal::MalformedAuthorization,
-            PresentedError::DpopProofMissing | PresentedError::DpopWithoutToken => {
-                Refusal::InvalidDpopProof { code: self.code() }
-            }
         }
     }
 }
@@ -179,13 +166,6 @@ mod tests {
         for (auth, dpop, want) in cases {
             assert_eq!(&p(auth, dpop), want, "{auth:?} {dpop:?}");
         }
-    }
-
-    #[test]
-    fn several_credentials_are_400_and_dpop_defects_401() {
-        assert_eq!(PresentedError::SeveralCredentials.refusal().status(), 400);
-        assert_eq!(PresentedError::Malformed.refusal().status(), 400);
-        assert_eq!(PresentedError::DpopProofMissing.refusal().status(), 401);
     }
 
     #[test]

@@ -10,16 +10,16 @@
 
 use super::claims::ClaimsSource;
 use super::introspection::Introspector;
-use crate::authn::{TokenError, TokenRules};
-use crate::config::resolve::AuthorityConfig;
-use crate::config::ConfigError;
+use crate::{TokenError, TokenRules};
 use base64::Engine;
 use std::collections::HashMap;
 use std::sync::Arc;
 use stella_authority::jwks::JwksCache;
+use stella_authority::AuthorityConfig;
 use stella_authority::HttpFetcher;
 use stella_core::identity::TokenClaims;
 use stella_core::Clock;
+use stella_core::ConfigError;
 
 /// One Authority: its configuration and everything built from it.
 #[derive(Debug)]

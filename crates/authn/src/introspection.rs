@@ -16,14 +16,14 @@
 //! So a revoked token is refused once its cache entry expires: at most
 //! `cache_seconds` after revocation.
 
-use crate::authn::bearer::{check_claims, ClaimsSource};
-use crate::authn::{TokenError, TokenKey, TokenRules};
-use crate::config::{ClientCredentials, IntrospectionConfig};
+use crate::bearer::{check_claims, ClaimsSource};
+use crate::{TokenError, TokenKey, TokenRules};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use stella_authority::jwks::JwksCache;
 use stella_authority::HttpFetcher;
+use stella_authority::{ClientCredentials, IntrospectionConfig};
 use stella_core::identity::TokenClaims;
 use stella_core::Clock;
 use stella_jose::JsonObject;

@@ -355,7 +355,7 @@ impl ReplayStore for MemoryReplayStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::dpop::{check_proof, DpopRules, ProofInput};
+    use crate::dpop::{check_proof, DpopRules, ProofInput};
     use serde_json::Value;
     use stella_core::identity::Binding;
     use stella_core::ManualClock;
