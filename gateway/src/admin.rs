@@ -54,7 +54,7 @@ fn internal_error(what: &str, error: &dyn std::fmt::Display) -> Response<Vec<u8>
 impl Admin {
     /// Whether the replay store answers (a memory store always does).
     async fn replay_store_reachable(&self, gw: &Snapshot) -> bool {
-        let ping = gw.replay.ping();
+        let ping = gw.authn.replay.ping();
         matches!(
             tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
             Ok(Ok(()))
@@ -87,9 +87,9 @@ impl Admin {
              # HELP stella_gateway_authority_lkg_write_failures_total Failed writes of the persisted Authority documents\n\
              # TYPE stella_gateway_authority_lkg_write_failures_total counter\n\
              stella_gateway_authority_lkg_write_failures_total {}\n",
-            gw.tokens.hits(),
-            gw.tokens.misses(),
-            gw.tokens.entry_count(),
+            gw.authn.tokens.hits(),
+            gw.authn.tokens.misses(),
+            gw.authn.tokens.entry_count(),
             stella_jose::signature_verifications(),
             sum(gw, |j| j.unknown_kid_refetches()),
             sum(gw, |j| j.lkg_loads(What::Discovery, true)),
@@ -98,7 +98,7 @@ impl Admin {
             sum(gw, |j| j.lkg_loads(What::Jwks, false)),
             sum(gw, |j| j.lkg_write_failures()),
         ) + &authority_metrics(gw);
-        let issuers = gw.issuers.list();
+        let issuers = gw.authn.issuers.list();
         gw.metrics().render(&External {
             jwks_refreshes: sum(gw, |j| j.refreshes()),
             jwks_refresh_failures: sum(gw, |j| j.refresh_failures()),
@@ -112,12 +112,12 @@ impl Admin {
 
 /// A JWKS counter summed over every Authority.
 fn sum(gw: &Snapshot, f: impl Fn(&stella_authority::JwksCache) -> u64) -> u64 {
-    gw.issuers.list().iter().map(|i| f(&i.jwks)).sum()
+    gw.authn.issuers.list().iter().map(|i| f(&i.jwks)).sum()
 }
 
 /// Every Authority's keys are loaded and fresh enough.
 fn keys_ready(gw: &Snapshot) -> bool {
-    gw.issuers.list().iter().all(|i| i.jwks.is_ready())
+    gw.authn.issuers.list().iter().all(|i| i.jwks.is_ready())
 }
 
 /// Per-Authority staleness, max-stale, introspection and claims metrics.
@@ -128,7 +128,7 @@ fn authority_metrics(gw: &Snapshot) -> String {
     let mut max_stale = String::new();
     let mut introspection = String::new();
     let mut claims = String::new();
-    for issuer in gw.issuers.list() {
+    for issuer in gw.authn.issuers.list() {
         let label = escape_label(issuer.issuer());
         let jwks = &issuer.jwks;
         let mut rows: Vec<(&str, Option<u64>, u64)> = vec![
@@ -258,7 +258,7 @@ impl ServeHttp for Admin {
                     "ready": ready,
                     "authority_keys_loaded": keys,
                     "replay_store_reachable": replay,
-                    "jwks_age_seconds": gw.issuers.list().iter().filter_map(|i| i.jwks.age()).max(),
+                    "jwks_age_seconds": gw.authn.issuers.list().iter().filter_map(|i| i.jwks.age()).max(),
                     "draining": draining,
                 });
                 let status = if ready {
@@ -296,10 +296,10 @@ impl ServeHttp for Admin {
                         })).collect::<Vec<_>>(),
                     },
                     "authority": {
-                        "issuer": gw.issuers.first().issuer(),
-                        "key_ids": gw.issuers.first().jwks.key_ids(),
+                        "issuer": gw.authn.issuers.first().issuer(),
+                        "key_ids": gw.authn.issuers.first().jwks.key_ids(),
                     },
-                    "authorities": gw.issuers.list().iter().map(|i| json!({
+                    "authorities": gw.authn.issuers.list().iter().map(|i| json!({
                         "issuer": i.issuer(),
                         "key_ids": i.jwks.key_ids(),
                         "jwks_age_seconds": i.jwks.age(),

@@ -39,7 +39,6 @@ use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
-use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -47,7 +46,6 @@ use tokio::time::Sleep;
 
 use crate::config::Limits;
 use crate::gateway::{Gateway, Shared};
-use crate::proxy::Proxy;
 use crate::response::Refusal;
 
 tokio::task_local! {
@@ -69,17 +67,18 @@ struct ListenerMetrics {
     head_too_large: IntCounter,
 }
 
-/// One listener's [`ServerApp`]: Pingora's proxy behind the guards above.
-pub struct Front {
-    proxy: Arc<HttpProxy<Proxy>>,
+/// One listener's [`ServerApp`]: Pingora's proxy (any HTTP application;
+/// the gateway's is `HttpProxy<Proxy>`) behind the guards above.
+pub struct Front<A> {
+    proxy: Arc<A>,
     gateway: Arc<Gateway>,
     open: AtomicUsize,
     metrics: Arc<ListenerMetrics>,
 }
 
-impl Front {
+impl<A> Front<A> {
     /// `listener` labels the metrics (`http` or `tls`).
-    pub fn new(proxy: Arc<HttpProxy<Proxy>>, gateway: Arc<Gateway>, listener: &str) -> Front {
+    pub fn new(proxy: Arc<A>, gateway: Arc<Gateway>, listener: &str) -> Front<A> {
         let shared = gateway.current().shared.clone();
         let m = &shared.metrics;
         let metrics = Arc::new(ListenerMetrics {
@@ -116,7 +115,7 @@ impl Drop for OpenGuard<'_> {
 }
 
 #[async_trait]
-impl ServerApp for Front {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,

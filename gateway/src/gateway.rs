@@ -1,119 +1,24 @@
 //! The state one gateway process shares across requests: checked
-//! configuration, compiled policies, upstream pools, the Authority's keys,
-//! the verified-token cache, the envelope signer and the metrics.
+//! configuration, compiled policies, upstream pools, authentication
+//! (`stella_authn::Authenticator`: the Authorities' keys, the verified-token
+//! cache, the replay store), the envelope signer and the metrics.
 
 use crate::config::resolve::ReplayStoreConfig;
 use crate::config::{Config, ConfigError};
-use crate::response::Refusal;
 use crate::signing::EnvelopeSigner;
 use crate::telemetry::Metrics;
-use crate::tls::ClientCert;
 use crate::upstream::UpstreamPool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use stella_authn::dpop::{check_proof, DpopRules, ProofInput};
-use stella_authn::issuers::{looks_like_jws, Issuers};
-use stella_authn::nonce::{NonceCheck, NonceIssuer};
-use stella_authn::presented::Presented;
-use stella_authn::replay::{Admission, Fresh, MemoryReplayStore, RedisReplayStore, ReplayStore};
-use stella_authn::{verify_and_cache, TokenCache, TokenError, TokenKey};
-use stella_core::identity::{Binding, Caller, TokenClaims};
+use std::sync::{Arc, Mutex};
+use stella_authn::dpop::DpopRules;
+use stella_authn::issuers::Issuers;
+use stella_authn::nonce::NonceIssuer;
+use stella_authn::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
+use stella_authn::{Authenticator, AuthnEvents, TokenCache};
 use stella_core::{Clock, SystemClock};
-use stella_envelope::{AuthMethod, Confirmation, Identity};
 use stella_jose::JwsAlg;
 use stella_policy::Policies;
-use stella_policy::RouteTarget;
-use stella_routing::NormalizedPath;
-use subtle::ConstantTimeEq;
-
-/// A caller established by [`Snapshot::authenticate`], and the identity an
-/// envelope carries for it. The fields are private to this module, so no
-/// other code can make one: the policy's `authorize` takes it, and the
-/// envelope signer takes what `authorize` returns.
-#[derive(Debug)]
-pub struct Authenticated {
-    caller: Caller,
-    identity: Identity,
-    /// A DPoP proof not yet recorded in the replay store.
-    proof: Option<UnspentProof>,
-}
-
-impl Authenticated {
-    /// The DPoP proof to record once the policy allows the request
-    /// ([`Snapshot::spend_proof`]).
-    pub fn take_proof(&mut self) -> Option<UnspentProof> {
-        self.proof.take()
-    }
-
-    pub fn caller(&self) -> &Caller {
-        &self.caller
-    }
-
-    /// The identity the envelope carries for this caller.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
-    }
-
-    /// A caller as if authenticated, for tests of the later stages.
-    #[cfg(test)]
-    pub(crate) fn for_tests(caller: Caller) -> Authenticated {
-        let identity = envelope_identity(&caller, None);
-        Authenticated {
-            caller,
-            identity,
-            proof: None,
-        }
-    }
-}
-
-impl stella_policy::AuthenticatedCaller for Authenticated {
-    fn caller(&self) -> &Caller {
-        &self.caller
-    }
-
-    fn certificate_spiffe_id(&self) -> Option<&str> {
-        self.identity.confirmation.spiffe_id.as_deref()
-    }
-}
-
-/// The identity the envelope carries for `caller`: its claims, how it
-/// authenticated and what its credential is bound to.
-fn envelope_identity(caller: &Caller, client_cert: Option<&ClientCert>) -> Identity {
-    let mut identity = Identity::anonymous();
-    identity.auth_method = caller.auth_method();
-    match caller {
-        Caller::Anonymous => {}
-        Caller::Token { claims, .. } => {
-            identity.subject = claims.subject().map(str::to_owned);
-            identity.tenant = claims.tenant().map(str::to_owned);
-            identity.client_id = claims.client_id().map(str::to_owned);
-            identity.scopes = claims.scopes().iter().map(|s| s.to_string()).collect();
-            identity.roles = claims.roles().iter().map(|s| s.to_string()).collect();
-            identity.confirmation = match claims.binding() {
-                Binding::Jkt(jkt) => Confirmation {
-                    jkt: Some(jkt.clone()),
-                    ..Confirmation::default()
-                },
-                Binding::X5tS256(x5t) => Confirmation {
-                    x5t_s256: Some(x5t.clone()),
-                    spiffe_id: client_cert.and_then(|c| c.spiffe.clone().ok().flatten()),
-                    ..Confirmation::default()
-                },
-                Binding::Unbound | Binding::Unenforceable => Confirmation::default(),
-            };
-        }
-        Caller::Spiffe { spiffe_id } => {
-            identity.subject = Some(spiffe_id.clone());
-            identity.confirmation = Confirmation {
-                x5t_s256: client_cert.map(|c| c.thumbprint.clone()),
-                spiffe_id: Some(spiffe_id.clone()),
-                ..Confirmation::default()
-            };
-        }
-    }
-    identity
-}
 
 /// State that outlives every configuration: metrics, the clock and the
 /// request id generator. Snapshots share it.
@@ -174,6 +79,43 @@ impl Shared {
     }
 }
 
+/// Authentication's events, counted in the gateway's metrics.
+impl AuthnEvents for Shared {
+    fn dpop_request(&self) {
+        self.metrics.dpop_requests.inc();
+    }
+
+    fn dpop_proof_rejected(&self, code: &'static str) {
+        self.metrics
+            .dpop_proof_rejected
+            .with_label_values(&[code])
+            .inc();
+    }
+
+    fn dpop_nonce_miss(&self) {
+        self.metrics.dpop_nonce_miss.inc();
+    }
+
+    fn mtls_mismatch(&self, reason: &'static str) {
+        self.metrics
+            .mtls_mismatch
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    fn replay_store_seconds(&self, seconds: f64) {
+        self.metrics.replay_store_seconds.observe(seconds);
+    }
+
+    fn replay_share_refusal(&self) {
+        self.metrics.replay_share_refusals.inc();
+    }
+
+    fn replay_store_error(&self) {
+        self.metrics.replay_store_errors.inc();
+    }
+}
+
 impl Default for Shared {
     fn default() -> Self {
         Shared::new()
@@ -196,15 +138,11 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<UpstreamPool>>,
     by_name: HashMap<String, usize>,
     pub signer: Arc<EnvelopeSigner>,
-    /// Every configured Authority (a token's `iss` selects one).
-    pub issuers: Issuers,
-    pub tokens: Arc<TokenCache>,
-    pub dpop_rules: DpopRules,
+    /// Authentication: every configured Authority, the verified-token
+    /// cache, DPoP rules, the replay store and the nonce issuer.
+    pub authn: Authenticator,
     /// The proof algorithms for DPoP challenges, as configured.
     pub dpop_algs: String,
-    pub replay: Arc<dyn ReplayStore>,
-    /// Server nonces, when a nonce secret is configured.
-    pub nonces: Option<NonceIssuer>,
     pub shared: Arc<Shared>,
     /// Short hash of the effective configuration and of every file it
     /// reads, shown on the admin port.
@@ -228,15 +166,15 @@ impl Snapshot {
         };
         let issuers = Issuers::build(
             &config.authorities,
-            previous.map(|p| &p.issuers),
+            previous.map(|p| &p.authn.issuers),
             &shared.clock,
         )?;
         // Cached verdicts hold only while every Authority is the same.
         let tokens = match previous.filter(|p| {
-            p.issuers.same_as(&issuers)
+            p.authn.issuers.same_as(&issuers)
                 && p.config.token_cache_max_entries == config.token_cache_max_entries
         }) {
-            Some(p) => p.tokens.clone(),
+            Some(p) => p.authn.tokens.clone(),
             None => Arc::new(TokenCache::new(config.token_cache_max_entries)),
         };
         let upstreams: Vec<Arc<UpstreamPool>> = config
@@ -256,21 +194,29 @@ impl Snapshot {
             .collect();
         let kept_replay = previous
             .filter(|p| p.config.dpop.replay_store == config.dpop.replay_store)
-            .map(|p| p.replay.clone());
+            .map(|p| p.authn.replay.clone());
         let (dpop_rules, replay, nonces) = dpop_parts(&config, &policies, kept_replay)?;
         let config_version = config_version(&config);
-        Ok(Snapshot {
-            signer: config.signer.clone(),
+        let events: Arc<dyn AuthnEvents> = shared.clone();
+        let authn = Authenticator {
+            issuers,
             tokens,
-            dpop_algs: dpop_rules.algs_challenge(),
             dpop_rules,
             replay,
             nonces,
+            public_origin: config.public_origin.clone(),
+            allow_temporary_bypass: config.allow_temporary_bypass,
+            clock: shared.clock.clone(),
+            events,
+        };
+        Ok(Snapshot {
+            signer: config.signer.clone(),
+            dpop_algs: authn.dpop_rules.algs_challenge(),
+            authn,
             config: Arc::new(config),
             policies,
             upstreams,
             by_name,
-            issuers,
             shared,
             config_version,
         })
@@ -282,305 +228,6 @@ impl Snapshot {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
-    }
-
-    /// The caller behind a request's credential, with the identity an
-    /// envelope will carry for it. The only way to get an [`Authenticated`].
-    pub async fn authenticate(
-        &self,
-        credential: Presented<'_>,
-        request: &RequestFacts<'_>,
-    ) -> Result<Authenticated, Refusal> {
-        let (caller, proof) = self.caller(credential, request).await?;
-        let identity = envelope_identity(&caller, request.client_cert);
-        Ok(Authenticated {
-            caller,
-            identity,
-            proof,
-        })
-    }
-
-    /// The caller behind a request's credential. Bindings are checked every
-    /// time, also for tokens found in the cache. A DPoP caller comes with
-    /// its [`UnspentProof`]: the proof passed every stateless check, and is
-    /// recorded in the replay store only once the route's policy allows the
-    /// request ([`Snapshot::spend_proof`]), so refused requests never take
-    /// replay entries.
-    async fn caller(
-        &self,
-        credential: Presented<'_>,
-        request: &RequestFacts<'_>,
-    ) -> Result<(Caller, Option<UnspentProof>), Refusal> {
-        match credential {
-            Presented::None => Ok((
-                match request.client_cert.map(|c| &c.spiffe) {
-                    Some(Ok(Some(id))) => Caller::Spiffe {
-                        spiffe_id: id.clone(),
-                    },
-                    _ => Caller::Anonymous,
-                },
-                None,
-            )),
-            Presented::Bearer(token) => {
-                let claims = self.verify_token(token).await?;
-                let method = match claims.binding() {
-                    Binding::Unbound => AuthMethod::Bearer,
-                    // DESIGN.md 3.3: a DPoP-bound token presented as Bearer.
-                    Binding::Jkt(_) => self.unproven(Refusal::InvalidToken {
-                        code: "dpop_bound_token_as_bearer",
-                    })?,
-                    Binding::X5tS256(expected) => {
-                        let mismatch = match request.client_cert {
-                            Some(cert)
-                                if bool::from(
-                                    cert.thumbprint.as_bytes().ct_eq(expected.as_bytes()),
-                                ) =>
-                            {
-                                None
-                            }
-                            Some(_) => Some("thumbprint-mismatch"),
-                            None if request.tls => Some("missing-certificate"),
-                            None => Some("context-missing"),
-                        };
-                        match mismatch {
-                            None => AuthMethod::Mtls,
-                            Some(reason) => {
-                                self.shared
-                                    .metrics
-                                    .mtls_mismatch
-                                    .with_label_values(&[reason])
-                                    .inc();
-                                self.unproven(Refusal::InvalidToken {
-                                    code: match reason {
-                                        "thumbprint-mismatch" => "certificate_mismatch",
-                                        _ => "certificate_missing",
-                                    },
-                                })?
-                            }
-                        }
-                    }
-                    Binding::Unenforceable => {
-                        return Err(Refusal::InvalidToken {
-                            code: "unenforceable_cnf",
-                        })
-                    }
-                };
-                Ok((Caller::Token { claims, method }, None))
-            }
-            Presented::BearerWithDpopHeader(token) => {
-                let claims = self.verify_token(token).await?;
-                Err(match claims.binding() {
-                    Binding::Jkt(_) => Refusal::InvalidToken {
-                        code: "dpop_bound_token_as_bearer",
-                    },
-                    _ => Refusal::MultipleCredentials,
-                })
-            }
-            Presented::Dpop { token, proof } => {
-                self.shared.metrics.dpop_requests.inc();
-                let (claims, token_key) = self.verify_token_keyed(token).await?;
-                let Some(origin) = &self.config.public_origin else {
-                    return Err(Refusal::InvalidDpopProof {
-                        code: "dpop_not_configured",
-                    });
-                };
-                // htu is checked against the configured origin, never the
-                // client's Host or forwarding headers.
-                let target = match request.query {
-                    Some(q) => format!("{origin}{}?{q}", request.path.as_str()),
-                    None => format!("{origin}{}", request.path.as_str()),
-                };
-                let nonce: Option<&dyn NonceCheck> =
-                    if request.route.requires_dpop_nonce(claims.tenant()) {
-                        // `dpop_parts` refuses a configuration that requires
-                        // nonces without a secret.
-                        self.nonces.as_ref().map(|n| n as &dyn NonceCheck)
-                    } else {
-                        None
-                    };
-                let now = self.shared.clock.now();
-                let input = ProofInput {
-                    method: request.method,
-                    target_uri: &target,
-                    proof,
-                    access_token: token,
-                    access_token_hash: Some(token_key.as_bytes()),
-                    binding: claims.binding(),
-                    nonce,
-                };
-                let checked = match check_proof(&input, &self.dpop_rules, now) {
-                    Ok(checked) => checked,
-                    Err(e) => {
-                        self.shared
-                            .metrics
-                            .dpop_proof_rejected
-                            .with_label_values(&[e.code()])
-                            .inc();
-                        if let (true, Some(issuer)) = (e.wants_nonce(), &self.nonces) {
-                            self.shared.metrics.dpop_nonce_miss.inc();
-                            return Err(Refusal::UseDpopNonce {
-                                nonce: issuer.issue(now),
-                            });
-                        }
-                        return Err(Refusal::from(&e));
-                    }
-                };
-                let Binding::Jkt(jkt) = claims.binding() else {
-                    // check_proof accepts only jkt-bound tokens.
-                    return Err(Refusal::InvalidToken {
-                        code: "unenforceable_cnf",
-                    });
-                };
-                let unspent = UnspentProof {
-                    key: checked.replay_key(),
-                    owner: jkt.clone(),
-                };
-                Ok((
-                    Caller::Token {
-                        claims,
-                        method: AuthMethod::Dpop,
-                    },
-                    Some(unspent),
-                ))
-            }
-        }
-    }
-
-    /// Records a DPoP proof as used. Called once the policy allowed the
-    /// request: a proof seen before is refused as a replay, a proof key
-    /// holding its share of the store gets 429, a store that cannot answer
-    /// 503.
-    pub async fn spend_proof(&self, proof: UnspentProof) -> Result<(), Refusal> {
-        let started = std::time::Instant::now();
-        let fresh = self
-            .replay
-            .insert_once_for(proof.key, &proof.owner, self.dpop_rules.replay_ttl())
-            .await;
-        self.shared
-            .metrics
-            .replay_store_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match fresh {
-            Ok(Admission::Checked(Fresh::Inserted)) => Ok(()),
-            Ok(Admission::Checked(Fresh::Replayed)) => {
-                self.shared
-                    .metrics
-                    .dpop_proof_rejected
-                    .with_label_values(&["replayed"])
-                    .inc();
-                Err(Refusal::InvalidDpopProof { code: "replayed" })
-            }
-            Ok(Admission::ShareExceeded) => {
-                self.shared.metrics.replay_share_refusals.inc();
-                Err(Refusal::ReplayShareExceeded)
-            }
-            Err(e) => {
-                self.shared.metrics.replay_store_errors.inc();
-                tracing::warn!(error = %e, "dpop replay store unavailable; refusing with 503");
-                Err(Refusal::ReplayStoreUnavailable)
-            }
-        }
-    }
-
-    /// A fresh server nonce for a successful DPoP response on a route that
-    /// requires nonces.
-    pub fn fresh_nonce(&self) -> Option<String> {
-        self.nonces
-            .as_ref()
-            .map(|n| n.issue(self.shared.clock.now()))
-    }
-
-    async fn verify_token(&self, token: &str) -> Result<Arc<TokenClaims>, Refusal> {
-        Ok(self.verify_token_keyed(token).await?.0)
-    }
-
-    /// [`Snapshot::verify_token`], with the token's SHA-256.
-    ///
-    /// A JWS is verified with the keys of the Authority its `iss` names
-    /// (verdicts cached by the token's hash), an opaque token by the
-    /// introspecting Authority; then the Authority's claims are merged in
-    /// (effective claims) and the tenant's issuer binding is checked.
-    async fn verify_token_keyed(
-        &self,
-        token: &str,
-    ) -> Result<(Arc<TokenClaims>, TokenKey), Refusal> {
-        self.effective_claims(token).await.map_err(token_refusal)
-    }
-
-    async fn effective_claims(
-        &self,
-        token: &str,
-    ) -> Result<(Arc<TokenClaims>, TokenKey), TokenError> {
-        let first = self.issuers.first();
-        let max_len = first.rules.max_token_len();
-        if token.len() > max_len {
-            return Err(TokenError::Jose(stella_jose::JoseError::TooLong {
-                max: max_len,
-            }));
-        }
-        let now = self.shared.clock.now();
-        let key = TokenKey::of(token);
-        let cached = self.tokens.get(&key, now);
-        crate::otel::note(|| {
-            opentelemetry::KeyValue::new(
-                "stella.auth.cache",
-                if cached.is_some() { "hit" } else { "miss" },
-            )
-        });
-        let (claims, issuer) = match cached {
-            Some(claims) => {
-                let issuer = match self.issuers.list() {
-                    [only] => only,
-                    _ => self
-                        .issuers
-                        .by_issuer(claims.issuer())
-                        .ok_or(TokenError::UnknownIssuer)?,
-                };
-                (claims, issuer)
-            }
-            None => match self.issuers.for_opaque() {
-                Some(issuer) if !looks_like_jws(token) => {
-                    let introspection =
-                        issuer
-                            .introspection
-                            .as_ref()
-                            .ok_or(TokenError::Unavailable {
-                                what: "introspection",
-                            })?;
-                    (introspection.check(token, &key).await?, issuer)
-                }
-                _ => {
-                    let issuer = self.issuers.for_jws(token)?;
-                    let claims = verify_and_cache(
-                        token,
-                        key,
-                        &issuer.rules,
-                        &issuer.jwks,
-                        &self.tokens,
-                        now,
-                    )
-                    .await?;
-                    (claims, issuer)
-                }
-            },
-        };
-        let claims = match &issuer.claims {
-            Some(source) => source.effective(claims).await?,
-            None => claims,
-        };
-        self.issuers.check_tenant(&claims)?;
-        Ok((claims, key))
-    }
-
-    /// A bound token whose constraint was not proven: refused, unless the
-    /// emergency bypass is on (the policy then admits it only where a route
-    /// or tenant allows bypass).
-    fn unproven(&self, refusal: Refusal) -> Result<AuthMethod, Refusal> {
-        if self.config.allow_temporary_bypass {
-            Ok(AuthMethod::Bypass)
-        } else {
-            Err(refusal)
-        }
     }
 }
 
@@ -613,35 +260,6 @@ pub fn config_version(config: &Config) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// A DPoP proof that passed every stateless check but is not yet recorded
-/// in the replay store; [`Snapshot::spend_proof`] records it.
-#[must_use = "a checked proof must be spent before the request is forwarded"]
-pub struct UnspentProof {
-    key: [u8; 32],
-    /// The proof key's thumbprint: whose share of the store it takes.
-    owner: String,
-}
-
-impl std::fmt::Debug for UnspentProof {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnspentProof")
-            .field("owner", &self.owner)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the authentication stage needs to know about the request besides
-/// its credential.
-pub struct RequestFacts<'a> {
-    pub method: &'a str,
-    pub path: &'a NormalizedPath,
-    pub query: Option<&'a str>,
-    /// The request arrived over TLS.
-    pub tls: bool,
-    pub client_cert: Option<&'a ClientCert>,
-    pub route: &'a RouteTarget,
 }
 
 /// What DPoP checking needs: proof rules, the replay store, the nonce issuer.
@@ -717,11 +335,96 @@ fn dpop_parts(
     }
 }
 
-fn token_refusal(e: TokenError) -> Refusal {
-    if e.is_unavailable() {
-        Refusal::AuthorityUnavailable
-    } else {
-        Refusal::InvalidToken { code: e.code() }
+/// What asked for a reload (a label of `stella_gateway_config_reloads_total`
+/// is the result only; the trigger is logged and shown on `/config`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Signal,
+    FileChange,
+    Admin,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "sighup",
+            Trigger::FileChange => "file_change",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+/// How a reload ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The new snapshot serves every request that starts from now on.
+    Applied { version: String },
+    /// The configuration and its files are the same: nothing was done.
+    Unchanged { version: String },
+    /// Nothing was changed; the old snapshot keeps serving.
+    Rejected { errors: Vec<ConfigError> },
+}
+
+impl Outcome {
+    pub fn result(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Unchanged { .. } => "unchanged",
+            Outcome::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+/// A rejected attempt, kept for `/config`.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub at: u64,
+    pub trigger: Trigger,
+    pub errors: Vec<String>,
+}
+
+/// What `/config` shows about reloads.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// Unix seconds when the active configuration was applied.
+    pub applied_at: u64,
+    pub applied_by: &'static str,
+    /// Counts applied configurations; 1 for the one `run` started with.
+    pub generation: u64,
+    pub last_rejected: Option<Rejected>,
+}
+
+pub struct ReloadState {
+    /// Reloads run one at a time.
+    pub(crate) gate: tokio::sync::Mutex<()>,
+    pub(crate) status: Mutex<Status>,
+    /// The generation, for the tasks that follow the current snapshot.
+    pub(crate) changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl ReloadState {
+    pub fn new(_first: &Snapshot) -> ReloadState {
+        ReloadState {
+            gate: tokio::sync::Mutex::new(()),
+            status: Mutex::new(Status {
+                applied_at: stella_core::unix_now(),
+                applied_by: "start",
+                generation: 1,
+                last_rejected: None,
+            }),
+            changed: tokio::sync::watch::channel(1).0,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 }
 
@@ -735,7 +438,7 @@ pub struct Gateway {
     pub config_path: std::path::PathBuf,
     /// The TLS listener's live material, when there is a TLS listener.
     pub tls: Option<Arc<crate::tls::LiveTls>>,
-    pub(crate) reload: crate::reload::ReloadState,
+    pub(crate) reload: ReloadState,
 }
 
 impl Gateway {
@@ -746,7 +449,7 @@ impl Gateway {
     ) -> Gateway {
         Gateway {
             shared: snapshot.shared.clone(),
-            reload: crate::reload::ReloadState::new(&snapshot),
+            reload: ReloadState::new(&snapshot),
             current: arc_swap::ArcSwap::from_pointee(snapshot),
             config_path,
             tls,
@@ -789,15 +492,18 @@ mod tests {
         let second =
             Snapshot::build(config("", "127.0.0.1:2"), Some(&first), shared.clone()).unwrap();
         assert!(
-            Arc::ptr_eq(&first.issuers.first().jwks, &second.issuers.first().jwks),
+            Arc::ptr_eq(
+                &first.authn.issuers.first().jwks,
+                &second.authn.issuers.first().jwks
+            ),
             "jwks cache flushed"
         );
         assert!(
-            Arc::ptr_eq(&first.tokens, &second.tokens),
+            Arc::ptr_eq(&first.authn.tokens, &second.authn.tokens),
             "token cache flushed"
         );
         assert!(
-            Arc::ptr_eq(&first.replay, &second.replay),
+            Arc::ptr_eq(&first.authn.replay, &second.authn.replay),
             "replay store replaced"
         );
         assert!(
@@ -814,12 +520,12 @@ mod tests {
         let third =
             Snapshot::build(config(", other", "127.0.0.1:2"), Some(&second), shared).unwrap();
         assert!(
-            !Arc::ptr_eq(&second.tokens, &third.tokens),
+            !Arc::ptr_eq(&second.authn.tokens, &third.authn.tokens),
             "token cache kept across new rules"
         );
         assert!(!Arc::ptr_eq(
-            &second.issuers.first().jwks,
-            &third.issuers.first().jwks
+            &second.authn.issuers.first().jwks,
+            &third.authn.issuers.first().jwks
         ));
         assert!(Arc::ptr_eq(&second.upstreams[0], &third.upstreams[0]));
     }

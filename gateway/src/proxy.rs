@@ -5,8 +5,7 @@
 //! Every refusal is written by [`write_refusal`] from `response::Refusal`.
 
 use crate::forward::{self, Added};
-use crate::gateway::Authenticated;
-use crate::gateway::{Gateway, RequestFacts, Snapshot};
+use crate::gateway::{Gateway, Snapshot};
 use crate::otel;
 use crate::response::{Refusal, Reply};
 use crate::signing::EnvelopeSigner;
@@ -24,6 +23,7 @@ use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::Instant;
 use stella_authn::presented::presented;
+use stella_authn::{Authenticated, PresentedCertificate, RequestFacts};
 use stella_core::identity::{Binding, Caller};
 use stella_envelope::{EnvelopeHeaders, Target};
 use stella_policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
@@ -176,15 +176,22 @@ impl Proxy {
             path: &path,
             query: ctx.query.as_deref(),
             tls: ctx.tls,
-            client_cert: ctx.client_cert.as_ref(),
-            route: target,
+            client_cert: ctx.client_cert.as_ref().map(|c| PresentedCertificate {
+                thumbprint: &c.thumbprint,
+                spiffe_id: c.spiffe.as_ref().ok().and_then(|id| id.as_deref()),
+            }),
+            dpop_nonce_required: &|tenant| target.requires_dpop_nonce(tenant),
         };
         let auth_span = ctx
             .trace
             .as_ref()
             .map(|t| t.child("authenticate", SpanKind::Internal));
-        let authenticated =
-            otel::run_in(auth_span.as_ref(), gw.authenticate(credential, &facts)).await;
+        let authenticated = otel::run_in(
+            auth_span.as_ref(),
+            gw.authn.authenticate(credential, &facts),
+        )
+        .await
+        .map_err(Refusal::from);
         if let Some(cx) = &auth_span {
             otel::set(
                 cx,
@@ -233,7 +240,7 @@ impl Proxy {
                         .trace
                         .as_ref()
                         .map(|t| t.child("replay_store", SpanKind::Internal));
-                    let spent = gw.spend_proof(proof).await;
+                    let spent = gw.authn.spend_proof(proof).await.map_err(Refusal::from);
                     if let Some(cx) = &span {
                         let result = match &spent {
                             Ok(()) => "fresh",
@@ -654,7 +661,7 @@ impl ProxyHttp for Proxy {
             );
         }
         if ctx.send_nonce {
-            if let Some(nonce) = ctx.snap.fresh_nonce() {
+            if let Some(nonce) = ctx.snap.authn.fresh_nonce() {
                 response.insert_header("dpop-nonce", nonce)?;
             }
         }
@@ -840,8 +847,8 @@ fn status_label(status: u16) -> &'static str {
 mod tests {
     use super::*;
     use crate::config::MissingAuthorization;
-    use crate::gateway::Authenticated;
     use crate::response::DPOP_ALGS;
+    use stella_authn::Authenticated;
     use stella_core::identity::TokenClaims;
     use stella_envelope::{AuthMethod, Key, KeyId, Signer};
     use stella_policy::Requirements;

@@ -8,6 +8,7 @@
 use serde_json::json;
 use stella_authn::dpop::DpopError;
 use stella_authn::presented::PresentedError;
+use stella_authn::{AuthnError, TokenError};
 
 /// Realm in every challenge.
 pub const REALM: &str = "stella-gateway";
@@ -356,6 +357,34 @@ pub fn title(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Internal Server Error",
+    }
+}
+
+/// A refused access token: 503 while the Authority cannot answer (never
+/// 401 for a token that may be good), else 401 `invalid_token`.
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Refusal {
+        if e.is_unavailable() {
+            Refusal::AuthorityUnavailable
+        } else {
+            Refusal::InvalidToken { code: e.code() }
+        }
+    }
+}
+
+/// Authentication's refusals.
+impl From<AuthnError> for Refusal {
+    fn from(e: AuthnError) -> Refusal {
+        match e {
+            AuthnError::InvalidToken(code) => Refusal::InvalidToken { code },
+            AuthnError::InvalidProof(code) => Refusal::InvalidDpopProof { code },
+            AuthnError::Dpop(e) => Refusal::from(&e),
+            AuthnError::UseNonce(nonce) => Refusal::UseDpopNonce { nonce },
+            AuthnError::MultipleCredentials => Refusal::MultipleCredentials,
+            AuthnError::Token(e) => Refusal::from(e),
+            AuthnError::ReplayShareExceeded => Refusal::ReplayShareExceeded,
+            AuthnError::ReplayStoreUnavailable => Refusal::ReplayStoreUnavailable,
+        }
     }
 }
 

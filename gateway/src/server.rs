@@ -54,7 +54,7 @@ pub fn run(path: &Path) -> i32 {
     let prepared = match prepare(path) {
         Ok(ready) => ready,
         Err(errors) => {
-            crate::cli::report(&errors);
+            crate::config::report(&errors);
             return 2;
         }
     };
@@ -63,7 +63,7 @@ pub fn run(path: &Path) -> i32 {
     // The persisted Authority documents serve from the first request on:
     // loaded before the listeners accept anything (and after logging is up,
     // so the load is reported), not only once the refresh loop runs.
-    for issuer in prepared.snapshot.issuers.list() {
+    for issuer in prepared.snapshot.authn.issuers.list() {
         issuer.jwks.load_persisted();
     }
     match crate::otel::init(&cfg.traces) {
@@ -73,7 +73,7 @@ pub fn run(path: &Path) -> i32 {
         ),
         Ok(false) => {}
         Err(e) => {
-            crate::cli::report(&[ConfigError::new("traces", e.to_string())]);
+            crate::config::report(&[ConfigError::new("traces", e.to_string())]);
             return 2;
         }
     }
@@ -84,7 +84,7 @@ pub fn run(path: &Path) -> i32 {
         (Some(listener), Some(material)) => match crate::tls::settings(listener, material) {
             Ok((settings, live)) => (Some(settings), Some(live)),
             Err(errors) => {
-                crate::cli::report(&errors);
+                crate::config::report(&errors);
                 return 2;
             }
         },
@@ -210,7 +210,7 @@ impl BackgroundService for Announce {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let snapshot = self.gateway.current();
-        let issuers = snapshot.issuers.list();
+        let issuers = snapshot.authn.issuers.list();
         let deadline = Instant::now() + Duration::from_secs(3);
         while issuers
             .iter()

@@ -8,7 +8,8 @@
 //! ```
 //! // What compiles: signing for an `Authorized` caller.
 //! use stella_envelope::Target;
-//! use stella_gateway::{gateway::Authenticated, signing::EnvelopeSigner};
+//! use stella_authn::Authenticated;
+//! use stella_gateway::signing::EnvelopeSigner;
 //! use stella_policy::Authorized;
 //! fn sign(signer: &EnvelopeSigner, who: &Authorized<Authenticated>, target: &Target<'_>) {
 //!     let _ = signer.sign(who, target, 0);
@@ -43,7 +44,7 @@
 //!
 //! ```compile_fail,E0451
 //! // Nor can code outside the policy stage make an `Authorized`...
-//! use stella_gateway::gateway::Authenticated;
+//! use stella_authn::Authenticated;
 //! use stella_policy::{Allowed, Authorized};
 //! fn forge(allowed: Allowed, caller: Authenticated) -> Authorized<Authenticated> {
 //!     Authorized { allowed, caller }
@@ -54,13 +55,13 @@
 //! // ...or an `Authenticated` caller outside the authentication stage.
 //! use stella_core::identity::Caller;
 //! use stella_envelope::Identity;
-//! use stella_gateway::gateway::Authenticated;
+//! use stella_authn::Authenticated;
 //! fn forge(caller: Caller, identity: Identity) -> Authenticated {
 //!     Authenticated { caller, identity }
 //! }
 //! ```
 
-use crate::gateway::Authenticated;
+use stella_authn::Authenticated;
 use stella_envelope::{EnvelopeHeaders, Key, SignError, Signer, Target};
 use stella_policy::Authorized;
 

@@ -6,7 +6,15 @@
 //! - [`cache`]: verified tokens by hash, so the hot path skips signature
 //!   and claims parsing (never the route policy or a binding check);
 //! - `dpop` and `mtls` (sender constraints) build on `bearer`'s claims and
-//!   their [`stella_core::identity::Binding`].
+//!   their [`stella_core::identity::Binding`];
+//! - [`introspection`], [`claims`] and [`issuers`]: opaque tokens (RFC
+//!   7662), effective claims from the Authority, and which Authority a token
+//!   belongs to;
+//! - [`presented`], [`nonce`], [`replay`]: the credential a request
+//!   presents, DPoP server nonces, and the proof replay stores;
+//! - [`spiffe`]: the SPIFFE ID of a client certificate (X.509-SVID);
+//! - [`pipeline`]: all of it for one request, ending in the
+//!   [`Authenticated`] proof type that only this crate can make.
 
 pub mod bearer;
 pub mod cache;
@@ -15,11 +23,17 @@ pub mod dpop;
 pub mod introspection;
 pub mod issuers;
 pub mod nonce;
+pub mod pipeline;
 pub mod presented;
 pub mod replay;
+pub mod spiffe;
 
 pub use bearer::{
     authenticate_bearer, authenticate_bearer_keyed, parse_token, verify_and_cache, verify_claims,
     ClaimProblem, ParsedToken, RulesError, TokenError, TokenRules,
 };
 pub use cache::{TokenCache, TokenKey};
+pub use pipeline::{
+    Authenticated, Authenticator, AuthnError, AuthnEvents, PresentedCertificate, RequestFacts,
+    UnspentProof,
+};

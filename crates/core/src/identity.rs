@@ -204,6 +204,17 @@ pub struct DescribedToken {
     pub binding: Binding,
 }
 
+/// A caller the authentication stage established: what the policy's
+/// `authorize` takes. The authentication crate's proof type implements it;
+/// the policy only reads the caller through it, so neither crate depends on
+/// the other.
+pub trait AuthenticatedCaller {
+    fn caller(&self) -> &Caller;
+    /// The SPIFFE ID of a certificate-bound token's client certificate:
+    /// it counts for `identity_binding`.
+    fn certificate_spiffe_id(&self) -> Option<&str>;
+}
+
 /// Constructors for tests (this crate's, and other crates' with the
 /// `testing` feature, which only dev-dependencies turn on).
 #[cfg(any(test, feature = "testing"))]

@@ -33,6 +33,7 @@ use stella_envelope::AuthMethod;
 use super::binding::CallerIdentity;
 use super::{CallerRequirements, Requirements, RouteTarget, SenderConstraint, TenantRules};
 use crate::MissingAuthorization;
+pub use stella_core::identity::AuthenticatedCaller;
 use stella_core::identity::{Caller, TokenClaims};
 use stella_routing::NormalizedPath;
 
@@ -96,17 +97,6 @@ impl Allowed {
             self.basis.as_str()
         }
     }
-}
-
-/// A caller the authentication stage established: what [`authorize`]
-/// takes. The authentication crate's proof type implements it; the policy
-/// only reads the caller through it, so it never depends on how (or where)
-/// callers are authenticated.
-pub trait AuthenticatedCaller {
-    fn caller(&self) -> &Caller;
-    /// The SPIFFE ID of a certificate-bound token's client certificate:
-    /// it counts for `identity_binding`.
-    fn certificate_spiffe_id(&self) -> Option<&str>;
 }
 
 /// An authenticated caller the policy allowed: what the envelope signer

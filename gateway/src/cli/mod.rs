@@ -242,12 +242,7 @@ pub fn main() -> i32 {
     }
 }
 
-/// Prints every configuration error as `path: problem` on stderr.
-pub fn report(errors: &[config::ConfigError]) {
-    for e in errors {
-        eprintln!("{e}");
-    }
-}
+pub use crate::config::report;
 
 /// Validates what `run` would load (configuration, TLS files, policies)
 /// with the same messages, and prints the effective configuration.

@@ -275,7 +275,7 @@ pub fn main(args: &SmokeArgs) -> i32 {
     let policies = match Policies::load_dir(&target.policies_dir, None) {
         Ok(p) => p,
         Err(errors) => {
-            crate::cli::report(&errors);
+            crate::config::report(&errors);
             return 2;
         }
     };

@@ -26,6 +26,13 @@ use stella_envelope::config::{fold_env_name, EnvSource};
 
 pub use stella_core::ConfigError;
 
+/// Prints every configuration error as `path: problem` on stderr.
+pub fn report(errors: &[ConfigError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
 /// Names of `Router__*` variables meant for the services (stella-envelope),
 /// folded. A deployment may share one environment file between gateway and
 /// services, so the gateway ignores these instead of refusing them.

@@ -574,7 +574,7 @@ pub fn resolve(
         for (i, r) in t.spiffe_roots.iter().enumerate() {
             let at = |k: &str| format!("gateway.listeners.tls.spiffe_roots[{i}].{k}");
             let domain = r.trust_domain.clone().unwrap_or_default();
-            if crate::tls::parse_spiffe_uri(&format!("spiffe://{domain}/x")).is_err() {
+            if stella_authn::spiffe::parse_spiffe_uri(&format!("spiffe://{domain}/x")).is_err() {
                 e.add(
                     &at("trust_domain"),
                     "must be a lowercase spiffe trust domain such as example.org",

@@ -6,7 +6,7 @@
 use crate::http::{send, Failure, HttpClient};
 use crate::report::{Outcome, Record, Stats};
 use crate::spec::{Credential, Expected, Kind};
-use crate::tokens::{now, JtiSource};
+use crate::tokens::{now, snippet, JtiSource};
 use bytes::Bytes;
 use http_body_util::Full;
 use std::collections::HashMap;
@@ -106,14 +106,6 @@ struct Shared {
 /// (every critical section here is a plain update).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The first 200 bytes of a body, printable.
-pub fn snippet(body: &[u8]) -> String {
-    String::from_utf8_lossy(&body[..body.len().min(200)])
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 impl Shared {

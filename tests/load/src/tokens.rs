@@ -145,7 +145,7 @@ impl TokenRequest {
                 "token request for {}: status {}: {}",
                 self.client.id,
                 answer.status,
-                crate::run::snippet(&answer.body)
+                snippet(&answer.body)
             ));
         }
         Err(format!(
@@ -220,6 +220,14 @@ pub async fn start(
         }
     });
     Ok(rx)
+}
+
+/// The first 200 bytes of a body, printable.
+pub fn snippet(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,82 @@
+//! Signals: SIGHUP reloads, SIGTERM and SIGINT drain; the drain ends the
+//! process once no request is in flight or the grace period is over.
+
+use crate::gateway::{Gateway, Trigger};
+use async_trait::async_trait;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::BackgroundService;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Pingora's signal handling, with SIGHUP added: SIGHUP reloads (and never
+/// ends the process); SIGTERM and SIGINT both drain gracefully (stop
+/// accepting, finish requests in flight within the grace period).
+pub struct Signals {
+    pub gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        self.gateway
+            .shared
+            .signals_installed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    let gateway = self.gateway.clone();
+                    // A reload never holds up signal handling.
+                    tokio::spawn(async move { gateway.reload(Trigger::Signal).await });
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        self.gateway.shared.start_draining();
+        tracing::info!(
+            in_flight = self.gateway.shared.in_flight(),
+            "shutting down: no new connections; waiting for requests in flight"
+        );
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Ends the process once shutdown began and no request is in flight
+/// (Pingora alone would wait out the whole grace period).
+pub struct Drain {
+    pub gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+        loop {
+            if self.gateway.shared.in_flight() == 0 {
+                // Let the last responses leave the socket buffers.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if self.gateway.shared.in_flight() == 0 {
+                    tracing::info!("no request in flight; exiting");
+                    crate::otel::shutdown();
+                    crate::telemetry::flush_logs();
+                    std::process::exit(0);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

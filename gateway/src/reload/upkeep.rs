@@ -1,0 +1,92 @@
+//! Upkeep beside the proxy, following reloads: upstream resolution and
+//! active health checks, the JWKS refresh loop, the token cache sweep.
+
+use crate::gateway::Gateway;
+use crate::upstream::{resolve_all, FIRST_RESOLVE_TIMEOUT};
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the upkeep drops expired tokens from the token cache.
+const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Keeps upstream addresses fresh (a lookup every `resolve_interval`, off
+/// the request path), runs active health checks, and keeps the current
+/// Authority's JWKS refreshed, following reloads.
+pub struct Upkeep {
+    pub gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl BackgroundService for Upkeep {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let gateway = self.gateway.clone();
+        let jwks = tokio::spawn(async move {
+            let mut generation = gateway.reload.subscribe();
+            loop {
+                // One refresh loop per Authority, until a reload replaces
+                // any of them.
+                let caches: Vec<Arc<stella_authority::JwksCache>> = gateway
+                    .current()
+                    .authn
+                    .issuers
+                    .list()
+                    .iter()
+                    .map(|i| i.jwks.clone())
+                    .collect();
+                let loops: Vec<_> = caches
+                    .iter()
+                    .map(|c| tokio::spawn(c.clone().run_refresh_loop()))
+                    .collect();
+                loop {
+                    if generation.changed().await.is_err() {
+                        loops.iter().for_each(|l| l.abort());
+                        return;
+                    }
+                    let current = gateway.current();
+                    let list = current.authn.issuers.list();
+                    let same = list.len() == caches.len()
+                        && list
+                            .iter()
+                            .zip(&caches)
+                            .all(|(i, c)| Arc::ptr_eq(&i.jwks, c));
+                    if !same {
+                        break;
+                    }
+                }
+                loops.iter().for_each(|l| l.abort());
+            }
+        });
+        let mut last_resolve = std::time::Instant::now();
+        let mut last_sweep = std::time::Instant::now();
+        let mut first = true;
+        loop {
+            let snapshot = self.gateway.current();
+            if first || last_resolve.elapsed() >= snapshot.config.resolve_interval {
+                resolve_all(&snapshot.upstreams, FIRST_RESOLVE_TIMEOUT).await;
+                last_resolve = std::time::Instant::now();
+                first = false;
+            }
+            // Tokens that expired and were not presented again give their
+            // memory back (a lookup alone would drop them only when asked).
+            if last_sweep.elapsed() >= TOKEN_SWEEP_INTERVAL {
+                snapshot
+                    .authn
+                    .tokens
+                    .remove_expired(snapshot.shared.clock.now());
+                last_sweep = std::time::Instant::now();
+            }
+            for pool in &snapshot.upstreams {
+                pool.check_health_if_due().await;
+            }
+            drop(snapshot);
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        jwks.abort();
+    }
+}
