@@ -41,11 +41,13 @@ impl AuthMethod {
 #[serde(deny_unknown_fields)]
 pub struct Confirmation {
     /// RFC 7638 thumbprint of the DPoP key.
+    #[serde(deserialize_with = "crate::encoding::nullable")]
     pub jkt: Option<String>,
     /// RFC 8705 SHA-256 thumbprint of the client certificate.
-    #[serde(rename = "x5t#S256")]
+    #[serde(rename = "x5t#S256", deserialize_with = "crate::encoding::nullable")]
     pub x5t_s256: Option<String>,
     /// SPIFFE ID of the client certificate.
+    #[serde(deserialize_with = "crate::encoding::nullable")]
     pub spiffe_id: Option<String>,
 }
 

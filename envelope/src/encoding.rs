@@ -176,6 +176,14 @@ impl<'de> Visitor<'de> for Strict {
     }
 }
 
+/// A payload member that must be present and may be `null` (SPEC.md
+/// section 2: exactly these members). Serde reads a missing `Option` member
+/// as `None`; a field read through this function has no such default, so a
+/// missing member is an error.
+pub(crate) fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

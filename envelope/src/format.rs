@@ -39,8 +39,11 @@ pub struct Payload {
     pub ver: u32,
     pub iss: String,
     pub aud: String,
+    #[serde(deserialize_with = "crate::encoding::nullable")]
     pub sub: Option<String>,
+    #[serde(deserialize_with = "crate::encoding::nullable")]
     pub tenant: Option<String>,
+    #[serde(deserialize_with = "crate::encoding::nullable")]
     pub client_id: Option<String>,
     pub scopes: Vec<String>,
     pub roles: Vec<String>,

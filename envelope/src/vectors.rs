@@ -58,6 +58,13 @@ fn with(mut v: Value, key: &str, value: Value) -> Value {
     v
 }
 
+fn without(mut v: Value, key: &str) -> Value {
+    if let Some(object) = v.as_object_mut() {
+        object.remove(key);
+    }
+    v
+}
+
 fn encode(v: &Value) -> String {
     b64url_encode(serde_json::to_vec(v).unwrap())
 }
@@ -286,6 +293,21 @@ pub(crate) fn generate() -> Value {
             "unknown_payload_member",
             "payload has a member SPEC.md does not define, signed",
             pairs(&sealed(&hs1(), &with(base.clone(), "admin", json!(true)))),
+            "malformed_payload",
+        ),
+        invalid(
+            "missing_nullable_member",
+            "payload without sub (a nullable member must still be present), signed",
+            pairs(&sealed(&hs1(), &without(base.clone(), "sub"))),
+            "malformed_payload",
+        ),
+        invalid(
+            "missing_cnf_member",
+            "cnf without spiffe_id, signed",
+            pairs(&sealed(
+                &hs1(),
+                &with(base.clone(), "cnf", json!({"jkt": null, "x5t#S256": null})),
+            )),
             "malformed_payload",
         ),
         invalid(
