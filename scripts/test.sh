@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the Authority harness's own tests (node), the operations
+# Runs every test: the Authority harness's own tests (node), the envelope
+# SDKs (sdk/: Python, Node, Go), the operations
 # drills (scripts/drills/) at CI length, then the Rust workspace (unit,
 # property, loopback and end-to-end tests) with nextest, whose summary is the
 # last line. Arguments go to nextest.
@@ -11,6 +12,12 @@ cd "$(dirname "$0")/.."
 # Alerting rules and their unit tests; metric names against docs/metrics.md.
 ./scripts/check-metrics.sh
 (cd tests/authority && node --test)
+# The envelope SDKs for services in other languages (sdk/), each against
+# envelope/testdata/vectors.json; each script installs what it needs.
+for sdk in sdk/*/test.sh; do
+  echo "== $sdk"
+  bash "$sdk"
+done
 # The drills use the binaries of the test build; build it once here.
 cargo build -q --workspace --all-targets
 # Each change under load, zero failed requests (README, Drills).
