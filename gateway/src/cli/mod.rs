@@ -11,7 +11,6 @@ use crate::config;
 use clap::{Parser, Subcommand, ValueEnum};
 use ring::rand::{SecureRandom, SystemRandom};
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 use stella_envelope::config::ProcessEnv;
 use stella_envelope::{AuthMethod, Confirmation, Identity, Key, KeyId, Signer, Target};
 
@@ -479,10 +478,7 @@ fn mint(
             return 2;
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = stella_core::unix_now();
     let request_id = format!("mint-{now}");
     let headers = match signer.sign(
         identity,

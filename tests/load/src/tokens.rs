@@ -12,19 +12,14 @@ use http_body_util::Full;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use stella_test_support::DpopKey;
 use tokio::sync::watch;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use stella_core::unix_now as now;
 
 /// Unique proof ids: a random prefix per process and a counter.
 pub struct JtiSource {

@@ -63,7 +63,7 @@ pub use redis::*;
 pub use temp::*;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The gateway's id: the envelope issuer the services expect.
 pub const GATEWAY_ID: &str = "stella-gateway-e2e";
@@ -96,12 +96,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
+pub use stella_core::unix_now as now;
 
 /// The `stella-gateway` path cargo or nextest hands the running test, if
 /// any (set at run time by nextest, and by newer cargo).

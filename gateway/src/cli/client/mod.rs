@@ -22,18 +22,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Each request (connect, send, read the whole answer) within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use stella_core::unix_now as now;
 
 /// Writes `bytes` to `path` readable by the owner only (0600 on unix):
 /// through a new temporary file in the same folder, renamed over `path`,
