@@ -149,6 +149,27 @@ pub struct Snapshot {
     pub config_version: String,
 }
 
+/// Creates each Authority's state folder (last-known-good documents) and
+/// checks it is writable: when the gateway starts and before a reload is
+/// applied, never by `check`, which only looks. Errors name the key path.
+pub fn prepare_state_dirs(config: &Config) -> Result<(), Vec<ConfigError>> {
+    let errors: Vec<ConfigError> = config
+        .authorities
+        .iter()
+        .filter_map(|a| {
+            let dir = a.state_dir.as_ref()?;
+            stella_authority::lkg::check_state_dir(dir)
+                .err()
+                .map(|message| ConfigError::new(format!("{}.state_dir", a.path), message))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 impl Snapshot {
     /// Builds the state from a checked configuration; loads the policies.
     /// No network traffic: the Authority's keys and upstream names are
@@ -197,6 +218,7 @@ impl Snapshot {
             .map(|p| p.authn.replay.clone());
         let (dpop_rules, replay, nonces) = dpop_parts(&config, &policies, kept_replay)?;
         let config_version = config_version(&config);
+        let signer = Arc::new(EnvelopeSigner::from_config(&config).map_err(|e| vec![e])?);
         let events: Arc<dyn AuthnEvents> = shared.clone();
         let authn = Authenticator {
             issuers,
@@ -210,7 +232,7 @@ impl Snapshot {
             events,
         };
         Ok(Snapshot {
-            signer: config.signer.clone(),
+            signer,
             dpop_algs: authn.dpop_rules.algs_challenge(),
             authn,
             config: Arc::new(config),

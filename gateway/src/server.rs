@@ -59,6 +59,10 @@ pub fn run(path: &Path) -> i32 {
         }
     };
     let cfg = prepared.snapshot.config.clone();
+    if let Err(errors) = crate::gateway::prepare_state_dirs(&cfg) {
+        crate::config::report(&errors);
+        return 2;
+    }
     crate::telemetry::init_logging(cfg.logging.json, &cfg.logging.level);
     // The persisted Authority documents serve from the first request on:
     // loaded before the listeners accept anything (and after logging is up,

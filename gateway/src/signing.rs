@@ -61,6 +61,7 @@
 //! }
 //! ```
 
+use crate::config::{Config, ConfigError};
 use stella_authn::Authenticated;
 use stella_envelope::{EnvelopeHeaders, Key, SignError, Signer, Target};
 use stella_policy::Authorized;
@@ -75,6 +76,23 @@ pub struct EnvelopeSigner {
 }
 
 impl EnvelopeSigner {
+    /// The signer of a configuration: its active key, its gateway id as
+    /// `iss`, its envelope lifetime. `resolve` checked that the key parses
+    /// and can sign, so this fails only for a configuration it did not make.
+    pub fn from_config(config: &Config) -> Result<EnvelopeSigner, ConfigError> {
+        let at = "router.identity_envelope_active_kid";
+        let key = &config.envelope_key;
+        let key = Key::parse_compat(key.kid.clone(), key.expose())
+            .map_err(|e| ConfigError::new(at, e.to_string()))?;
+        let signer = Signer::new(
+            key,
+            config.gateway_id.clone(),
+            config.envelope_lifetime.as_secs(),
+        )
+        .map_err(|e| ConfigError::new(at, e.to_string()))?;
+        Ok(EnvelopeSigner::new(signer))
+    }
+
     pub fn new(signer: Signer) -> EnvelopeSigner {
         EnvelopeSigner {
             signer,

@@ -505,7 +505,8 @@ fn redis_replay_store_urls_and_tls_files_are_checked_without_echoing_the_passwor
 }
 
 #[test]
-fn authority_state_dir_is_created_and_one_that_is_a_file_is_refused_with_its_key_path() {
+fn authority_state_dir_is_not_created_by_check_and_one_that_is_a_file_is_refused_with_its_key_path()
+{
     let with_state = |name: &str, state: &str| {
         temp_config(
             name,
@@ -515,16 +516,17 @@ fn authority_state_dir_is_created_and_one_that_is_a_file_is_refused_with_its_key
             ),
         )
     };
-    // Absent: created (relative to the configuration's folder).
+    // Absent: fine, and left alone (relative to the configuration's folder):
+    // `check` only reads; `run` creates it (e2e_authority_lkg).
     let path = with_state("state-ok", "authority-state");
-    let created = std::path::Path::new(&path)
+    let absent = std::path::Path::new(&path)
         .parent()
         .unwrap()
         .join("authority-state");
-    let _ = std::fs::remove_dir_all(&created);
+    let _ = std::fs::remove_dir_all(&absent);
     let out = gateway(&["check", "--config", &path], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(created.is_dir());
+    assert!(!absent.exists(), "check created {}", absent.display());
 
     // A file where the folder should be: exit 2, the key path named.
     let path = with_state("state-file", "plain");

@@ -202,8 +202,31 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-/// Checks at configuration time that `dir` can hold the state: created if
-/// absent, a folder, writable. The error is a sentence for the operator.
+/// What `check` may say about a state folder without touching the disk
+/// beyond looking: an existing path must be a folder; a missing one needs an
+/// existing ancestor that is a folder (it is created, with
+/// [`check_state_dir`], when the gateway starts).
+pub fn inspect_state_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        return if dir.is_dir() {
+            Ok(())
+        } else {
+            Err(format!("{} is not a folder", dir.display()))
+        };
+    }
+    match dir.ancestors().skip(1).find(|a| a.exists()) {
+        Some(ancestor) if !ancestor.is_dir() => Err(format!(
+            "folder {} cannot be created: {} is not a folder",
+            dir.display(),
+            ancestor.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Makes `dir` ready to hold the state when the gateway starts (or a reload
+/// names a new one): created if absent (mode 0700), a folder, writable. The
+/// error is a sentence for the operator.
 pub fn check_state_dir(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
         let mut builder = std::fs::DirBuilder::new();

@@ -327,7 +327,7 @@ fn list_keys(path: &std::path::Path) -> i32 {
             return 2;
         }
     };
-    let active = config.signer.key().kid().as_str().to_owned();
+    let active = config.envelope_key.kid.as_str().to_owned();
     println!("{:<24} {:<6} {:<7} source", "kid", "alg", "active");
     for key in &config.envelope_keys {
         println!(

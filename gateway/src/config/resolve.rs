@@ -5,10 +5,8 @@
 
 use super::file::*;
 use super::ConfigError;
-use crate::signing::EnvelopeSigner;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use stella_envelope::config::EnvSource;
 use stella_envelope::{Alg, Key, KeyId, Signer, TrustMode};
@@ -194,6 +192,30 @@ impl KeySource {
     }
 }
 
+/// The text of an envelope key, in a form `Key::parse_compat` reads;
+/// zeroed when dropped, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvelopeKeyText {
+    pub kid: KeyId,
+    text: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for EnvelopeKeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvelopeKeyText")
+            .field("kid", &self.kid)
+            .field("text", &"<redacted>")
+            .finish()
+    }
+}
+
+impl EnvelopeKeyText {
+    /// The key as configured: for building the signer, never for printing.
+    pub(crate) fn expose(&self) -> &str {
+        &self.text
+    }
+}
+
 /// One key of the gateway's envelope keyring, without its material.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvelopeKeyInfo {
@@ -322,8 +344,9 @@ pub struct Config {
     pub threads: usize,
     pub work_stealing: bool,
     pub on_missing_authorization: MissingAuthorization,
-    /// Signs with the active key of the keyring.
-    pub signer: Arc<EnvelopeSigner>,
+    /// The keyring's active key, as configured (data: the signer is built
+    /// from it with the snapshot, `EnvelopeSigner::from_config`).
+    pub envelope_key: EnvelopeKeyText,
     /// Every key of the keyring (the active one included).
     pub envelope_keys: Vec<EnvelopeKeyInfo>,
     pub envelope_lifetime: Duration,
@@ -950,9 +973,20 @@ pub fn resolve(
                 .or(r.identity_envelope_signing_key_file.as_ref())
                 .map(|_| "default".into())
         });
-    let signer = keyring
-        .active
-        .and_then(|key| Signer::new(key, gateway_id.clone(), lifetime).ok());
+    // The signer itself is built with the snapshot; here only its key's
+    // text is kept, once it is known to make a signer.
+    let envelope_key = keyring.active.and_then(|key| {
+        let kid = key.kid().clone();
+        let text = keyring
+            .texts
+            .iter()
+            .find(|(k, _)| *k == kid.as_str())?
+            .1
+            .clone();
+        Signer::new(key, gateway_id.clone(), lifetime)
+            .ok()
+            .map(|_| EnvelopeKeyText { kid, text })
+    });
 
     // Services.
     let mut services = Vec::new();
@@ -1094,8 +1128,8 @@ pub fn resolve(
     effective.logging.level = Some(logging.level.clone());
     let traces = resolve_traces(&mut e, &file.traces, &mut effective.traces);
 
-    match (e.0.is_empty(), signer) {
-        (true, Some(signer)) => Ok(Config {
+    match (e.0.is_empty(), envelope_key) {
+        (true, Some(envelope_key)) => Ok(Config {
             gateway_id,
             public_origin,
             listeners: Listeners { http, tls, admin },
@@ -1107,7 +1141,7 @@ pub fn resolve(
             threads,
             work_stealing,
             on_missing_authorization,
-            signer: Arc::new(EnvelopeSigner::new(signer)),
+            envelope_key,
             envelope_keys: keyring.infos,
             envelope_lifetime: Duration::from_secs(lifetime),
             shutdown_grace: Duration::from_secs(shutdown_grace),
@@ -1383,7 +1417,7 @@ fn resolve_authority(
     );
     let state_dir = a.state_dir.as_ref().and_then(|d| {
         let dir = base.join(d.trim());
-        match stella_authority::lkg::check_state_dir(&dir) {
+        match stella_authority::lkg::inspect_state_dir(&dir) {
             Ok(()) => Some(dir),
             Err(message) => {
                 e.add(&at("state_dir"), message);

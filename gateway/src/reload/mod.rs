@@ -157,6 +157,7 @@ impl Gateway {
         if config_version(&config) == current.config_version {
             return Ok(None);
         }
+        crate::gateway::prepare_state_dirs(&config)?;
         let snapshot = Snapshot::build(config, Some(current), self.shared.clone())?;
         Ok(Some((snapshot, tls)))
     }
