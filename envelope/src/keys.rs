@@ -137,8 +137,18 @@ impl Key {
     /// `ed25519-public:<b64url>`.
     pub fn parse(kid: KeyId, spec: &str) -> Result<Key, KeyError> {
         let (form, value) = spec.split_once(':').ok_or(KeyError::UnknownForm)?;
+        let form = form.trim().to_ascii_lowercase();
+        // The form first: text with a colon that names no form is not a key
+        // of these forms at all (for `parse_compat`, a plain secret), so its
+        // value must not be judged as base64url.
+        if !matches!(
+            form.as_str(),
+            "hs256" | "ed25519-public" | "ed25519-private"
+        ) {
+            return Err(KeyError::UnknownForm);
+        }
         let bytes = Zeroizing::new(b64url_decode(value.trim()).map_err(|_| KeyError::Encoding)?);
-        match form.trim().to_ascii_lowercase().as_str() {
+        match form.as_str() {
             "hs256" => Key::hmac(kid, &bytes),
             "ed25519-public" => {
                 let public: [u8; 32] = bytes[..]
@@ -399,6 +409,21 @@ mod tests {
         assert_eq!(
             Key::parse_compat(kid("a"), "too-short").unwrap_err(),
             KeyError::ShortSecret(9)
+        );
+    }
+
+    #[test]
+    fn a_plain_secret_with_a_colon_that_names_no_form_is_an_hs256_secret() {
+        // SPEC.md section 4: "any other text" in Router__IdentityEnvelopeSigningKey.
+        let text = "vault:not base64 at all, but long enough!";
+        let key = Key::parse_compat(kid("a"), text).unwrap();
+        assert_eq!(key.alg(), Alg::Hs256);
+        let same = Key::hmac(kid("a"), text.as_bytes()).unwrap();
+        assert_eq!(key.sign(b"m"), same.sign(b"m"));
+        // A named form with bad material is still an error, never a secret.
+        assert_eq!(
+            Key::parse_compat(kid("a"), "hs256:not base64!").unwrap_err(),
+            KeyError::Encoding
         );
     }
 
