@@ -56,7 +56,7 @@ export type HeaderInput =
   | ReadonlyArray<readonly [string, string | Uint8Array]>
   | Readonly<Record<string, string | readonly string[] | undefined>>
   | ReadonlyMap<string, string>
-  | { entries(): IterableIterator<[string, string]> };
+  | Headers;
 
 // ---------------------------------------------------------------------------
 // Strict decoding

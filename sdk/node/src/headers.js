@@ -81,7 +81,7 @@ function forEachField(headers, visit) {
       return;
     }
     if (headers.length % 2 !== 0) {
-      throw new TypeError('envelope headers: a flat raw header list has an even length');
+      throw new TypeError('envelope headers: a flat raw header list must have an even length');
     }
     for (let i = 0; i < headers.length; i += 2) {
       visit(fieldName(headers[i]), fieldValue(headers[i + 1]));
@@ -91,11 +91,9 @@ function forEachField(headers, visit) {
   if (headers === null || typeof headers !== 'object') {
     throw new TypeError('envelope headers: expected raw headers, pairs, an object or a Map');
   }
+  /** @type {Iterable<[unknown, unknown]>} */
   const entries =
-    typeof (/** @type {any} */ (headers).entries) === 'function' &&
-    !(Object.getPrototypeOf(headers) === Object.prototype || Object.getPrototypeOf(headers) === null)
-      ? /** @type {Iterable<[unknown, unknown]>} */ (/** @type {any} */ (headers).entries())
-      : Object.entries(headers);
+    headers instanceof Map || headers instanceof Headers ? headers.entries() : Object.entries(headers);
   for (const [name, value] of entries) {
     if (value === undefined || value === null) continue;
     if (Array.isArray(value)) {

@@ -9,7 +9,9 @@
 
 import { watch as fsWatch } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { configFilePath, loadConfig, ServiceConfig } from './config.js';
+import { configFilePath, loadConfig } from './config.js';
+
+/** @typedef {import('./config.js').ServiceConfig} ServiceConfig */
 
 /** The problems that stopped a configuration from loading. Exit code 2. */
 export class EnvelopeConfigError extends Error {
@@ -135,7 +137,8 @@ export class ConfigHandle {
     this.#lastErrors = null;
     if (config.sameSettings(this.#current)) {
       this.#logger.info(
-        `envelope configuration reloaded: unchanged, generation ${this.#generation}, mode ${config.mode}`,
+        `envelope configuration reloaded: unchanged, generation ${this.#generation}, ` +
+          `mode ${config.mode}, accepted kids ${kidList(config)}`,
       );
       return Object.freeze({ outcome: 'unchanged', generation: this.#generation });
     }
@@ -251,8 +254,7 @@ function watchFile(file, debounceMs, logger, onChange) {
     fileWatcher?.close();
     fileWatcher = null;
     try {
-      // Events on the file itself carry its name (or none), as the
-      // directory's do.
+      // Every event on the file itself concerns it: no name to filter.
       fileWatcher = fsWatch(file, { persistent: false }, (event) => onEvent(event, null));
       fileWatcher.on('error', () => {
         fileWatcher?.close();

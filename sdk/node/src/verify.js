@@ -121,7 +121,7 @@ export class Verifier {
    * @returns {EnvelopeCheck}
    */
   verify(headers, method, path, now) {
-    checkNow(now);
+    checkArguments(method, path, now);
     const found = extractEnvelopeHeaders(headers);
     if (found === null) return ABSENT;
     if (found instanceof EnvelopeError) return invalid(found);
@@ -137,7 +137,7 @@ export class Verifier {
    * @returns {EnvelopeCheck}
    */
   verifyHeaders(h, method, path, now) {
-    checkNow(now);
+    checkArguments(method, path, now);
     // 2-4: the algorithm, the key, and the key's one algorithm.
     if (h.alg !== 'HS256' && h.alg !== 'EdDSA') return invalid(E.unsupportedAlg());
     const key = this.keyring.get(h.kid);
@@ -177,8 +177,15 @@ export class Verifier {
   }
 }
 
-/** A bad `now` is a bug in the caller, not a verdict on the envelope. @param {unknown} now */
-function checkNow(now) {
+/**
+ * Arguments of the wrong type are a bug in the caller, not a verdict on the
+ * envelope: thrown, never returned as an EnvelopeError.
+ * @param {unknown} method @param {unknown} path @param {unknown} now
+ */
+function checkArguments(method, path, now) {
+  if (typeof method !== 'string' || typeof path !== 'string') {
+    throw new TypeError('verify: method and path must be strings');
+  }
   if (!Number.isSafeInteger(now) || /** @type {number} */ (now) < 0) {
     throw new TypeError('verify: now must be unix seconds, a non-negative integer');
   }
@@ -201,7 +208,7 @@ function invalid(error) {
  * @returns {EnvelopeCheck}
  */
 export function checkRequest(verifier, headers, method, path, now) {
-  checkNow(now);
+  checkArguments(method, path, now);
   if (verifier !== null) return verifier.verify(headers, method, path, now);
   const found = extractEnvelopeHeaders(headers);
   if (found === null) return ABSENT;

@@ -81,11 +81,11 @@ test('reload applies, reports unchanged, and refuses, with generations and log l
     logger.lines,
     [
       'info envelope configuration loaded: generation 1, enabled true, mode GatewayEnforced, accepted kids hs-1',
-      'info envelope configuration reloaded: unchanged, generation 1, mode GatewayEnforced',
+      'info envelope configuration reloaded: unchanged, generation 1, mode GatewayEnforced, accepted kids hs-1',
       'info envelope configuration reloaded: applied, generation 2, enabled true, mode Hybrid, accepted kids ed-1,hs-1',
       'error envelope configuration reload refused, generation 2 (mode Hybrid) stays in use: Router__AuthorizationTrustMode: trust mode must be ServiceEnforced, Hybrid or GatewayEnforced (set in Router__ConfigFile line 1)',
       'error envelope configuration reload refused, generation 2 (mode Hybrid) stays in use: Router__IdentityEnvelopeAcceptedKeys: hs256 secret is 15 bytes; at least 32 are required (set in Router__ConfigFile line 2)',
-      'info envelope configuration reloaded: unchanged, generation 2, mode Hybrid',
+      'info envelope configuration reloaded: unchanged, generation 2, mode Hybrid, accepted kids ed-1,hs-1',
     ],
   );
   assertNoKeyMaterial(logger.lines);
