@@ -15,10 +15,6 @@
 use crate::config::{TraceSampler, Traces};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
     SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
@@ -29,7 +25,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use stella_core::trace::{
@@ -244,7 +240,7 @@ pub fn traceparent_of(cx: &Context) -> Option<crate::forward::TraceParent> {
 /// of its own. The SDK's batch thread calls it outside any runtime, and an
 /// export must never take a worker of the proxy's.
 struct ExportClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: stella_authority::http::HttpClient,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
 }
@@ -259,18 +255,15 @@ impl std::fmt::Debug for ExportClient {
 
 impl ExportClient {
     fn new(timeout: Duration) -> Result<ExportClient, OtelError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| OtelError::Exporter(e.to_string()))?
-            .with_root_certificates(stella_authority::http::platform_roots())
-            .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // The platform's roots; plain http too (a collector beside the
+        // gateway); connections kept, on the exporter's own runtime.
+        let client = stella_authority::http::client(
+            stella_authority::http::platform_roots(),
+            None,
+            true,
+            true,
+        )
+        .map_err(|e| OtelError::Exporter(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,5 +1,8 @@
-//! One bounded JSON request to the Authority: a GET (discovery, JWKS) or a
-//! form POST with client authentication (introspection, claims).
+//! The gateway's one HTTP client ([`client`]: hyper over rustls), used for
+//! the Authority's documents here, and by the command line (`token`, `call`,
+//! `smoke`) and the OTLP trace exporter; and over it, one bounded JSON
+//! request to the Authority: a GET (discovery, JWKS) or a form POST with
+//! client authentication (introspection, claims).
 //!
 //! HTTP/1.1 through hyper, TLS through rustls with the ring provider (the
 //! tree's only TLS crypto backend) and the platform's root certificates.
@@ -63,11 +66,65 @@ impl FetchError {
     }
 }
 
+/// The client type every user of [`client`] holds.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Why [`client`] could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("tls client configuration could not be built")]
+    TlsSetup,
+    #[error("the client key does not match its certificate")]
+    ClientCertificate,
+}
+
+/// The gateway's HTTP client: HTTP/1.1 through hyper, TLS through rustls
+/// with the ring provider (the tree's only TLS crypto backend), trusting
+/// exactly `roots` ([`platform_roots`], plus a private CA where the caller
+/// has one). `identity`: a client certificate chain and its key, for
+/// servers that ask for one. `allow_http`: plain http urls too. `pooled`:
+/// keep idle connections for reuse (their tasks live on the runtime that
+/// opened them, so only for callers that stay on one runtime).
+pub fn client(
+    roots: rustls::RootCertStore,
+    identity: Option<(
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+    allow_http: bool,
+    pooled: bool,
+) -> Result<HttpClient, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| ClientError::TlsSetup)?
+        .with_root_certificates(roots);
+    let tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|_| ClientError::ClientCertificate)?,
+    };
+    let connector = HttpsConnectorBuilder::new().with_tls_config(tls);
+    let connector = if allow_http {
+        connector.https_or_http()
+    } else {
+        connector.https_only()
+    }
+    .enable_http1()
+    .build();
+    let mut builder = Client::builder(TokioExecutor::new());
+    if !pooled {
+        builder.pool_max_idle_per_host(0);
+    }
+    Ok(builder.build(connector))
+}
+
 /// A reusable client for the Authority's documents; one connection per
 /// fetch.
 #[derive(Clone)]
 pub struct HttpFetcher {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpClient,
     timeout: Duration,
     allow_http: bool,
 }
@@ -99,26 +156,10 @@ impl HttpFetcher {
         allow_http: bool,
         roots: rustls::RootCertStore,
     ) -> Result<HttpFetcher, FetchError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|_| FetchError::TlsSetup)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = HttpsConnectorBuilder::new().with_tls_config(tls);
-        let connector = if allow_http {
-            connector.https_or_http()
-        } else {
-            connector.https_only()
-        }
-        .enable_http1()
-        .build();
         // No connection pooling: fetches are minutes apart, and a pooled
         // connection's task lives on the runtime that opened it, which under
         // Pingora (one runtime per service) need not be the caller's.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector);
+        let client = client(roots, None, allow_http, false).map_err(|_| FetchError::TlsSetup)?;
         Ok(HttpFetcher {
             client,
             timeout,

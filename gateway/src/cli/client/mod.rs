@@ -15,13 +15,9 @@ pub mod token;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnectorBuilder;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Each request (connect, send, read the whole answer) within this.
@@ -88,7 +84,7 @@ impl Answer {
 /// An HTTP/1.1 client over rustls (ring), trusting the platform roots
 /// plus an optional CA file, presenting an optional client certificate.
 pub struct Http {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: stella_authority::http::HttpClient,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -112,13 +108,8 @@ impl Http {
                     .map_err(|_| format!("{}: holds an unusable certificate", ca.display()))?;
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|_| "tls setup failed".to_string())?
-            .with_root_certificates(roots);
-        let tls = match cert {
-            None => builder.with_no_client_auth(),
+        let identity = match cert {
+            None => None,
             Some((cert_file, key_file)) => {
                 let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
                     .and_then(|i| i.collect::<Result<_, _>>())
@@ -128,17 +119,21 @@ impl Http {
                 }
                 let key = PrivateKeyDer::from_pem_file(key_file)
                     .map_err(|_| format!("{}: holds no pem private key", key_file.display()))?;
-                builder.with_client_auth_cert(chain, key).map_err(|_| {
-                    format!("{}: does not match the certificate", key_file.display())
-                })?
+                Some((chain, key))
             }
         };
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client =
+            stella_authority::http::client(roots, identity, true, true).map_err(|e| {
+                match (e, cert) {
+                    (
+                        stella_authority::http::ClientError::ClientCertificate,
+                        Some((_, key_file)),
+                    ) => {
+                        format!("{}: does not match the certificate", key_file.display())
+                    }
+                    _ => "tls setup failed".to_string(),
+                }
+            })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
