@@ -23,8 +23,9 @@
 
 use crate::TokenError;
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_authority::stale::StaleCache;
 use stella_authority::HttpFetcher;
 use stella_authority::{ClaimsConfig, ClientCredentials};
 use stella_core::identity::{Names, TokenClaims, TYPED_CLAIMS};
@@ -104,24 +105,6 @@ impl AuthorityClaims {
     }
 }
 
-struct Entry {
-    claims: Arc<AuthorityClaims>,
-    /// Used without asking again until then.
-    valid_until: u64,
-    /// Set while a background refresh of this entry runs.
-    refreshing: Arc<AtomicBool>,
-}
-
-impl Clone for Entry {
-    fn clone(&self) -> Self {
-        Entry {
-            claims: self.claims.clone(),
-            valid_until: self.valid_until,
-            refreshing: self.refreshing.clone(),
-        }
-    }
-}
-
 /// Counters for `stella_gateway_claims_refreshes_total{issuer,result}` and
 /// the cache.
 #[derive(Debug, Default)]
@@ -139,9 +122,8 @@ pub struct ClaimsSource {
     client: ClientCredentials,
     fetcher: HttpFetcher,
     clock: Arc<dyn Clock>,
-    cache: quick_cache::sync::Cache<String, Entry>,
+    cache: StaleCache<String, Arc<AuthorityClaims>>,
     counters: ClaimsCounters,
-    last_success: AtomicU64,
 }
 
 impl std::fmt::Debug for ClaimsSource {
@@ -167,9 +149,8 @@ impl ClaimsSource {
             client,
             fetcher,
             clock,
-            cache: quick_cache::sync::Cache::new(MAX_ENTRIES),
+            cache: StaleCache::new(MAX_ENTRIES),
             counters: ClaimsCounters::default(),
-            last_success: AtomicU64::new(0),
         }
     }
 
@@ -179,10 +160,7 @@ impl ClaimsSource {
 
     /// Seconds since the endpoint last answered; `None` before that.
     pub fn staleness(&self) -> Option<u64> {
-        match self.last_success.load(Ordering::Relaxed) {
-            0 => None,
-            at => Some(self.clock.now().saturating_sub(at)),
-        }
+        self.cache.staleness(self.clock.now())
     }
 
     pub fn max_stale(&self) -> u64 {
@@ -197,39 +175,33 @@ impl ClaimsSource {
         let key = cache_key(&token);
         let now = self.clock.now();
         let cached = self.cache.get(&key);
-        if let Some(entry) = &cached {
-            if now < entry.valid_until {
-                self.counters.hit.fetch_add(1, Ordering::Relaxed);
-                let ahead = self.config.refresh_ahead.as_secs();
-                if now.saturating_add(ahead) >= entry.valid_until
-                    && !entry.refreshing.swap(true, Ordering::AcqRel)
-                {
+        if let Some(entry) = cached.as_ref().filter(|c| c.is_fresh(now)) {
+            self.counters.hit.fetch_add(1, Ordering::Relaxed);
+            let ahead = self.config.refresh_ahead.as_secs();
+            if entry.due_for_refresh(now, ahead) {
+                if let Some(refresh) = entry.claim_refresh() {
                     let this = self.clone();
                     let token = token.clone();
                     let key = key.clone();
-                    let flag = entry.refreshing.clone();
                     tokio::spawn(async move {
                         // Failures are counted; the entry serves until it
                         // ends, then stale as configured.
                         let _ = this.fetch_and_store(&token, key).await;
-                        flag.store(false, Ordering::Release);
+                        drop(refresh);
                     });
                 }
-                return Ok(Arc::new(entry.claims.merge_into(&token)));
             }
+            return Ok(Arc::new(entry.value.merge_into(&token)));
         }
         match stella_core::trace::in_child("claims_fetch", self.fetch_and_store(&token, key)).await
         {
             Ok(claims) => Ok(Arc::new(claims.merge_into(&token))),
             Err(reason) => {
-                if let Some(entry) = cached {
-                    let stale_until = entry
-                        .valid_until
-                        .saturating_add(self.config.max_stale.as_secs());
-                    if now < stale_until {
-                        self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                        return Ok(Arc::new(entry.claims.merge_into(&token)));
-                    }
+                if let Some(entry) =
+                    cached.filter(|c| c.serves_stale(now, self.config.max_stale.as_secs()))
+                {
+                    self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Arc::new(entry.value.merge_into(&token)));
                 }
                 tracing::warn!(
                     issuer = &*self.issuer,
@@ -277,19 +249,12 @@ impl ClaimsSource {
             Ok(claims) => {
                 let now = self.clock.now();
                 self.counters.ok.fetch_add(1, Ordering::Relaxed);
-                self.last_success.store(now.max(1), Ordering::Relaxed);
+                self.cache.answered(now);
                 let claims = Arc::new(claims);
-                let valid_until = now
+                let fresh_until = now
                     .saturating_add(self.config.cache.as_secs())
                     .min(token.expires_at());
-                self.cache.insert(
-                    key,
-                    Entry {
-                        claims: claims.clone(),
-                        valid_until,
-                        refreshing: Arc::new(AtomicBool::new(false)),
-                    },
-                );
+                self.cache.insert(key, claims.clone(), fresh_until);
                 Ok(claims)
             }
             Err(code) => {

@@ -22,6 +22,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use stella_authority::jwks::JwksCache;
+use stella_authority::stale::StaleCache;
 use stella_authority::HttpFetcher;
 use stella_authority::{ClientCredentials, IntrospectionConfig};
 use stella_core::identity::TokenClaims;
@@ -31,16 +32,12 @@ use stella_jose::JsonObject;
 /// Entries kept at most; beyond it the least used are dropped.
 const MAX_ENTRIES: usize = 100_000;
 
+/// What the endpoint said of a token; the cache keeps it fresh for
+/// `cache_seconds` (active) or `inactive_cache_seconds` (inactive).
 #[derive(Clone)]
 enum Entry {
-    Active {
-        claims: Arc<TokenClaims>,
-        /// Served without asking again until then.
-        fresh_until: u64,
-    },
-    Inactive {
-        until: u64,
-    },
+    Active(Arc<TokenClaims>),
+    Inactive,
 }
 
 /// Counters for `stella_gateway_introspection_total{issuer,result}`.
@@ -77,10 +74,8 @@ pub struct Introspector {
     /// when none is configured.
     jwks: Arc<JwksCache>,
     clock: Arc<dyn Clock>,
-    cache: quick_cache::sync::Cache<[u8; 32], Entry>,
+    cache: StaleCache<[u8; 32], Entry>,
     counters: IntrospectionCounters,
-    /// Unix seconds of the last answer from the endpoint (0: none yet).
-    last_success: AtomicU64,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -114,9 +109,8 @@ impl Introspector {
             fetcher,
             jwks,
             clock,
-            cache: quick_cache::sync::Cache::new(MAX_ENTRIES),
+            cache: StaleCache::new(MAX_ENTRIES),
             counters: IntrospectionCounters::default(),
-            last_success: AtomicU64::new(0),
         }
     }
 
@@ -126,10 +120,7 @@ impl Introspector {
 
     /// Seconds since the endpoint last answered; `None` before that.
     pub fn staleness(&self) -> Option<u64> {
-        match self.last_success.load(Ordering::Relaxed) {
-            0 => None,
-            at => Some(self.clock.now().saturating_sub(at)),
-        }
+        self.cache.staleness(self.clock.now())
     }
 
     /// How long past its cache time a result serves when the endpoint is
@@ -142,24 +133,17 @@ impl Introspector {
     pub async fn check(&self, token: &str, key: &TokenKey) -> Result<Arc<TokenClaims>, TokenError> {
         let now = self.clock.now();
         let cached = self.cache.get(key.as_bytes());
-        match &cached {
-            Some(Entry::Active {
-                claims,
-                fresh_until,
-            }) if now < *fresh_until => {
-                self.counters.hit.fetch_add(1, Ordering::Relaxed);
-                return Ok(claims.clone());
-            }
-            Some(Entry::Inactive { until }) if now < *until => {
-                self.counters.hit.fetch_add(1, Ordering::Relaxed);
-                return Err(TokenError::Inactive);
-            }
-            _ => {}
+        if let Some(entry) = cached.as_ref().filter(|c| c.is_fresh(now)) {
+            self.counters.hit.fetch_add(1, Ordering::Relaxed);
+            return match &entry.value {
+                Entry::Active(claims) => Ok(claims.clone()),
+                Entry::Inactive => Err(TokenError::Inactive),
+            };
         }
         self.counters.miss.fetch_add(1, Ordering::Relaxed);
         match stella_core::trace::in_child("introspection", self.ask(token)).await {
             Ok(Answer::Active(claims)) => {
-                self.last_success.store(now.max(1), Ordering::Relaxed);
+                self.cache.answered(now);
                 let now = self.clock.now();
                 let claims = Arc::new(check_claims(
                     claims,
@@ -170,26 +154,17 @@ impl Introspector {
                 let fresh_until = now
                     .saturating_add(self.config.cache.as_secs())
                     .min(claims.expires_at());
-                self.cache.insert(
-                    *key.as_bytes(),
-                    Entry::Active {
-                        claims: claims.clone(),
-                        fresh_until,
-                    },
-                );
+                self.cache
+                    .insert(*key.as_bytes(), Entry::Active(claims.clone()), fresh_until);
                 Ok(claims)
             }
             Ok(Answer::Inactive) => {
-                self.last_success.store(now.max(1), Ordering::Relaxed);
+                self.cache.answered(now);
                 self.counters.inactive.fetch_add(1, Ordering::Relaxed);
                 let hold = self.config.inactive_cache.as_secs();
                 if hold > 0 {
-                    self.cache.insert(
-                        *key.as_bytes(),
-                        Entry::Inactive {
-                            until: now.saturating_add(hold),
-                        },
-                    );
+                    self.cache
+                        .insert(*key.as_bytes(), Entry::Inactive, now.saturating_add(hold));
                 } else {
                     self.cache.remove(key.as_bytes());
                 }
@@ -197,16 +172,14 @@ impl Introspector {
             }
             Err(reason) => {
                 self.counters.error.fetch_add(1, Ordering::Relaxed);
-                if let Some(Entry::Active {
-                    claims,
-                    fresh_until,
-                }) = cached
-                {
-                    let stale_until = fresh_until.saturating_add(self.max_stale());
-                    let usable_until = claims.expires_at().saturating_add(self.rules.leeway());
-                    if now < stale_until && now < usable_until {
-                        self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                        return Ok(claims);
+                if let Some(entry) = cached.filter(|c| c.serves_stale(now, self.max_stale())) {
+                    if let Entry::Active(claims) = entry.value {
+                        // Never past the token's own expiry.
+                        let usable_until = claims.expires_at().saturating_add(self.rules.leeway());
+                        if now < usable_until {
+                            self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                            return Ok(claims);
+                        }
                     }
                 }
                 tracing::warn!(

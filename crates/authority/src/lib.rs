@@ -13,7 +13,9 @@
 //!   time when the Authority is down, then reported unavailable (503);
 //! - [`lkg`]: the last good discovery and JWKS, persisted on each fetch
 //!   and loaded at start, so a restart during an outage still serves;
-//! - [`settings`]: the checked settings of one Authority.
+//! - [`settings`]: the checked settings of one Authority;
+//! - [`stale`]: one cached answer with bounded staleness, the cache of
+//!   introspection results and of effective claims.
 //!
 //! Opaque-token introspection, effective claims and the choice of issuer
 //! use these from `stella-authn`.
@@ -27,6 +29,7 @@ pub mod http;
 pub mod jwks;
 pub mod lkg;
 pub mod settings;
+pub mod stale;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod test_server;
