@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Builds the gateway's fuzz targets (fuzz/, see fuzz/README.md) and fuzzes
-# each for SECONDS (default 10), one after the other, from a temporary corpus
-# seeded with fuzz/seeds/<target>/ (the seeds are never written to).
+# The one fuzz driver: builds a cargo-fuzz project's targets and fuzzes each
+# for SECONDS (default 10), one after the other, from a temporary corpus
+# seeded with <project>/fuzz/seeds/<target>/ (the seeds are never written
+# to). Projects: `.` (default: the gateway's parsers, fuzz/, see
+# fuzz/README.md) and `envelope` (stella-envelope, envelope/fuzz).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     all targets when none is named
+#   scripts/fuzz.sh [--project DIR] [SECONDS] [TARGET...]   all targets when none is named
 #
 # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP=1 unlocks them on the
 # stable toolchain. scripts/install-deps.sh installs cargo-fuzz.
 # Exits non-zero if a target crashes, panics, fails an assertion, times out
 # or runs out of memory; the failing input is printed in hex and kept under
-# fuzz/artifacts/<target>/. One summary line per target:
+# <project>/fuzz/artifacts/<target>/. One summary line per target:
 #   fuzz <target>: <executions> execs in <s>s (<n>/s), 0 crashes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+project=.
+if [ "${1:-}" = --project ]; then
+  project=$2
+  shift 2
+fi
+cd "$project"
 seconds=${1:-10}
 shift || true
 export RUSTC_BOOTSTRAP=1
@@ -22,7 +30,8 @@ export RUSTC_BOOTSTRAP=1
 # uninstrumented main build).
 unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
 
-all=$(sed -n 's/^name = "\([a-z_]*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^stella-gateway-fuzz$')
+# The [[bin]] names of the project's fuzz/Cargo.toml (not its package name).
+all=$(sed -n '/^\[\[bin\]\]/,/^name/s/^name = "\([a-z_]*\)"$/\1/p' fuzz/Cargo.toml)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || read -r -d '' -a targets <<<"$all" || true
 
@@ -51,6 +60,10 @@ options() {
     # Longer than MAX_PATH_LEN (8 KiB), so the length cap is reached.
     path_normalize) echo -max_len=9000 ;;
     config_file | policy_file) echo -max_len=16384 ;;
+    # envelope: its seeds are small payloads; let it grow inputs past them.
+    json_object) echo -max_len=4096 ;;
+    # Past the envelope's 16 KiB header cap.
+    verify_envelope) echo -max_len=20000 ;;
     *) echo -max_len=8192 ;;
   esac
 }
@@ -90,7 +103,7 @@ run() {
     echo
   done < <(find "fuzz/artifacts/$target" -type f -newer "$before")
   [ "$found" = 1 ] || echo "(no artifact written)"
-  echo "reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run $target <artifact>"
+  echo "reproduce: (cd $project && RUSTC_BOOTSTRAP=1 cargo fuzz run $target <artifact>)"
   return 1
 }
 

@@ -6,7 +6,7 @@
 # promtool (scripts/check-metrics.sh: the alerting rules and their tests),
 # the OpenAPI validator, schemathesis and the OTLP messages (tests/.venv, from
 # tests/python-requirements.txt),
-# cargo-fuzz (scripts/fuzz.sh, .ci/fuzz.sh) and the test Authority's npm
+# cargo-fuzz (scripts/fuzz.sh) and the test Authority's npm
 # packages. Used by scripts/test.sh and .ci/run;
 # does nothing for what is already there. Needs root (or sudo) for apt.
 set -euo pipefail
