@@ -135,7 +135,12 @@ fuzz_target!(|data: &[u8]| {
     let checked = match check_proof(&input, &rules, now) {
         Ok(checked) => checked,
         Err(e) => {
-            let _ = (e.code(), e.to_string(), e.refusal(), e.wants_nonce());
+            let _ = (
+                e.code(),
+                e.to_string(),
+                stella_gateway::response::Refusal::from(&e),
+                e.wants_nonce(),
+            );
             return;
         }
     };

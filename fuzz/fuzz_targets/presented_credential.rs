@@ -58,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!proof.is_empty() && !proof.contains(',') && !proof.contains(' '));
         }
         Err(e) => {
-            let _ = (e.code(), e.refusal().status());
+            let _ = (
+                e.code(),
+                stella_gateway::response::Refusal::from(e).status(),
+            );
             match e {
                 PresentedError::SeveralCredentials => assert!(authorization.len() > 1),
                 PresentedError::DpopWithoutToken => {
