@@ -250,18 +250,10 @@ pub fn join_path(prefix: &str, rel: &str) -> String {
 /// error names only the position: the parser's own message can quote the
 /// file.
 pub fn parse_yaml(text: &str) -> Result<Value, String> {
-    match serde_yaml::from_str(text) {
-        Ok(Value::Null) => Ok(Value::Mapping(serde_yaml::Mapping::new())),
-        Ok(v) => Ok(v),
-        Err(e) => Err(match e.location() {
-            Some(l) => format!(
-                "is not valid yaml (line {} column {})",
-                l.line(),
-                l.column()
-            ),
-            None => "is not valid yaml".to_owned(),
-        }),
-    }
+    stella_core::yaml::parse(text).map_err(|e| match e.at {
+        Some((line, column)) => format!("is not valid yaml (line {line} column {column})"),
+        None => "is not valid yaml".to_owned(),
+    })
 }
 
 /// Upper bound on keys dropped from one value before giving up.

@@ -76,16 +76,13 @@ pub fn parse(
     name: &str,
     env: &dyn EnvSource,
 ) -> (Option<FileConfig>, Vec<ConfigError>) {
-    let mut tree: Value = match serde_yaml::from_str(text) {
-        Ok(Value::Null) => Value::Mapping(Mapping::new()),
+    let mut tree: Value = match stella_core::yaml::parse(text) {
         Ok(v @ Value::Mapping(_)) => v,
         Ok(_) => return (None, vec![ConfigError::new(name, "must be a yaml mapping")]),
-        // The parser's message can quote the file; keep only the position.
         Err(e) => {
-            let at = e
-                .location()
-                .map(|l| format!(" at line {} column {}", l.line(), l.column()))
-                .unwrap_or_default();
+            let at =
+                e.at.map(|(line, column)| format!(" at line {line} column {column}"))
+                    .unwrap_or_default();
             return (
                 None,
                 vec![ConfigError::new(name, format!("is not valid yaml{at}"))],

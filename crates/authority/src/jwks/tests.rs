@@ -6,7 +6,7 @@ use crate::test_server::{
     authority_server, test_config, Reply, TestServer, DISCOVERY_PATH, JWKS_PATH,
 };
 use crate::FetchError;
-use serde_json::json;
+use serde_json::{json, Value};
 use stella_core::ManualClock;
 use stella_envelope::encoding::b64url_encode;
 use stella_jose::testing::{jwks, TestKey};

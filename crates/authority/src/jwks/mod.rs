@@ -43,14 +43,12 @@ use super::http::HttpFetcher;
 use super::lkg::{Ignored, LkgStore, What};
 use super::{AuthorityError, Document};
 use crate::settings::AuthorityConfig;
-use serde_json::Value;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use stella_core::Clock;
-use stella_jose::{JsonObject, JwsAlg, PublicJwk, VerifyingKey};
+use stella_jose::{JsonObject, JwsAlg, VerifyingKey};
 
 /// The longest wait between retries after failed refreshes.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
@@ -58,181 +56,6 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// How long a request with an unknown `kid` waits for a JWKS fetch in
 /// flight before it is answered 503.
 pub const UNKNOWN_KID_WAIT: Duration = Duration::from_millis(500);
-
-/// A parsed JWKS: the usable verification keys.
-#[derive(Clone, Debug, Default)]
-pub struct KeySet {
-    by_kid: HashMap<String, Vec<Arc<VerifyingKey>>>,
-    unnamed: Vec<Arc<VerifyingKey>>,
-    usable: usize,
-    skipped: usize,
-}
-
-/// The result of looking a token's key up in one [`KeySet`].
-#[derive(Clone, Debug)]
-pub enum Selection {
-    Found(Arc<VerifyingKey>),
-    /// The token names a `kid` the set does not have.
-    UnknownKid,
-    /// The token names no `kid` and the set has more than one key.
-    MissingKid,
-}
-
-impl KeySet {
-    /// Parses a JWKS document (RFC 7517 section 5). Unusable keys are
-    /// skipped and counted; a document without a `keys` array, or with no
-    /// usable key, is an error.
-    pub fn from_jwks(doc: &JsonObject) -> Result<KeySet, AuthorityError> {
-        let Some(Value::Array(keys)) = doc.get("keys") else {
-            return Err(AuthorityError::MissingMember {
-                document: Document::Jwks,
-                member: "keys",
-            });
-        };
-        let mut set = KeySet::default();
-        for key in keys {
-            match usable_key(key) {
-                Some((kid, key)) => {
-                    set.usable += 1;
-                    match kid {
-                        Some(kid) => set.by_kid.entry(kid).or_default().push(key),
-                        None => set.unnamed.push(key),
-                    }
-                }
-                None => set.skipped += 1,
-            }
-        }
-        if set.usable == 0 {
-            return Err(AuthorityError::NoUsableKeys {
-                skipped: set.skipped,
-            });
-        }
-        Ok(set)
-    }
-
-    /// Usable keys in the set.
-    pub fn len(&self) -> usize {
-        self.usable
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.usable == 0
-    }
-
-    /// Keys of the document that were not usable.
-    pub fn skipped(&self) -> usize {
-        self.skipped
-    }
-
-    /// The key ids in the set, sorted (for the admin listener).
-    pub fn kids(&self) -> Vec<String> {
-        let mut kids: Vec<String> = self.by_kid.keys().cloned().collect();
-        kids.sort();
-        kids
-    }
-
-    /// Picks the key for a token with header `kid` and `alg`.
-    pub fn select(&self, kid: Option<&str>, alg: JwsAlg) -> Selection {
-        let candidates: &[Arc<VerifyingKey>] = match kid {
-            Some(kid) => match self.by_kid.get(kid) {
-                Some(keys) => keys,
-                None => return Selection::UnknownKid,
-            },
-            None if self.usable == 1 => match (self.unnamed.first(), self.by_kid.values().next()) {
-                (Some(key), _) => std::slice::from_ref(key),
-                (None, Some(keys)) => keys,
-                (None, None) => return Selection::MissingKid,
-            },
-            None => return Selection::MissingKid,
-        };
-        // Prefer the key that allows `alg`; otherwise hand back the first so
-        // verification reports the precise mismatch instead of "unknown kid".
-        match candidates
-            .iter()
-            .find(|k| k.allows(alg))
-            .or_else(|| candidates.first())
-        {
-            Some(key) => Selection::Found(key.clone()),
-            None => Selection::UnknownKid,
-        }
-    }
-}
-
-/// One JWKS entry as a usable key with its kid, or `None` to skip it.
-fn usable_key(entry: &Value) -> Option<(Option<String>, Arc<VerifyingKey>)> {
-    let Value::Object(object) = entry else {
-        return None;
-    };
-    let jwk = PublicJwk::from_json(object).ok()?;
-    if jwk.key_use().is_some_and(|u| u != "sig") {
-        return None;
-    }
-    let key = VerifyingKey::new(&jwk);
-    if !JwsAlg::ALL.iter().any(|alg| key.allows(*alg)) {
-        return None;
-    }
-    Some((jwk.kid().map(str::to_owned), Arc::new(key)))
-}
-
-/// Why no key could be handed out for a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum KeyLookupError {
-    /// The keys could not be used or checked: 503 with `Retry-After`.
-    #[error("authority signing keys unavailable: {0}")]
-    Unavailable(Unavailable),
-    /// The Authority does not publish the token's `kid`: 401.
-    #[error("no authority key has the token's kid")]
-    UnknownKid,
-    /// The token has no `kid` and the key set is not a single key: 401.
-    #[error("token has no kid and the authority publishes more than one key")]
-    MissingKid,
-}
-
-/// Why the keys are unavailable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unavailable {
-    /// No JWKS has been loaded since start.
-    NeverLoaded,
-    /// The last successful fetch is `age` seconds old, past `max_age`.
-    Stale { age: u64, max_age: u64 },
-    /// The kid is unknown and the refetch meant to find it failed.
-    RefetchFailed,
-    /// The kid is unknown and a JWKS fetch in flight did not finish within
-    /// the wait budget.
-    Busy,
-}
-
-impl fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Unavailable::NeverLoaded => f.write_str("no jwks loaded yet"),
-            Unavailable::Stale { age, max_age } => write!(
-                f,
-                "last successful jwks fetch was {age} s ago, more than the {max_age} s allowed"
-            ),
-            Unavailable::RefetchFailed => f.write_str("jwks refetch for an unknown kid failed"),
-            Unavailable::Busy => {
-                f.write_str("a jwks fetch in flight did not finish within the wait budget")
-            }
-        }
-    }
-}
-
-impl KeyLookupError {
-    /// A stable label for metrics and logs; one of a fixed set.
-    pub fn code(&self) -> &'static str {
-        match self {
-            KeyLookupError::Unavailable(_) => "keys_unavailable",
-            KeyLookupError::UnknownKid => "unknown_kid",
-            KeyLookupError::MissingKid => "missing_kid",
-        }
-    }
-
-    /// True for the 503 case.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, KeyLookupError::Unavailable(_))
-    }
-}
 
 /// One published key set and when it was fetched.
 #[derive(Debug, Default)]
@@ -399,167 +222,6 @@ impl JwksCache {
                 failing: AtomicBool::new(false),
             }),
         })
-    }
-
-    /// Loads the persisted discovery and JWKS, once, if a state folder is
-    /// configured and nothing was fetched yet. A copy is used only if its
-    /// record matches this issuer and its document passes the checks a
-    /// fetched one does; otherwise it is ignored with a log line naming
-    /// the file and the reason.
-    pub fn load_persisted(&self) {
-        let Some(persisted) = &self.persisted else {
-            return;
-        };
-        if persisted.loaded.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let now = self.clock.now();
-        let store = &persisted.store;
-        if let Some(record) = store.load(What::Discovery, now) {
-            let checked = record.and_then(|(doc, fetched_at)| {
-                Discovery::from_document(&doc, &self.issuer, self.require_https)
-                    .map(|d| (d, fetched_at))
-                    .map_err(|e| Ignored::Invalid(e.to_string()))
-            });
-            match checked {
-                Ok((discovery, fetched_at)) => {
-                    self.count_load(What::Discovery, true);
-                    let mut slot = self
-                        .discovery
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    if slot.is_none() {
-                        *slot = Some(Arc::new(discovery));
-                        self.counters
-                            .discovery_fetched_at
-                            .store(fetched_at.max(1), Ordering::Relaxed);
-                    }
-                    tracing::info!(
-                        issuer = %self.issuer,
-                        file = %store.path(What::Discovery).display(),
-                        age_seconds = now.saturating_sub(fetched_at),
-                        "persisted authority discovery document loaded"
-                    );
-                }
-                Err(reason) => self.ignored(What::Discovery, &reason),
-            }
-        }
-        if let Some(record) = store.load(What::Jwks, now) {
-            let checked = record.and_then(|(doc, fetched_at)| {
-                KeySet::from_jwks(&doc)
-                    .map(|keys| (keys, fetched_at))
-                    .map_err(|e| Ignored::Invalid(e.to_string()))
-            });
-            match checked {
-                Ok((keys, fetched_at)) => {
-                    self.count_load(What::Jwks, true);
-                    let age = now.saturating_sub(fetched_at);
-                    tracing::info!(
-                        issuer = %self.issuer,
-                        file = %store.path(What::Jwks).display(),
-                        keys = keys.len(),
-                        kids = ?keys.kids(),
-                        age_seconds = age,
-                        max_age_seconds = self.max_age,
-                        "persisted authority signing keys loaded"
-                    );
-                    if age > self.max_age {
-                        tracing::warn!(
-                            issuer = %self.issuer,
-                            age_seconds = age,
-                            max_age_seconds = self.max_age,
-                            "persisted authority signing keys are older than allowed; \
-                             they serve no token until a fetch succeeds"
-                        );
-                    }
-                    let mut slot = self
-                        .snapshot
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    // A fetch that finished first is newer: keep it.
-                    if slot.fetched_at.is_none() {
-                        *slot = Arc::new(Snapshot {
-                            keys,
-                            fetched_at: Some(fetched_at),
-                        });
-                    }
-                }
-                Err(reason) => self.ignored(What::Jwks, &reason),
-            }
-        }
-    }
-
-    fn ignored(&self, what: What, reason: &Ignored) {
-        self.count_load(what, false);
-        let file = self
-            .persisted
-            .as_ref()
-            .map(|p| p.store.path(what).display().to_string());
-        tracing::warn!(
-            issuer = %self.issuer,
-            file = file.as_deref().unwrap_or(""),
-            %reason,
-            "persisted authority {what} ignored"
-        );
-    }
-
-    fn count_load(&self, what: What, loaded: bool) {
-        let row = usize::from(what == What::Jwks);
-        self.counters.lkg_loads[row][usize::from(!loaded)].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Persisted documents read at start, by document and result
-    /// (`loaded` or `ignored`).
-    pub fn lkg_loads(&self, what: What, loaded: bool) -> u64 {
-        let row = usize::from(what == What::Jwks);
-        self.counters.lkg_loads[row][usize::from(!loaded)].load(Ordering::Relaxed)
-    }
-
-    /// Failed writes of the last-known-good copies.
-    pub fn lkg_write_failures(&self) -> u64 {
-        self.counters.lkg_write_failures.load(Ordering::Relaxed)
-    }
-
-    /// Writes a fetched document to the state folder, off the async
-    /// threads. A failure is counted and logged once per streak; it never
-    /// fails the fetch.
-    async fn persist(&self, what: What, document: JsonObject, fetched_at: u64) {
-        let Some(persisted) = &self.persisted else {
-            return;
-        };
-        let store = persisted.store.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            store
-                .save(what, &document, fetched_at)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        match written {
-            Ok(()) => {
-                if persisted.failing.swap(false, Ordering::AcqRel) {
-                    tracing::info!(
-                        issuer = %self.issuer,
-                        file = %persisted.store.path(what).display(),
-                        "persisting the authority documents works again"
-                    );
-                }
-            }
-            Err(error) => {
-                self.counters
-                    .lkg_write_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                if !persisted.failing.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(
-                        issuer = %self.issuer,
-                        file = %persisted.store.path(what).display(),
-                        %error,
-                        "cannot persist the authority {what}; a restart during an outage \
-                         would start without it"
-                    );
-                }
-            }
-        }
     }
 
     /// Runs discovery, then fetches the JWKS, and publishes the new keys.
@@ -927,6 +589,11 @@ pub fn retry_delay(failures: u32, refresh_every: Duration) -> Duration {
         .min(MAX_RETRY_DELAY)
         .min(refresh_every)
 }
+
+mod keyset;
+mod persist;
+
+pub use keyset::{KeyLookupError, KeySet, Selection, Unavailable};
 
 #[cfg(test)]
 mod tests;
