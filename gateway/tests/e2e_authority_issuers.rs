@@ -101,6 +101,14 @@ fn an_opaque_token_is_introspected_once_cached_and_refused_once_revoked_and_expi
     assert_invalid_token(&r);
     assert_eq!(gw.reason_for(&r), "inactive");
     assert_eq!(echo.requests(), upstream);
+
+    // An opaque token may contain two dots (several providers' formats do):
+    // its first part is no JWS header, so it goes to introspection too,
+    // never refused as a malformed JWS.
+    let r = gw.get_with_token("/items/6", "opaque.with-two.dots-inside");
+    assert_invalid_token(&r);
+    assert_eq!(gw.reason_for(&r), "inactive");
+    assert_eq!(echo.requests(), upstream);
 }
 
 #[test]

@@ -12,6 +12,7 @@ use super::claims::ClaimsSource;
 use super::introspection::Introspector;
 use crate::{TokenError, TokenRules};
 use base64::Engine;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use stella_authority::jwks::JwksCache;
@@ -187,10 +188,25 @@ impl Issuers {
     }
 }
 
-/// Whether a token is a compact JWS (three dot-separated parts) rather than
-/// an opaque string.
+/// Whether a token is a compact JWS rather than an opaque string: three
+/// dot-separated parts, the first a base64url JSON object with a string
+/// `alg` (a JOSE header). An opaque token may contain two dots (several
+/// providers' formats do); one whose first part is no JWS header goes to
+/// introspection, where an Authority is configured for it, instead of being
+/// refused as a malformed JWS. Only the header is looked at: whether it is
+/// a good one is the verifier's to say.
 pub fn looks_like_jws(token: &str) -> bool {
-    token.bytes().filter(|b| *b == b'.').count() == 2
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes).ok())
+        .is_some_and(|h| h.get("alg").is_some_and(Value::is_string))
 }
 
 /// The `iss` of a compact JWS, unverified: only to choose whose keys
@@ -229,12 +245,22 @@ mod tests {
     }
 
     #[test]
-    fn only_three_part_tokens_are_jws() {
-        assert!(looks_like_jws("a.b.c"));
+    fn only_three_part_tokens_with_a_jose_header_are_jws() {
+        assert!(looks_like_jws(&jws(r#"{"iss":"x"}"#)));
         assert!(!looks_like_jws(
             "Xxlw6P48RFifp9aNmyTRaLfueMB2SQzFPHwIna7ucgT"
         ));
+        // Two dots, but no JWS header: opaque.
+        assert!(!looks_like_jws("a.b.c"));
+        assert!(!looks_like_jws("opaque.with-two.dots-inside"));
+        let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        assert!(!looks_like_jws(&format!(
+            "{}.e30.sig",
+            b(r#"{"typ":"JWT"}"#)
+        )));
+        assert!(!looks_like_jws(&format!("{}.e30.sig", b(r#"{"alg":7}"#))));
+        assert!(!looks_like_jws(&format!("{}.e30.sig", b("[1]"))));
         assert!(!looks_like_jws("a.b"));
-        assert!(!looks_like_jws("a.b.c.d"));
+        assert!(!looks_like_jws(&format!("{}.c.d", jws("{}"))));
     }
 }
