@@ -63,6 +63,16 @@ pub fn run(path: &Path) -> i32 {
         crate::config::report(&errors);
         return 2;
     }
+    // Before Pingora binds: a port another process listens on would
+    // otherwise leave this process running unbound, and the readiness
+    // probe would reach the other process.
+    let problems = unusable_listeners(&cfg.listeners);
+    if !problems.is_empty() {
+        for problem in problems {
+            eprintln!("{problem}");
+        }
+        return 1;
+    }
     crate::telemetry::init_logging(cfg.logging.json, &cfg.logging.level);
     // The persisted Authority documents serve from the first request on:
     // loaded before the listeners accept anything (and after logging is up,
@@ -187,6 +197,39 @@ pub fn run(path: &Path) -> i32 {
         shutdown_signal: Box::new(Signals { gateway }),
     });
     0
+}
+
+/// The listeners this process cannot bind, each as `key: address: cannot
+/// listen: OS error`. Each address is bound once with `SO_REUSEADDR` (as
+/// Pingora binds) and released at once: a socket listening there, or no
+/// permission for the port, is found; connections in TIME_WAIT from a
+/// previous run are not in the way.
+fn unusable_listeners(listeners: &crate::config::resolve::Listeners) -> Vec<String> {
+    let mut all = Vec::new();
+    if let Some(addr) = listeners.http {
+        all.push(("gateway.listeners.http", addr));
+    }
+    if let Some(tls) = &listeners.tls {
+        all.push(("gateway.listeners.tls.addr", tls.addr));
+    }
+    if let Some(addr) = listeners.admin {
+        all.push(("gateway.listeners.admin", addr));
+    }
+    all.into_iter()
+        .filter_map(|(key, addr)| {
+            let socket = match addr {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            };
+            socket
+                .and_then(|s| {
+                    s.set_reuseaddr(true)?;
+                    s.bind(addr)
+                })
+                .err()
+                .map(|e| format!("{key}: {addr}: cannot listen: {e}"))
+        })
+        .collect()
 }
 
 /// Prints `GATEWAY_READY {json}` on stdout once every listener accepts

@@ -639,3 +639,55 @@ fn traces_block_is_off_by_default_checked_and_settable_from_the_environment() {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
 }
+
+/// Runs `stella-gateway run` until it exits or `limit` passes (then kills
+/// it): the exit code (`None` when it had to be killed), stdout, stderr.
+fn run_until_exit(config: &str, limit: std::time::Duration) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stella-gateway"))
+        .env_clear()
+        .args(["run", "--config", config])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run stella-gateway");
+    let started = std::time::Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (code, out, err)
+}
+
+#[test]
+fn a_listener_address_in_use_ends_run_with_the_address_and_the_os_error_never_ready() {
+    // Another process listens on the port the gateway is told to use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let path = temp_config(
+        "port-taken",
+        &MINIMAL.replace("127.0.0.1:8080", &addr.to_string()),
+    );
+    let (code, out, err) = run_until_exit(&path, std::time::Duration::from_secs(20));
+    assert_eq!(code, Some(1), "exit code; stderr:\n{err}");
+    assert!(!out.contains("GATEWAY_READY"), "announced ready:\n{out}");
+    assert!(
+        err.contains(&format!("gateway.listeners.http: {addr}"))
+            && err.contains("cannot listen")
+            && err.to_ascii_lowercase().contains("address already in use"),
+        "{err}"
+    );
+    drop(taken);
+}
