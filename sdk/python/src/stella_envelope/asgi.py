@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
 
-from .middleware import ConfigSource, evaluate, snapshot_of, unix_now
+from .middleware import Middleware, evaluate
 from .trust import Rejection, problem_body, problem_headers
 
 __all__ = ["EnvelopeMiddleware", "STATE_IDENTITY", "STATE_OUTCOME", "STATE_CONFIG"]
@@ -54,25 +54,10 @@ def _request_path(scope: Scope) -> str:
     return quote(scope.get("path", ""), safe=_PATH_SAFE)
 
 
-class EnvelopeMiddleware:
-    """Applies the configured trust mode to every request.
-
-    ``config`` is a :class:`~stella_envelope.reload.ConfigHandle` (reloadable:
-    read once per request) or a fixed
-    :class:`~stella_envelope.config.ServiceConfig`. ``clock`` returns unix
-    seconds; tests inject one.
+class EnvelopeMiddleware(Middleware[ASGIApp]):
+    """Applies the configured trust mode to every request (see
+    :class:`~stella_envelope.middleware.Middleware` for the arguments).
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        config: ConfigSource,
-        *,
-        clock: Callable[[], int] = unix_now,
-    ) -> None:
-        self.app = app
-        self._snapshot = snapshot_of(config)
-        self._clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

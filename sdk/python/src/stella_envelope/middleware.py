@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Union
+from typing import Generic, TypeVar, Union
 
 from .config import ServiceConfig
 from .errors import EnvelopeError
@@ -32,6 +32,7 @@ __all__ = [
     "evaluate",
     "snapshot_of",
     "unix_now",
+    "Middleware",
 ]
 
 logger = logging.getLogger("stella_envelope")
@@ -118,3 +119,28 @@ def evaluate(
             extra={"envelope_error": rejection.cause.code.value},
         )
     return rejection
+
+
+AppT = TypeVar("AppT")
+
+
+class Middleware(Generic[AppT]):
+    """The state both adapters keep: the wrapped application, where the
+    configuration comes from, and the clock.
+
+    ``config`` is a :class:`~stella_envelope.reload.ConfigHandle` (reloadable:
+    read once per request) or a fixed
+    :class:`~stella_envelope.config.ServiceConfig`. ``clock`` returns unix
+    seconds; tests inject one.
+    """
+
+    def __init__(
+        self,
+        app: AppT,
+        config: ConfigSource,
+        *,
+        clock: Callable[[], int] = unix_now,
+    ) -> None:
+        self.app = app
+        self._snapshot = snapshot_of(config)
+        self._clock = clock

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .middleware import ConfigSource, evaluate, snapshot_of, unix_now
+from .middleware import Middleware, evaluate
 from .trust import Rejection, problem_body, problem_headers
 
 __all__ = ["EnvelopeWSGIMiddleware", "ENVIRON_IDENTITY", "ENVIRON_OUTCOME", "ENVIRON_CONFIG"]
@@ -74,25 +74,10 @@ def _request_path(environ: Environ) -> str:
     return quote((script + info).encode("latin-1", "replace"), safe=_PATH_SAFE)
 
 
-class EnvelopeWSGIMiddleware:
-    """Applies the configured trust mode to every request.
-
-    ``config`` is a :class:`~stella_envelope.reload.ConfigHandle` (reloadable:
-    read once per request) or a fixed
-    :class:`~stella_envelope.config.ServiceConfig`. ``clock`` returns unix
-    seconds; tests inject one.
+class EnvelopeWSGIMiddleware(Middleware[WSGIApp]):
+    """Applies the configured trust mode to every request (see
+    :class:`~stella_envelope.middleware.Middleware` for the arguments).
     """
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        config: ConfigSource,
-        *,
-        clock: Callable[[], int] = unix_now,
-    ) -> None:
-        self.app = app
-        self._snapshot = snapshot_of(config)
-        self._clock = clock
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         # The one read of the configuration for this request.
