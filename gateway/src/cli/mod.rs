@@ -363,11 +363,15 @@ fn reload(admin: &str) -> i32 {
     };
     let answer = runtime.block_on(async {
         use http_body_util::BodyExt;
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let client = stella_authority::http::client(
+            stella_authority::http::platform_roots(),
+            None,
+            true,
+            false,
+        )
+        .map_err(|e| e.to_string())?;
         let request = http::Request::post(uri)
-            .body(http_body_util::Empty::new())
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
             .map_err(|e| e.to_string())?;
         let call = async {
             let response = client.request(request).await.map_err(|e| e.to_string())?;
