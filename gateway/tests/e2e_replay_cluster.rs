@@ -282,7 +282,7 @@ fn a_redis_restart_under_load_fails_closed_only_while_it_is_down() {
                 // Bounded: stops when told, or after this many at most.
                 while !stop.load(Ordering::SeqCst) && i < 20_000 {
                     i += 1;
-                    let (node, name) = if (worker + i) % 2 == 0 {
+                    let (node, name) = if (worker + i).is_multiple_of(2) {
                         (a, 'a')
                     } else {
                         (b, 'b')
