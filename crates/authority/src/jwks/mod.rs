@@ -98,7 +98,36 @@ struct OnDemand {
     fetching: AtomicBool,
 }
 
+/// The cooldown of on-demand fetches, as a pure decision: with the last
+/// attempt at `last` (unix seconds; `None`: never), whether a fetch may start
+/// at `now`. At most one per `cooldown` seconds; a clock that went back
+/// counts as within the cooldown.
+pub(crate) fn cooldown_over(last: Option<u64>, now: u64, cooldown: u64) -> bool {
+    match last {
+        None => true,
+        Some(at) => now >= at.saturating_add(cooldown),
+    }
+}
+
 impl OnDemand {
+    /// Claims the one on-demand fetch of this cooldown at `now`: `true` for
+    /// the one caller that may fetch, `false` for every other (within the
+    /// cooldown, or another caller claimed it first). Lock-free, so
+    /// requests within the cooldown are answered at once.
+    fn try_claim(&self, now: u64, cooldown: u64) -> bool {
+        let last = self.last_attempt.load(Ordering::Acquire);
+        cooldown_over(last.checked_sub(1), now, cooldown)
+            && self
+                .last_attempt
+                .compare_exchange(
+                    last,
+                    now.saturating_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
     /// The answer for an unknown kid when no fetch is due.
     fn answer(&self) -> KeyLookupError {
         if self.last_failed.load(Ordering::Acquire) {
@@ -270,23 +299,8 @@ impl JwksCache {
             Err(e) => return Err(e),
         }
         let od = &self.on_demand;
-        let now = self.clock.now();
-        let last = od.last_attempt.load(Ordering::Acquire);
-        let in_cooldown = last
-            .checked_sub(1)
-            .is_some_and(|at| now < at.saturating_add(self.cooldown));
         // Claim the on-demand fetch; only one caller per cooldown wins.
-        let claimed = !in_cooldown
-            && od
-                .last_attempt
-                .compare_exchange(
-                    last,
-                    now.saturating_add(1),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok();
-        if !claimed {
+        if !od.try_claim(self.clock.now(), self.cooldown) {
             if !od.fetching.load(Ordering::Acquire) {
                 return Err(od.answer());
             }
@@ -341,23 +355,7 @@ impl JwksCache {
     /// request instead of at the refresh loop's next retry. The request
     /// itself is answered 503 at once.
     fn refetch_stale(self: &Arc<Self>) {
-        let od = &self.on_demand;
-        let now = self.clock.now();
-        let last = od.last_attempt.load(Ordering::Acquire);
-        let in_cooldown = last
-            .checked_sub(1)
-            .is_some_and(|at| now < at.saturating_add(self.cooldown));
-        if in_cooldown
-            || od
-                .last_attempt
-                .compare_exchange(
-                    last,
-                    now.saturating_add(1),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_err()
-        {
+        if !self.on_demand.try_claim(self.clock.now(), self.cooldown) {
             return;
         }
         let Ok(gate) = self.fetch_gate.clone().try_lock_owned() else {

@@ -762,3 +762,29 @@ async fn a_token_needing_stale_keys_starts_one_fetch_so_a_returned_authority_ser
     }
     assert_eq!(s.server.count(JWKS_PATH), fetches + 2);
 }
+
+#[test]
+fn the_unknown_kid_cooldown_allows_one_fetch_per_cooldown() {
+    // (last attempt, now, cooldown) -> may fetch
+    for (last, now, cooldown, want) in [
+        (None, 0, 10, true),
+        (Some(100), 100, 10, false),
+        (Some(100), 109, 10, false),
+        (Some(100), 110, 10, true),
+        (Some(100), 99, 10, false), // the clock went back
+        (Some(u64::MAX - 1), u64::MAX - 1, 10, false), // saturating: no wrap
+        (Some(u64::MAX - 1), u64::MAX, 10, true),
+        (Some(100), 100, 0, true),
+    ] {
+        assert_eq!(
+            cooldown_over(last, now, cooldown),
+            want,
+            "{last:?} {now} {cooldown}"
+        );
+    }
+    let od = OnDemand::default();
+    assert!(od.try_claim(50, 10), "first claim");
+    assert!(!od.try_claim(50, 10), "second claim in the same second");
+    assert!(!od.try_claim(59, 10), "within the cooldown");
+    assert!(od.try_claim(60, 10), "the next cooldown");
+}
