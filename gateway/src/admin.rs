@@ -294,6 +294,10 @@ impl ServeHttp for Admin {
                             "alg": k.alg.as_str(),
                             "active": k.kid == gw.signer.key().kid().as_str(),
                         })).collect::<Vec<_>>(),
+                        "services": gw.signer.service_kids().map(|(service, kid)| json!({
+                            "service": service,
+                            "kid": kid,
+                        })).collect::<Vec<_>>(),
                     },
                     "authority": {
                         "issuer": gw.authn.issuers.first().issuer(),

@@ -61,15 +61,20 @@
 //! }
 //! ```
 
+use crate::config::resolve::EnvelopeKeyText;
 use crate::config::{Config, ConfigError};
 use stella_authn::Authenticated;
 use stella_envelope::{EnvelopeHeaders, Key, SignError, Signer, Target};
 use stella_policy::Authorized;
 
-/// Signs envelopes with the active key, for authorized callers only.
+/// Signs envelopes with the active key, or a service's own key
+/// (`services[].envelope_kid`), for authorized callers only.
 #[derive(Debug)]
 pub struct EnvelopeSigner {
     signer: Signer,
+    /// Services that have a key of their own, with its signer (few: found
+    /// by name).
+    by_service: Vec<(String, Signer)>,
     /// A signer whose every signature fails, for tests of that path.
     #[cfg(test)]
     broken: bool,
@@ -80,22 +85,48 @@ impl EnvelopeSigner {
     /// `iss`, its envelope lifetime. `resolve` checked that the key parses
     /// and can sign, so this fails only for a configuration it did not make.
     pub fn from_config(config: &Config) -> Result<EnvelopeSigner, ConfigError> {
-        let at = "router.identity_envelope_active_kid";
-        let key = &config.envelope_key;
-        let key = Key::parse_compat(key.kid.clone(), key.expose())
-            .map_err(|e| ConfigError::new(at, e.to_string()))?;
-        let signer = Signer::new(
-            key,
-            config.gateway_id.clone(),
-            config.envelope_lifetime.as_secs(),
-        )
-        .map_err(|e| ConfigError::new(at, e.to_string()))?;
-        Ok(EnvelopeSigner::new(signer))
+        let signer_of = |text: &EnvelopeKeyText, at: &str| {
+            let key = Key::parse_compat(text.kid.clone(), text.expose())
+                .map_err(|e| ConfigError::new(at, e.to_string()))?;
+            Signer::new(
+                key,
+                config.gateway_id.clone(),
+                config.envelope_lifetime.as_secs(),
+            )
+            .map_err(|e| ConfigError::new(at, e.to_string()))
+        };
+        let mut signer = EnvelopeSigner::new(signer_of(
+            &config.envelope_key,
+            "router.identity_envelope_active_kid",
+        )?);
+        for (i, service) in config.services.iter().enumerate() {
+            let Some(kid) = &service.envelope_kid else {
+                continue;
+            };
+            let at = format!("services[{i}].envelope_kid");
+            let text = config
+                .service_keys
+                .iter()
+                .find(|t| t.kid.as_str() == kid)
+                .ok_or_else(|| ConfigError::new(&at, "names no configured envelope key"))?;
+            signer
+                .by_service
+                .push((service.name.clone(), signer_of(text, &at)?));
+        }
+        Ok(signer)
+    }
+
+    /// The kid that signs each service with a key of its own.
+    pub fn service_kids(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_service
+            .iter()
+            .map(|(service, s)| (service.as_str(), s.key().kid().as_str()))
     }
 
     pub fn new(signer: Signer) -> EnvelopeSigner {
         EnvelopeSigner {
             signer,
+            by_service: Vec::new(),
             #[cfg(test)]
             broken: false,
         }
@@ -120,8 +151,14 @@ impl EnvelopeSigner {
                 kid: self.key().kid().to_string(),
             });
         }
-        self.signer
-            .sign(who.authenticated().identity(), target, now)
+        let signer = match self.by_service.as_slice() {
+            [] => &self.signer,
+            own => own
+                .iter()
+                .find(|(service, _)| service == target.audience)
+                .map_or(&self.signer, |(_, s)| s),
+        };
+        signer.sign(who.authenticated().identity(), target, now)
     }
 
     /// A signer that fails every signature, as a key that cannot sign would.
@@ -129,6 +166,7 @@ impl EnvelopeSigner {
     pub(crate) fn broken_for_tests(signer: Signer) -> EnvelopeSigner {
         EnvelopeSigner {
             signer,
+            by_service: Vec::new(),
             broken: true,
         }
     }

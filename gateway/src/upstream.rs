@@ -359,6 +359,7 @@ mod tests {
             eject: Duration::from_secs(10),
             health_check: None,
             openapi: None,
+            envelope_kid: None,
         }
     }
 

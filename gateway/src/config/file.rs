@@ -292,6 +292,13 @@ pub struct ServiceSection {
     /// The service's own OpenAPI document (a file, relative to this file,
     /// or an http(s) url), merged into `stella-gateway openapi`.
     pub openapi: Option<String>,
+    /// The kid of the envelope key (in `router.identity_envelope_keys`)
+    /// that signs this service's envelopes; default: the active key. With a
+    /// key per service, a service holding its HS256 key can mint envelopes
+    /// for itself only. Not printed when unset (the printed configuration
+    /// stays as it was for deployments without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envelope_kid: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -459,6 +466,7 @@ pub fn schema_sample() -> FileConfig {
                 timeout_ms: Some(0),
             }),
             openapi: s(),
+            envelope_kid: s(),
         }],
         logging: LoggingSection {
             format: s(),

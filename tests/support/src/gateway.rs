@@ -81,6 +81,8 @@ pub struct GatewaySetup {
     auth: serde_json::Map<String, Value>,
     /// Other keys of `gateway` (`watch_config`, `upstreams`, ...).
     gateway: serde_json::Map<String, Value>,
+    /// Other keys of a service: (service, key, value).
+    service_settings: Vec<(String, String, Value)>,
 }
 
 impl GatewaySetup {
@@ -118,7 +120,15 @@ impl GatewaySetup {
             public_origin: None,
             auth: serde_json::Map::new(),
             gateway: serde_json::Map::new(),
+            service_settings: Vec::new(),
         }
+    }
+
+    /// Sets another key of a service (`envelope_kid`, `health_check`, ...).
+    pub fn service_setting(mut self, service: &str, key: &str, value: Value) -> GatewaySetup {
+        self.service_settings
+            .push((service.to_owned(), key.to_owned(), value));
+        self
     }
 
     /// Points a service at `addr`.
@@ -224,13 +234,17 @@ impl GatewaySetup {
             .services
             .iter()
             .map(|(name, addrs, creds, mode)| {
-                json!({
+                let mut service = json!({
                     "name": name,
                     "upstreams": addrs,
                     "forward_credentials": creds,
                     "trust_mode": mode,
                     "connect_timeout_ms": 2000,
-                })
+                });
+                for (_, key, value) in self.service_settings.iter().filter(|(s, _, _)| s == name) {
+                    service[key] = value.clone();
+                }
+                service
             })
             .collect();
         let mut config = json!({

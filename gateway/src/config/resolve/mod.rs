@@ -54,6 +54,8 @@ pub struct Config {
     /// The keyring's active key, as configured (data: the signer is built
     /// from it with the snapshot, `EnvelopeSigner::from_config`).
     pub envelope_key: EnvelopeKeyText,
+    /// The keys that sign for services with their own `envelope_kid`.
+    pub service_keys: Vec<EnvelopeKeyText>,
     /// Every key of the keyring (the active one included).
     pub envelope_keys: Vec<EnvelopeKeyInfo>,
     pub envelope_lifetime: Duration,
@@ -351,7 +353,24 @@ pub fn resolve(
             .map(|_| EnvelopeKeyText { kid, text })
     });
 
-    let services = services::services(&mut e, file, &mut effective, base);
+    let services = services::services(&mut e, file, &mut effective, base, &keyring.infos);
+    // The texts of the keys services sign with (the active key's is
+    // `envelope_key`); the signers are built with the snapshot.
+    let service_keys: Vec<EnvelopeKeyText> = keyring
+        .texts
+        .iter()
+        .filter(|(kid, _)| {
+            services
+                .iter()
+                .any(|s| s.envelope_kid.as_deref() == Some(kid.as_str()))
+        })
+        .filter_map(|(kid, text)| {
+            Some(EnvelopeKeyText {
+                kid: KeyId::new(kid).ok()?,
+                text: text.clone(),
+            })
+        })
+        .collect();
 
     let logging = Logging {
         json: match file.logging.format.as_deref().map(str::trim) {
@@ -388,6 +407,7 @@ pub fn resolve(
             work_stealing,
             on_missing_authorization,
             envelope_key,
+            service_keys,
             envelope_keys: keyring.infos,
             envelope_lifetime: Duration::from_secs(lifetime),
             shutdown_grace: Duration::from_secs(shutdown_grace),

@@ -24,6 +24,9 @@ pub struct Service {
     pub health_check: Option<HealthCheck>,
     /// The service's own OpenAPI document, for `stella-gateway openapi`.
     pub openapi: Option<OpenApiSource>,
+    /// The envelope key that signs this service's envelopes; `None`: the
+    /// active key.
+    pub envelope_kid: Option<String>,
 }
 
 /// Where a service publishes its OpenAPI document.
@@ -39,6 +42,7 @@ pub(super) fn services(
     file: &FileConfig,
     effective: &mut FileConfig,
     base: &Path,
+    envelope_keys: &[EnvelopeKeyInfo],
 ) -> Vec<Service> {
     let mut services = Vec::new();
     for (i, s) in file.services.iter().enumerate() {
@@ -142,6 +146,17 @@ pub(super) fn services(
                     .map(OpenApiSource::File)
             }
         });
+        let envelope_kid = s.envelope_kid.as_deref().map(str::trim).and_then(|kid| {
+            if envelope_keys.iter().any(|k| k.kid == kid) {
+                Some(kid.to_owned())
+            } else {
+                e.add(
+                    &at("envelope_kid"),
+                    format!("names {kid}, which is not a configured envelope key"),
+                );
+                None
+            }
+        });
         let es = &mut effective.services[i];
         es.forward_credentials = Some(s.forward_credentials.unwrap_or(false));
         services.push(Service {
@@ -155,6 +170,7 @@ pub(super) fn services(
             eject: Duration::from_secs(eject),
             health_check,
             openapi,
+            envelope_kid,
         });
     }
 
