@@ -268,6 +268,32 @@ impl ServeHttp for Admin {
                 };
                 reply(status, "application/json", body.to_string())
             }
+            // The public envelope keys as a JWKS (RFC 7517; Ed25519 as OKP,
+            // RFC 8037): every EdDSA key of the keyring, so services can
+            // fetch them and rotate. HS256 keys are secrets: never listed.
+            "/.well-known/stella/keys.json" => {
+                let keys: Vec<_> = gw
+                    .config
+                    .envelope_keys
+                    .iter()
+                    .filter_map(|k| {
+                        let x = k.public_x.as_ref()?;
+                        Some(json!({
+                            "kty": "OKP",
+                            "crv": "Ed25519",
+                            "x": x,
+                            "kid": k.kid,
+                            "alg": "EdDSA",
+                            "use": "sig",
+                        }))
+                    })
+                    .collect();
+                reply(
+                    StatusCode::OK,
+                    "application/jwk-set+json",
+                    json!({ "keys": keys }).to_string(),
+                )
+            }
             "/metrics" => match self.metrics(&gw) {
                 Ok(text) => reply(StatusCode::OK, "text/plain; version=0.0.4", text),
                 Err(e) => internal_error("metrics encoding", &e),

@@ -126,3 +126,50 @@ fn an_envelope_kid_that_names_no_configured_key_is_refused_with_its_key_path() {
         "{err}"
     );
 }
+
+#[test]
+fn the_admin_listener_publishes_the_public_envelope_keys_as_a_jwks_and_never_a_secret() {
+    let ed = Key::ed25519_from_seed(KeyId::new("ed-1").unwrap(), [7; 32]).unwrap();
+    let public = ed.public_spec().to_string();
+    let echo = Echo::start(
+        "echo",
+        "GatewayEnforced",
+        &[
+            ("Router__IdentityEnvelopeSigningKey", public.as_str()),
+            ("Router__IdentityEnvelopeSigningKeyId", "ed-1"),
+        ],
+    );
+    let addr = echo.addr();
+    let stack = Stack::start_with("published-keys", move |s| {
+        s.service("echo", addr)
+            .router(
+                "identity_envelope_keys",
+                json!([{"kid": "ed-1", "key": ed.to_spec().to_string()}]),
+            )
+            .router("identity_envelope_active_kid", json!("ed-1"))
+    });
+    let r = stack.gateway.admin_get("/.well-known/stella/keys.json");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let keys = r.json()["keys"].as_array().unwrap().clone();
+    // The EdDSA key, public half only; the HS256 key of the default setup
+    // (e2e-1) is a secret and is not listed.
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let jwk = &keys[0];
+    assert_eq!(jwk["kty"], "OKP");
+    assert_eq!(jwk["crv"], "Ed25519");
+    assert_eq!(jwk["kid"], "ed-1");
+    assert_eq!(jwk["alg"], "EdDSA");
+    assert!(jwk.get("d").is_none(), "private member published: {jwk}");
+    assert_eq!(
+        format!("ed25519-public:{}", jwk["x"].as_str().unwrap()),
+        public
+    );
+    assert!(!r.text().contains("c3RlbGxh"), "HS256 material published");
+
+    // The service, holding only that public key, verified the envelope.
+    let got = stack.gateway.get("/public/x", &[]);
+    assert_eq!(got.status, 200, "{}", got.text());
+    let body = got.json();
+    let kid = received_values(&body, "x-stellaops-identity-envelope-kid");
+    assert_eq!(kid, vec!["ed-1".to_string()]);
+}

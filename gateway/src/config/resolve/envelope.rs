@@ -50,6 +50,10 @@ pub struct EnvelopeKeyInfo {
     pub kid: String,
     pub alg: Alg,
     pub source: KeySource,
+    /// An EdDSA key's public key (base64url, 32 bytes): public, published
+    /// in the gateway's key set. `None` for HS256 (a shared secret has no
+    /// public half).
+    pub public_x: Option<String>,
 }
 
 /// The envelope keyring as configured: every key, which one signs, and the
@@ -211,6 +215,13 @@ pub(super) fn envelope_keyring(
             kid: k.kid().as_str().to_owned(),
             alg: k.alg(),
             source: source.clone(),
+            public_x: match k.alg() {
+                Alg::EdDsa => k
+                    .public_spec()
+                    .strip_prefix("ed25519-public:")
+                    .map(str::to_owned),
+                Alg::Hs256 => None,
+            },
         })
         .collect();
     let active = active_kid.and_then(|kid| {
