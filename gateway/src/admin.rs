@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` (the process is up), `/readyz` (the
-//! Authority's keys are loaded and fresh enough, not shutting down),
+//! The admin listener: `/healthz` (the process is up), `/readyz` (this
+//! process can serve: configuration loaded, every Authority's keys loaded
+//! once, not draining; `?verbose` adds the state of each dependency),
 //! `/metrics` (Prometheus text), `/config` (active configuration version,
 //! when it was applied, the last rejected reload, key ids) and
 //! `POST /reload`. It is a separate listener so it can be kept off the
@@ -61,7 +62,7 @@ impl Admin {
         )
     }
 
-    fn metrics(&self, gw: &Snapshot) -> Result<String, prometheus::Error> {
+    fn metrics(&self, gw: &Snapshot, replay_reachable: bool) -> Result<String, prometheus::Error> {
         let extra = format!(
             "# HELP stella_gateway_token_cache_hits_total Access tokens found in the verified-token cache\n\
              # TYPE stella_gateway_token_cache_hits_total counter\n\
@@ -97,14 +98,15 @@ impl Admin {
             sum(gw, |j| j.lkg_loads(What::Jwks, true)),
             sum(gw, |j| j.lkg_loads(What::Jwks, false)),
             sum(gw, |j| j.lkg_write_failures()),
-        ) + &authority_metrics(gw);
+        ) + &authority_metrics(gw)
+            + &degraded_metric(gw, replay_reachable);
         let issuers = gw.authn.issuers.list();
         gw.metrics().render(&External {
             jwks_refreshes: sum(gw, |j| j.refreshes()),
             jwks_refresh_failures: sum(gw, |j| j.refresh_failures()),
             jwks_keys: sum(gw, |j| j.key_ids().len() as u64),
             jwks_age_seconds: issuers.iter().filter_map(|i| i.jwks.age()).max(),
-            ready: keys_ready(gw),
+            ready: ready(gw),
             extra: &extra,
         })
     }
@@ -115,9 +117,62 @@ fn sum(gw: &Snapshot, f: impl Fn(&stella_authority::JwksCache) -> u64) -> u64 {
     gw.authn.issuers.list().iter().map(|i| f(&i.jwks)).sum()
 }
 
-/// Every Authority's keys are loaded and fresh enough.
-fn keys_ready(gw: &Snapshot) -> bool {
+/// Readiness: this process can serve. Its configuration is loaded (it
+/// would not run otherwise), it has had every Authority's keys (fetched,
+/// or loaded from the last-known-good state), and it is not draining.
+/// Shared dependencies are deliberately not part of it: the keys' age, the
+/// replay store and the claims and introspection endpoints fail on every
+/// replica at once, and a load balancer that followed them would take all
+/// of them out, including the routes that do not need them. Those are
+/// `degraded` instead (`/readyz?verbose`, `stella_gateway_degraded`), and
+/// refused by exactly the requests that need them (docs/design.md §3.8).
+fn ready(gw: &Snapshot) -> bool {
+    keys_loaded(gw) && !gw.shared.is_draining()
+}
+
+/// Every Authority's keys have been loaded once.
+fn keys_loaded(gw: &Snapshot) -> bool {
+    gw.authn
+        .issuers
+        .list()
+        .iter()
+        .all(|i| i.jwks.last_success().is_some())
+}
+
+/// Every Authority's keys are loaded and within their max age (refresh
+/// plus max-stale); past it, tokens not yet verified get 503.
+fn keys_fresh(gw: &Snapshot) -> bool {
     gw.authn.issuers.list().iter().all(|i| i.jwks.is_ready())
+}
+
+/// The dependencies that are degraded: `authority_keys` (some Authority's
+/// keys are past their max age or were never loaded) and `replay_store`
+/// (the DPoP replay store does not answer a ping within 1 s).
+fn degraded(gw: &Snapshot, replay_reachable: bool) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if !keys_fresh(gw) {
+        out.push("authority_keys");
+    }
+    if !replay_reachable {
+        out.push("replay_store");
+    }
+    out
+}
+
+/// `stella_gateway_degraded`, one series per dependency.
+fn degraded_metric(gw: &Snapshot, replay_reachable: bool) -> String {
+    let down = degraded(gw, replay_reachable);
+    let mut text = String::from(
+        "# HELP stella_gateway_degraded 1 when a shared dependency is degraded: the requests that need it get 503 while the gateway stays ready\n\
+         # TYPE stella_gateway_degraded gauge\n",
+    );
+    for dependency in ["authority_keys", "replay_store"] {
+        let value = u8::from(down.contains(&dependency));
+        text.push_str(&format!(
+            "stella_gateway_degraded{{dependency=\"{dependency}\"}} {value}\n"
+        ));
+    }
+    text
 }
 
 /// Per-Authority staleness, max-stale, introspection and claims metrics.
@@ -220,6 +275,10 @@ fn escape_label(value: &str) -> String {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_owned();
+        let verbose = session.req_header().uri.query().is_some_and(|q| {
+            q.split('&')
+                .any(|p| p == "verbose" || p.starts_with("verbose="))
+        });
         let post = session.req_header().method == http::Method::POST;
         if path == "/reload" {
             if !post {
@@ -250,17 +309,40 @@ impl ServeHttp for Admin {
         match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
             "/readyz" => {
-                let keys = keys_ready(&gw);
-                let replay = self.replay_store_reachable(&gw).await;
-                let draining = gw.shared.is_draining();
-                let ready = keys && replay && !draining;
-                let body = json!({
+                let ready = ready(&gw);
+                let mut body = json!({
                     "ready": ready,
-                    "authority_keys_loaded": keys,
-                    "replay_store_reachable": replay,
-                    "jwks_age_seconds": gw.authn.issuers.list().iter().filter_map(|i| i.jwks.age()).max(),
-                    "draining": draining,
+                    "draining": gw.shared.is_draining(),
+                    "authority_keys_loaded": keys_loaded(&gw),
                 });
+                if verbose {
+                    let replay = self.replay_store_reachable(&gw).await;
+                    body["authority_keys_fresh"] = json!(keys_fresh(&gw));
+                    body["replay_store_reachable"] = json!(replay);
+                    body["jwks_age_seconds"] = json!(gw
+                        .authn
+                        .issuers
+                        .list()
+                        .iter()
+                        .filter_map(|i| i.jwks.age())
+                        .max());
+                    body["degraded"] = json!(degraded(&gw, replay));
+                    body["authorities"] = gw
+                        .authn
+                        .issuers
+                        .list()
+                        .iter()
+                        .map(|i| {
+                            json!({
+                                "issuer": i.issuer(),
+                                "keys_loaded": i.jwks.last_success().is_some(),
+                                "keys_fresh": i.jwks.is_ready(),
+                                "jwks_age_seconds": i.jwks.age(),
+                                "max_age_seconds": i.jwks.max_age(),
+                            })
+                        })
+                        .collect();
+                }
                 let status = if ready {
                     StatusCode::OK
                 } else {
@@ -294,7 +376,7 @@ impl ServeHttp for Admin {
                     json!({ "keys": keys }).to_string(),
                 )
             }
-            "/metrics" => match self.metrics(&gw) {
+            "/metrics" => match self.metrics(&gw, self.replay_store_reachable(&gw).await) {
                 Ok(text) => reply(StatusCode::OK, "text/plain; version=0.0.4", text),
                 Err(e) => internal_error("metrics encoding", &e),
             },

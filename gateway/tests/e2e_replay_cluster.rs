@@ -1,10 +1,9 @@
-//! Two gateway nodes sharing one real `redis-server` as the DPoP replay
-//! store (DESIGN 3.3, 3.9): a proof accepted by one node is a replay on the
-//! other, concurrent submissions of one proof across both succeed exactly
-//! once, a store outage fails closed (503 with `Retry-After`) for DPoP
-//! while Bearer requests carry on, a restart under load gives 503 only while
-//! the store is down, and a store behind TLS and a password is shared the
-//! same way.
+//! Two gateway nodes sharing one real `redis-server` as the DPoP replay store
+//! (docs/design.md §3.3, §3.9): a proof accepted by one node is a replay on the
+//! other, concurrent submissions of one proof across both succeed exactly once,
+//! a store outage fails closed (503 with `Retry-After`) for DPoP while Bearer
+//! requests carry on, a restart under load gives 503 only while the store is
+//! down, and a store behind TLS and a password is shared the same way.
 //!
 //! Both nodes have the same configuration apart from their ports, and the
 //! same `public_origin`, as behind one load-balanced address: clients make
@@ -220,19 +219,63 @@ fn with_redis_down_dpop_requests_fail_closed_with_503_while_bearer_requests_pass
     assert_eq!(c.echo.requests(), 4);
 }
 
-/// DESIGN 3.8: `/readyz` reports "Authority keys loaded, replay store
-/// reachable". A node whose shared replay store is down answers every DPoP
-/// request with 503, so a load balancer should be told it is not ready.
+/// A shared replay store that goes down must not take every node out of
+/// readiness: a load balancer following `/readyz` would then drop Bearer,
+/// anonymous and SPIFFE traffic too. Readiness stays 200; the outage shows
+/// as `degraded` on `/readyz?verbose` and in `stella_gateway_degraded`, and
+/// only the requests that need the store (DPoP) get 503 with Retry-After.
 #[test]
-fn readiness_reports_an_unreachable_replay_store() {
+fn a_replay_store_outage_keeps_every_node_ready_and_refuses_only_dpop() {
     let mut c = Cluster::start("cluster-readyz");
+    let bearer = c.authority.token(BEARER);
     for node in [&c.a, &c.b] {
         assert_eq!(node.admin_get("/readyz").status, 200);
+        let verbose = node.admin_get("/readyz?verbose").json();
+        assert_eq!(verbose["replay_store_reachable"], true, "{verbose}");
+        assert_eq!(verbose["degraded"], json!([]), "{verbose}");
     }
     c.redis.kill();
-    for node in [&c.a, &c.b] {
+    for (i, node) in [&c.a, &c.b].into_iter().enumerate() {
         let r = node.admin_get("/readyz");
-        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["ready"], true);
+        let verbose = node.admin_get("/readyz?verbose");
+        assert_eq!(verbose.status, 200);
+        let verbose = verbose.json();
+        assert_eq!(verbose["replay_store_reachable"], false, "{verbose}");
+        assert_eq!(verbose["degraded"], json!(["replay_store"]), "{verbose}");
+        let metrics = node.metrics();
+        assert_eq!(metrics.get("stella_gateway_ready"), 1.0);
+        assert_eq!(
+            metrics.value("stella_gateway_degraded", &[("dependency", "replay_store")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            metrics.value(
+                "stella_gateway_degraded",
+                &[("dependency", "authority_keys")]
+            ),
+            Some(0.0)
+        );
+
+        let before = c.echo.requests();
+        let path = format!("/dpop/down-{i}");
+        let r = c.send(node, &path, &c.proof(&path));
+        assert_problem(&r, 503, "temporarily_unavailable");
+        assert!(
+            r.header("retry-after")
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some(),
+            "{r:?}"
+        );
+        assert_eq!(
+            c.echo.requests(),
+            before,
+            "a DPoP request passed without the store"
+        );
+        let r = node.get_with_token(&format!("/items/{i}"), &bearer);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(c.echo.requests(), before + 1);
     }
 }
 
@@ -422,5 +465,8 @@ fn two_gateways_share_a_tls_redis_with_a_password() {
     let r = c.send(&wrong, "/dpop/tls-2", &c.proof("/dpop/tls-2"));
     assert_problem(&r, 503, "temporarily_unavailable");
     assert_eq!(c.echo.requests(), before);
-    assert_eq!(wrong.admin_get("/readyz").status, 503);
+    // Ready (it can serve everything else), with the store degraded.
+    assert_eq!(wrong.admin_get("/readyz").status, 200);
+    let verbose = wrong.admin_get("/readyz?verbose").json();
+    assert_eq!(verbose["degraded"], json!(["replay_store"]), "{verbose}");
 }
