@@ -17,9 +17,10 @@
 # It prints medians over ROUNDS rounds of requests/s, latency, signature
 # verifications per request (the gateway's own counter), and the proxy
 # process's CPU time per request (steadier than requests/s on a busy
-# machine), the target ratios of DESIGN.md section 5 (pass / bare >= 0.90,
-# bearer / pass >= 0.95, dpop / haproxy >= 1.00) in both terms, the gateway's
-# resident memory, and the cold start (see the coldstart mode).
+# machine), the target ratios it judges (pass / bare >= 0.90, bearer / pass
+# >= 0.95, dpop / haproxy >= 1.00; the budget is docs/design.md §5) in
+# both terms, the gateway's resident memory, and the cold start (see the
+# coldstart mode).
 #
 # Other modes (the first argument):
 #   coldstart  with the Authority up, starts the gateway 5 times (a fresh

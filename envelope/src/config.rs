@@ -1,6 +1,6 @@
 //! Service-side configuration from environment variables with the names
-//! existing deployments use (DESIGN.md 3.6), read through [`EnvSource`] so
-//! tests never touch the process environment.
+//! existing deployments use (docs/design.md §3.6), read through [`EnvSource`]
+//! so tests never touch the process environment.
 //!
 //! | name | meaning | default |
 //! |---|---|---|
@@ -55,9 +55,9 @@ pub const FILE_VARIABLES: &[&str] = &[
     ENV_ISSUER,
 ];
 
-/// Folds a variable name the way DESIGN.md 3.2 matches them: case-insensitive,
-/// `_` ignored, so `ROUTER__ENABLED` and `router_enabled` both name
-/// `Router__Enabled`.
+/// Folds a variable name the way docs/design.md §3.2 matches them:
+/// case-insensitive, `_` ignored, so `ROUTER__ENABLED` and `router_enabled`
+/// both name `Router__Enabled`.
 pub fn fold_env_name(name: &str) -> String {
     name.chars()
         .filter(|c| *c != '_')

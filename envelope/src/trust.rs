@@ -1,4 +1,4 @@
-//! Trust modes: what a service does with an envelope (DESIGN.md 3.6).
+//! Trust modes: what a service does with an envelope (docs/design.md §3.6).
 //!
 //! | mode              | valid envelope        | no envelope        | invalid envelope        |
 //! |-------------------|-----------------------|--------------------|-------------------------|

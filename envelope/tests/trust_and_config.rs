@@ -1,5 +1,5 @@
 //! The trust-mode table row by row, and service configuration from the
-//! environment names of DESIGN.md 3.6.
+//! environment names of docs/design.md §3.6.
 
 use std::collections::HashMap;
 use stella_envelope::config::*;

@@ -1,5 +1,5 @@
 //! The decision log: one line per request, target `stella_gateway::decision`
-//! (DESIGN.md 3.9).
+//! (docs/design.md §3.8).
 //!
 //! With `logging.format: json` the line is written here directly, in the
 //! exact shape `tracing-subscriber`'s JSON formatter gives every other line

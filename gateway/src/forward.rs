@@ -1,6 +1,6 @@
-//! What the upstream receives (DESIGN.md 3.5 and 3.6): which client headers
-//! are removed, and which headers the gateway sets in their place (its own
-//! forwarding headers, trace context, request id and the signed envelope).
+//! What the upstream receives (docs/design.md §3.5 and §3.6): which client
+//! headers are removed, and which headers the gateway sets in their place (its
+//! own forwarding headers, trace context, request id and the signed envelope).
 //!
 //! Pure functions over header names and values; the proxy applies the plan.
 
@@ -42,10 +42,10 @@ pub fn is_stripped(name: &str, forward_credentials: bool, trusted_tls_terminator
 }
 
 /// Whether a query string carries an access token (RFC 6750 section 2.3:
-/// `access_token=`), which the gateway refuses (DESIGN.md 3.5): a token in
-/// a URL ends up in logs, and a second credential method is ambiguous.
-/// The parameter name is matched after percent-decoding, case-sensitively
-/// as RFC 6750 names it.
+/// `access_token=`), which the gateway refuses (docs/design.md §3.3): a token
+/// in a URL ends up in logs, and a second credential method is ambiguous. The
+/// parameter name is matched after percent-decoding, case-sensitively as
+/// RFC 6750 names it.
 pub fn query_has_access_token(query: &[u8]) -> bool {
     query.split(|b| *b == b'&' || *b == b';').any(|pair| {
         let name = pair.split(|b| *b == b'=').next().unwrap_or_default();

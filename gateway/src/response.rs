@@ -1,4 +1,4 @@
-//! The one place where refusals become HTTP responses (DESIGN.md 3.4).
+//! The one place where refusals become HTTP responses (docs/design.md §3.4).
 //!
 //! Every response the gateway makes itself goes through [`Refusal::reply`]:
 //! status, `WWW-Authenticate` challenges (RFC 6750, RFC 9449 section 7.1),

@@ -691,3 +691,23 @@ fn a_listener_address_in_use_ends_run_with_the_address_and_the_os_error_never_re
     );
     drop(taken);
 }
+
+#[test]
+fn version_names_the_release_and_the_commit_it_was_built_from() {
+    for flag in ["--version", "-V"] {
+        let out = gateway(&[flag], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let line = text.strip_suffix('\n').unwrap_or(&text);
+        let expected = format!("stella-gateway {} (commit ", env!("CARGO_PKG_VERSION"));
+        let commit = line
+            .strip_prefix(&expected)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{flag}: {line:?} is not `{expected}<commit>)`"));
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        assert!(
+            commit == "unknown" || (commit.len() == 12 && commit.bytes().all(lower_hex)),
+            "{flag}: commit {commit:?} is neither 12 lowercase hex digits nor unknown"
+        );
+    }
+}

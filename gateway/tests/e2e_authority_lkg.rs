@@ -1,4 +1,4 @@
-//! The Authority's last-known-good documents (DESIGN.md 3.7): with
+//! The Authority's last-known-good documents (docs/design.md §3.7): with
 //! `gateway.auth.authority.state_dir`, a gateway restarted while its
 //! Authority is down serves with the discovery and JWKS it had fetched,
 //! and counts their age from that fetch; a state file that is not this

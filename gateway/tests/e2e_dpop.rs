@@ -505,7 +505,7 @@ fn every_defective_credential_header_or_proof_is_refused_and_never_reaches_the_s
     assert_reached_with_dpop(&s.send("GET", path, &s.proof("GET", path)), &s.key);
 }
 
-/// DESIGN.md 3.3: "A DPoP-bound token presented as `Bearer` (any casing,
+/// docs/design.md §3.3: "A DPoP-bound token presented as `Bearer` (any casing,
 /// with or without a proof): 401 `invalid_token`." The proof does not turn
 /// the request into "several credentials" (400): the token is the defect.
 #[test]
@@ -709,8 +709,8 @@ fn a_full_memory_replay_store_refuses_new_proofs_with_503_instead_of_forgetting_
     assert_reached_via_envelope(&r);
 }
 
-/// DESIGN.md 5: on the DPoP hot path exactly one signature verification per
-/// request (the proof's); the access token's signature is checked once and
+/// docs/design.md §5: on the DPoP hot path exactly one signature verification
+/// per request (the proof's); the access token's signature is checked once and
 /// then served from the verified-token cache.
 #[test]
 fn a_warm_dpop_request_costs_exactly_one_signature_verification() {

@@ -1,8 +1,8 @@
-//! Header hygiene end to end (DESIGN.md 3.5, 3.6): identity and forwarding
-//! headers a client sends never reach a service, in any case, duplicated or
-//! not; the service sees exactly the gateway's own envelope, and it
-//! verifies (the echo service answers 200 with `source: envelope` only
-//! after checking the signature, audience, issuer and expiry).
+//! Header hygiene end to end (docs/design.md §3.5, §3.6): identity and
+//! forwarding headers a client sends never reach a service, in any case,
+//! duplicated or not; the service sees exactly the gateway's own envelope, and
+//! it verifies (the echo service answers 200 with `source: envelope` only after
+//! checking the signature, audience, issuer and expiry).
 
 mod common;
 

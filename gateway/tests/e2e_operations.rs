@@ -1,6 +1,6 @@
-//! What an operator sees (DESIGN.md 3.4, 3.8): upstream failures answered
-//! by the gateway, request metrics by route, decision and status, and the
-//! admin endpoints.
+//! What an operator sees (docs/design.md §3.4, §3.8): upstream failures
+//! answered by the gateway, request metrics by route, decision and status, and
+//! the admin endpoints.
 
 mod common;
 

@@ -1,9 +1,9 @@
-//! Sender constraints per route (DESIGN 3.3, runbooks/dpop-mtls-rollout.md)
-//! end to end: the shipped policies' `/dpop/**` (DPoP), `/mtls/**`
-//! (certificate-bound, RFC 8705), `/bound/**` (either, emergency bypass
-//! allowed) and `/svc/**` (a SPIFFE workload certificate alone), with real
-//! tokens from the Authority, DPoP proofs from `DpopKey`, and client
-//! certificates presented with `curl` over the TLS listener.
+//! Sender constraints per route (docs/design.md §3.3,
+//! runbooks/dpop-mtls-rollout.md) end to end: the shipped policies' `/dpop/**`
+//! (DPoP), `/mtls/**` (certificate-bound, RFC 8705), `/bound/**` (either,
+//! emergency bypass allowed) and `/svc/**` (a SPIFFE workload certificate
+//! alone), with real tokens from the Authority, DPoP proofs from `DpopKey`, and
+//! client certificates presented with `curl` over the TLS listener.
 //!
 //! Asserted: status, challenge and body `error`, whether the service was
 //! called and the `auth_method` / confirmation it received, and the counters

@@ -1,5 +1,5 @@
 //! SPIFFE X.509-SVIDs are verified against the roots of their own trust
-//! domain (DESIGN.md 3.3): one domain's CA can never vouch for another
+//! domain (docs/design.md §3.3): one domain's CA can never vouch for another
 //! domain's workload IDs, and certificates without a SPIFFE ID still use the
 //! listener's `client_ca_file`.
 

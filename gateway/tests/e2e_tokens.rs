@@ -1,5 +1,5 @@
-//! Access tokens end to end (DESIGN.md 3.3, 3.4): real tokens from the test
-//! Authority, forged ones made here, through the gateway binary to the
+//! Access tokens end to end (docs/design.md §3.3, §3.4): real tokens from the
+//! test Authority, forged ones made here, through the gateway binary to the
 //! sample service. Each case checks what a caller sees (status, challenge,
 //! `error` code) and whether the service was called at all.
 

@@ -1,6 +1,6 @@
 //! The shared DPoP replay store against a real `redis-server` on loopback
-//! (DESIGN 3.3, 3.9): `SET NX PX` makes insertion atomic across gateway
-//! nodes, entries expire after their TTL, and an outage fails closed.
+//! (docs/design.md §3.3, §3.9): `SET NX PX` makes insertion atomic across
+//! gateway nodes, entries expire after their TTL, and an outage fails closed.
 //!
 //! TLS (`rediss://`, with a client certificate where the server asks for
 //! one), a password fixed on the server while the gateway runs, a master

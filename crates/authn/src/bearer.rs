@@ -15,7 +15,7 @@
 //! [`authenticate_bearer`] runs the three with the verified-token cache in
 //! front. What it returns is authentication only: the caller still applies
 //! the route policy and enforces [`Binding`] (a `cnf`-bound token presented
-//! as plain Bearer is refused there, DESIGN 3.3), on cache hits too.
+//! as plain Bearer is refused there, docs/design.md §3.3), on cache hits too.
 
 use super::cache::{TokenCache, TokenKey};
 use serde_json::Value;

@@ -13,9 +13,9 @@
 //! - Memory: about 80 bytes of cache bookkeeping per entry besides the
 //!   claims (moka, used before, took about 350: its per-entry timers,
 //!   deques and frequency sketch); see `docs/performance.md`.
-//! - A hit skips only what the token alone proves (signature, issuer,
-//!   audience, times, claim types). The route policy, the `cnf` binding and
-//!   any DPoP proof are checked by the caller on every request (DESIGN 3.3).
+//! - A hit skips only what the token alone proves (signature, issuer, audience,
+//!   times, claim types). The route policy, the `cnf` binding and any DPoP
+//!   proof are checked by the caller on every request (docs/design.md §3.7).
 //! - Entries are valid for the rules they were verified under: build a new
 //!   cache when the Authority configuration changes.
 //! - Tokens verified with a key the Authority later withdraws stay cached
@@ -288,9 +288,8 @@ mod tests {
     }
 }
 
-/// DESIGN.md 5 budgets 128 MiB of resident memory with 100k cached tokens;
-/// the performance issue asks for under 100 MiB, measured as real RSS by
-/// `bench/run.sh tokens`. This counts the heap bytes the verified-token
+/// docs/design.md §5 budgets under 100 MiB of resident memory with 100k
+/// cached tokens, measured as real RSS by `bench/run.sh tokens`. This counts the heap bytes the verified-token
 /// cache holds for 100k tokens shaped like the Authority's (a counting
 /// allocator, so the figure is exact and repeatable, unlike RSS). The
 /// gateway idles at about 32 MiB, and with mimalloc, two workers and the

@@ -1,4 +1,4 @@
-//! Stateless DPoP server nonces (RFC 9449 section 8; DESIGN 3.3).
+//! Stateless DPoP server nonces (RFC 9449 section 8; docs/design.md §3.3).
 //!
 //! A nonce is `base64url(counter || tag)`: `counter` is the time step
 //! (`now / step`) as 8 big-endian octets and `tag` the first 16 octets of

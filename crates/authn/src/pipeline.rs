@@ -244,7 +244,7 @@ impl Authenticator {
                 let claims = self.verify_token(token).await?;
                 let method = match claims.binding() {
                     Binding::Unbound => AuthMethod::Bearer,
-                    // DESIGN.md 3.3: a DPoP-bound token presented as Bearer.
+                    // docs/design.md §3.3: a DPoP-bound token presented as Bearer.
                     Binding::Jkt(_) => {
                         self.unproven(AuthnError::InvalidToken("dpop_bound_token_as_bearer"))?
                     }

@@ -1,6 +1,6 @@
-//! Which credential a request presents: reads every `Authorization` and
-//! `DPoP` field line and applies the rules of DESIGN.md 3.3 that do not need
-//! the token's contents (several credentials at once, scheme and header
+//! Which credential a request presents: reads every `Authorization` and `DPoP`
+//! field line and applies the rules of docs/design.md §3.3 that do not need the
+//! token's contents (several credentials at once, scheme and header
 //! combinations).
 
 /// The credential found on a request.
@@ -9,9 +9,10 @@ pub enum Presented<'a> {
     None,
     /// `Authorization: Bearer <token>` and no `DPoP` header.
     Bearer(&'a str),
-    /// `Authorization: Bearer <token>` with a `DPoP` header. DESIGN.md 3.3
-    /// answers it by the token: a DPoP-bound token is 401 `invalid_token`
-    /// ("presented as Bearer, with or without a proof"), any other is 400.
+    /// `Authorization: Bearer <token>` with a `DPoP` header.
+    /// docs/design.md §3.3 answers it by the token: a DPoP-bound token is 401
+    /// `invalid_token` ("presented as Bearer, with or without a proof"), any
+    /// other is 400.
     BearerWithDpopHeader(&'a str),
     /// `Authorization: DPoP <token>` with exactly one `DPoP` field line.
     Dpop {

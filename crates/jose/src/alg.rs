@@ -6,8 +6,8 @@
 use super::error::JoseError;
 use std::fmt;
 
-/// A JWS signature algorithm the gateway may accept (DESIGN 3.3). Callers
-/// narrow this further per credential type (proofs allow fewer).
+/// A JWS signature algorithm the gateway may accept (docs/design.md §3.3).
+/// Callers narrow this further per credential type (proofs allow fewer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum JwsAlg {
     /// ECDSA over P-256 with SHA-256, raw `r || s` signature.

@@ -20,7 +20,7 @@ use stella_envelope::encoding::b64url_decode;
 /// 6.4.1; RFC 8037 2).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// RSA modulus sizes accepted (DESIGN 3.3), in bits.
+/// RSA modulus sizes accepted (docs/design.md §3.3), in bits.
 const RSA_MIN_BITS: usize = 2048;
 const RSA_MAX_BITS: usize = 8192;
 /// ring refuses RSA exponents above 2^33 - 1; refusing them here keeps

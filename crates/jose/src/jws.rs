@@ -228,7 +228,7 @@ fn json_object(bytes: &[u8], part: JwsPart) -> Result<JsonObject, JoseError> {
 
 /// Compares a `typ` value with the expected media type (such as `at+jwt` or
 /// `dpop+jwt`) case-insensitively, ignoring an optional `application/`
-/// prefix on either (RFC 7515 4.1.9; DESIGN 3.3).
+/// prefix on either (RFC 7515 4.1.9; docs/design.md §3.3).
 pub fn typ_matches(value: &str, expected: &str) -> bool {
     let expected = strip_application(expected);
     !expected.is_empty() && strip_application(value).eq_ignore_ascii_case(expected)

@@ -5,7 +5,7 @@
 //! It owns the encoding rules only; what a token or proof must claim lives
 //! in `authn`. Everything here is pure: no I/O, no clock.
 //!
-//! Rules it enforces (DESIGN 3.3):
+//! Rules it enforces (docs/design.md §3.3):
 //! - algs: ES256, ES384, EdDSA, PS256, RS256 and nothing else, ever
 //!   ([`JwsAlg`]); callers narrow further (proofs allow fewer);
 //! - one encoding per value: strict unpadded base64url, JSON objects without

@@ -18,9 +18,9 @@ pub fn thumbprint_sha256(jwk: &PublicJwk) -> String {
 }
 
 /// True when `expected` (for example a token's `cnf.jkt`) is the canonical
-/// base64url thumbprint of `jwk`. A non-canonical spelling of the right
-/// digest does not match (DESIGN 3.3). Thumbprints are public values, so
-/// the comparison need not be constant time.
+/// base64url thumbprint of `jwk`. A non-canonical spelling of the right digest
+/// does not match (docs/design.md §3.3). Thumbprints are public values, so the
+/// comparison need not be constant time.
 pub fn thumbprint_matches(jwk: &PublicJwk, expected: &str) -> bool {
     is_canonical_b64url_of_len(expected, 32) && thumbprint_sha256(jwk) == expected
 }

@@ -1,4 +1,4 @@
-//! The service configuration as it changes at runtime (DESIGN.md 3.6,
+//! The service configuration as it changes at runtime (docs/design.md §3.6,
 //! SPEC.md 7.1): one checked [`ServiceConfig`] behind an atomic pointer,
 //! replaced whole by [`ServiceConfigHandle::reload`].
 //!

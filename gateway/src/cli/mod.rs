@@ -14,10 +14,19 @@ use std::path::PathBuf;
 use stella_envelope::config::ProcessEnv;
 use stella_envelope::{AuthMethod, Confirmation, Identity, Key, KeyId, Signer, Target};
 
+/// `stella-gateway --version`: the crate's version and the commit it was
+/// built from (`unknown` without one; gateway/build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STELLA_GATEWAY_BUILD_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "stella-gateway",
-    version,
+    version = VERSION,
     about = "Stella Gateway: policy decision point and identity envelope signer"
 )]
 struct Cli {

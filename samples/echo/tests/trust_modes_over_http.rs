@@ -1,4 +1,4 @@
-//! The trust-mode table of DESIGN.md 3.6, row by row, through the sample
+//! The trust-mode table of docs/design.md §3.6, row by row, through the sample
 //! service over real HTTP: the service binary is started in each mode with
 //! the `Router__*` variables and sent real requests.
 

@@ -1,4 +1,4 @@
-//! DPoP proofs at a resource (RFC 9449 sections 4.3, 7.1; DESIGN 3.3).
+//! DPoP proofs at a resource (RFC 9449 sections 4.3, 7.1; docs/design.md §3.3).
 //!
 //! [`check_proof`] is pure: it takes the request facts, the rules and `now`
 //! and returns a [`CheckedProof`] or a typed [`DpopError`]. It does no I/O,
@@ -35,14 +35,14 @@ use subtle::ConstantTimeEq;
 /// 8192-bit key (about 3 KiB), far above the ~600 bytes of an ES256 one.
 pub const DEFAULT_MAX_PROOF_LEN: usize = 8 * 1024;
 
-/// Longest `jti` accepted, in bytes (DESIGN 3.3).
+/// Longest `jti` accepted, in bytes (docs/design.md §3.3).
 pub const MAX_JTI_LEN: usize = 256;
 
-/// Proof algorithms accepted by default (DESIGN 3.3).
+/// Proof algorithms accepted by default (docs/design.md §3.3).
 pub const DEFAULT_PROOF_ALGS: [JwsAlg; 4] =
     [JwsAlg::Es256, JwsAlg::Es384, JwsAlg::EdDsa, JwsAlg::Ps256];
 
-/// Default proof age window and future skew (DESIGN 3.3).
+/// Default proof age window and future skew (docs/design.md §3.3).
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_FUTURE_SKEW: Duration = Duration::from_secs(5);
 
@@ -385,8 +385,8 @@ impl DpopError {
     }
 
     /// The token, not the proof, is at fault: 401 `invalid_token`
-    /// (DESIGN 3.3: a `cnf.jkt` mismatch, or a token that is not DPoP-bound
-    /// presented with the DPoP scheme).
+    /// (docs/design.md §3.3: a `cnf.jkt` mismatch, or a token that is not
+    /// DPoP-bound presented with the DPoP scheme).
     pub fn is_binding_mismatch(&self) -> bool {
         matches!(self, DpopError::JktMismatch | DpopError::TokenNotDpopBound)
     }
@@ -401,7 +401,7 @@ impl DpopError {
 /// Checks a DPoP proof presented with a DPoP-bound access token at a
 /// resource: RFC 9449 section 4.3 (all items; item 11's replay check is the
 /// caller's, with [`CheckedProof::replay_key`]) and section 7.1 (`ath`,
-/// `cnf.jkt`), under DESIGN 3.3's rules.
+/// `cnf.jkt`), under docs/design.md §3.3's rules.
 pub fn check_proof(
     input: &ProofInput<'_>,
     rules: &DpopRules,

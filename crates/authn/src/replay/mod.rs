@@ -1,5 +1,5 @@
-//! DPoP replay detection (RFC 9449 section 11.1; DESIGN 3.3, 3.9): each
-//! `(jkt, jti)` may be used once while its proof could still be accepted.
+//! DPoP replay detection (RFC 9449 section 11.1; docs/design.md §3.3, §3.9):
+//! each `(jkt, jti)` may be used once while its proof could still be accepted.
 //!
 //! The store sees only [`crate::dpop::CheckedProof::replay_key`]
 //! (a SHA-256, never proof bytes) and a TTL of at least

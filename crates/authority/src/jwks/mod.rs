@@ -4,7 +4,7 @@
 //! immutable snapshot that readers clone an `Arc` of; a refresh swaps the
 //! snapshot whole, so a reader never sees half a key set.
 //!
-//! Rules (DESIGN 3.3):
+//! Rules (docs/design.md §3.7):
 //! - keys that do not parse as public keys ([`PublicJwk::from_json`]), whose
 //!   `use` is not `sig`, or that allow none of the accepted algorithms are
 //!   skipped and counted, never fatal; a set with no usable key is a failed

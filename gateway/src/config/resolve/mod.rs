@@ -45,7 +45,7 @@ pub struct Config {
     pub authorities: Vec<AuthorityConfig>,
     pub token_cache_max_entries: u64,
     pub dpop: DpopConfig,
-    /// The audited emergency bypass (DESIGN.md 1): off unless configured.
+    /// The audited emergency bypass (docs/design.md §3.3): off unless configured.
     pub allow_temporary_bypass: bool,
     pub policies_dir: Option<PathBuf>,
     pub threads: usize,

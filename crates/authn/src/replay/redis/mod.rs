@@ -1,7 +1,7 @@
 //! The shared replay store: `SET <prefix><hex key> 1 NX PX <ms>` on a Redis
-//! that every gateway node uses (DESIGN 3.9). Redis makes the insertion
-//! atomic across nodes: `OK` means this node stored the key first, a nil
-//! reply means some node already had.
+//! that every gateway node uses (docs/design.md §3.9). Redis makes the
+//! insertion atomic across nodes: `OK` means this node stored the key first, a
+//! nil reply means some node already had.
 //!
 //! The connection is the `redis` crate's: a multiplexed connection that
 //! reconnects by itself (`ConnectionManager`) for one server, or a master
