@@ -5,7 +5,8 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub struct Process {
     name: String,
     /// Stderr lines so far, when started with [`Process::try_start_capturing`].
     stderr: Option<Arc<Mutex<Vec<String>>>>,
+    /// Its stdout and stderr files, when started with [`Process::start_logged`].
+    logs: Option<(PathBuf, PathBuf)>,
 }
 
 impl Process {
@@ -107,6 +110,7 @@ impl Process {
                     ready,
                     name: name.to_owned(),
                     stderr,
+                    logs: None,
                 }),
                 Err(e) => {
                     let _ = child.kill();
@@ -120,6 +124,108 @@ impl Process {
                 Err(format!(
                     "{name} did not become ready within {timeout:?} (exit: {status:?})"
                 ))
+            }
+        }
+    }
+
+    /// Spawns `command` with its stdout in `<dir>/<name>.out` and its
+    /// stderr in `<dir>/<name>.err` (the files of an earlier process of the
+    /// same name move to `<name>.<n>.out` and `.err`), and waits up to
+    /// `timeout` for the stdout line `<marker> <json>`. For long runs whose
+    /// logs are read afterwards (the operations drills). `stdin` is
+    /// [`Stdio::null`] or [`Stdio::piped`] (then see [`Process::take_stdin`]).
+    pub fn start_logged(
+        name: &str,
+        mut command: Command,
+        marker: &str,
+        timeout: Duration,
+        dir: &Path,
+        stdin: Stdio,
+    ) -> Result<Process, String> {
+        let out_path = dir.join(format!("{name}.out"));
+        let err_path = dir.join(format!("{name}.err"));
+        if out_path.exists() {
+            let n = (1..)
+                .find(|n| !dir.join(format!("{name}.{n}.out")).exists())
+                .unwrap_or(1);
+            let _ = std::fs::rename(&out_path, dir.join(format!("{name}.{n}.out")));
+            let _ = std::fs::rename(&err_path, dir.join(format!("{name}.{n}.err")));
+        }
+        let create = |p: &Path| {
+            std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
+        };
+        command
+            .stdout(create(&out_path)?)
+            .stderr(create(&err_path)?)
+            .stdin(stdin);
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let mut process = Process {
+            child,
+            ready: Value::Null,
+            name: name.to_owned(),
+            stderr: None,
+            logs: Some((out_path.clone(), err_path.clone())),
+        };
+        let prefix = format!("{marker} ");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+            if let Some(json) = text.lines().find_map(|l| l.strip_prefix(&prefix)) {
+                process.ready = serde_json::from_str(json)
+                    .map_err(|e| format!("{name} ready line is not json ({e}): {json}"))?;
+                return Ok(process);
+            }
+            let exited = process.try_exit_code();
+            if exited.is_some() || std::time::Instant::now() > deadline {
+                let errors = std::fs::read_to_string(&err_path).unwrap_or_default();
+                let tail: Vec<&str> = errors.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let how = match exited {
+                    Some(code) => format!("exited ({code:?}) before {marker}"),
+                    None => format!("printed no {marker} within {timeout:?}"),
+                };
+                return Err(format!(
+                    "{name} {how}; last lines of {}:\n{}",
+                    err_path.display(),
+                    tail.join("\n")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The stdout and stderr files of a process started with
+    /// [`Process::start_logged`].
+    pub fn log_files(&self) -> Option<(&Path, &Path)> {
+        self.logs.as_ref().map(|(o, e)| (o.as_path(), e.as_path()))
+    }
+
+    /// The process's stdin, when started with a piped one (once).
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Stops the process: sends `signal` (`TERM`, `INT`, ...), waits up to
+    /// `grace` for it to exit, then kills it. Its exit code (None for a
+    /// signal, or when it had to be killed).
+    pub fn stop(&mut self, signal: &str, grace: Duration) -> Option<i32> {
+        if let Some(code) = self.try_exit_code() {
+            return code;
+        }
+        let _ = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status();
+        match self.wait_exit(grace) {
+            Ok(code) => code,
+            Err(_) => {
+                eprintln!(
+                    "{} did not exit on {signal} within {grace:?}; killing it",
+                    self.name
+                );
+                self.kill();
+                None
             }
         }
     }
@@ -262,6 +368,57 @@ mod tests {
             Duration::from_secs(10),
         );
         assert!(bad.is_err_and(|e| e.contains("not json")));
+    }
+
+    #[test]
+    fn a_logged_process_writes_its_files_and_a_restart_keeps_the_earlier_ones() {
+        let dir = crate::temp::TempDir::new("logged");
+        let start = |text: &str| {
+            Process::start_logged(
+                "unit",
+                sh(&format!(
+                    r#"echo {text}; echo 'UNIT_READY {{"n":1}}'; echo oops >&2; exec sleep 60"#
+                )),
+                "UNIT_READY",
+                Duration::from_secs(10),
+                dir.path(),
+                Stdio::null(),
+            )
+        };
+        let mut first = start("first").expect("starts");
+        assert_eq!(first.ready["n"], 1);
+        assert_eq!(
+            first.stop("TERM", Duration::from_secs(5)),
+            None,
+            "ended by the signal"
+        );
+        let _second = start("second").expect("starts again");
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+        assert!(
+            read("unit.1.out").starts_with("first"),
+            "{}",
+            read("unit.1.out")
+        );
+        assert!(
+            read("unit.out").starts_with("second"),
+            "{}",
+            read("unit.out")
+        );
+        assert!(wait_until(Duration::from_secs(5), || read("unit.err") == "oops\n"));
+
+        let failed = Process::start_logged(
+            "dies",
+            sh("echo 'bad config' >&2; exit 2"),
+            "UNIT_READY",
+            Duration::from_secs(10),
+            dir.path(),
+            Stdio::null(),
+        );
+        let error = failed.err().expect("an exit before the marker is an error");
+        assert!(
+            error.contains("exited (Some(2))") && error.contains("bad config"),
+            "{error}"
+        );
     }
 
     #[test]

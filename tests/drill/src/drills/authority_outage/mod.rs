@@ -1,0 +1,568 @@
+//! The Authority goes away and comes back, under constant mixed load
+//! (runbooks/authority-outage.md). Stages:
+//! 1. authority-down: the Authority is stopped; requests with known keys
+//!    keep succeeding, the gateway's staleness rises;
+//! 2. flip-hybrid: the operator flips `echo` GatewayEnforced -> Hybrid (its
+//!    `Router__` file, then POST /reload), no restart;
+//! 3. gateway-restart: the gateway is restarted during the outage and
+//!    serves from its state folder (last-known-good JWKS);
+//! 4. past-max-stale: the keys' age passes jwks_refresh + jwks_max_stale: a
+//!    token the gateway has not verified yet gets 503 with Retry-After,
+//!    never 401; anonymous and SPIFFE-only requests keep working, and the
+//!    gateway stays ready (`/readyz` 200) with its keys shown as degraded;
+//! 5. authority-back: the Authority returns on the same port with the same
+//!    keys: staleness back to ~0 without a gateway restart (at the gateway's
+//!    next retry, at most jwks_refresh_seconds later), new tokens served
+//!    again (5-recovered); then `echo` is flipped back to GatewayEnforced
+//!    (5-flip-back).
+//!
+//! Load, each class its own stella-load (so each has its own table per
+//! stage), all started before the outage with long-lived tokens: `bearer`
+//! (GatewayEnforced, Hybrid and ServiceEnforced routes), `dpop`, `anon`,
+//! and `refused` (401 without a token, 403 without the scope); and two
+//! probes, a few requests per second each: `fresh`, each request with a
+//! token the gateway has never seen (minted before the outage, so its
+//! verification needs the Authority's keys), and `spiffe`, a SPIFFE client
+//! certificate alone on the TLS listener (/svc). The requests refused while
+//! the gateway itself restarts (stage 3: one process, nothing in front of
+//! it) are counted separately, as the restart window; they must be
+//! connection failures, never a status.
+
+mod probes;
+mod verdict;
+
+use probes::{start_probes, Probes};
+use verdict::verdict;
+
+use crate::harness::{Abort, Outcome};
+use crate::load::{kind, kind_expecting, kind_with_body, Load};
+use crate::Drill;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use stella_gateway::config::file::TlsSection;
+use stella_test_support::{curl_https, free_ports, try_request, Pki, TempDir};
+
+/// Keys are fresh for this long after the last fetch (the smallest allowed).
+const REFRESH: u64 = 10;
+const CLASSES: [&str; 4] = ["bearer", "dpop", "anon", "refused"];
+const WINDOW: &str = "3-gateway-restart-window";
+
+/// What the operator saw at the end of a stage.
+#[derive(Default, Clone)]
+struct Stage {
+    name: String,
+    seconds: u64,
+    stale: Option<f64>,
+    ready: Option<u16>,
+}
+
+struct Outage {
+    loads: Vec<(&'static str, Load)>,
+    stages: Vec<Stage>,
+    started: Instant,
+    probes: Probes,
+}
+
+pub fn run(d: &mut Drill) -> Outcome {
+    // Stages 1-3 must fit in the time the keys are served stale; stage 4
+    // starts when it has passed.
+    let max_stale = 3 * d.run.step.as_secs() + 15;
+    let max_age = REFRESH + max_stale;
+    // The Authority keeps its signing keys in a file, so it comes back with
+    // the same kids; /__test/mint makes the fresh tokens of the probe.
+    let keys = d.run.dir.join("authority-keys.json");
+    d.stack.authority_env = vec![
+        ("AUTHORITY_KEYS_FILE".into(), keys.display().to_string()),
+        ("AUTHORITY_TEST_MINT".into(), "1".into()),
+    ];
+    let state = d.run.dir.join("state");
+    std::fs::create_dir_all(&state).map_err(|e| Abort(format!("{}: {e}", state.display())))?;
+    let a = &mut d.stack.authority_settings;
+    a.jwks_refresh_seconds = Some(REFRESH);
+    a.jwks_cooldown_seconds = Some(2);
+    a.jwks_max_stale_seconds = Some(max_stale);
+    a.http_timeout_ms = Some(500);
+    a.state_dir = Some(state.display().to_string());
+    // The TLS listener with client certificates: a CA, the gateway's
+    // certificate and the SPIFFE X.509-SVID of the workload /svc/** admits.
+    let pki_dir = TempDir::new("drill-pki");
+    let pki = Pki::generate(&pki_dir);
+    let tls_port = free_ports(1)[0];
+    d.stack.tls = Some(TlsSection {
+        addr: Some(format!("127.0.0.1:{tls_port}")),
+        cert_file: Some(pki.server_cert.display().to_string()),
+        key_file: Some(pki.server_key.display().to_string()),
+        client_certificates: Some("optional".into()),
+        client_ca_file: Some(pki.ca.display().to_string()),
+        http2: Some(false),
+        ..TlsSection::default()
+    });
+    d.stack_up()?;
+    let tls = SocketAddr::from(([127, 0, 0, 1], tls_port));
+    d.run.ok(format!(
+        "keys fresh for {REFRESH}s after a fetch, then stale for at most {max_stale}s (max age {max_age}s); state folder {}",
+        d.run.relative(&state)
+    ));
+
+    // Tokens for the fresh probe, minted now: the Authority will be gone.
+    let needed = d.run.step.as_secs() as usize * 30 + 4000;
+    let tokens = mint(d, needed)?;
+    d.run.ok(format!("{needed} tokens minted for the fresh probe (TTL {}s; the load's own tokens have the same TTL)", d.stack.token_ttl));
+    let spiffe = |with_cert: bool| {
+        let cert = with_cert.then_some((pki.spiffe_cert.as_path(), pki.spiffe_key.as_path()));
+        curl_https(tls, "/svc/x", &pki.ca, cert, &[])
+            .response
+            .map_or(0, |r| r.status)
+    };
+    let s = spiffe(true);
+    if s != 200 {
+        return d.run.abort(format!(
+            "SPIFFE-only request to /svc/x on the TLS listener: {s}, wanted 200"
+        ));
+    }
+    let s = spiffe(false);
+    d.run.check(
+        s == 401,
+        "/svc/x: 200 with the SPIFFE certificate, 401 without",
+        format!("/svc/x without a certificate: {s}, wanted 401"),
+    );
+
+    let mut loads = Vec::new();
+    for class in CLASSES {
+        let (kinds, share) = class_kinds(d, class);
+        let load = d.start_load(&format!("load-{class}"), kinds, d.run.rate * share / 100)?;
+        loads.push((class, load));
+    }
+    let probes = start_probes(d, tokens, tls, &pki);
+    d.run.say(format!(
+        "  load: {} req/s over {} ({}/load-*.yaml), probes fresh and spiffe",
+        d.run.rate,
+        CLASSES.join(" "),
+        d.run.relative(&d.run.logs)
+    ));
+    let mut o = Outage {
+        loads,
+        stages: Vec::new(),
+        started: Instant::now(),
+        probes,
+    };
+    o.stages.push(Stage {
+        name: "warmup".into(),
+        ..Stage::default()
+    });
+    let result = stages(d, &mut o, max_age);
+    verdict(d, o);
+    drop(pki_dir);
+    result
+}
+
+/// The stages, from baseline to the flip back.
+fn stages(d: &mut Drill, o: &mut Outage, max_age: u64) -> Outcome {
+    let step = d.run.step;
+    stage(d, o, "baseline");
+    std::thread::sleep(step);
+    // Stop the Authority right after a fetch, so the stages below have the
+    // whole REFRESH + max-stale before the keys are too old.
+    if d.run
+        .wait_for(Duration::from_secs(REFRESH + 10), || {
+            staleness(d).is_some_and(|s| s <= 0.0)
+        })
+        .is_none()
+    {
+        return d.run.abort(format!(
+            "no JWKS fetch within {}s (staleness {:?})",
+            REFRESH + 10,
+            staleness(d)
+        ));
+    }
+    let refreshes_before = d.metric("stella_gateway_jwks_refreshes_total", &[]);
+    stage_end(d, o);
+
+    stage(d, o, "1-authority-down");
+    d.stop_authority();
+    let outage_at = unix_now();
+    d.run.ok(format!(
+        "Authority stopped ({} now refuses connections)",
+        d.stack.issuer
+    ));
+    let stale_start = staleness(d).unwrap_or(0.0);
+    std::thread::sleep(step);
+    // The next scheduled refresh is at most jwks_refresh_seconds after the
+    // last fetch; its failure is the operator's first signal.
+    let failures = |d: &Drill| d.metric("stella_gateway_jwks_refresh_failures_total", &[]);
+    d.run
+        .wait_for(Duration::from_secs(REFRESH + 5), || failures(d) > 0.0);
+    let (fails, refreshes, stale_now) = (
+        failures(d),
+        d.metric("stella_gateway_jwks_refreshes_total", &[]),
+        staleness(d),
+    );
+    d.run.check(
+        stale_now.is_some_and(|s| s > stale_start) && fails > 0.0,
+        format!("staleness rises: {stale_start}s -> {stale_now:?}s; stella_gateway_jwks_refresh_failures_total {fails}, stella_gateway_jwks_refreshes_total {refreshes_before} -> {refreshes}"),
+        format!("staleness {stale_start}s -> {stale_now:?}s, stella_gateway_jwks_refresh_failures_total {fails} (wanted both to rise)"),
+    );
+    let r = readyz(d);
+    d.run.check(
+        r == 200,
+        "/readyz 200: keys within max-stale",
+        format!("/readyz {r} within max-stale, wanted 200"),
+    );
+    stage_end(d, o);
+
+    stage(d, o, "2-flip-hybrid");
+    set_echo_mode(d, "Hybrid");
+    d.reconfigure_service("echo", false)?;
+    d.write_gateway_config()?;
+    d.gateway_reload()?;
+    std::thread::sleep(step);
+    stage_end(d, o);
+
+    // The gateway restarts on the same addresses with the same configuration
+    // (now recording echo as Hybrid). Nothing stands in front of this one
+    // process, so requests sent between its exit and its readiness find no
+    // listener: the restart-window stage counts them apart. The new process
+    // accepts connections a moment before it has loaded its persisted keys
+    // (GATEWAY_READY and /readyz wait for them; a request that does not wait
+    // gets 503 authority_unavailable), so a 503 is expected in the window too.
+    stage(d, o, WINDOW);
+    expect_tokens(d, o, "2xx,503");
+    let pid_before = d.stack.gateway.as_ref().map(|p| p.pid());
+    let loads_before = lkg_loads(d);
+    d.stop_gateway();
+    let restart = Instant::now();
+    d.spawn_gateway().map_err(|e| {
+        Abort(format!(
+            "the gateway did not start again during the outage: {e}"
+        ))
+    })?;
+    let restart_ms = restart.elapsed().as_millis();
+    let pid_after = d.stack.gateway.as_ref().map(|p| p.pid());
+    d.run.ok(format!("gateway restarted (pid {pid_before:?} -> {pid_after:?}), ready {restart_ms} ms after its start"));
+    stage(d, o, "3-after-restart");
+    expect_tokens(d, o, "2xx");
+    let loaded = lkg_loads(d);
+    d.run.check(
+        loaded >= 1.0,
+        format!("stella_gateway_authority_lkg_loads_total{{what=\"jwks\",result=\"loaded\"}} {loaded} (was {loads_before} in the old process)"),
+        format!("the restarted gateway loaded no persisted JWKS (lkg_loads jwks loaded: {loaded})"),
+    );
+    let logged = ["gateway.out", "gateway.err"].iter().any(|f| {
+        std::fs::read_to_string(d.run.logs.join(f))
+            .unwrap_or_default()
+            .contains("persisted authority signing keys loaded")
+    });
+    d.run.check(
+        logged,
+        "log: persisted authority signing keys loaded",
+        "no 'persisted authority signing keys loaded' log line",
+    );
+    let since = unix_now() - outage_at;
+    let s = staleness(d);
+    d.run.check(
+        s.is_some_and(|s| s >= since as f64),
+        format!("staleness after the restart: {s:?}s (counted from the last fetch, not from the restart)"),
+        format!("staleness after the restart: {s:?}s, wanted at least the {since}s since the outage began"),
+    );
+    std::thread::sleep(step);
+    stage_end(d, o);
+
+    // Wait (under load) until the keys are older than refresh + max-stale.
+    stage(d, o, "3-until-max-stale");
+    let left = max_age as f64 - staleness(d).unwrap_or(0.0) + 1.0;
+    d.run.say(format!(
+        "  waiting ~{left}s until the keys' age passes {max_age}s"
+    ));
+    let limit = Duration::from_secs_f64(left.max(0.0) + 15.0);
+    if d.run
+        .wait_for(limit, || staleness(d).is_some_and(|s| s > max_age as f64))
+        .is_none()
+    {
+        return d.run.abort(format!(
+            "staleness {:?}s never passed {max_age}s",
+            staleness(d)
+        ));
+    }
+    stage_end(d, o);
+
+    stage(d, o, "4-past-max-stale");
+    expect_tokens(d, o, "2xx,503");
+    std::thread::sleep(step);
+    // Every replica is past max-stale at the same moment: readiness stays
+    // (a load balancer following it would drop the anonymous and
+    // cached-token traffic too); the keys show as degraded.
+    let r = readyz(d);
+    let verbose = d.admin_json("/readyz?verbose");
+    let degraded = verbose["degraded"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|x| x == "authority_keys"));
+    d.run.check(
+        r == 200 && degraded,
+        format!("/readyz 200, keys degraded: {verbose}"),
+        format!("/readyz {r} past max-stale (wanted 200 with authority_keys degraded): {verbose}"),
+    );
+    let gauge = d.metric(
+        "stella_gateway_degraded",
+        &[("dependency", "authority_keys")],
+    );
+    d.run.check(
+        gauge == 1.0,
+        "stella_gateway_degraded{dependency=\"authority_keys\"} 1",
+        format!("stella_gateway_degraded{{dependency=\"authority_keys\"}} {gauge}, wanted 1"),
+    );
+    stage_end(d, o);
+
+    stage(d, o, "5-authority-back");
+    d.start_authority(d.stack.authority_port)?;
+    d.run.ok(format!(
+        "Authority back on {} (same port, same keys)",
+        d.stack.issuer
+    ));
+    match d.run.wait_for(Duration::from_secs(REFRESH + 20), || {
+        staleness(d).is_some_and(|s| s <= 3.0)
+    }) {
+        Some(ms) => d.run.ok(format!(
+            "staleness back to {:?}s after {ms} ms, without a gateway restart",
+            staleness(d)
+        )),
+        None => {
+            return d.run.abort(format!(
+                "staleness still {:?}s {}s after the Authority came back",
+                staleness(d),
+                REFRESH + 20
+            ))
+        }
+    }
+    let same = d
+        .stack
+        .gateway
+        .as_mut()
+        .is_some_and(|p| Some(p.pid()) == pid_after && p.try_exit_code().is_none());
+    if !same {
+        d.run
+            .fail("the gateway is not the process that ran before the Authority came back");
+    }
+    let fresh = || d.admin_json("/readyz?verbose")["degraded"] == serde_json::json!([]);
+    let back = d.run.wait_for(Duration::from_secs(10), fresh).is_some() && readyz(d) == 200;
+    d.run.check(
+        back,
+        "/readyz 200, nothing degraded",
+        format!(
+            "/readyz after recovery: {}",
+            d.admin_json("/readyz?verbose")
+        ),
+    );
+    stage_end(d, o);
+
+    stage(d, o, "5-recovered");
+    expect_tokens(d, o, "2xx");
+    std::thread::sleep(step);
+    stage_end(d, o);
+
+    stage(d, o, "5-flip-back");
+    set_echo_mode(d, "GatewayEnforced");
+    d.reconfigure_service("echo", true)?;
+    d.write_gateway_config()?;
+    d.reload_command()?;
+    std::thread::sleep(step);
+    stage_end(d, o);
+    Ok(())
+}
+
+/// The request kinds of a load class and its share of the rate, percent.
+fn class_kinds(d: &Drill, class: &str) -> (Vec<serde_json::Value>, u32) {
+    let gw = d.stack.gw();
+    let legacy = format!("token-file:{}", d.run.dir.join("legacy.token").display());
+    match class {
+        "bearer" => (
+            vec![
+                kind(
+                    "items-bearer",
+                    "GET",
+                    format!("{gw}/items/1"),
+                    "bearer:svc-bearer",
+                    3,
+                ),
+                kind(
+                    "hybrid-bearer",
+                    "GET",
+                    format!("{gw}/hybrid/1"),
+                    "bearer:svc-bearer",
+                    1,
+                ),
+                kind("legacy", "GET", format!("{gw}/legacy/1"), &legacy, 1),
+            ],
+            40,
+        ),
+        "dpop" => (
+            vec![
+                kind(
+                    "dpop",
+                    "GET",
+                    format!("{gw}/dpop/1?x=1"),
+                    "dpop:svc-dpop",
+                    2,
+                ),
+                kind_with_body(
+                    "write-dpop",
+                    "POST",
+                    format!("{gw}/items/7"),
+                    "dpop:svc-dpop",
+                    r#"{"n":1}"#,
+                    1,
+                ),
+                kind(
+                    "hybrid-dpop",
+                    "GET",
+                    format!("{gw}/hybrid/2"),
+                    "dpop:svc-dpop",
+                    1,
+                ),
+            ],
+            25,
+        ),
+        "anon" => (
+            vec![kind(
+                "public",
+                "GET",
+                format!("{gw}/public/hello"),
+                "none",
+                1,
+            )],
+            25,
+        ),
+        _ => (
+            vec![
+                kind_expecting(
+                    "anon-refused",
+                    "GET",
+                    format!("{gw}/items/3"),
+                    "none",
+                    "401",
+                    1,
+                ),
+                kind_expecting(
+                    "admin-refused",
+                    "GET",
+                    format!("{gw}/admin/x"),
+                    "bearer:svc-readonly",
+                    "403",
+                    1,
+                ),
+            ],
+            10,
+        ),
+    }
+}
+
+/// Tokens the gateway has never seen, from the Authority's test endpoint.
+fn mint(d: &Drill, count: usize) -> Result<Vec<String>, Abort> {
+    let authority = SocketAddr::from(([127, 0, 0, 1], d.stack.authority_port));
+    let path = format!("/__test/mint?count={count}");
+    let r = try_request(authority, "POST", &path, &[], b"", Duration::from_secs(60))
+        .map_err(|e| Abort(format!("could not mint the fresh probe's tokens: {e}")))?;
+    let tokens: Vec<String> = r
+        .text()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if tokens.len() < count {
+        return d.run.abort(format!(
+            "the Authority minted {} tokens, wanted {count}",
+            tokens.len()
+        ));
+    }
+    Ok(tokens)
+}
+
+/// Starts a stage: its name goes to every load generator and the probes.
+fn stage(d: &mut Drill, o: &mut Outage, name: &str) {
+    let elapsed = o.started.elapsed().as_secs();
+    if let Some(last) = o.stages.last_mut() {
+        last.seconds = elapsed - last.seconds;
+    }
+    d.run
+        .say(format!("== stage {name} (staleness {:?}s)", staleness(d)));
+    for (_, load) in &mut o.loads {
+        d.command(load, &format!("step {name}"));
+    }
+    if let Ok(mut s) = o.probes.stage.lock() {
+        *s = name.to_owned();
+    }
+    // `seconds` holds the start until the stage ends.
+    o.stages.push(Stage {
+        name: name.into(),
+        seconds: elapsed,
+        ..Stage::default()
+    });
+}
+
+/// What the operator sees at the end of the stage.
+fn stage_end(d: &Drill, o: &mut Outage) {
+    let (stale, ready) = (staleness(d), readyz(d));
+    if let Some(s) = o.stages.last_mut() {
+        s.stale = stale;
+        s.ready = Some(ready);
+        d.run.say(format!(
+            "  end of {}: staleness {stale:?}s, /readyz {ready}",
+            s.name
+        ));
+    }
+}
+
+/// The statuses the token kinds must answer from now on (the refused ones
+/// keep theirs).
+fn expect_tokens(d: &Drill, o: &mut Outage, statuses: &str) {
+    for (class, load) in &mut o.loads {
+        let kinds: &[&str] = match *class {
+            "bearer" => &["items-bearer", "hybrid-bearer", "legacy"],
+            "dpop" => &["dpop", "write-dpop", "hybrid-dpop"],
+            _ => &[],
+        };
+        for k in kinds {
+            d.command(load, &format!("expect {k} {statuses}"));
+        }
+        if *class == "refused" {
+            let admin = if statuses == "2xx" { "403" } else { "403,503" };
+            d.command(load, &format!("expect admin-refused {admin}"));
+        }
+    }
+}
+
+fn set_echo_mode(d: &mut Drill, mode: &str) {
+    if let Some(s) = d.stack.services.get_mut("echo") {
+        s.mode = mode.into();
+    }
+    if let Some(r) = d.stack.routes.iter_mut().find(|r| r.name == "echo") {
+        r.mode = mode.into();
+    }
+}
+
+/// Seconds since the gateway's last successful JWKS fetch, from /metrics
+/// (None: no JWKS loaded yet, or the admin listener is down).
+fn staleness(d: &Drill) -> Option<f64> {
+    let m = d.metrics()?;
+    m.value(
+        "stella_gateway_authority_staleness_seconds",
+        &[("what", "jwks")],
+    )
+    .or_else(|| m.value("stella_gateway_jwks_age_seconds", &[]))
+}
+
+fn readyz(d: &Drill) -> u16 {
+    d.admin_get("/readyz").map_or(0, |r| r.status)
+}
+
+fn lkg_loads(d: &Drill) -> f64 {
+    d.metric(
+        "stella_gateway_authority_lkg_loads_total",
+        &[("what", "jwks"), ("result", "loaded")],
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.as_secs())
+}
