@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Brings up the local stack on loopback with config/local.yaml:
 #   Authority (tests/authority, node-oidc-provider)  http://127.0.0.1:7100
-#   echo         GatewayEnforced sample service      127.0.0.1:9101
-#   echo-hybrid  Hybrid                               127.0.0.1:9102
-#   echo-legacy  ServiceEnforced                      127.0.0.1:9103
-#   gateway      http://127.0.0.1:8080, admin http://127.0.0.1:9090
+#   echo           GatewayEnforced sample service    127.0.0.1:9101
+#   echo-hybrid    Hybrid                            127.0.0.1:9102
+#   echo-legacy    ServiceEnforced                   127.0.0.1:9103
+#   sample-python  GatewayEnforced, EdDSA key        127.0.0.1:9111  (samples/python, Starlette)
+#   sample-node    Hybrid, HS256 key                 127.0.0.1:9112  (samples/node, Express)
+#   sample-go      GatewayEnforced, EdDSA key        127.0.0.1:9113  (samples/go, net/http)
+#   gateway        http://127.0.0.1:8080, admin http://127.0.0.1:9090
 # then prints working curl commands with a real token. Ctrl-C stops it all.
+# The samples need python3, node and go (samples/prepare.sh builds them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v node >/dev/null || { echo "dev-up: node (20+) is required"; exit 2; }
+command -v python3 >/dev/null || { echo "dev-up: python3 is required (samples/python)"; exit 2; }
 [ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund)
 cargo build -q -p stella-gateway -p stella-echo-service
+samples/prepare.sh
 bin=target/debug
 run=tests/.run/dev
 mkdir -p "$run"
@@ -31,11 +37,12 @@ wait_line() { # file marker
 pids+=($!)
 wait_line "$run/authority.out" AUTHORITY_READY
 
-# The services accept the gateway's dev-only envelope key (config/local.yaml).
-export Router__IdentityEnvelopeSigningKey="hs256:bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1lbnZlbG9wZS1rZXktMDAx"
-export Router__IdentityEnvelopeSigningKeyId=local-1
+# The echo services accept the gateway's dev-only envelope key
+# (config/local.yaml).
 start_echo() { # name port mode
   ECHO_LISTEN=127.0.0.1:$2 ECHO_SERVICE_TOKEN=legacy-service-token Router__AuthorizationTrustMode=$3 \
+    Router__IdentityEnvelopeSigningKey="hs256:bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1lbnZlbG9wZS1rZXktMDAx" \
+    Router__IdentityEnvelopeSigningKeyId=local-1 \
     Router__IdentityEnvelopeAudience=$1 "$bin/stella-echo-service" >"$run/$1.out" 2>"$run/$1.err" &
   pids+=($!)
   wait_line "$run/$1.out" ECHO_READY
@@ -44,7 +51,35 @@ start_echo echo 9101 GatewayEnforced
 start_echo echo-hybrid 9102 Hybrid
 start_echo echo-legacy 9103 ServiceEnforced
 
-"$bin/stella-gateway" run --config config/local.yaml >"$run/gateway.out" 2>"$run/gateway.err" &
+# Each sample accepts only its own key (config/local.yaml, envelope_kid):
+# the public half of an EdDSA key, or the HS256 secret.
+start_sample() { # name port mode accepted-keys command...
+  local name=$1 port=$2 mode=$3 keys=$4
+  shift 4
+  SAMPLE_LISTEN=127.0.0.1:$port Router__AuthorizationTrustMode=$mode \
+    Router__IdentityEnvelopeAcceptedKeys="$keys" Router__IdentityEnvelopeAudience=$name \
+    Router__IdentityEnvelopeIssuer=stella-gateway-local "$@" >"$run/$name.out" 2>"$run/$name.err" &
+  pids+=($!)
+  wait_line "$run/$name.out" SAMPLE_READY
+}
+start_sample sample-python 9111 GatewayEnforced \
+  "local-sample-python=ed25519-public:mnG7twpBMmy8PoZrsnflFahx1nUvqtryXlXrrgfGQtY" \
+  samples/python/.venv/bin/python samples/python/app.py
+start_sample sample-node 9112 Hybrid \
+  "local-sample-node=hs256:bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1zYW1wbGUtbm9kZS1rZXktMDE" \
+  node samples/node/server.mjs
+start_sample sample-go 9113 GatewayEnforced \
+  "local-sample-go=ed25519-public:BhweoQLREVJcJUITqd6RCzdHESF3axy7lDGQqJZCHxg" \
+  samples/go/.bin/stella-sample-go
+
+# The gateway's policies: those of policies/ (config/local.yaml's
+# policies_dir) and the samples' routes (samples/policies), linked into one
+# folder, so an edit of either is served after a reload.
+rm -rf "$run/policies"
+mkdir -p "$run/policies"
+ln -s "$PWD"/policies/*.yaml "$PWD"/samples/policies/*.yaml "$run/policies/"
+Gateway__Policies_Dir="$PWD/$run/policies" \
+  "$bin/stella-gateway" run --config config/local.yaml >"$run/gateway.out" 2>"$run/gateway.err" &
 pids+=($!)
 wait_line "$run/gateway.out" GATEWAY_READY
 
@@ -52,6 +87,19 @@ token=$(node tests/authority/token.mjs --issuer http://127.0.0.1:7100 \
   --client svc-bearer --secret svc-bearer-secret --scope "echo.read echo.write admin")
 readonly_token=$(node tests/authority/token.mjs --issuer http://127.0.0.1:7100 \
   --client svc-readonly --secret svc-readonly-secret --scope "echo.read")
+
+# A DPoP profile for `stella-gateway call` (README, "Call a DPoP route"):
+# the test Authority's DPoP client, whose secret is a published test value.
+printf '%s\n' svc-dpop-secret >"$run/svc-dpop.secret"
+cat >"$run/profiles.yaml" <<YAML
+profiles:
+  default:
+    issuer: http://127.0.0.1:7100
+    client_id: svc-dpop
+    secret_file: svc-dpop.secret
+    mode: dpop
+    key_file: svc-dpop.jwk
+YAML
 
 cat <<MSG
 
@@ -72,6 +120,15 @@ A read-only token on an admin route: 403 insufficient_scope.
 Get your own token:
   node tests/authority/token.mjs --issuer http://127.0.0.1:7100 --client svc-bearer --secret svc-bearer-secret --scope echo.read
 Admin: curl -s http://127.0.0.1:9090/readyz ; curl -s http://127.0.0.1:9090/metrics
+
+The sample services in Python, Node and Go (samples/README.md), each with its SDK:
+  curl -s http://127.0.0.1:8080/python/whoami -H "Authorization: Bearer \$TOKEN"
+  curl -s http://127.0.0.1:8080/node/orders/42 -H "Authorization: Bearer \$TOKEN"
+  curl -s http://127.0.0.1:8080/go/whoami -H "Authorization: Bearer \$TOKEN"
+Placing an order takes a DPoP-bound token (a Bearer token gets 401 invalid_token with a DPoP challenge):
+  $bin/stella-gateway call --profiles $run/profiles.yaml POST http://127.0.0.1:8080/go/orders/7
+Around the gateway, a GatewayEnforced sample refuses a request without an envelope (401 envelope_required):
+  curl -i http://127.0.0.1:9111/python/whoami
 
 Press Ctrl-C to stop.
 MSG

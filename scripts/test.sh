@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Authority harness's own tests (node), the envelope
-# SDKs (sdk/: Python, Node, Go), the operations
-# drills (scripts/drills/) at CI length, then the Rust workspace (unit,
+# SDKs (sdk/: Python, Node, Go) and their sample services (samples/), the
+# operations drills (scripts/drills/, stella-drill) at CI length, then the Rust workspace (unit,
 # property, loopback and end-to-end tests) with nextest, whose summary is the
 # last line. Arguments go to nextest.
 set -euo pipefail
@@ -18,6 +18,9 @@ for sdk in sdk/*/test.sh; do
   echo "== $sdk"
   bash "$sdk"
 done
+# The sample services in Python, Node and Go (samples/), run by
+# gateway/tests/e2e_samples.rs behind the real gateway.
+samples/prepare.sh
 # The drills use the binaries of the test build; build it once here.
 cargo build -q --workspace --all-targets
 # Each change under load, zero failed requests (README, Drills).

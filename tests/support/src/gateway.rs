@@ -131,6 +131,24 @@ impl GatewaySetup {
         self
     }
 
+    /// Adds a service besides those of the shipped policies, at `addr`, in
+    /// `trust_mode`; its routes come from a policies folder of the test's
+    /// own ([`policies`](Self::policies)).
+    pub fn add_service(
+        mut self,
+        name: &str,
+        addr: SocketAddr,
+        trust_mode: &'static str,
+    ) -> GatewaySetup {
+        assert!(
+            self.services.iter().all(|s| s.0 != name),
+            "service {name} is already configured"
+        );
+        self.services
+            .push((name.to_owned(), vec![addr.to_string()], false, trust_mode));
+        self
+    }
+
     /// Points a service at `addr`.
     pub fn service(self, name: &str, addr: SocketAddr) -> GatewaySetup {
         self.upstreams(name, &[&addr.to_string()])
