@@ -65,7 +65,7 @@ impl crate::Drill {
                 // stopping (its health answers 503 for 1.5 s before it
                 // closes) leaves the rotation before its connections close.
                 health_check: Some(HealthCheckSection {
-                    path: Some("/__echo/health".into()),
+                    path: Some(route.health.clone()),
                     interval_ms: Some(300),
                     timeout_ms: Some(250),
                 }),

@@ -49,12 +49,14 @@ pub struct Service {
     pub accepted: Vec<String>,
 }
 
-/// A `services[]` entry of the gateway: its name, instances and mode.
+/// A `services[]` entry of the gateway: its name, instances, mode and the
+/// path of its instances' health check.
 #[derive(Clone, Debug)]
 pub struct Route {
     pub name: String,
     pub instances: Vec<String>,
     pub mode: String,
+    pub health: String,
 }
 
 /// The stack and the settings its configuration files are written from; a
@@ -94,6 +96,10 @@ pub struct Stack {
     pub tls: Option<TlsSection>,
     /// Replicas of `echo` (1: one instance named `echo`).
     pub echo_replicas: usize,
+    /// Sample services in other languages (`python`, `node`, `go`:
+    /// samples/), each started as `sample-<language>` in GatewayEnforced
+    /// with its routes from samples/policies.
+    pub samples: Vec<String>,
 }
 
 impl Stack {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::harness::{write_atomic, Abort};
+use std::path::PathBuf;
 
 impl crate::Drill {
     /// Generates an HS256 envelope key with `stella-gateway keys generate`.
@@ -299,6 +300,7 @@ impl crate::Drill {
             name: name.into(),
             instances,
             mode: mode.into(),
+            health: "/__echo/health".into(),
         };
         self.stack.routes = vec![
             route("echo", echo, "GatewayEnforced"),
@@ -306,6 +308,9 @@ impl crate::Drill {
             route("echo-legacy", vec!["echo-legacy".into()], "ServiceEnforced"),
         ];
         self.copy_policies()?;
+        for language in self.stack.samples.clone() {
+            self.start_sample(&language)?;
+        }
         self.start_gateway()?;
         let s = self.status_with("/items/1", &self.stack.bearer_token);
         if s != 200 {
@@ -343,6 +348,71 @@ impl crate::Drill {
                 )?;
             }
         }
+        Ok(())
+    }
+
+    /// Starts the sample service of `language` (samples/: built by
+    /// samples/prepare.sh) as `sample-<language>`, GatewayEnforced, with its
+    /// `Router__` file like the echo instances, its routes
+    /// (samples/policies/sample-<language>.yaml) and its `services[]` entry.
+    pub fn start_sample(&mut self, language: &str) -> Result<(), Abort> {
+        let root = &self.run.root;
+        let (program, args): (PathBuf, Vec<PathBuf>) = match language {
+            "python" => (
+                root.join("samples/python/.venv/bin/python"),
+                vec![root.join("samples/python/app.py")],
+            ),
+            "node" => ("node".into(), vec![root.join("samples/node/server.mjs")]),
+            "go" => (root.join("samples/go/.bin/stella-sample-go"), Vec::new()),
+            other => return self.run.abort(format!("no sample service in {other}")),
+        };
+        let built = match language {
+            "node" => root.join("samples/node/node_modules").is_dir(),
+            _ => program.is_file(),
+        };
+        if !built {
+            return self.run.abort(format!(
+                "the {language} sample is not built: run samples/prepare.sh"
+            ));
+        }
+        let instance = format!("sample-{language}");
+        self.stack.services.insert(
+            instance.clone(),
+            Service {
+                process: None,
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                audience: instance.clone(),
+                mode: "GatewayEnforced".into(),
+                accepted: self.stack.default_kids.clone(),
+            },
+        );
+        self.write_service_file(&instance)?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env(
+                "Router__ConfigFile",
+                self.run.services.join(format!("{instance}.env")),
+            )
+            .env("SAMPLE_LISTEN", "127.0.0.1:0");
+        let process = self.start_logged(&instance, cmd, "SAMPLE_READY")?;
+        let service = self
+            .stack
+            .services
+            .get_mut(&instance)
+            .expect("inserted above");
+        service.addr = process.addr();
+        service.process = Some(process);
+        let policy = format!("{instance}.yaml");
+        let from = root.join("samples/policies").join(&policy);
+        let text = std::fs::read_to_string(&from)
+            .map_err(|e| Abort(format!("{}: {e}", from.display())))?;
+        write_atomic(&self.run.conf.join("policies").join(policy), &text)?;
+        self.stack.routes.push(Route {
+            name: instance.clone(),
+            instances: vec![instance],
+            mode: "GatewayEnforced".into(),
+            health: "/health".into(),
+        });
         Ok(())
     }
 
