@@ -26,8 +26,15 @@ use stella_envelope::config::ProcessEnv;
 /// The same steps as a reload (see `reload`), so `check`, `run` and a
 /// reload accept exactly the same configurations.
 pub fn prepare(path: &Path) -> Result<Prepared, Vec<ConfigError>> {
-    // Reloads read the same file wherever the process's folder is.
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    // Reloads read the same file wherever the process's folder is: the path
+    // is made absolute, but its links are kept. A file that is a link into
+    // a folder swapped as a whole (a Kubernetes ConfigMap or Secret volume:
+    // `gateway.yaml -> ..data/gateway.yaml`, `..data -> ..<timestamp>`) is
+    // read through the link each time, so a reload sees the new folder and
+    // not the deleted one; relative paths in the file (policies, keys)
+    // resolve against the folder the link is in. The watcher resolves links
+    // to see changes on both sides (reload/watch.rs).
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let config = config::load(&path, &ProcessEnv)?;
     let tls = match &config.listeners.tls {
         Some(listener) => Some(crate::tls::material(listener)?),
