@@ -91,6 +91,7 @@ readonly_token=$(node tests/authority/token.mjs --issuer http://127.0.0.1:7100 \
 # A DPoP profile for `stella-gateway call` (README, "Call a DPoP route"):
 # the test Authority's DPoP client, whose secret is a published test value.
 printf '%s\n' svc-dpop-secret >"$run/svc-dpop.secret"
+printf '%s\n' svc-readonly-secret >"$run/svc-readonly.secret"
 cat >"$run/profiles.yaml" <<YAML
 profiles:
   default:
@@ -99,6 +100,11 @@ profiles:
     secret_file: svc-dpop.secret
     mode: dpop
     key_file: svc-dpop.jwk
+  reader:
+    issuer: http://127.0.0.1:7100
+    client_id: svc-readonly
+    secret_file: svc-readonly.secret
+    mode: bearer
 YAML
 
 cat <<MSG
@@ -129,6 +135,9 @@ Placing an order takes a DPoP-bound token (a Bearer token gets 401 invalid_token
   $bin/stella-gateway call --profiles $run/profiles.yaml POST http://127.0.0.1:8080/go/orders/7
 Around the gateway, a GatewayEnforced sample refuses a request without an envelope (401 envelope_required):
   curl -i http://127.0.0.1:9111/python/whoami
+
+Smoke-test every route the gateway serves (the same policies folder as the gateway):
+  Gateway__Policies_Dir=$PWD/$run/policies $bin/stella-gateway smoke --config config/local.yaml --profiles $run/profiles.yaml
 
 Press Ctrl-C to stop.
 MSG

@@ -350,6 +350,38 @@ fn smoke_passes_on_a_green_stack_and_fails_the_row_of_a_service_whose_upstream_i
         out.stdout
     );
     assert!(out.stdout.starts_with("route "), "{}", out.stdout);
+
+    // Smoke reads the configuration as `run` does: a Gateway__ environment
+    // override of policies_dir is the folder it probes.
+    let empty = TempDir::new("client-smoke-empty");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = s.dir.join("gateway-other-policies.yaml");
+    let dir_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("policies_dir:"))
+        .expect("policies_dir in the written configuration");
+    let indent = &dir_line[..dir_line.len() - dir_line.trim_start().len()];
+    std::fs::write(
+        &moved,
+        text.replace(dir_line, &format!("{indent}policies_dir: {}", empty.path().display())),
+    )
+    .unwrap();
+    let moved = moved.to_str().unwrap();
+    let without = run(&["smoke", "--config", moved, "--profiles", p]);
+    assert!(!without.stdout.contains("echo-items-read"), "{}", without.stdout);
+    let overridden = Command::new(gateway_binary())
+        .args(["smoke", "--config", moved, "--profiles", p])
+        .env_remove("STELLA_GATEWAY_PROFILES")
+        .env("Gateway__Policies_Dir", policies_dir.path())
+        .output()
+        .expect("run stella-gateway");
+    let stdout = String::from_utf8_lossy(&overridden.stdout);
+    assert_eq!(overridden.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout.lines().last().unwrap_or_default(),
+        "PASS 11 rows: ok=11 failed=0 2xx=5 3xx=0 4xx=6 5xx=0 error=0",
+        "{stdout}"
+    );
     let dpop_row = out
         .stdout
         .lines()

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use stella_policy::file::{self, Checked, FileSmoke, PolicyFile};
 use stella_policy::Policies;
+use stella_envelope::config::ProcessEnv;
 use stella_routing::{normalize_path, Lookup};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,21 +162,30 @@ struct Target {
     base_url: String,
 }
 
+/// Reads the configuration as `run` does, environment overrides included
+/// (`Gateway__Policies_Dir`, `Gateway__Public_Origin`, ...), so smoke probes
+/// the routes the running gateway serves.
 fn read_target(path: &Path, base_url: Option<&str>) -> Result<Target, String> {
     let shown = path.display();
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {}", e.kind()))?;
-    let config = file::parse_yaml(&text).map_err(|e| format!("{shown}: {e}"))?;
-    let gateway = &config["gateway"];
-    let dir = gateway["policies_dir"]
-        .as_str()
+    let (config, errors) = crate::config::parse(&text, &shown.to_string(), &ProcessEnv);
+    let config = match (config, errors.first()) {
+        (Some(config), None) => config,
+        (_, Some(e)) => return Err(format!("{shown}: {e}")),
+        (None, None) => return Err(format!("{shown}: cannot be read as a configuration")),
+    };
+    let gateway = &config.gateway;
+    let dir = gateway
+        .policies_dir
+        .as_deref()
         .ok_or_else(|| format!("{shown}: gateway.policies_dir: is not set"))?;
     let policies_dir = path.parent().unwrap_or(Path::new(".")).join(dir.trim());
     let base_url = match base_url {
         Some(url) => url.to_owned(),
         None => match (
-            gateway["public_origin"].as_str(),
-            gateway["listeners"]["http"].as_str(),
+            gateway.public_origin.as_deref(),
+            gateway.listeners.http.as_deref(),
         ) {
             (Some(origin), _) => origin.to_owned(),
             (None, Some(addr)) => format!("http://{}", addr.replace("0.0.0.0", "127.0.0.1")),
