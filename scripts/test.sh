@@ -21,6 +21,9 @@ done
 # The sample services in Python, Node and Go (samples/), run by
 # gateway/tests/e2e_samples.rs behind the real gateway.
 samples/prepare.sh
+# PyJWT and jose verifying the gateway's Transaction Tokens
+# (gateway/tests/e2e_txn_token.rs).
+samples/txn-token/prepare.sh
 # The drills use the binaries of the test build; build it once here.
 cargo build -q --workspace --all-targets
 # Each change under load, zero failed requests (README, Drills).

@@ -4,7 +4,7 @@
 //! material is zeroed on drop and never shown by `Debug`.
 
 use crate::encoding::{b64url_decode, b64url_encode};
-use ring::signature::{Ed25519KeyPair, KeyPair};
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use std::collections::BTreeMap;
 use std::fmt;
 use zeroize::Zeroizing;
@@ -14,13 +14,18 @@ pub const MIN_HMAC_SECRET_LEN: usize = 32;
 /// Longest key id, in bytes.
 pub const MAX_KID_LEN: usize = 64;
 
-/// Envelope signature algorithms. Anything else, `none` included, is refused.
+/// Key algorithms. An envelope is signed with `HS256` or `EdDSA`; anything
+/// else, `none` included, is refused. `ES256` keys sign transaction tokens
+/// only (SPEC.md section 9), never an envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Alg {
     /// HMAC-SHA256 over a shared secret (the default).
     Hs256,
     /// Ed25519: services hold public keys only and cannot mint envelopes.
     EdDsa,
+    /// ECDSA on P-256 with SHA-256, transaction tokens only: the one
+    /// asymmetric algorithm every JWT library has (.NET's included).
+    Es256,
 }
 
 impl Alg {
@@ -29,10 +34,13 @@ impl Alg {
         match self {
             Alg::Hs256 => "HS256",
             Alg::EdDsa => "EdDSA",
+            Alg::Es256 => "ES256",
         }
     }
 
-    /// Parses the exact header spelling (case-sensitive, as in JOSE).
+    /// Parses an envelope's `-Alg` header: the exact spelling
+    /// (case-sensitive, as in JOSE) of `HS256` or `EdDSA`. `ES256` is not an
+    /// envelope algorithm and reads as `None`.
     pub fn from_header(text: &str) -> Option<Alg> {
         match text {
             "HS256" => Some(Alg::Hs256),
@@ -82,7 +90,7 @@ impl fmt::Display for KeyId {
 pub enum KeyError {
     #[error("key id must be 1 to {MAX_KID_LEN} characters from A-Z a-z 0-9 . _ -")]
     BadKid,
-    #[error("key must be written as hs256:<base64url>, ed25519-private:<base64url> or ed25519-public:<base64url>")]
+    #[error("key must be written as hs256:<base64url>, ed25519-private:<base64url>, ed25519-public:<base64url>, p256-private:<base64url> or p256-public:<base64url>")]
     UnknownForm,
     #[error("key material is not canonical unpadded base64url")]
     Encoding,
@@ -96,6 +104,12 @@ pub enum KeyError {
     DuplicateKid(String),
     #[error("key {0} is a public key and cannot sign")]
     CannotSign(String),
+    #[error("key {0} is an {1} key; transaction tokens are signed with EdDSA or ES256 keys only")]
+    NotForTxnToken(String, &'static str),
+    #[error("key {0} is an ES256 key, which signs transaction tokens only, never an envelope")]
+    NotForEnvelope(String),
+    #[error("p256 key is not a PKCS#8 P-256 private key or a 65-byte uncompressed public point")]
+    P256,
 }
 
 enum Material {
@@ -108,6 +122,13 @@ enum Material {
     Ed25519Private {
         pair: Box<Ed25519KeyPair>,
         seed: Zeroizing<[u8; 32]>,
+    },
+    /// An uncompressed P-256 point (`0x04 || x || y`).
+    P256Public(Box<[u8; 65]>),
+    // The PKCS#8 document is kept so the key can be written back out.
+    P256Private {
+        pair: Box<EcdsaKeyPair>,
+        pkcs8: Zeroizing<Vec<u8>>,
     },
 }
 
@@ -123,6 +144,8 @@ impl fmt::Debug for Key {
             Material::Hmac(..) => "hs256 secret",
             Material::Ed25519Public(_) => "ed25519 public",
             Material::Ed25519Private { .. } => "ed25519 private",
+            Material::P256Public(_) => "p256 public",
+            Material::P256Private { .. } => "p256 private",
         };
         f.debug_struct("Key")
             .field("kid", &self.kid.0)
@@ -133,8 +156,9 @@ impl fmt::Debug for Key {
 }
 
 impl Key {
-    /// Parses `hs256:<b64url>`, `ed25519-private:<b64url seed>` or
-    /// `ed25519-public:<b64url>`.
+    /// Parses `hs256:<b64url>`, `ed25519-private:<b64url seed>`,
+    /// `ed25519-public:<b64url>`, `p256-private:<b64url PKCS#8>` or
+    /// `p256-public:<b64url uncompressed point>`.
     pub fn parse(kid: KeyId, spec: &str) -> Result<Key, KeyError> {
         let (form, value) = spec.split_once(':').ok_or(KeyError::UnknownForm)?;
         let form = form.trim().to_ascii_lowercase();
@@ -143,7 +167,7 @@ impl Key {
         // value must not be judged as base64url.
         if !matches!(
             form.as_str(),
-            "hs256" | "ed25519-public" | "ed25519-private"
+            "hs256" | "ed25519-public" | "ed25519-private" | "p256-public" | "p256-private"
         ) {
             return Err(KeyError::UnknownForm);
         }
@@ -165,6 +189,19 @@ impl Key {
                     .map_err(|_| KeyError::Ed25519Length(bytes.len()))?;
                 Key::ed25519_from_seed(kid, seed)
             }
+            "p256-public" => {
+                // Uncompressed; ring checks the point is on the curve at
+                // each verification.
+                let point: [u8; 65] = bytes[..].try_into().map_err(|_| KeyError::P256)?;
+                if point[0] != 4 {
+                    return Err(KeyError::P256);
+                }
+                Ok(Key {
+                    kid,
+                    material: Material::P256Public(Box::new(point)),
+                })
+            }
+            "p256-private" => Key::p256_from_pkcs8(kid, &bytes),
             _ => Err(KeyError::UnknownForm),
         }
     }
@@ -207,6 +244,24 @@ impl Key {
         })
     }
 
+    /// An ES256 signing key from a PKCS#8 document (as
+    /// `EcdsaKeyPair::generate_pkcs8` and `openssl genpkey` write it).
+    pub fn p256_from_pkcs8(kid: KeyId, pkcs8: &[u8]) -> Result<Key, KeyError> {
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8,
+            &ring::rand::SystemRandom::new(),
+        )
+        .map_err(|_| KeyError::P256)?;
+        Ok(Key {
+            kid,
+            material: Material::P256Private {
+                pair: Box::new(pair),
+                pkcs8: Zeroizing::new(pkcs8.to_vec()),
+            },
+        })
+    }
+
     pub fn kid(&self) -> &KeyId {
         &self.kid
     }
@@ -215,11 +270,15 @@ impl Key {
         match self.material {
             Material::Hmac(..) => Alg::Hs256,
             Material::Ed25519Public(_) | Material::Ed25519Private { .. } => Alg::EdDsa,
+            Material::P256Public(_) | Material::P256Private { .. } => Alg::Es256,
         }
     }
 
     pub fn can_sign(&self) -> bool {
-        !matches!(self.material, Material::Ed25519Public(_))
+        !matches!(
+            self.material,
+            Material::Ed25519Public(_) | Material::P256Public(_)
+        )
     }
 
     /// The key written back in the form [`Key::parse`] reads. Contains the
@@ -231,18 +290,51 @@ impl Key {
             Material::Ed25519Private { seed, .. } => {
                 format!("ed25519-private:{}", b64url_encode(&seed[..]))
             }
+            Material::P256Public(point) => format!("p256-public:{}", b64url_encode(&point[..])),
+            Material::P256Private { pkcs8, .. } => {
+                format!("p256-private:{}", b64url_encode(&pkcs8[..]))
+            }
         })
     }
 
-    /// The verification-only form: the public key for Ed25519, the secret
-    /// itself for HS256 (a shared secret has no public half).
+    /// The verification-only form: the public key for Ed25519 and P-256,
+    /// the secret itself for HS256 (a shared secret has no public half).
     pub fn public_spec(&self) -> Zeroizing<String> {
         match &self.material {
             Material::Ed25519Private { pair, .. } => Zeroizing::new(format!(
                 "ed25519-public:{}",
                 b64url_encode(pair.public_key().as_ref())
             )),
+            Material::P256Private { pair, .. } => Zeroizing::new(format!(
+                "p256-public:{}",
+                b64url_encode(pair.public_key().as_ref())
+            )),
             _ => self.to_spec(),
+        }
+    }
+
+    /// The public key as JWK members (`kty`, `crv`, `x`, `y` for P-256, and
+    /// `alg`; RFC 7518, RFC 8037), for the gateway's published key set.
+    /// `None` for HS256: a shared secret is never published.
+    pub fn public_jwk(&self) -> Option<serde_json::Value> {
+        let point = |p: &[u8]| -> serde_json::Value {
+            serde_json::json!({
+                "kty": "EC",
+                "crv": "P-256",
+                "x": b64url_encode(&p[1..33]),
+                "y": b64url_encode(&p[33..65]),
+                "alg": "ES256",
+            })
+        };
+        let okp = |x: &[u8]| -> serde_json::Value {
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(x), "alg": "EdDSA"})
+        };
+        match &self.material {
+            Material::Hmac(..) => None,
+            Material::Ed25519Public(x) => Some(okp(x)),
+            Material::Ed25519Private { pair, .. } => Some(okp(pair.public_key().as_ref())),
+            Material::P256Public(p) => Some(point(&p[..])),
+            Material::P256Private { pair, .. } => Some(point(pair.public_key().as_ref())),
         }
     }
 
@@ -250,8 +342,25 @@ impl Key {
     pub(crate) fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
         match &self.material {
             Material::Hmac(_, key) => Some(ring::hmac::sign(key, message).as_ref().to_vec()),
-            Material::Ed25519Private { pair, .. } => Some(pair.sign(message).as_ref().to_vec()),
-            Material::Ed25519Public(_) => None,
+            Material::Ed25519Private { .. } | Material::P256Private { .. } => {
+                self.sign_asymmetric(message).map(|s| s.as_ref().to_vec())
+            }
+            Material::Ed25519Public(_) | Material::P256Public(_) => None,
+        }
+    }
+
+    /// An Ed25519 or ES256 (fixed `r || s`, 64 bytes) signature of
+    /// `message`, on the stack (the transaction token signer's hot path).
+    /// `None` for public keys and HS256.
+    pub(crate) fn sign_asymmetric(&self, message: &[u8]) -> Option<ring::signature::Signature> {
+        match &self.material {
+            Material::Ed25519Private { pair, .. } => Some(pair.sign(message)),
+            // SystemRandom is a handle on the OS generator, nothing to build;
+            // ECDSA needs fresh randomness per signature.
+            Material::P256Private { pair, .. } => {
+                pair.sign(&ring::rand::SystemRandom::new(), message).ok()
+            }
+            _ => None,
         }
     }
 
@@ -269,6 +378,11 @@ impl Key {
                     Material::Ed25519Private { seed: a, .. },
                     Material::Ed25519Private { seed: b, .. },
                 ) => bool::from(a[..].ct_eq(&b[..])),
+                (Material::P256Public(a), Material::P256Public(b)) => a == b,
+                (
+                    Material::P256Private { pkcs8: a, .. },
+                    Material::P256Private { pkcs8: b, .. },
+                ) => a.len() == b.len() && bool::from(a[..].ct_eq(&b[..])),
                 _ => false,
             }
     }
@@ -281,8 +395,18 @@ impl Key {
             Material::Ed25519Private { pair, .. } => {
                 ed25519_verify(pair.public_key().as_ref(), message, signature)
             }
+            Material::P256Public(point) => p256_verify(&point[..], message, signature),
+            Material::P256Private { pair, .. } => {
+                p256_verify(pair.public_key().as_ref(), message, signature)
+            }
         }
     }
+}
+
+fn p256_verify(point: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(message, signature)
+        .is_ok()
 }
 
 fn ed25519_verify(public: &[u8], message: &[u8], signature: &[u8]) -> bool {
@@ -303,8 +427,11 @@ impl Keyring {
     }
 
     /// Adds a key; a second key with the same id is an error, not a silent
-    /// replacement.
+    /// replacement, and so is an ES256 key (no envelope is ever ES256).
     pub fn insert(&mut self, key: Key) -> Result<(), KeyError> {
+        if key.alg() == Alg::Es256 {
+            return Err(KeyError::NotForEnvelope(key.kid.0.clone()));
+        }
         if self.keys.contains_key(&key.kid) {
             return Err(KeyError::DuplicateKid(key.kid.0.clone()));
         }
@@ -383,6 +510,65 @@ mod tests {
         assert!(!public.can_sign());
         assert!(public.verify(b"m", &ed.sign(b"m").unwrap()));
         assert!(!public.verify(b"n", &ed.sign(b"m").unwrap()));
+    }
+
+    #[test]
+    fn p256_keys_round_trip_verify_and_never_sign_an_envelope() {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let key = Key::p256_from_pkcs8(kid("es"), pkcs8.as_ref()).unwrap();
+        assert_eq!(key.alg(), Alg::Es256);
+        assert!(key.can_sign());
+        let again = Key::parse(kid("es"), &key.to_spec()).unwrap();
+        assert!(again.same_as(&key));
+        let public = Key::parse(kid("es"), &key.public_spec()).unwrap();
+        assert!(!public.can_sign());
+        let signature = key.sign(b"m").unwrap();
+        assert!(public.verify(b"m", &signature));
+        assert!(!public.verify(b"n", &signature));
+        assert_eq!(public.public_jwk(), key.public_jwk());
+        // Not an envelope algorithm: no `-Alg` value, no place in a
+        // service's keyring (nor a signer: sign.rs).
+        assert_eq!(Alg::from_header("ES256"), None);
+        assert_eq!(
+            Keyring::parse_list(&format!("es={}", again.public_spec().as_str())).unwrap_err(),
+            KeyError::NotForEnvelope("es".into())
+        );
+        assert!(!format!("{again:?}").contains(&key_b64(&again)));
+        assert_eq!(
+            Key::parse(kid("a"), "p256-private:AAAA").unwrap_err(),
+            KeyError::P256
+        );
+        assert_eq!(
+            Key::parse(
+                kid("a"),
+                &format!("p256-public:{}", b64url_encode([5u8; 65]))
+            )
+            .unwrap_err(),
+            KeyError::P256
+        );
+    }
+
+    fn key_b64(key: &Key) -> String {
+        key.to_spec().split_once(':').unwrap().1.to_owned()
+    }
+
+    #[test]
+    fn only_asymmetric_keys_have_a_public_jwk() {
+        let ed = Key::ed25519_from_seed(kid("e"), [9; 32]).unwrap();
+        let jwk = ed.public_jwk().unwrap();
+        assert_eq!(
+            format!("ed25519-public:{}", jwk["x"].as_str().unwrap()),
+            ed.public_spec().as_str()
+        );
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["alg"].as_str()),
+            (Some("OKP"), Some("EdDSA"))
+        );
+        assert_eq!(Key::hmac(kid("h"), &[1; 32]).unwrap().public_jwk(), None);
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod keys;
 pub mod reload;
 pub mod sign;
 pub mod trust;
+pub mod txn_token;
 pub mod verify;
 
 #[cfg(feature = "axum")]
@@ -48,6 +49,7 @@ pub use keys::{Alg, Key, KeyError, KeyId, Keyring};
 pub use reload::{ReloadOutcome, ReloadStatus, ServiceConfigHandle};
 pub use sign::{SignError, Signer, Target};
 pub use trust::{decide, Action, EnvelopeCheck, Rejection, TrustMode};
+pub use txn_token::{TxnRequest, TxnTokenSigner};
 pub use verify::{RequestBinding, VerifiedEnvelope, Verifier, VerifierSettings};
 
 /// Looks for an envelope in `fields` and verifies it: the whole service-side

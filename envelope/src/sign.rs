@@ -16,6 +16,8 @@ pub enum SignError {
     KeyCannotSign { kid: String },
     #[error("envelope payload could not be encoded")]
     Encoding,
+    #[error("service {service} has no transaction token key")]
+    NoTxnTokenKey { service: String },
 }
 
 /// The request an envelope is issued for.
@@ -47,6 +49,9 @@ impl Signer {
     ) -> Result<Signer, KeyError> {
         if !key.can_sign() {
             return Err(KeyError::CannotSign(key.kid().to_string()));
+        }
+        if key.alg() == crate::keys::Alg::Es256 {
+            return Err(KeyError::NotForEnvelope(key.kid().to_string()));
         }
         Ok(Signer {
             key,
@@ -188,6 +193,20 @@ mod tests {
             Err(SignError::KeyCannotSign {
                 kid: "pub-1".into()
             })
+        );
+    }
+
+    #[test]
+    fn an_es256_key_never_signs_an_envelope() {
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let key = Key::p256_from_pkcs8(KeyId::new("es").unwrap(), pkcs8.as_ref()).unwrap();
+        assert_eq!(
+            Signer::new(key, "gw", 60).unwrap_err(),
+            KeyError::NotForEnvelope("es".into())
         );
     }
 

@@ -350,32 +350,12 @@ impl ServeHttp for Admin {
                 };
                 reply(status, "application/json", body.to_string())
             }
-            // The public envelope keys as a JWKS (RFC 7517; Ed25519 as OKP,
-            // RFC 8037): every EdDSA key of the keyring, so services can
-            // fetch them and rotate. HS256 keys are secrets: never listed.
-            "/.well-known/stella/keys.json" => {
-                let keys: Vec<_> = gw
-                    .config
-                    .envelope_keys
-                    .iter()
-                    .filter_map(|k| {
-                        let x = k.public_x.as_ref()?;
-                        Some(json!({
-                            "kty": "OKP",
-                            "crv": "Ed25519",
-                            "x": x,
-                            "kid": k.kid,
-                            "alg": "EdDSA",
-                            "use": "sig",
-                        }))
-                    })
-                    .collect();
-                reply(
-                    StatusCode::OK,
-                    "application/jwk-set+json",
-                    json!({ "keys": keys }).to_string(),
-                )
-            }
+            // The public envelope keys as a JWKS (crate::keyset).
+            crate::keyset::PATH => reply(
+                StatusCode::OK,
+                crate::keyset::CONTENT_TYPE,
+                String::from_utf8_lossy(&gw.keyset).into_owned(),
+            ),
             "/metrics" => match self.metrics(&gw, self.replay_store_reachable(&gw).await) {
                 Ok(text) => reply(StatusCode::OK, "text/plain; version=0.0.4", text),
                 Err(e) => internal_error("metrics encoding", &e),
@@ -402,6 +382,7 @@ impl ServeHttp for Admin {
                             "alg": k.alg.as_str(),
                             "active": k.kid == gw.signer.key().kid().as_str(),
                         })).collect::<Vec<_>>(),
+                        "public_jwks": gw.config.listeners.public_jwks,
                         "services": gw.signer.service_kids().map(|(service, kid)| json!({
                             "service": service,
                             "kid": kid,
@@ -421,6 +402,7 @@ impl ServeHttp for Admin {
                     })).collect::<Vec<_>>(),
                     "services": gw.upstreams.iter().map(|u| json!({
                         "name": u.service.name,
+                        "identity_format": u.service.identity_format.as_str(),
                         "upstreams": u.service.upstreams,
                         "addresses": u.endpoints().iter().map(|e| e.addr.to_string()).collect::<Vec<_>>(),
                         "available": u.available(),

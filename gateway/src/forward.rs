@@ -23,7 +23,9 @@ pub fn is_stripped(name: &str, forward_credentials: bool, trusted_tls_terminator
     let head = &folded[..name.len().min(folded.len())];
     let is = |candidate: &str| name.len() == candidate.len() && head == candidate.as_bytes();
     let starts = |prefix: &str| head.starts_with(prefix.as_bytes());
-    let identity = starts("x-stellaops-") || starts("x-stella-");
+    // The envelope's headers and the transaction token (`Txn-Token`,
+    // draft-ietf-oauth-transaction-tokens): only the gateway sets them.
+    let identity = starts("x-stellaops-") || starts("x-stella-") || is("txn-token");
     let client_cert = (is("client-cert") || is("client-cert-chain") || is("x-ssl-client-cert"))
         && !trusted_tls_terminator;
     let forwarding =
@@ -287,6 +289,24 @@ mod tests {
             "Cookie",
             "User-Agent",
         ] {
+            assert!(!is_stripped(name, false, false), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_client_sent_transaction_token_is_stripped_in_any_spelling_whatever_the_service() {
+        for name in [
+            "Txn-Token",
+            "txn-token",
+            "TXN-TOKEN",
+            "Txn_Token",
+            "txn_token",
+        ] {
+            for (credentials, terminator) in [(false, false), (true, true)] {
+                assert!(is_stripped(name, credentials, terminator), "{name}");
+            }
+        }
+        for name in ["Txn-Tokens", "Txn-Token-Id", "X-Txn-Token", "Txn"] {
             assert!(!is_stripped(name, false, false), "{name}");
         }
     }

@@ -138,6 +138,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<UpstreamPool>>,
     by_name: HashMap<String, usize>,
     pub signer: Arc<EnvelopeSigner>,
+    /// The public envelope keys as a JWKS document (`keyset`).
+    pub keyset: bytes::Bytes,
     /// Authentication: every configured Authority, the verified-token
     /// cache, DPoP rules, the replay store and the nonce issuer.
     pub authn: Authenticator,
@@ -233,6 +235,7 @@ impl Snapshot {
         };
         Ok(Snapshot {
             signer,
+            keyset: crate::keyset::document(&config.envelope_keys),
             dpop_algs: authn.dpop_rules.algs_challenge(),
             authn,
             config: Arc::new(config),

@@ -9,6 +9,7 @@ pub mod decision_log;
 pub mod forward;
 pub mod front;
 pub mod gateway;
+pub mod keyset;
 pub mod openapi;
 pub mod otel;
 pub mod proxy;

@@ -360,6 +360,7 @@ mod tests {
             health_check: None,
             openapi: None,
             envelope_kid: None,
+            identity_format: Default::default(),
         }
     }
 

@@ -78,6 +78,7 @@ fn config(issuer: &str) -> AuthorityConfig {
         client: None,
         introspection: None,
         claims: None,
+        token_claims: None,
     }
 }
 

@@ -596,6 +596,103 @@ fn several_authorities_introspection_and_claims_are_checked_and_secrets_redacted
 }
 
 #[test]
+fn token_profiles_are_shown_in_effect_checked_with_key_paths_and_settable_from_the_environment() {
+    // Without a profile nothing new is printed, and RFC 9068's claims stay
+    // required.
+    let out = gateway(
+        &["check", "--config", &temp_config("profile-none", MINIMAL)],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("token_profile"), "{text}");
+    assert!(!text.contains("token_claims"), "{text}");
+    assert!(
+        text.contains("required_claims:\n      - client_id\n      - jti\n"),
+        "{text}"
+    );
+
+    // A profile, with one key of its mapping replaced: the whole mapping in
+    // effect is printed, paths as the file writes them.
+    let good = MINIMAL.replace(
+        "      audiences: [api]\n",
+        "      audiences: [api]\n      token_profile: keycloak\n      token_claims:\n        \
+         roles:\n          - realm_access.roles\n          - resource_access.{client_id}.roles\n        \
+         \x20 - '\"https://example.com/roles\"'\n",
+    );
+    let out = gateway(
+        &["check", "--config", &temp_config("profile-keycloak", &good)],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "token_profile: keycloak\n",
+        "typ:\n        - JWT\n        - at+jwt\n        require_typ: false\n",
+        "roles:\n        - realm_access.roles\n        - resource_access.{client_id}.roles\n        - '\"https://example.com/roles\"'\n",
+        "client_id:\n        - azp\n",
+        "require_jti: true\n        require_aud: true\n",
+        "required_values:\n        - claim: typ\n          value: Bearer\n",
+        // The profile says what is required; RFC 9068's list is not added.
+        "required_claims: []\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+
+    // From the environment, as every key.
+    let out = gateway(
+        &["check", "--config", &temp_config("profile-env", MINIMAL)],
+        &[
+            ("Gateway__Auth__Authority__TokenProfile", "cognito"),
+            (
+                "Gateway__Auth__Authority__TokenClaims__Roles__0",
+                "custom:groups",
+            ),
+            ("Gateway__Auth__Authority__TokenClaims__RequireJti", "false"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "token_profile: cognito\n",
+        "roles:\n        - custom:groups\n",
+        "require_jti: false\n        require_aud: false\n",
+        "- claim: token_use\n          value: access\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+
+    let bad = MINIMAL.replace(
+        "      audiences: [api]\n",
+        "      audiences: [api]\n      token_profile: azure\n    authorities:\n      \
+         - issuer: https://second.example\n        audiences: [api]\n        \
+         token_profile: entra\n        token_claims:\n          typ: []\n          \
+         scope_format: list\n          roles: [realm_access..roles, \"a.{tenant}.b\", \"\\\"open\"]\n          \
+         client_id: [\"x.{client_id}\"]\n          required_values: [{claim: token_use}]\n          \
+         colour: blue\n",
+    );
+    let out = gateway(
+        &["check", "--config", &temp_config("profile-bad", &bad)],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    for expected in [
+        "gateway.auth.authorities[0].token_claims.colour: unknown key",
+        "gateway.auth.authority.token_profile: must be one of rfc9068, keycloak, entra, auth0, okta, cognito",
+        "gateway.auth.authorities[0].token_claims.typ: lists no value while require_typ is true",
+        "gateway.auth.authorities[0].token_claims.scope_format: must be string or array",
+        "gateway.auth.authorities[0].token_claims.roles[0]: has an empty segment",
+        "gateway.auth.authorities[0].token_claims.roles[1]: has a placeholder other than {client_id}",
+        "gateway.auth.authorities[0].token_claims.roles[2]: has a quoted segment that is not closed",
+        "gateway.auth.authorities[0].token_claims.client_id[0]: cannot use {client_id}",
+        "gateway.auth.authorities[0].token_claims.required_values[0].value: is required",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
 fn traces_block_is_off_by_default_checked_and_settable_from_the_environment() {
     let path = temp_config("traces-default", MINIMAL);
     let out = gateway(&["check", "--config", &path], &[]);

@@ -42,6 +42,9 @@ fn spoofed_headers() -> Vec<(&'static str, &'static str)> {
         ("X-Original-URL", "/admin/x"),
         ("X-Rewrite-URL", "/admin/x"),
         ("X_Original_URL", "/admin/y"),
+        // A transaction token (docs/design.md §3.6): only the gateway's.
+        ("Txn-Token", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0."),
+        ("txn_token", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJldmUifQ."),
     ]
 }
 
@@ -83,6 +86,8 @@ fn assert_only_the_gateways_headers(body: &Value, gateway: &Gateway) {
             "client-cert",
             "x-ssl-client-cert",
             "authorization",
+            "txn-token",
+            "txn_token",
         ] {
             assert_ne!(name, bad, "{name}: {value} reached the service");
         }

@@ -26,8 +26,9 @@
 //   AUTHORITY_DPOP_NONCE    1: DPoP token requests must carry a nonce of the
 //                           Authority's (first answer 400 use_dpop_nonce
 //                           with a DPoP-Nonce header); off by default
-//   AUTHORITY_TEST_MINT     1 enables POST /__test/mint (benchmarks only; see
-//                           mintTokens below); off by default
+//   AUTHORITY_TEST_MINT     1 enables POST /__test/mint (benchmarks, and tokens
+//                           shaped as other providers issue them; see
+//                           mintTokens and SHAPES below); off by default
 //   AUTHORITY_OPAQUE_RESOURCE  resource indicator whose access tokens are
 //                           opaque (checked by introspection; default
 //                           http://gateway.local/opaque)
@@ -351,9 +352,190 @@ try {
 // claims in the same order, signed with the same key, a fresh jti each, iat
 // now, exp now + AUTHORITY_AT_TTL. Sender-constrained clients are refused
 // (their tokens need a cnf claim this endpoint does not make).
+//
+// With &shape=NAME the tokens are shaped as another provider issues them
+// (SHAPES below), for the gateway's token profiles; the extra parameters
+// roles, client_roles (space-separated) and tenant say what goes where that
+// provider puts roles and tenants.
 const MINT_MAX = 10_000_000;
 const mintKey = jwks.keys.find((k) => k.kty === 'EC' && k.crv === 'P-256' && k.alg === 'ES256' && k.d);
 const mintPrivateKey = crypto.createPrivateKey({ key: mintKey, format: 'jwk' });
+const rsaKey = jwks.keys.find((k) => k.kty === 'RSA' && k.alg === 'RS256' && k.d);
+const rsaPrivateKey = crypto.createPrivateKey({ key: rsaKey, format: 'jwk' });
+
+// Access tokens as five other Authorities issue them: each provider's header
+// (typ or none), claim names, nesting and issuer form, as its documentation
+// shows them (the pages are cited in docs/authorities.md). They are signed
+// with this Authority's RS256 key, the algorithm all five use. Each shape has
+// its own issuer, this Authority's URL followed by the provider's path form,
+// and a discovery document there whose jwks_uri is this Authority's /jwks, so
+// a gateway configured with that issuer loads the real keys.
+//   GET /__test/shapes   {"keycloak": {"issuer": "..."}, ...}
+// Subjects and tenant ids are fixed per shape (tests compare them); jti and
+// the like are fresh for each token.
+const ENTRA_TENANT = '0b3c5e7a-4d2f-4c1b-9e8a-6f5d4c3b2a19';
+const COGNITO_POOL = 'us-east-1_St3llaP0l';
+const uuid = () => crypto.randomUUID();
+const opaque = (bytes = 16) => crypto.randomBytes(bytes).toString('base64url');
+const words = (text) => (text ? text.split(' ').filter(Boolean) : []);
+const SHAPES = {
+  // Keycloak: https://{host}/realms/{realm}; header typ JWT; realm roles in
+  // realm_access.roles, client roles per client in resource_access; the
+  // client in azp; the payload's own typ says Bearer (ID for an ID token).
+  keycloak: {
+    path: '/realms/stella',
+    header: (kid) => ({ alg: 'RS256', typ: 'JWT', kid }),
+    claims: (t) => ({
+      exp: t.exp,
+      iat: t.iat,
+      jti: uuid(),
+      iss: t.iss,
+      aud: [t.aud, 'account'],
+      sub: '8f5e2c1a-3b4d-4e6f-9a0b-1c2d3e4f5a6b',
+      typ: 'Bearer',
+      azp: t.clientId,
+      sid: uuid(),
+      acr: '1',
+      'allowed-origins': ['/*'],
+      realm_access: { roles: ['default-roles-stella', 'offline_access', 'uma_authorization', ...t.roles] },
+      resource_access: {
+        ...(t.clientRoles.length ? { [t.clientId]: { roles: t.clientRoles } } : {}),
+        account: { roles: ['manage-account', 'view-profile'] },
+      },
+      scope: ['profile', 'email', ...t.scope].join(' '),
+      email_verified: false,
+      preferred_username: 'alice',
+    }),
+  },
+  // Microsoft Entra ID v2.0: https://login.microsoftonline.com/{tid}/v2.0;
+  // header typ JWT with x5t; aud the API's application id; scp a
+  // space-separated string; app roles in roles; the client in azp; the
+  // tenant in tid; uti, not jti.
+  entra: {
+    path: `/${ENTRA_TENANT}/v2.0`,
+    header: (kid) => ({ typ: 'JWT', alg: 'RS256', x5t: kid, kid }),
+    claims: (t) => ({
+      aud: t.aud,
+      iss: t.iss,
+      iat: t.iat,
+      nbf: t.iat,
+      exp: t.exp,
+      aio: opaque(48),
+      azp: t.clientId,
+      azpacr: '1',
+      name: 'Alice',
+      oid: '3c1f8a2e-5b6d-4c7e-8f90-a1b2c3d4e5f6',
+      preferred_username: 'alice@stella.example',
+      rh: `0.${opaque(32)}.`,
+      ...(t.roles.length ? { roles: t.roles } : {}),
+      ...(t.scope.length ? { scp: t.scope.join(' ') } : {}),
+      sub: 'Xw2yS5t8bQ3kR7mN1pL4vJ6hG9fD0cA2zE5uI8oY3wT',
+      tid: ENTRA_TENANT,
+      uti: opaque(16),
+      ver: '2.0',
+    }),
+  },
+  // Auth0 (its default token profile): https://{tenant}.auth0.com/ with the
+  // trailing slash; header typ JWT; aud the API and the userinfo endpoint;
+  // the client in azp; no jti; RBAC permissions in permissions; an
+  // organization in org_id; custom claims namespaced by a URL (here roles an
+  // Action adds, from client_roles).
+  auth0: {
+    path: '/auth0/',
+    header: (kid) => ({ alg: 'RS256', typ: 'JWT', kid }),
+    claims: (t) => ({
+      ...(t.clientRoles.length ? { 'https://stella.example/roles': t.clientRoles } : {}),
+      iss: t.iss,
+      sub: 'auth0|5f7c8ec7c33c6c004bbafe82',
+      aud: [t.aud, `${t.iss}userinfo`],
+      iat: t.iat,
+      exp: t.exp,
+      scope: ['openid', 'profile', ...t.scope].join(' '),
+      ...(t.tenant ? { org_id: t.tenant } : {}),
+      azp: t.clientId,
+      permissions: t.roles,
+    }),
+  },
+  // Okta custom authorization server: https://{domain}/oauth2/{serverId}; no
+  // typ in the header; scp an array; the client in cid, the user's id in uid;
+  // groups once the server has a groups claim.
+  okta: {
+    path: '/oauth2/default',
+    header: (kid) => ({ kid, alg: 'RS256' }),
+    claims: (t) => ({
+      ver: 1,
+      jti: `AT.${opaque(32)}`,
+      iss: t.iss,
+      aud: t.aud,
+      iat: t.iat,
+      exp: t.exp,
+      cid: t.clientId,
+      uid: '00u1a2b3c4D5e6F7g8h9',
+      scp: t.scope,
+      auth_time: t.iat - 5,
+      sub: 'alice@stella.example',
+      ...(t.roles.length ? { groups: t.roles } : {}),
+    }),
+  },
+  // Amazon Cognito user pool: https://cognito-idp.{region}.amazonaws.com/{poolId};
+  // no typ in the header; no aud in an access token, the app client in
+  // client_id; token_use access; groups in cognito:groups.
+  cognito: {
+    path: `/${COGNITO_POOL}`,
+    header: (kid) => ({ kid, alg: 'RS256' }),
+    claims: (t) => ({
+      sub: '5a1b7c3d-9e2f-4a6b-8c0d-e1f2a3b4c5d6',
+      ...(t.roles.length ? { 'cognito:groups': t.roles } : {}),
+      iss: t.iss,
+      version: 2,
+      client_id: t.clientId,
+      origin_jti: uuid(),
+      event_id: uuid(),
+      token_use: 'access',
+      scope: t.scope.join(' '),
+      auth_time: t.iat,
+      exp: t.exp,
+      iat: t.iat,
+      jti: uuid(),
+      username: 'alice',
+    }),
+  },
+  // A Cognito ID token of the same pool: aud is the app client, token_use id.
+  'cognito-id': {
+    path: `/${COGNITO_POOL}`,
+    header: (kid) => ({ kid, alg: 'RS256' }),
+    claims: (t) => ({
+      sub: '5a1b7c3d-9e2f-4a6b-8c0d-e1f2a3b4c5d6',
+      ...(t.roles.length ? { 'cognito:groups': t.roles } : {}),
+      email_verified: true,
+      iss: t.iss,
+      'cognito:username': 'alice',
+      origin_jti: uuid(),
+      aud: t.clientId,
+      event_id: uuid(),
+      token_use: 'id',
+      auth_time: t.iat,
+      exp: t.exp,
+      iat: t.iat,
+      jti: uuid(),
+      email: 'alice@stella.example',
+    }),
+  },
+};
+const shapeIssuer = (shape) => `${issuer}${shape.path}`;
+// The discovery document of each shape's issuer, by request path (a trailing
+// slash of the issuer is dropped before the well-known path, as OIDC
+// Discovery 4 says).
+const shapeDiscovery = new Map(Object.values(SHAPES).map((shape) => [
+  `${shape.path.replace(/\/$/, '')}/.well-known/openid-configuration`,
+  {
+    issuer: shapeIssuer(shape),
+    jwks_uri: `${issuer}/jwks`,
+    response_types_supported: ['code'],
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: ['RS256'],
+  },
+]));
 
 async function mintTokens(req, res, query) {
   const fail = (status, message) => {
@@ -372,23 +554,45 @@ async function mintTokens(req, res, query) {
   const held = (client.scope ?? '').split(' ');
   if (!scope.split(' ').every((s) => held.includes(s))) return fail(400, `${clientId} does not hold scope ${scope}`);
   const aud = query.get('resource') ?? DEFAULT_RESOURCE;
+  const shapeName = query.get('shape');
+  const shape = shapeName === null ? undefined : SHAPES[shapeName];
+  if (shapeName !== null && !Object.hasOwn(SHAPES, shapeName)) {
+    return fail(400, `unknown shape ${shapeName}; one of ${Object.keys(SHAPES).join(', ')}`);
+  }
 
   const b64 = (text) => Buffer.from(text).toString('base64url');
-  const header = b64(JSON.stringify({ alg: 'ES256', typ: 'at+jwt', kid: mintKey.kid }));
+  const header = b64(JSON.stringify(shape ? shape.header(rsaKey.kid) : { alg: 'ES256', typ: 'at+jwt', kid: mintKey.kid }));
+  const sign = shape
+    ? (input) => crypto.sign('sha256', Buffer.from(input), rsaPrivateKey)
+    : (input) => crypto.sign('sha256', Buffer.from(input), { key: mintPrivateKey, dsaEncoding: 'ieee-p1363' });
   res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
   const BATCH = 1000;
   for (let done = 0; done < count;) {
     const iat = Math.floor(Date.now() / 1000);
     const lines = [];
     for (const end = Math.min(count, done + BATCH); done < end; done += 1) {
-      const claims = { client_id: clientId };
-      if (client.tenant) claims.tenant = client.tenant;
-      Object.assign(claims, {
-        jti: crypto.randomBytes(32).toString('base64url'), sub: clientId, iat, exp: iat + AT_TTL, scope, iss: issuer, aud,
-      });
+      let claims;
+      if (shape) {
+        claims = shape.claims({
+          iss: shapeIssuer(shape),
+          clientId,
+          scope: words(scope),
+          aud,
+          roles: words(query.get('roles')),
+          clientRoles: words(query.get('client_roles')),
+          tenant: query.get('tenant') || undefined,
+          iat,
+          exp: iat + AT_TTL,
+        });
+      } else {
+        claims = { client_id: clientId };
+        if (client.tenant) claims.tenant = client.tenant;
+        Object.assign(claims, {
+          jti: crypto.randomBytes(32).toString('base64url'), sub: clientId, iat, exp: iat + AT_TTL, scope, iss: issuer, aud,
+        });
+      }
       const input = `${header}.${b64(JSON.stringify(claims))}`;
-      const signature = crypto.sign('sha256', Buffer.from(input), { key: mintPrivateKey, dsaEncoding: 'ieee-p1363' });
-      lines.push(`${input}.${signature.toString('base64url')}\n`);
+      lines.push(`${input}.${sign(input).toString('base64url')}\n`);
     }
     if (!res.write(lines.join(''))) await new Promise((resolve) => res.once('drain', resolve));
     if (res.destroyed) return undefined;
@@ -464,6 +668,17 @@ server.on('request', (req, res) => {
     return;
   }
   if (path === '/token/introspection') introspections += 1;
+  if (TEST_MINT && path === '/__test/shapes' && req.method === 'GET') {
+    const shapes = Object.fromEntries(Object.entries(SHAPES).map(([name, shape]) => [name, { issuer: shapeIssuer(shape) }]));
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(shapes));
+    return;
+  }
+  if (TEST_MINT && req.method === 'GET' && shapeDiscovery.has(path)) {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(shapeDiscovery.get(path)));
+    return;
+  }
   if (TEST_MINT && path === '/__test/mint' && req.method === 'POST') {
     mintTokens(req, res, new URL(req.url, issuer).searchParams).catch((err) => {
       log('mint failed', err);

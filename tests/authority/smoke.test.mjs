@@ -344,6 +344,42 @@ describe('test authority', () => {
     }
   });
 
+  test('AUTHORITY_TEST_MINT: provider-shaped tokens verify with the keys their issuer\'s discovery names', async () => {
+    const minting = startAuthority({ AUTHORITY_KEYS_FILE: path.join(tmp, 'keys.json'), AUTHORITY_TEST_MINT: '1' });
+    try {
+      const ready = await minting.ready;
+      const shapes = await (await fetch(`${ready.issuer}/__test/shapes`)).json();
+      assert.deepEqual(Object.keys(shapes), ['keycloak', 'entra', 'auth0', 'okta', 'cognito', 'cognito-id']);
+      assert.match(shapes.entra.issuer, /^http:\/\/127\.0\.0\.1:\d+\/[0-9a-f-]{36}\/v2\.0$/);
+      assert.ok(shapes.auth0.issuer.endsWith('/auth0/'));
+      const expected = {
+        keycloak: { typ: 'JWT', client: 'azp', roles: (p) => p.realm_access.roles },
+        entra: { typ: 'JWT', client: 'azp', roles: (p) => p.roles },
+        auth0: { typ: 'JWT', client: 'azp', roles: (p) => p.permissions },
+        okta: { typ: undefined, client: 'cid', roles: (p) => p.groups },
+        cognito: { typ: undefined, client: 'client_id', roles: (p) => p['cognito:groups'] },
+      };
+      for (const [name, want] of Object.entries(expected)) {
+        const { issuer: shapeIssuer } = shapes[name];
+        const meta = await (await fetch(`${shapeIssuer.replace(/\/$/, '')}/.well-known/openid-configuration`)).json();
+        assert.equal(meta.issuer, shapeIssuer, name);
+        const keys = createLocalJWKSet(await (await fetch(meta.jwks_uri)).json());
+        const res = await fetch(`${ready.issuer}/__test/mint?shape=${name}&roles=auditor&scope=echo.read`, { method: 'POST' });
+        assert.equal(res.status, 200, name);
+        const token = (await res.text()).trim();
+        const { payload, protectedHeader } = await jwtVerify(token, keys, { issuer: shapeIssuer });
+        assert.equal(protectedHeader.alg, 'RS256', name);
+        assert.equal(protectedHeader.typ, want.typ, name);
+        assert.equal(payload[want.client], 'svc-bearer', name);
+        assert.ok(want.roles(payload).includes('auditor'), name);
+      }
+      const unknown = await fetch(`${ready.issuer}/__test/mint?shape=azure`, { method: 'POST' });
+      assert.equal(unknown.status, 400);
+    } finally {
+      assert.equal(await stop(minting.proc), 0, 'clean exit on SIGTERM');
+    }
+  });
+
   test('AUTHORITY_ISSUER with a path is refused at start', async () => {
     const bad = startAuthority({ AUTHORITY_ISSUER: 'http://authority.test/x/' });
     await assert.rejects(bad.ready, /AUTHORITY_ISSUER must be an http\(s\) origin/);

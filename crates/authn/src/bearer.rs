@@ -3,14 +3,16 @@
 //!
 //! Split around the one async step, the key lookup:
 //! 1. [`parse_token`] (pure): length cap, compact JWS, `typ` `at+jwt`
-//!    (case-insensitive, optional `application/`, required), `alg` in the
-//!    configured allowlist (itself within ES256, ES384, EdDSA, PS256,
-//!    RS256), and no key material or key reference in the header (`jwk`,
-//!    `jku`, `x5u`, `x5c`): keys come from the Authority's JWKS only;
+//!    (case-insensitive, optional `application/`, required; an Authority's
+//!    token profile may name others), `alg` in the configured allowlist
+//!    (itself within ES256, ES384, EdDSA, PS256, RS256), and no key
+//!    material or key reference in the header (`jwk`, `jku`, `x5u`, `x5c`):
+//!    keys come from the Authority's JWKS only;
 //! 2. [`JwksCache::key_for`] picks the key by `kid` and `alg`;
 //! 3. [`verify_claims`] (pure, takes `now`): signature, then claims with
 //!    strict JSON types: a claim of the wrong type is an error, never
-//!    treated as absent.
+//!    treated as absent. Client id, scopes, tenant and roles are read where
+//!    the Authority's [`ClaimMapping`] says ([`mapping`]).
 //!
 //! [`authenticate_bearer`] runs the three with the verified-token cache in
 //! front. What it returns is authentication only: the caller still applies
@@ -22,13 +24,15 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use stella_authority::AuthorityConfig;
+use stella_authority::{AuthorityConfig, ClaimMapping};
 use stella_authority::{JwksCache, KeyLookupError};
 use stella_core::identity::{names, Binding, Names, TokenClaims};
 use stella_envelope::encoding::{is_canonical_b64url_of_len, DecodeError};
 use stella_jose::{
     typ_matches, CompactJws, JoseError, JsonObject, JwsAlg, JwsHeader, JwsPart, VerifyingKey,
 };
+
+pub mod mapping;
 
 /// Default cap on a token's length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -64,6 +68,8 @@ pub struct TokenRules {
     leeway: u64,
     required_claims: Vec<String>,
     max_token_len: usize,
+    /// The Authority's token profile; `None`: strict RFC 9068.
+    mapping: Option<ClaimMapping>,
 }
 
 /// Why [`TokenRules`] could not be built from a configuration (which
@@ -107,6 +113,7 @@ impl TokenRules {
             leeway: config.leeway.as_secs(),
             required_claims: config.required_claims.clone(),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            mapping: config.token_claims.clone(),
         })
     }
 
@@ -140,6 +147,12 @@ impl TokenRules {
     pub fn max_token_len(&self) -> usize {
         self.max_token_len
     }
+
+    /// Where this Authority's access tokens carry what the gateway reads;
+    /// `None`: strict RFC 9068.
+    pub fn mapping(&self) -> Option<&ClaimMapping> {
+        self.mapping.as_ref()
+    }
 }
 
 /// What is wrong with one claim.
@@ -150,6 +163,9 @@ pub enum ClaimProblem {
     /// A number that is not a non-negative integer (RFC 7519 NumericDate
     /// restricted to whole seconds).
     NotNumericDate,
+    /// A string other than the one the Authority's token profile requires
+    /// (`token_use: id` where `access` is required).
+    UnexpectedValue,
 }
 
 impl fmt::Display for ClaimProblem {
@@ -158,6 +174,7 @@ impl fmt::Display for ClaimProblem {
             ClaimProblem::Missing => "is missing",
             ClaimProblem::WrongType => "has the wrong json type",
             ClaimProblem::NotNumericDate => "is not a whole non-negative number of seconds",
+            ClaimProblem::UnexpectedValue => "does not have the value the token profile requires",
         })
     }
 }
@@ -172,9 +189,9 @@ pub enum TokenError {
     /// signature.
     #[error("{0}")]
     Jose(JoseError),
-    #[error("token header has no typ (at+jwt required)")]
+    #[error("token header has no typ (at+jwt required unless a token profile says otherwise)")]
     MissingTyp,
-    #[error("token typ is not at+jwt")]
+    #[error("token typ is not at+jwt (or a value the token profile accepts)")]
     WrongTyp,
     #[error("alg {0} is not allowed for access tokens by configuration")]
     AlgNotAllowed(JwsAlg),
@@ -227,6 +244,10 @@ impl TokenError {
                 problem: ClaimProblem::Missing,
                 ..
             } => "missing_claim",
+            TokenError::Claim {
+                problem: ClaimProblem::UnexpectedValue,
+                ..
+            } => "unexpected_claim_value",
             TokenError::Claim { .. } => "malformed_claim",
             TokenError::WrongIssuer => "wrong_issuer",
             TokenError::WrongAudience => "wrong_audience",
@@ -261,8 +282,9 @@ impl From<KeyLookupError> for TokenError {
     }
 }
 
-/// A token that passed [`parse_token`]: well-formed, typed `at+jwt`, an
-/// allowed alg, no key in its header. Not yet verified.
+/// A token that passed [`parse_token`]: well-formed, typed `at+jwt` (or as
+/// the Authority's token profile accepts), an allowed alg, no key in its
+/// header. Not yet verified.
 #[derive(Clone, Debug)]
 pub struct ParsedToken {
     jws: CompactJws,
@@ -298,10 +320,13 @@ pub fn parse_token(token: &str, rules: &TokenRules) -> Result<ParsedToken, Token
             return Err(TokenError::KeyInHeader(member));
         }
     }
-    match header.typ() {
-        None => return Err(TokenError::MissingTyp),
-        Some(typ) if !typ_matches(typ, AT_JWT) => return Err(TokenError::WrongTyp),
-        Some(_) => {}
+    match &rules.mapping {
+        None => match header.typ() {
+            None => return Err(TokenError::MissingTyp),
+            Some(typ) if !typ_matches(typ, AT_JWT) => return Err(TokenError::WrongTyp),
+            Some(_) => {}
+        },
+        Some(m) => mapping::check_typ(header.typ(), m)?,
     }
     if !rules.algorithms.contains(&header.alg()) {
         return Err(TokenError::AlgNotAllowed(header.alg()));
@@ -344,24 +369,50 @@ pub enum ClaimsSource {
 /// The checks of [`verify_claims`] after the signature, over claims that
 /// came from a trusted source: a verified JWT payload, or the Authority's
 /// introspection response (RFC 7662) for an opaque token.
+///
+/// A JWT's client id, scopes, tenant and roles are read where the
+/// Authority's token profile says; an introspection response always uses
+/// the names RFC 7662 gives them (`client_id`, `scope`), and `roles` and
+/// `tenant`.
 pub fn check_claims(
     claims: JsonObject,
     rules: &TokenRules,
     now: u64,
     source: ClaimsSource,
 ) -> Result<TokenClaims, TokenError> {
+    let profile = match source {
+        ClaimsSource::Jwt => rules.mapping.as_ref(),
+        ClaimsSource::Introspection => None,
+    };
+    let shape = profile.unwrap_or(mapping::strict());
+
     let issuer = string(&claims, "iss")?.ok_or(TokenError::claim("iss", ClaimProblem::Missing))?;
     if issuer != &*rules.issuer {
         return Err(TokenError::WrongIssuer);
     }
 
-    let audiences = audiences(&claims)?;
-    if !audiences
-        .iter()
-        .any(|a| rules.audiences.iter().any(|r| **r == **a))
-    {
-        return Err(TokenError::WrongAudience);
-    }
+    let audiences = match (claims.contains_key("aud"), profile) {
+        // Only a profile without `require_aud` takes a token without `aud`,
+        // and only when its client id is one of the configured audiences:
+        // Cognito names the app client the token was issued to that way.
+        (false, Some(m)) if !m.require_aud => {
+            let client = mapping::client_id(&claims, m)?;
+            if !client.is_some_and(|c| rules.audiences.iter().any(|r| **r == *c)) {
+                return Err(TokenError::WrongAudience);
+            }
+            Names::default()
+        }
+        _ => {
+            let audiences = audiences(&claims)?;
+            if !audiences
+                .iter()
+                .any(|a| rules.audiences.iter().any(|r| **r == **a))
+            {
+                return Err(TokenError::WrongAudience);
+            }
+            audiences
+        }
+    };
 
     let leeway = rules.leeway;
     let expires_at =
@@ -390,35 +441,35 @@ pub fn check_claims(
     }
 
     // RFC 9068 section 2.2: `sub` is required in every JWT access token.
-    let client_id = string(&claims, "client_id")?.map(Box::from);
+    let client_id = mapping::client_id(&claims, shape)?;
     let subject = match (string(&claims, "sub")?.filter(|s| !s.is_empty()), source) {
         (Some(sub), _) => Some(sub.into()),
         (None, ClaimsSource::Introspection) if client_id.is_some() => client_id.clone(),
         (None, _) => return Err(TokenError::claim("sub", ClaimProblem::Missing)),
     };
     let jti = string(&claims, "jti")?.map(Box::from);
-    let scopes = match claims.get("scope") {
-        None => Names::default(),
-        Some(Value::String(scope)) => names(scope.split(' ').filter(|s| !s.is_empty())),
-        Some(_) => return Err(TokenError::claim("scope", ClaimProblem::WrongType)),
-    };
-    let tenant = string(&claims, "tenant")?.map(Box::from);
-    let roles = match claims.get("roles") {
-        None => Names::default(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|r| match r {
-                Value::String(r) => Ok(Arc::from(r.as_str())),
-                _ => Err(TokenError::claim("roles", ClaimProblem::WrongType)),
-            })
-            .collect::<Result<Names, _>>()?,
-        Some(_) => return Err(TokenError::claim("roles", ClaimProblem::WrongType)),
-    };
+    let scopes = mapping::scopes(&claims, shape, client_id.as_deref())?;
+    let tenant = mapping::tenant(&claims, shape, client_id.as_deref())?;
+    let roles = mapping::roles(&claims, shape, client_id.as_deref())?;
 
     if source == ClaimsSource::Jwt {
         for name in &rules.required_claims {
             check_required(&claims, name)?;
         }
+    }
+    if let Some(m) = profile {
+        if m.require_jti && jti.as_deref().is_none_or(str::is_empty) {
+            return Err(TokenError::claim("jti", ClaimProblem::Missing));
+        }
+        // Every profile names where the client is: a token without one is
+        // not an access token of that Authority.
+        if client_id.as_deref().is_none_or(str::is_empty) {
+            return Err(TokenError::Claim {
+                claim: Cow::Owned(mapping::client_id_names(m)),
+                problem: ClaimProblem::Missing,
+            });
+        }
+        mapping::check_required_values(&claims, m, client_id.as_deref())?;
     }
 
     let binding = binding(claims.get("cnf"));

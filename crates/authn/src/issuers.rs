@@ -36,6 +36,15 @@ impl Issuer {
     fn build(config: &AuthorityConfig, clock: &Arc<dyn Clock>) -> Result<Issuer, ConfigError> {
         let rules = TokenRules::from_config(config)
             .map_err(|e| ConfigError::new(&config.path, e.to_string()))?;
+        if rules.mapping().is_some_and(|m| !m.require_aud) {
+            // Weaker than RFC 9068's audience rule: say so whenever it is
+            // built, as the emergency bypass does.
+            tracing::warn!(
+                issuer = %config.issuer,
+                "access tokens without aud are accepted from this authority when their client id \
+                 is one of its audiences (token_claims.require_aud: false)"
+            );
+        }
         let jwks = Arc::new(
             JwksCache::new(config, clock.clone())
                 .map_err(|e| ConfigError::new(format!("{}.issuer", config.path), e.to_string()))?,

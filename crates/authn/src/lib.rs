@@ -2,7 +2,9 @@
 //! claims.
 //!
 //! - [`bearer`]: RFC 9068 JWT access tokens, verified against the
-//!   Authority's keys (`stella_authority::jwks`);
+//!   Authority's keys (`stella_authority::jwks`); [`bearer::mapping`] reads
+//!   the client id, scopes, tenant and roles where an Authority's token
+//!   profile says its tokens carry them;
 //! - [`cache`]: verified tokens by hash, so the hot path skips signature
 //!   and claims parsing (never the route policy or a binding check);
 //! - `dpop` and `mtls` (sender constraints) build on `bearer`'s claims and

@@ -13,7 +13,9 @@
 //!   time when the Authority is down, then reported unavailable (503);
 //! - [`lkg`]: the last good discovery and JWKS, persisted on each fetch
 //!   and loaded at start, so a restart during an outage still serves;
-//! - [`settings`]: the checked settings of one Authority;
+//! - [`settings`]: the checked settings of one Authority, and how its
+//!   access tokens are shaped (`settings::token_claims`: the named
+//!   profiles and claim paths);
 //! - [`stale`]: one cached answer with bounded staleness, the cache of
 //!   introspection results and of effective claims.
 //!
@@ -37,7 +39,10 @@ pub mod test_server;
 pub use discovery::Discovery;
 pub use http::{FetchError, HttpFetcher};
 pub use jwks::{JwksCache, KeyLookupError, KeySet};
-pub use settings::{AuthorityConfig, ClaimsConfig, ClientCredentials, IntrospectionConfig, Secret};
+pub use settings::{
+    AuthorityConfig, ClaimMapping, ClaimPath, ClaimsConfig, ClientCredentials, IntrospectionConfig,
+    Secret, TokenProfile,
+};
 
 /// Which Authority document a failure concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

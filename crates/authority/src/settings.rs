@@ -5,6 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod token_claims;
+
+pub use token_claims::{
+    ClaimMapping, ClaimPath, PathError, RequiredValue, ScopeFormat, Segment, TokenProfile,
+};
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorityConfig {
     /// Where it is configured (`gateway.auth.authority`,
@@ -30,6 +36,11 @@ pub struct AuthorityConfig {
     pub client: Option<ClientCredentials>,
     pub introspection: Option<IntrospectionConfig>,
     pub claims: Option<ClaimsConfig>,
+    /// Where this Authority's access tokens carry what the gateway reads
+    /// (`token_profile`, `token_claims`); `None`: strict RFC 9068 (`typ
+    /// at+jwt`, `scope`, `roles`, `tenant`, `client_id`), with
+    /// `required_claims` deciding what must be present.
+    pub token_claims: Option<ClaimMapping>,
 }
 
 /// `client_secret_basic` credentials. `Debug` never shows the secret.

@@ -220,5 +220,6 @@ pub fn test_config(issuer: &str, audience: &str) -> crate::settings::AuthorityCo
         client: None,
         introspection: None,
         claims: None,
+        token_claims: None,
     }
 }

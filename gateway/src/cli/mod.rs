@@ -140,6 +140,10 @@ enum KeyAlg {
     Hs256,
     #[value(name = "EdDSA")]
     EdDsa,
+    /// Transaction tokens only (`services[].envelope_kid` of a `txn-token`
+    /// service); for verifiers without Ed25519, such as .NET's.
+    #[value(name = "ES256")]
+    Es256,
 }
 
 #[derive(Subcommand)]
@@ -264,6 +268,17 @@ fn check(path: &std::path::Path) -> i32 {
                 snapshot.policies.routes().len(),
                 snapshot.signer.key().kid()
             );
+            for service in &snapshot.config.services {
+                let kid = service
+                    .envelope_kid
+                    .as_deref()
+                    .unwrap_or(snapshot.signer.key().kid().as_str());
+                println!(
+                    "# service {}: identity {}, key {kid}",
+                    service.name,
+                    service.identity_format.as_str()
+                );
+            }
             print!("{}", config::redacted_yaml(&snapshot.config.effective));
             0
         }
@@ -442,11 +457,31 @@ fn generate(alg: KeyAlg, kid: &str) -> i32 {
     let key = match alg {
         KeyAlg::Hs256 => Key::hmac(kid.clone(), &seed[..]),
         KeyAlg::EdDsa => Key::ed25519_from_seed(kid.clone(), *seed),
+        KeyAlg::Es256 => ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &SystemRandom::new(),
+        )
+        .map_err(|_| stella_envelope::KeyError::P256)
+        .and_then(|pkcs8| Key::p256_from_pkcs8(kid.clone(), pkcs8.as_ref())),
     };
     let Ok(key) = key else {
         eprintln!("key generation failed");
         return 1;
     };
+    if let KeyAlg::Es256 = alg {
+        // Not an envelope key: no signing-key variable, no service setting.
+        println!("# ES256 key {kid}: signs transaction tokens only");
+        println!("# Gateway, an entry of router.identity_envelope_keys named by the");
+        println!("# envelope_kid of services with identity_format: txn-token (secret:");
+        println!("# keep it in a secret store, never in a log):");
+        println!("{{kid: {kid}, key: \"{}\"}}", key.to_spec().as_str());
+        println!("# Services verify with the public key the gateway publishes at");
+        println!("# /.well-known/stella/keys.json:");
+        let mut jwk = key.public_jwk().unwrap_or_default();
+        jwk["kid"] = serde_json::json!(kid.as_str());
+        println!("{jwk}");
+        return 0;
+    }
     println!("# {} envelope key {kid}", key.alg());
     println!("# Gateway (secret: keep it in a secret store, never in a log):");
     println!("Router__IdentityEnvelopeSigningKeyId={kid}");
@@ -456,7 +491,7 @@ fn generate(alg: KeyAlg, kid: &str) -> i32 {
     );
     match alg {
         KeyAlg::Hs256 => println!("# Services verify HS256 with the same secret:"),
-        KeyAlg::EdDsa => println!("# Services verify with the public key only:"),
+        KeyAlg::EdDsa | KeyAlg::Es256 => println!("# Services verify with the public key only:"),
     }
     println!(
         "Router__IdentityEnvelopeAcceptedKeys={kid}={}",

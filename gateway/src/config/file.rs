@@ -84,6 +84,11 @@ pub struct ListenersSection {
     pub tls: Option<TlsSection>,
     /// Admin listener: health, readiness, metrics.
     pub admin: Option<String>,
+    /// Also answer `GET /.well-known/stella/keys.json` (the public envelope
+    /// and transaction-token keys as a JWKS) on the http and tls listeners,
+    /// before routing (default false; the admin listener always does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_jwks: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -202,6 +207,57 @@ pub struct AuthoritySection {
     /// Claims the Authority supplies for a subject and client, merged into
     /// the token's own (effective claims).
     pub claims: Option<ClaimsSection>,
+    /// The shape of this Authority's access tokens, by provider: `rfc9068`
+    /// (what the gateway expects without it), `keycloak`, `entra`, `auth0`,
+    /// `okta` or `cognito` (docs/authorities.md). Not printed when unset, nor
+    /// is `token_claims`: the printed configuration stays as it was for
+    /// deployments without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_profile: Option<String>,
+    /// Where the access tokens carry scopes, roles, tenant and client id,
+    /// and what they must carry; each key set here replaces the profile's
+    /// (`rfc9068` without a profile). `check` prints the mapping in effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_claims: Option<TokenClaimsSection>,
+}
+
+/// `token_claims` of an Authority. Claim paths are dotted member names
+/// (`realm_access.roles`); a segment in double quotes is one member name as
+/// written (`"https://example.com/roles"`); `{client_id}` is the token's
+/// client id as mapped.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenClaimsSection {
+    /// Header `typ` values accepted (case-insensitive, with or without
+    /// `application/`).
+    pub typ: Option<Vec<String>>,
+    /// Refuse a token whose header has no `typ`.
+    pub require_typ: Option<bool>,
+    /// Claim paths holding scopes, merged in order.
+    pub scope: Option<Vec<String>>,
+    /// `string` (space-separated) or `array`.
+    pub scope_format: Option<String>,
+    /// Claim paths holding roles (arrays of strings), merged in order.
+    pub roles: Option<Vec<String>>,
+    /// Claim paths of the tenant; the first one present counts.
+    pub tenant: Option<Vec<String>>,
+    /// Claim paths of the client id; the first one present counts, and one
+    /// must be.
+    pub client_id: Option<Vec<String>>,
+    pub require_jti: Option<bool>,
+    /// `false`: a token without `aud` is accepted when its client id is one
+    /// of `audiences` (Cognito access tokens carry no `aud`).
+    pub require_aud: Option<bool>,
+    /// Claims that must hold exactly this string (`token_use: access`).
+    pub required_values: Option<Vec<RequiredValueSection>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredValueSection {
+    /// A claim path.
+    pub claim: Option<String>,
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -293,12 +349,18 @@ pub struct ServiceSection {
     /// or an http(s) url), merged into `stella-gateway openapi`.
     pub openapi: Option<String>,
     /// The kid of the envelope key (in `router.identity_envelope_keys`)
-    /// that signs this service's envelopes; default: the active key. With a
+    /// that signs this service's envelopes and transaction tokens (an
+    /// ES256 key: transaction tokens only); default: the active key. With a
     /// key per service, a service holding its HS256 key can mint envelopes
     /// for itself only. Not printed when unset (the printed configuration
     /// stays as it was for deployments without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub envelope_kid: Option<String>,
+    /// How the identity is forwarded: `envelope` (default: the six
+    /// `X-StellaOps-Identity-Envelope*` headers), `txn-token` (one
+    /// `Txn-Token` header, a JWT; needs an EdDSA key) or `both`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_format: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -370,6 +432,7 @@ pub fn schema_sample() -> FileConfig {
                     http2: Some(true),
                 }),
                 admin: s(),
+                public_jwks: Some(false),
             },
             auth: AuthSection {
                 authority: AuthoritySection {
@@ -400,6 +463,22 @@ pub fn schema_sample() -> FileConfig {
                         cache_seconds: Some(0),
                         refresh_ahead_seconds: Some(0),
                         max_stale_seconds: Some(0),
+                    }),
+                    token_profile: s(),
+                    token_claims: Some(TokenClaimsSection {
+                        typ: Some(vec![String::new()]),
+                        require_typ: Some(true),
+                        scope: Some(vec![String::new()]),
+                        scope_format: s(),
+                        roles: Some(vec![String::new()]),
+                        tenant: Some(vec![String::new()]),
+                        client_id: Some(vec![String::new()]),
+                        require_jti: Some(true),
+                        require_aud: Some(true),
+                        required_values: Some(vec![RequiredValueSection {
+                            claim: s(),
+                            value: s(),
+                        }]),
                     }),
                 },
                 authorities: Vec::new(),
@@ -467,6 +546,7 @@ pub fn schema_sample() -> FileConfig {
             }),
             openapi: s(),
             envelope_kid: s(),
+            identity_format: s(),
         }],
         logging: LoggingSection {
             format: s(),

@@ -25,7 +25,7 @@ use std::time::Instant;
 use stella_authn::presented::presented;
 use stella_authn::{Authenticated, PresentedCertificate, RequestFacts};
 use stella_core::identity::{Binding, Caller};
-use stella_envelope::{EnvelopeHeaders, Target};
+use stella_envelope::{EnvelopeHeaders, Target, TxnRequest};
 use stella_policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
 use stella_policy::{CallerIdentity, RouteTarget};
 use stella_routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
@@ -132,6 +132,38 @@ pub async fn write_refusal(
     Ok(())
 }
 
+/// The decision-log reason of a request for the published keys on a public
+/// listener (`gateway.listeners.public_jwks`): answered by the gateway itself.
+const PUBLIC_KEYS: &str = "public_jwks";
+
+/// Answers `GET` or `HEAD /.well-known/stella/keys.json` with the snapshot's
+/// JWKS (`crate::keyset`), before any route or policy is looked at.
+async fn write_keyset(session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    let method = &session.req_header().method;
+    if method != http::Method::GET && method != http::Method::HEAD {
+        let refusal = Refusal::MethodNotAllowed {
+            allowed: vec!["GET".into(), "HEAD".into()],
+        };
+        ctx.reason = refusal.reason();
+        return write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await;
+    }
+    let head_only = method == http::Method::HEAD;
+    let body = ctx.snap.keyset.clone();
+    let mut head = ResponseHeader::build(200, Some(4))?;
+    head.insert_header("content-type", crate::keyset::CONTENT_TYPE)?;
+    head.insert_header("cache-control", crate::keyset::CACHE_CONTROL)?;
+    head.insert_header("content-length", body.len().to_string())?;
+    head.insert_header("x-request-id", ctx.request_id.as_str())?;
+    ctx.reason = PUBLIC_KEYS;
+    session
+        .write_response_header(Box::new(head), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
 /// The error type of a failed envelope signature: `fail_to_proxy` answers
 /// it with 503, and nothing is forwarded.
 const ENVELOPE_SIGNING_FAILED: &str = "envelope_signing_failed";
@@ -153,6 +185,28 @@ fn sign_envelope(
         Error::explain(
             ErrorType::Custom(ENVELOPE_SIGNING_FAILED),
             "identity envelope not signed",
+        )
+    })
+}
+
+/// The transaction token for an authorized request, like [`sign_envelope`]:
+/// a failure is logged and becomes an error, never a request forwarded
+/// without its token.
+fn sign_txn_token(
+    signer: &EnvelopeSigner,
+    who: &Authorized<Authenticated>,
+    request: &TxnRequest<'_>,
+    now: u64,
+) -> Result<String> {
+    signer.sign_txn_token(who, request, now).map_err(|e| {
+        tracing::error!(
+            request_id = %request.target.request_id,
+            error = %e,
+            "transaction token not signed; refusing with 503"
+        );
+        Error::explain(
+            ErrorType::Custom(ENVELOPE_SIGNING_FAILED),
+            "transaction token not signed",
         )
     })
 }
@@ -223,6 +277,12 @@ impl ProxyHttp for Proxy {
         if let Some(ssl) = session.digest().and_then(|d| d.ssl_digest.as_ref()) {
             ctx.tls = true;
             ctx.client_cert = ssl.extension.get::<ClientCert>().cloned();
+        }
+        if ctx.snap.config.listeners.public_jwks
+            && session.req_header().uri.path() == crate::keyset::PATH
+        {
+            write_keyset(session, ctx).await?;
+            return Ok(true);
         }
         match self.decide(session, ctx).await {
             Ok(()) => Ok(false),
@@ -402,6 +462,42 @@ impl ProxyHttp for Proxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
+
+        // The identity, in the service's format (docs/design.md §3.6). The
+        // default, the envelope alone, does no other work.
+        let format = service.identity_format;
+        let method = upstream.method.clone();
+        let target = Target {
+            audience: &service.name,
+            method: method.as_str(),
+            path: path.as_str(),
+            request_id: &ctx.request_id,
+        };
+        let now = gw.shared.clock.now();
+        let envelope = match format.sends_envelope() {
+            true => sign_envelope(&gw.signer, authorized, &target, now).map(Some),
+            false => Ok(None),
+        };
+        let txn_token = match (format.sends_txn_token(), &envelope) {
+            (true, Ok(_)) => {
+                let request = TxnRequest {
+                    target,
+                    route: ctx.route_id.as_deref().unwrap_or_default(),
+                    decision: authorized.allowed().reason(),
+                    client_ip: Some(client_ip.as_str()).filter(|ip| !ip.is_empty()),
+                };
+                sign_txn_token(&gw.signer, authorized, &request, now).map(Some)
+            }
+            _ => Ok(None),
+        };
+        let (envelope, txn_token) = match (envelope, txn_token) {
+            (Ok(envelope), Ok(txn_token)) => (envelope, txn_token),
+            (Err(e), _) | (_, Err(e)) => {
+                ctx.reason = Refusal::EnvelopeUnavailable.reason();
+                return Err(e);
+            }
+        };
+
         let added = Added {
             forwarded_for: client_ip,
             forwarded_proto: if ctx.tls { "https" } else { "http" },
@@ -413,27 +509,11 @@ impl ProxyHttp for Proxy {
         for (name, value) in added.into_pairs() {
             upstream.insert_header(name, value)?;
         }
-
-        let envelope = sign_envelope(
-            &gw.signer,
-            authorized,
-            &Target {
-                audience: &service.name,
-                method: upstream.method.as_str(),
-                path: path.as_str(),
-                request_id: &ctx.request_id,
-            },
-            gw.shared.clock.now(),
-        );
-        let envelope = match envelope {
-            Ok(envelope) => envelope,
-            Err(e) => {
-                ctx.reason = Refusal::EnvelopeUnavailable.reason();
-                return Err(e);
-            }
-        };
-        for (name, value) in envelope.into_pairs() {
+        for (name, value) in envelope.into_iter().flat_map(EnvelopeHeaders::into_pairs) {
             upstream.insert_header(name, value)?;
+        }
+        if let Some(token) = txn_token {
+            upstream.insert_header(stella_envelope::txn_token::HEADER, token)?;
         }
         Ok(())
     }
@@ -507,7 +587,7 @@ impl ProxyHttp for Proxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let route = ctx.route_id.as_deref().unwrap_or("none");
-        let decision = if ctx.authorized.is_some() {
+        let decision = if ctx.authorized.is_some() || ctx.reason == PUBLIC_KEYS {
             "allow"
         } else {
             "deny"
@@ -661,6 +741,24 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(body["status"], 503);
         assert_eq!(body["error"], "temporarily_unavailable");
+    }
+
+    #[test]
+    fn a_failed_or_missing_transaction_token_is_a_503_never_a_request_without_it() {
+        let request = TxnRequest {
+            target: TARGET,
+            route: "echo-items-read",
+            decision: "anonymous",
+            client_ip: None,
+        };
+        let broken = EnvelopeSigner::broken_for_tests(signer());
+        let e = sign_txn_token(&broken, &authorized(), &request, NOW).unwrap_err();
+        assert_eq!(proxy_failure(&e), Some(Refusal::EnvelopeUnavailable));
+        // A signer without a token key for the service (unreachable through
+        // configuration, which builds one for every txn-token service).
+        let plain = EnvelopeSigner::new(signer());
+        let e = sign_txn_token(&plain, &authorized(), &request, NOW).unwrap_err();
+        assert_eq!(proxy_failure(&e), Some(Refusal::EnvelopeUnavailable));
     }
 
     #[test]

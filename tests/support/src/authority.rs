@@ -114,6 +114,32 @@ pub struct AuthorityOptions {
     /// `AUTHORITY_DPOP_NONCE=1`: DPoP token requests need the Authority's
     /// nonce (a first 400 `use_dpop_nonce`).
     pub dpop_nonce: bool,
+    /// `AUTHORITY_TEST_MINT=1`: the test-only minting endpoint, and with it
+    /// tokens shaped as other providers issue them, each under its own
+    /// issuer ([`Authority::shaped_token`], [`Authority::shape_issuer`]).
+    pub test_mint: bool,
+}
+
+/// What a token shaped as another provider's carries
+/// ([`Authority::shaped_token`]); the shape puts each where that provider
+/// does (tests/authority/README.md).
+#[derive(Clone, Debug, Default)]
+pub struct Shaped {
+    /// A registered client without sender constraints; `svc-bearer` if
+    /// `None`.
+    pub client: Option<&'static str>,
+    /// Space-separated, held by the client; `echo.read` if `None`.
+    pub scope: Option<String>,
+    /// The audience (ignored by shapes without one, such as Cognito's).
+    pub resource: Option<String>,
+    /// The provider's roles or groups claim.
+    pub roles: Vec<String>,
+    /// Keycloak's client roles of the token's client; Auth0's namespaced
+    /// `https://stella.example/roles`.
+    pub client_roles: Vec<String>,
+    /// Where the provider names a tenant the caller chose (Auth0's
+    /// `org_id`).
+    pub tenant: Option<String>,
 }
 
 /// The test Authority (`node tests/authority/server.mjs`).
@@ -213,6 +239,7 @@ impl Authority {
             "AUTHORITY_CLAIMS_FILE",
             "AUTHORITY_OPAQUE_RESOURCE",
             "AUTHORITY_DPOP_NONCE",
+            "AUTHORITY_TEST_MINT",
         ] {
             cmd.env_remove(name);
         }
@@ -225,6 +252,9 @@ impl Authority {
         }
         if options.dpop_nonce {
             cmd.env("AUTHORITY_DPOP_NONCE", "1");
+        }
+        if options.test_mint {
+            cmd.env("AUTHORITY_TEST_MINT", "1");
         }
         if let Some(ttl) = options.access_token_ttl {
             cmd.env("AUTHORITY_AT_TTL", ttl.to_string());
@@ -313,6 +343,54 @@ impl Authority {
         );
         let token = String::from_utf8(out.stdout).expect("token is utf-8");
         token.trim().to_owned()
+    }
+
+    /// The issuer of tokens shaped as `shape` (`keycloak`, `entra`,
+    /// `auth0`, `okta`, `cognito`, `cognito-id`): this Authority's URL with
+    /// that provider's path form, and a discovery document there naming this
+    /// Authority's JWKS. Needs [`AuthorityOptions::test_mint`].
+    pub fn shape_issuer(&self, shape: &str) -> String {
+        let r = request(self.addr(), "GET", "/__test/shapes", &[], b"");
+        assert_eq!(r.status, 200, "shapes (is test_mint on?): {}", r.text());
+        r.json()[shape]["issuer"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no shape {shape}: {}", r.text()))
+            .to_owned()
+    }
+
+    /// One access token as `shape`'s provider issues it (header `typ`,
+    /// claim names and nesting, issuer form), signed with this Authority's
+    /// RS256 key. Needs [`AuthorityOptions::test_mint`].
+    pub fn shaped_token(&self, shape: &str, what: &Shaped) -> String {
+        let mut query = vec![
+            ("shape", shape.to_owned()),
+            ("client", what.client.unwrap_or("svc-bearer").to_owned()),
+            (
+                "scope",
+                what.scope.clone().unwrap_or_else(|| "echo.read".into()),
+            ),
+            ("roles", what.roles.join(" ")),
+            ("client_roles", what.client_roles.join(" ")),
+        ];
+        if let Some(resource) = &what.resource {
+            query.push(("resource", resource.clone()));
+        }
+        if let Some(tenant) = &what.tenant {
+            query.push(("tenant", tenant.clone()));
+        }
+        let query: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", url_encode(v)))
+            .collect();
+        let r = request(
+            self.addr(),
+            "POST",
+            &format!("/__test/mint?{}", query.join("&")),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200, "mint {shape}: {}", r.text());
+        r.text().trim().to_owned()
     }
 
     /// The Authority's published JWKS.
@@ -439,4 +517,16 @@ pub fn npm_dpop_proof(
         .expect("proof is utf-8")
         .trim()
         .to_owned()
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986 2.3).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

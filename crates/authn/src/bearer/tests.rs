@@ -4,6 +4,7 @@ use super::*;
 use ring::hmac;
 use serde_json::json;
 use stella_authority::test_server::{authority_server, test_config, Reply, JWKS_PATH};
+use stella_authority::TokenProfile;
 use stella_core::ManualClock;
 use stella_envelope::encoding::b64url_encode;
 use stella_jose::testing::{jwks, TestKey};
@@ -647,6 +648,7 @@ fn error_codes_are_lowercase_labels_and_only_unavailable_keys_are_503() {
         TokenError::Key(KeyLookupError::Unavailable(Unavailable::NeverLoaded)),
         claim_error("exp", ClaimProblem::Missing),
         claim_error("exp", ClaimProblem::WrongType),
+        claim_error("token_use", ClaimProblem::UnexpectedValue),
         TokenError::WrongIssuer,
         TokenError::WrongAudience,
         TokenError::Expired { ago: 1, leeway: 0 },
@@ -817,4 +819,275 @@ async fn oversize_token_is_refused_before_hashing_or_lookup() {
         .unwrap_err();
     assert_eq!(err.code(), "jws_too_long");
     assert_eq!((s.cache.hits(), s.cache.misses()), (0, 0));
+}
+
+// Token profiles: the same verifier, with claims read where the Authority's
+// tokens carry them (bearer::mapping has the path-by-path tables).
+
+fn profiled(profile: TokenProfile) -> TokenRules {
+    let mut c = config();
+    c.token_claims = Some(profile.mapping());
+    c.required_claims = Vec::new();
+    TokenRules::from_config(&c).unwrap()
+}
+
+/// A token shaped as `profile`'s provider issues it: its header `typ` (or
+/// none), its claim names and nesting.
+fn provider_token(profile: TokenProfile) -> (Value, Value) {
+    let header = |typ: Option<&str>| match typ {
+        Some(typ) => json!({"alg": "ES256", "kid": "k1", "typ": typ}),
+        None => json!({"alg": "ES256", "kid": "k1"}),
+    };
+    let mut payload = json!({"iss": ISSUER, "sub": "user-1", "iat": NOW - 10, "exp": NOW + 300});
+    let extra = match profile {
+        TokenProfile::Rfc9068 => return (header(Some("at+jwt")), claims()),
+        TokenProfile::Keycloak => json!({
+            "aud": [AUDIENCE, "account"], "jti": "k-1", "typ": "Bearer", "azp": "app",
+            "scope": "profile echo.read", "realm_access": {"roles": ["auditor"]},
+            "resource_access": {"app": {"roles": ["app-admin"]}},
+        }),
+        TokenProfile::Entra => json!({
+            "aud": AUDIENCE, "azp": "app", "scp": "echo.read", "roles": ["auditor"],
+            "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47", "uti": "u", "ver": "2.0",
+        }),
+        TokenProfile::Auth0 => json!({
+            "aud": [AUDIENCE, format!("{ISSUER}/userinfo")], "azp": "app",
+            "scope": "openid echo.read", "permissions": ["auditor"], "org_id": "org_1",
+        }),
+        TokenProfile::Okta => json!({
+            "aud": AUDIENCE, "ver": 1, "jti": "AT.1", "cid": "app", "uid": "00u1",
+            "scp": ["echo.read"], "groups": ["auditor"],
+        }),
+        TokenProfile::Cognito => json!({
+            "jti": "c-1", "client_id": "app", "token_use": "access", "scope": "echo.read",
+            "cognito:groups": ["auditor"], "username": "user-1",
+        }),
+    };
+    for (k, v) in extra.as_object().unwrap() {
+        payload[k] = v.clone();
+    }
+    let typ = match profile {
+        TokenProfile::Okta | TokenProfile::Cognito => None,
+        _ => Some("JWT"),
+    };
+    (header(typ), payload)
+}
+
+#[test]
+fn each_profile_accepts_its_providers_token_and_the_strict_default_refuses_it() {
+    let key = es256();
+    for profile in TokenProfile::ALL.into_iter().skip(1) {
+        let (header, claims) = provider_token(profile);
+        let mut rules = profiled(profile);
+        if profile == TokenProfile::Cognito {
+            // Cognito names the app client, not an audience.
+            let mut c = config();
+            c.audiences = vec!["app".into()];
+            c.token_claims = Some(profile.mapping());
+            c.required_claims = Vec::new();
+            rules = TokenRules::from_config(&c).unwrap();
+        }
+        let token = key.token_with_header(&header, &claims);
+        let verified =
+            check_with(&key, &token, &rules, NOW).unwrap_or_else(|e| panic!("{profile}: {e}"));
+        assert_eq!(verified.client_id(), Some("app"), "{profile}");
+        assert_eq!(verified.subject(), Some("user-1"), "{profile}");
+        assert!(
+            verified.scopes().iter().any(|s| &**s == "echo.read"),
+            "{profile}"
+        );
+        assert_eq!(
+            verified.roles().iter().map(|r| &**r).collect::<Vec<_>>(),
+            ["auditor"],
+            "{profile}"
+        );
+        let tenant = match profile {
+            TokenProfile::Entra => Some("72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            TokenProfile::Auth0 => Some("org_1"),
+            _ => None,
+        };
+        assert_eq!(verified.tenant(), tenant, "{profile}");
+        // Policies see the mapped vocabulary through claim() too.
+        assert_eq!(
+            verified.claim("client_id").as_deref(),
+            Some(&json!("app")),
+            "{profile}"
+        );
+        // The strict default refuses it at its header.
+        let strict = check_with(&key, &token, &self::rules(), NOW).unwrap_err();
+        let expected = match profile {
+            TokenProfile::Okta | TokenProfile::Cognito => TokenError::MissingTyp,
+            _ => TokenError::WrongTyp,
+        };
+        assert_eq!(strict, expected, "{profile}");
+    }
+}
+
+#[test]
+fn an_explicit_rfc9068_profile_accepts_and_refuses_as_the_default_does() {
+    let key = es256();
+    let rules = profiled(TokenProfile::Rfc9068);
+    let verified = check(&key, &claims()).unwrap();
+    let mapped = check_with(&key, &key.token(&claims()), &rules, NOW).unwrap();
+    assert_eq!(format!("{verified:?}"), format!("{mapped:?}"));
+    for (name, expected) in [
+        ("client_id", claim_error("client_id", ClaimProblem::Missing)),
+        ("jti", claim_error("jti", ClaimProblem::Missing)),
+        ("aud", claim_error("aud", ClaimProblem::Missing)),
+    ] {
+        let token = key.token(&without(name));
+        assert_eq!(
+            check_with(&key, &token, &rules, NOW).unwrap_err(),
+            expected,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_profile_token_without_its_client_id_or_required_jti_is_refused() {
+    let key = es256();
+    let (header, claims) = provider_token(TokenProfile::Entra);
+    let mut no_client = claims.clone();
+    no_client.as_object_mut().unwrap().remove("azp");
+    let err = check_with(
+        &key,
+        &key.token_with_header(&header, &no_client),
+        &profiled(TokenProfile::Entra),
+        NOW,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        TokenError::Claim {
+            claim: Cow::Owned("azp or appid".into()),
+            problem: ClaimProblem::Missing
+        }
+    );
+    // Entra's v1.0 name for the client.
+    let mut v1 = no_client.clone();
+    v1["appid"] = json!("app");
+    let verified = check_with(
+        &key,
+        &key.token_with_header(&header, &v1),
+        &profiled(TokenProfile::Entra),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(verified.client_id(), Some("app"));
+
+    let (header, mut claims) = provider_token(TokenProfile::Keycloak);
+    claims.as_object_mut().unwrap().remove("jti");
+    let err = check_with(
+        &key,
+        &key.token_with_header(&header, &claims),
+        &profiled(TokenProfile::Keycloak),
+        NOW,
+    )
+    .unwrap_err();
+    assert_eq!(err, claim_error("jti", ClaimProblem::Missing));
+}
+
+#[test]
+fn a_keycloak_id_token_is_refused_as_an_access_token() {
+    let key = es256();
+    let (header, mut claims) = provider_token(TokenProfile::Keycloak);
+    claims["typ"] = json!("ID");
+    let err = check_with(
+        &key,
+        &key.token_with_header(&header, &claims),
+        &profiled(TokenProfile::Keycloak),
+        NOW,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "unexpected_claim_value");
+}
+
+#[test]
+fn without_aud_only_a_configured_client_id_passes_and_an_aud_is_still_checked() {
+    let key = es256();
+    let (header, claims) = provider_token(TokenProfile::Cognito);
+    let rules_for = |audiences: &[&str]| {
+        let mut c = config();
+        c.audiences = audiences.iter().map(|a| a.to_string()).collect();
+        c.token_claims = Some(TokenProfile::Cognito.mapping());
+        c.required_claims = Vec::new();
+        TokenRules::from_config(&c).unwrap()
+    };
+    let token = key.token_with_header(&header, &claims);
+    let verified = check_with(&key, &token, &rules_for(&["app"]), NOW).unwrap();
+    assert!(verified.audiences().is_empty());
+    // Another app client of the same pool.
+    assert_eq!(
+        check_with(&key, &token, &rules_for(&["other-app"]), NOW).unwrap_err(),
+        TokenError::WrongAudience
+    );
+    // No client id at all: no audience to check, refused.
+    let mut anonymous = claims.clone();
+    anonymous.as_object_mut().unwrap().remove("client_id");
+    assert_eq!(
+        check_with(
+            &key,
+            &key.token_with_header(&header, &anonymous),
+            &rules_for(&["app"]),
+            NOW
+        )
+        .unwrap_err(),
+        TokenError::WrongAudience
+    );
+    // An aud present is checked as ever, whatever the client id.
+    let mut with_aud = claims.clone();
+    with_aud["aud"] = json!("https://elsewhere.example");
+    assert_eq!(
+        check_with(
+            &key,
+            &key.token_with_header(&header, &with_aud),
+            &rules_for(&["app"]),
+            NOW
+        )
+        .unwrap_err(),
+        TokenError::WrongAudience
+    );
+    // A Cognito ID token names the app client in aud, and token_use: id.
+    let id_token = json!({
+        "iss": ISSUER, "sub": "user-1", "aud": "app", "token_use": "id", "jti": "i-1",
+        "iat": NOW - 10, "exp": NOW + 300, "cognito:groups": ["auditor"],
+    });
+    let err = check_with(
+        &key,
+        &key.token_with_header(&header, &id_token),
+        &rules_for(&["app"]),
+        NOW,
+    )
+    .unwrap_err();
+    assert_eq!(err, claim_error("client_id", ClaimProblem::Missing));
+    let mut id_token = id_token;
+    id_token["client_id"] = json!("app");
+    let err = check_with(
+        &key,
+        &key.token_with_header(&header, &id_token),
+        &rules_for(&["app"]),
+        NOW,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "unexpected_claim_value", "{err}");
+}
+
+#[test]
+fn introspection_answers_are_read_by_their_rfc_7662_names_whatever_the_profile() {
+    let rules = profiled(TokenProfile::Okta);
+    let answer = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "exp": NOW + 300, "client_id": "app",
+        "scope": "echo.read echo.write", "cid": "ignored", "scp": ["ignored"],
+    });
+    let Value::Object(answer) = answer else {
+        unreachable!()
+    };
+    let verified = check_claims(answer, &rules, NOW, ClaimsSource::Introspection).unwrap();
+    assert_eq!(verified.client_id(), Some("app"));
+    assert_eq!(verified.subject(), Some("app"));
+    assert_eq!(
+        verified.scopes().iter().map(|s| &**s).collect::<Vec<_>>(),
+        ["echo.read", "echo.write"]
+    );
 }

@@ -43,10 +43,16 @@ pub(super) fn resolve_authority(
         }
         a.algorithms.clone()
     };
-    let required_claims = a
-        .required_claims
-        .clone()
-        .unwrap_or_else(|| vec!["client_id".into(), "jti".into()]);
+    let token_claims = token_claims(e, path, a, effective);
+    // RFC 9068's client_id and jti, unless a token profile says where the
+    // client is and whether jti is required.
+    let required_claims = a.required_claims.clone().unwrap_or_else(|| {
+        if token_claims.is_some() {
+            Vec::new()
+        } else {
+            vec!["client_id".into(), "jti".into()]
+        }
+    });
     let leeway = setting(
         e,
         &at("leeway_seconds"),
@@ -226,7 +232,160 @@ pub(super) fn resolve_authority(
         client,
         introspection,
         claims,
+        token_claims,
     }
+}
+
+/// `token_profile` and `token_claims`: the profile's mapping with every key
+/// `token_claims` sets put in its place; `None` when neither is set (the
+/// strict RFC 9068 default, printed as before). The effective configuration
+/// gets the whole mapping in effect, so `check` shows it.
+fn token_claims(
+    e: &mut Errors,
+    path: &str,
+    a: &AuthoritySection,
+    effective: &mut AuthoritySection,
+) -> Option<ClaimMapping> {
+    let at = |k: &str| format!("{path}.{k}");
+    if a.token_profile.is_none() && a.token_claims.is_none() {
+        return None;
+    }
+    let profile = match a.token_profile.as_deref().map(str::trim) {
+        None => TokenProfile::Rfc9068,
+        Some(name) => TokenProfile::parse(name).unwrap_or_else(|| {
+            let names: Vec<&str> = TokenProfile::ALL.iter().map(|p| p.name()).collect();
+            e.add(
+                &at("token_profile"),
+                format!("must be one of {}", names.join(", ")),
+            );
+            TokenProfile::Rfc9068
+        }),
+    };
+    let mut m = profile.mapping();
+    let given = a.token_claims.clone().unwrap_or_default();
+    let at = |k: &str| format!("{path}.token_claims.{k}");
+    let paths = |e: &mut Errors, key: &str, texts: &[String]| -> Vec<ClaimPath> {
+        let mut out: Vec<ClaimPath> = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            match ClaimPath::parse(text.trim()) {
+                Ok(p) if out.contains(&p) => {
+                    e.add(&at(&format!("{key}[{i}]")), "is listed twice");
+                }
+                Ok(p) => out.push(p),
+                Err(problem) => e.add(&at(&format!("{key}[{i}]")), problem.to_string()),
+            }
+        }
+        out
+    };
+    if let Some(typ) = &given.typ {
+        m.typ = Vec::new();
+        for (i, t) in typ.iter().enumerate() {
+            let t = t.trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                e.add(&at(&format!("typ[{i}]")), "must be non-empty visible ascii");
+            } else if m.typ.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                e.add(&at(&format!("typ[{i}]")), "is listed twice");
+            } else {
+                m.typ.push(t.to_owned());
+            }
+        }
+    }
+    if let Some(require) = given.require_typ {
+        m.require_typ = require;
+    }
+    if m.require_typ && m.typ.is_empty() {
+        e.add(
+            &at("typ"),
+            "lists no value while require_typ is true: no token could pass",
+        );
+    }
+    if let Some(scope) = &given.scope {
+        m.scope = paths(e, "scope", scope);
+    }
+    if let Some(format) = &given.scope_format {
+        match ScopeFormat::parse(format.trim()) {
+            Some(f) => m.scope_format = f,
+            None => e.add(&at("scope_format"), "must be string or array"),
+        }
+    }
+    if let Some(roles) = &given.roles {
+        m.roles = paths(e, "roles", roles);
+    }
+    if let Some(tenant) = &given.tenant {
+        m.tenant = paths(e, "tenant", tenant);
+    }
+    if let Some(client_id) = &given.client_id {
+        m.client_id = paths(e, "client_id", client_id);
+        for (i, p) in m.client_id.iter().enumerate() {
+            if p.uses_client_id() {
+                e.add(
+                    &at(&format!("client_id[{i}]")),
+                    "cannot use {client_id}: it is what the path finds",
+                );
+            }
+        }
+        if client_id.is_empty() {
+            e.add(
+                &at("client_id"),
+                "must name at least one claim: a token profile always needs the client",
+            );
+        }
+    }
+    if let Some(require) = given.require_jti {
+        m.require_jti = require;
+    }
+    if let Some(require) = given.require_aud {
+        m.require_aud = require;
+    }
+    if let Some(values) = &given.required_values {
+        m.required_values = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let claim = v.claim.as_deref().map(str::trim).unwrap_or_default();
+            let value = v.value.as_deref().unwrap_or_default();
+            let claim = match ClaimPath::parse(claim) {
+                Ok(c) => Some(c),
+                Err(problem) => {
+                    e.add(
+                        &at(&format!("required_values[{i}].claim")),
+                        problem.to_string(),
+                    );
+                    None
+                }
+            };
+            if value.is_empty() {
+                e.add(&at(&format!("required_values[{i}].value")), "is required");
+            }
+            if let (Some(claim), false) = (claim, value.is_empty()) {
+                m.required_values.push(RequiredValue {
+                    claim,
+                    value: value.to_owned(),
+                });
+            }
+        }
+    }
+    let texts = |paths: &[ClaimPath]| paths.iter().map(|p| p.to_string()).collect();
+    effective.token_profile = Some(profile.name().to_owned());
+    effective.token_claims = Some(TokenClaimsSection {
+        typ: Some(m.typ.clone()),
+        require_typ: Some(m.require_typ),
+        scope: Some(texts(&m.scope)),
+        scope_format: Some(m.scope_format.name().to_owned()),
+        roles: Some(texts(&m.roles)),
+        tenant: Some(texts(&m.tenant)),
+        client_id: Some(texts(&m.client_id)),
+        require_jti: Some(m.require_jti),
+        require_aud: Some(m.require_aud),
+        required_values: Some(
+            m.required_values
+                .iter()
+                .map(|v| RequiredValueSection {
+                    claim: Some(v.claim.to_string()),
+                    value: Some(v.value.clone()),
+                })
+                .collect(),
+        ),
+    });
+    Some(m)
 }
 
 /// An absolute http(s) url; plain http only with require_https_metadata off.

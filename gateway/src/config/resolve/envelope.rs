@@ -50,10 +50,12 @@ pub struct EnvelopeKeyInfo {
     pub kid: String,
     pub alg: Alg,
     pub source: KeySource,
-    /// An EdDSA key's public key (base64url, 32 bytes): public, published
-    /// in the gateway's key set. `None` for HS256 (a shared secret has no
-    /// public half).
-    pub public_x: Option<String>,
+    /// Where the configuration sets it (`router.identity_envelope_keys[1].key_file`).
+    pub path: String,
+    /// An EdDSA or ES256 key's public half as JWK members (`kty`, `crv`,
+    /// `x`, `y`, `alg`): public, published in the gateway's key set. `None`
+    /// for HS256 (a shared secret has no public half).
+    pub public_jwk: Option<serde_json::Value>,
 }
 
 /// The envelope keyring as configured: every key, which one signs, and the
@@ -155,7 +157,7 @@ pub(super) fn envelope_keyring(
             }
         }
     }
-    let mut keys: Vec<(Key, KeySource)> = Vec::new();
+    let mut keys: Vec<(Key, KeySource, String)> = Vec::new();
     let mut texts = Vec::new();
     for (path, kid, text, source) in entries {
         let kid_path = if path.starts_with("router.identity_envelope_keys") {
@@ -169,7 +171,7 @@ pub(super) fn envelope_keyring(
         else {
             continue;
         };
-        if keys.iter().any(|(k, _)| k.kid() == &kid) {
+        if keys.iter().any(|(k, _, _)| k.kid() == &kid) {
             e.add(
                 &kid_path,
                 format!("kid {} is configured twice", kid.as_str()),
@@ -179,7 +181,7 @@ pub(super) fn envelope_keyring(
         match Key::parse_compat(kid.clone(), &text) {
             Ok(key) if key.can_sign() => {
                 texts.push((kid.as_str().to_owned(), text));
-                keys.push((key, source));
+                keys.push((key, source, path));
             }
             Ok(_) => e.add(&path, "is a public key; the gateway needs a signing key"),
             Err(err) => e.add(&path, err.to_string()),
@@ -211,28 +213,37 @@ pub(super) fn envelope_keyring(
     };
     let infos: Vec<EnvelopeKeyInfo> = keys
         .iter()
-        .map(|(k, source)| EnvelopeKeyInfo {
+        .map(|(k, source, path)| EnvelopeKeyInfo {
             kid: k.kid().as_str().to_owned(),
             alg: k.alg(),
             source: source.clone(),
-            public_x: match k.alg() {
-                Alg::EdDsa => k
-                    .public_spec()
-                    .strip_prefix("ed25519-public:")
-                    .map(str::to_owned),
-                Alg::Hs256 => None,
-            },
+            path: path.clone(),
+            public_jwk: k.public_jwk(),
         })
         .collect();
     let active = active_kid.and_then(|kid| {
-        let found = keys.iter().position(|(k, _)| k.kid().as_str() == kid);
+        let found = keys.iter().position(|(k, _, _)| k.kid().as_str() == kid);
         if found.is_none() && !keys.is_empty() {
             e.add(
                 "router.identity_envelope_active_kid",
                 format!("names {kid}, which is not a configured envelope key"),
             );
         }
-        found.map(|i| keys.swap_remove(i).0)
+        let (key, _, path) = keys.swap_remove(found?);
+        if key.alg() == Alg::Es256 {
+            // ES256 keys sign transaction tokens only; the active key signs
+            // the envelopes of every service without a key of its own.
+            let (at, what) = match &r.identity_envelope_active_kid {
+                Some(_) => ("router.identity_envelope_active_kid".to_owned(), format!("names {kid}, an ES256 key")),
+                None => (path, "is an ES256 key".to_owned()),
+            };
+            e.add(
+                &at,
+                format!("{what}, which signs transaction tokens only; the active key signs envelopes: make an HS256 or EdDSA key active and give ES256 keys to txn-token services (services[].envelope_kid)"),
+            );
+            return None;
+        }
+        Some(key)
     });
     Keyring {
         infos,

@@ -37,6 +37,9 @@ pub struct Listeners {
     pub http: Option<SocketAddr>,
     pub tls: Option<TlsListener>,
     pub admin: Option<SocketAddr>,
+    /// Answer `/.well-known/stella/keys.json` on the http and tls
+    /// listeners too (`gateway.listeners.public_jwks`).
+    pub public_jwks: bool,
 }
 
 /// The listeners section (the plain, TLS and admin addresses).
@@ -128,5 +131,10 @@ pub(super) fn listeners(
         e.add("gateway.listeners", "needs an http or a tls listener");
     }
 
-    Listeners { http, tls, admin }
+    Listeners {
+        http,
+        tls,
+        admin,
+        public_jwks: l.public_jwks.unwrap_or(false),
+    }
 }

@@ -30,7 +30,8 @@ pub const SUPPORTED_ALGORITHMS: &[&str] = &["ES256", "ES384", "EdDSA", "PS256", 
 pub use stella_policy::MissingAuthorization;
 
 pub use stella_authority::settings::{
-    AuthorityConfig, ClaimsConfig, ClientCredentials, IntrospectionConfig, Secret,
+    AuthorityConfig, ClaimMapping, ClaimPath, ClaimsConfig, ClientCredentials, IntrospectionConfig,
+    RequiredValue, ScopeFormat, Secret, TokenProfile,
 };
 
 /// The checked configuration.
@@ -216,8 +217,7 @@ pub fn resolve(
         }
     };
 
-    let Listeners { http, tls, admin } =
-        listeners::listeners(&mut e, &file.gateway.listeners, base, &mut sources);
+    let listeners = listeners::listeners(&mut e, &file.gateway.listeners, base, &mut sources);
 
     let (authorities, token_cache_max_entries) =
         authority::authorities(&mut e, file, &mut effective, base, env, &mut sources);
@@ -340,6 +340,7 @@ pub fn resolve(
         });
     // The signer itself is built with the snapshot; here only its key's
     // text is kept, once it is known to make a signer.
+    let active_kid = keyring.active.as_ref().map(|k| k.kid().as_str().to_owned());
     let envelope_key = keyring.active.and_then(|key| {
         let kid = key.kid().clone();
         let text = keyring
@@ -353,7 +354,14 @@ pub fn resolve(
             .map(|_| EnvelopeKeyText { kid, text })
     });
 
-    let services = services::services(&mut e, file, &mut effective, base, &keyring.infos);
+    let services = services::services(
+        &mut e,
+        file,
+        &mut effective,
+        base,
+        &keyring.infos,
+        active_kid.as_deref(),
+    );
     // The texts of the keys services sign with (the active key's is
     // `envelope_key`); the signers are built with the snapshot.
     let service_keys: Vec<EnvelopeKeyText> = keyring
@@ -397,7 +405,7 @@ pub fn resolve(
         (true, Some(envelope_key)) => Ok(Config {
             gateway_id,
             public_origin,
-            listeners: Listeners { http, tls, admin },
+            listeners,
             authorities,
             token_cache_max_entries,
             dpop,

@@ -27,6 +27,50 @@ pub struct Service {
     /// The envelope key that signs this service's envelopes; `None`: the
     /// active key.
     pub envelope_kid: Option<String>,
+    /// How the identity is forwarded to it.
+    pub identity_format: IdentityFormat,
+}
+
+/// How a service receives the caller's identity (`services[].identity_format`,
+/// docs/design.md §3.6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdentityFormat {
+    /// The six `X-StellaOps-Identity-Envelope*` headers (envelope/SPEC.md).
+    #[default]
+    Envelope,
+    /// One `Txn-Token` header: a JWT (draft-ietf-oauth-transaction-tokens)
+    /// signed with an EdDSA key the gateway publishes as a JWKS.
+    TxnToken,
+    /// Both, for services moving from one to the other.
+    Both,
+}
+
+impl IdentityFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityFormat::Envelope => "envelope",
+            IdentityFormat::TxnToken => "txn-token",
+            IdentityFormat::Both => "both",
+        }
+    }
+
+    /// Exactly as documented; case-insensitive.
+    pub fn parse(text: &str) -> Option<IdentityFormat> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "envelope" => Some(IdentityFormat::Envelope),
+            "txn-token" => Some(IdentityFormat::TxnToken),
+            "both" => Some(IdentityFormat::Both),
+            _ => None,
+        }
+    }
+
+    pub fn sends_envelope(self) -> bool {
+        self != IdentityFormat::TxnToken
+    }
+
+    pub fn sends_txn_token(self) -> bool {
+        self != IdentityFormat::Envelope
+    }
 }
 
 /// Where a service publishes its OpenAPI document.
@@ -43,6 +87,7 @@ pub(super) fn services(
     effective: &mut FileConfig,
     base: &Path,
     envelope_keys: &[EnvelopeKeyInfo],
+    active_kid: Option<&str>,
 ) -> Vec<Service> {
     let mut services = Vec::new();
     for (i, s) in file.services.iter().enumerate() {
@@ -157,6 +202,41 @@ pub(super) fn services(
                 None
             }
         });
+        let identity_format =
+            s.identity_format
+                .as_deref()
+                .map_or(IdentityFormat::Envelope, |text| {
+                    IdentityFormat::parse(text).unwrap_or_else(|| {
+                        e.add(
+                            &at("identity_format"),
+                            "must be envelope, txn-token or both",
+                        );
+                        IdentityFormat::Envelope
+                    })
+                });
+        let own_key = envelope_kid
+            .as_deref()
+            .and_then(|kid| envelope_keys.iter().find(|k| k.kid == kid));
+        if let Some(key) = own_key.filter(|k| k.alg == Alg::Es256) {
+            if identity_format.sends_envelope() {
+                e.add(
+                    &at("envelope_kid"),
+                    format!(
+                        "names {}, an ES256 key, which signs transaction tokens only; set identity_format: txn-token, or name an HS256 or EdDSA key",
+                        key.kid
+                    ),
+                );
+            }
+        }
+        if identity_format.sends_txn_token() {
+            // An envelope_kid that names no key is reported above.
+            let kid = match (&s.envelope_kid, &envelope_kid) {
+                (_, Some(kid)) => Some(kid.as_str()),
+                (Some(_), None) => None,
+                (None, None) => active_kid,
+            };
+            txn_token_key(e, &at, identity_format, envelope_keys, kid);
+        }
         let es = &mut effective.services[i];
         es.forward_credentials = Some(s.forward_credentials.unwrap_or(false));
         services.push(Service {
@@ -171,8 +251,210 @@ pub(super) fn services(
             health_check,
             openapi,
             envelope_kid,
+            identity_format,
         });
     }
 
     services
+}
+
+/// A service that gets transaction tokens needs an EdDSA or ES256 key:
+/// generic JWT libraries verify with the public keys of the gateway's JWKS,
+/// and an HS256 secret has no public half. `kid` is the service's key (its own, else the
+/// active one); `None` when the keyring already failed.
+fn txn_token_key(
+    e: &mut Errors,
+    at: &dyn Fn(&str) -> String,
+    format: IdentityFormat,
+    envelope_keys: &[EnvelopeKeyInfo],
+    kid: Option<&str>,
+) {
+    let Some(key) = kid.and_then(|kid| envelope_keys.iter().find(|k| k.kid == kid)) else {
+        return;
+    };
+    if key.alg == Alg::Hs256 {
+        e.add(
+            &at("identity_format"),
+            format!(
+                "{} needs an EdDSA or ES256 key, but the service signs with {}, an {} key ({}); set {} to an EdDSA or ES256 key of router.identity_envelope_keys (keys generate --alg EdDSA or ES256)",
+                format.as_str(),
+                key.kid,
+                key.alg.as_str(),
+                key.path,
+                at("envelope_kid"),
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const HEAD: &str =
+        "gateway:\n  listeners: {http: \"127.0.0.1:8080\"}\n  auth:\n    authority:\n      \
+                        issuer: https://authority.example\n      audiences: [api]\n";
+    const HS: &str = "a-secret-value-that-is-at-least-32-bytes";
+
+    fn ed() -> String {
+        Key::ed25519_from_seed(KeyId::new("ed").unwrap(), [3; 32])
+            .unwrap()
+            .to_spec()
+            .to_string()
+    }
+
+    fn resolve_text(text: &str) -> Result<crate::config::Config, Vec<String>> {
+        let (file, errors) = crate::config::parse(text, "test.yaml", &HashMap::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        super::super::resolve(&file.unwrap(), Path::new("."), &HashMap::new())
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn identity_format_defaults_to_envelope_and_reads_the_three_documented_values() {
+        let ed = ed();
+        let config = resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_signing_key: \"{ed}\"\n\
+             services:\n  - {{name: a, upstreams: [\"a:1\"]}}\n  - {{name: b, upstreams: [\"b:1\"], identity_format: envelope}}\n\
+             \x20 - {{name: c, upstreams: [\"c:1\"], identity_format: Txn-Token}}\n  - {{name: d, upstreams: [\"d:1\"], identity_format: both}}\n"
+        ))
+        .unwrap();
+        let formats: Vec<&str> = config
+            .services
+            .iter()
+            .map(|s| s.identity_format.as_str())
+            .collect();
+        assert_eq!(formats, ["envelope", "envelope", "txn-token", "both"]);
+        // Printed only where the file sets it: deployments without it print
+        // (and version) their configuration as before.
+        let printed = crate::config::redacted_yaml(&config.effective);
+        assert_eq!(printed.matches("identity_format").count(), 3, "{printed}");
+        let e = resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_signing_key: \"{ed}\"\n\
+             services:\n  - {{name: a, upstreams: [\"a:1\"], identity_format: jwt}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ["services[0].identity_format: must be envelope, txn-token or both"]
+        );
+    }
+
+    #[test]
+    fn a_txn_token_service_signed_with_an_hs256_key_is_refused_naming_the_key_and_its_path() {
+        // The active key is HS256, and the service has no key of its own.
+        let e = resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_signing_key: \"{HS}\"\n\
+             services:\n  - {{name: orders, upstreams: [\"o:1\"], identity_format: txn-token}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ["services[0].identity_format: txn-token needs an EdDSA or ES256 key, but the service signs with \
+              default, an HS256 key (router.identity_envelope_signing_key); set services[0].envelope_kid to an \
+              EdDSA or ES256 key of router.identity_envelope_keys (keys generate --alg EdDSA or ES256)"]
+        );
+        // Its own key is HS256.
+        let ed = ed();
+        let e = resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_active_kid: ed\n  identity_envelope_keys:\n\
+             \x20   - {{kid: hs, key: \"{HS}\"}}\n    - {{kid: ed, key: \"{ed}\"}}\n\
+             services:\n  - {{name: a, upstreams: [\"a:1\"]}}\n  - {{name: orders, upstreams: [\"o:1\"], envelope_kid: hs, identity_format: both}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("services[1].identity_format: both needs an EdDSA or ES256 key, but the service signs with hs, an HS256 key (router.identity_envelope_keys[0].key)"),
+            "{e:?}"
+        );
+        // An EdDSA key of its own, or an EdDSA active key, is accepted.
+        resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_active_kid: hs\n  identity_envelope_keys:\n\
+             \x20   - {{kid: hs, key: \"{HS}\"}}\n    - {{kid: ed, key: \"{ed}\"}}\n\
+             services:\n  - {{name: orders, upstreams: [\"o:1\"], envelope_kid: ed, identity_format: txn-token}}\n"
+        ))
+        .unwrap();
+        resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_signing_key: \"{ed}\"\n\
+             services:\n  - {{name: orders, upstreams: [\"o:1\"], identity_format: txn-token}}\n"
+        ))
+        .unwrap();
+    }
+
+    fn es() -> String {
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        Key::p256_from_pkcs8(KeyId::new("es").unwrap(), pkcs8.as_ref())
+            .unwrap()
+            .to_spec()
+            .to_string()
+    }
+
+    #[test]
+    fn an_es256_key_signs_transaction_tokens_only_never_an_envelope() {
+        let es = es();
+        let ring = format!(
+            "router:\n  identity_envelope_active_kid: hs\n  identity_envelope_keys:\n\
+             \x20   - {{kid: hs, key: \"{HS}\"}}\n    - {{kid: es, key: \"{es}\"}}\n"
+        );
+        let config = resolve_text(&format!(
+            "{HEAD}{ring}services:\n  - {{name: orders, upstreams: [\"o:1\"], envelope_kid: es, identity_format: txn-token}}\n"
+        ))
+        .unwrap();
+        assert_eq!(config.services[0].identity_format, IdentityFormat::TxnToken);
+        for format in ["both", "envelope"] {
+            let e = resolve_text(&format!(
+                "{HEAD}{ring}services:\n  - {{name: orders, upstreams: [\"o:1\"], envelope_kid: es, identity_format: {format}}}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                e,
+                ["services[0].envelope_kid: names es, an ES256 key, which signs transaction tokens only; \
+                  set identity_format: txn-token, or name an HS256 or EdDSA key"],
+                "{format}"
+            );
+        }
+        // Nor can it be the active key, which signs every other envelope.
+        let e = resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_active_kid: es\n  identity_envelope_keys:\n\
+             \x20   - {{kid: hs, key: \"{HS}\"}}\n    - {{kid: es, key: \"{es}\"}}\n\
+             services:\n  - {{name: a, upstreams: [\"a:1\"]}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("router.identity_envelope_active_kid: names es, an ES256 key, which signs transaction tokens only"),
+            "{e:?}"
+        );
+        let e = resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_signing_key: \"{es}\"\nservices:\n  - {{name: a, upstreams: [\"a:1\"]}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("router.identity_envelope_signing_key: is an ES256 key"),
+            "{e:?}"
+        );
+        assert!(
+            !e[0].contains(es.trim_start_matches("p256-private:")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_envelope_kid_that_names_no_key_is_reported_once_not_again_as_a_txn_token_problem() {
+        let e = resolve_text(&format!(
+            "{HEAD}router:\n  identity_envelope_signing_key: \"{HS}\"\n\
+             services:\n  - {{name: orders, upstreams: [\"o:1\"], envelope_kid: nope, identity_format: txn-token}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ["services[0].envelope_kid: names nope, which is not a configured envelope key"]
+        );
+    }
 }
