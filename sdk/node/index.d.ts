@@ -262,11 +262,19 @@ export class Verifier {
   /**
    * Every check of SPEC.md section 5, in order, against the request as
    * received (`path` without the query), at `now` in unix seconds.
-   * Pure: reads no clock, does no I/O.
+   * Pure: reads no clock, does no I/O. `extraKeys` (the keys fetched from
+   * a JWKS URL) are looked up after the verifier's keyring: a kid in both
+   * is the keyring's.
    */
-  verify(headers: HeaderInput, method: string, path: string, now: number): EnvelopeCheck;
+  verify(headers: HeaderInput, method: string, path: string, now: number, extraKeys?: Keyring | null): EnvelopeCheck;
   /** Checks 2 to 16 on headers already extracted. */
-  verifyHeaders(headers: EnvelopeHeaders, method: string, path: string, now: number): EnvelopeCheck;
+  verifyHeaders(
+    headers: EnvelopeHeaders,
+    method: string,
+    path: string,
+    now: number,
+    extraKeys?: Keyring | null,
+  ): EnvelopeCheck;
 }
 
 /** verify, or with no verifier (no key configured) any envelope is `unknown_kid`. */
@@ -276,7 +284,57 @@ export function checkRequest(
   method: string,
   path: string,
   now: number,
+  extraKeys?: Keyring | null,
 ): EnvelopeCheck;
+
+// ---------------------------------------------------------------------------
+// Keys from a JWKS URL (SPEC.md 7.6)
+
+export const DEFAULT_JWKS_REFRESH_SECONDS: 300;
+export const DEFAULT_JWKS_COOLDOWN_SECONDS: 30;
+export const JWKS_FETCH_TIMEOUT_MS: 5000;
+export const JWKS_MAX_BYTES: 65536;
+/** Longest a request with an unknown kid waits for a refetch. */
+export const UNKNOWN_KID_WAIT_MS: 2000;
+
+/** A refused JWKS URL, fetch or document. Never carries key material, the URL or the document. */
+export class JwksError extends Error {}
+
+export interface JwksSettings {
+  readonly url: string;
+  readonly refreshSeconds: number;
+  readonly cooldownSeconds: number;
+}
+
+/** `text` if it is an http or https URL with a host and no credentials; throws JwksError. */
+export function checkJwksUrl(text: string): string;
+/**
+ * The Ed25519 keys of a JWK Set. Other keys (EC, RSA, `use` not `sig`, no
+ * kid) are skipped; a duplicate kid, a bad `x` or a private key refuses the
+ * document (JwksError).
+ */
+export function parseJwks(bytes: Uint8Array): Keyring;
+/** GET, 200 only, no redirects, at most `maxBytes` within `timeoutMs`; rejects with JwksError. */
+export function fetchJwks(url: string, options?: { timeoutMs?: number; maxBytes?: number }): Promise<Buffer>;
+
+/** The keys of one JWKS URL, fetched at start, refreshed, refetched for unknown kids. */
+export class JwksKeys {
+  constructor(
+    settings: JwksSettings,
+    options?: { logger?: Logger; fetch?: (url: string) => Promise<Uint8Array>; clock?: () => number },
+  );
+  readonly settings: JwksSettings;
+  /** The key set in use (empty until the first successful fetch). */
+  keys(): Keyring;
+  readonly fetchedAt: Date | null;
+  readonly lastError: string | null;
+  /** Fetches ended, successful or not. */
+  readonly fetches: number;
+  retune(refreshSeconds: number, cooldownSeconds: number): void;
+  /** The fetch to wait for (never rejects), or null within the cooldown. */
+  refetchForUnknownKid(): Promise<void> | null;
+  close(): void;
+}
 
 // ---------------------------------------------------------------------------
 // Trust modes
@@ -322,6 +380,9 @@ export const ENV_CLOCK_SKEW: 'Router__IdentityEnvelopeClockSkewSeconds';
 export const ENV_MAX_LIFETIME: 'Router__IdentityEnvelopeMaxLifetimeSeconds';
 export const ENV_AUDIENCE: 'Router__IdentityEnvelopeAudience';
 export const ENV_ISSUER: 'Router__IdentityEnvelopeIssuer';
+export const ENV_JWKS_URL: 'Router__IdentityEnvelopeJwksUrl';
+export const ENV_JWKS_REFRESH: 'Router__IdentityEnvelopeJwksRefreshSeconds';
+export const ENV_JWKS_COOLDOWN: 'Router__IdentityEnvelopeJwksCooldownSeconds';
 export const ENV_CONFIG_FILE: 'Router__ConfigFile';
 export const FILE_VARIABLES: readonly string[];
 
@@ -346,14 +407,29 @@ export interface FileEntry {
 
 /** A service's envelope settings, checked and frozen. */
 export class ServiceConfig {
-  constructor(settings: { enabled: boolean; mode: TrustModeName; verifier: Verifier | null });
+  constructor(settings: {
+    enabled: boolean;
+    mode: TrustModeName;
+    verifier: Verifier | null;
+    jwks?: { url: string; refreshSeconds?: number; cooldownSeconds?: number } | null;
+  });
   readonly enabled: boolean;
   readonly mode: TrustModeName;
-  /** null when no key is configured (only in ServiceEnforced, or disabled). */
+  /** null when no key and no JWKS URL is configured (only in ServiceEnforced, or disabled). */
   readonly verifier: Verifier | null;
+  /** Router__IdentityEnvelopeJwksUrl and its intervals; a ConfigHandle fetches the keys. */
+  readonly jwks: JwksSettings | null;
+  /** The kids of the static keys (not those fetched from the JWKS). */
   acceptedKids(): string[];
   sameSettings(other: ServiceConfig): boolean;
-  toJSON(): { enabled: boolean; mode: TrustModeName; acceptedKids: string[]; audience: string | null; issuer: string | null };
+  toJSON(): {
+    enabled: boolean;
+    mode: TrustModeName;
+    acceptedKids: string[];
+    audience: string | null;
+    issuer: string | null;
+    jwks: boolean;
+  };
 }
 
 export type ConfigResult = { ok: true; config: ServiceConfig } | { ok: false; errors: ConfigProblem[] };
@@ -422,6 +498,12 @@ export class ConfigHandle {
   static loadOrExit(options?: { logger?: Logger }): ConfigHandle;
   /** The configuration in use now. Take it once per request. */
   current(): ServiceConfig;
+  /** The configuration and the fetcher of its JWKS keys, read together. */
+  currentWithJwks(): { config: ServiceConfig; jwks: JwksKeys | null };
+  /** The fetcher of the JWKS keys in use, or null without Router__IdentityEnvelopeJwksUrl. */
+  readonly jwks: JwksKeys | null;
+  /** Stops fetching JWKS keys. */
+  close(): void;
   readonly configFile: string | null;
   status(): ReloadStatus;
   /** Re-reads env and file; keeps the configuration in use on any problem. Never throws. */

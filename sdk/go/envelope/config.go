@@ -21,6 +21,9 @@ const (
 	EnvMaxLifetime    = "Router__IdentityEnvelopeMaxLifetimeSeconds"
 	EnvAudience       = "Router__IdentityEnvelopeAudience"
 	EnvIssuer         = "Router__IdentityEnvelopeIssuer"
+	EnvJWKSURL        = "Router__IdentityEnvelopeJwksUrl"
+	EnvJWKSRefresh    = "Router__IdentityEnvelopeJwksRefreshSeconds"
+	EnvJWKSCooldown   = "Router__IdentityEnvelopeJwksCooldownSeconds"
 	EnvConfigFile     = "Router__ConfigFile"
 	defaultSigningKid = "default"
 )
@@ -30,6 +33,7 @@ const (
 var fileVariables = []string{
 	EnvEnabled, EnvTrustMode, EnvSigningKey, EnvSigningKeyID, EnvAcceptedKeys,
 	EnvClockSkew, EnvMaxLifetime, EnvAudience, EnvIssuer,
+	EnvJWKSURL, EnvJWKSRefresh, EnvJWKSCooldown,
 }
 
 // foldEnvName folds a variable name for matching: ASCII lowercase, "_"
@@ -269,6 +273,9 @@ type Config struct {
 	enabled  bool
 	mode     TrustMode
 	verifier *Verifier
+	// jwks is where more keys are fetched from; nil when not set. A [Handle]
+	// fetches them; the configuration only says where.
+	jwks *JWKSSettings
 }
 
 // Enabled is false when Router__Enabled=false: envelopes are ignored.
@@ -277,10 +284,21 @@ func (c *Config) Enabled() bool { return c.enabled }
 // Mode is the trust mode.
 func (c *Config) Mode() TrustMode { return c.mode }
 
-// Verifier is nil when no key is configured (only in ServiceEnforced).
+// Verifier is nil when no key and no JWKS URL is configured (only in
+// ServiceEnforced).
 func (c *Config) Verifier() *Verifier { return c.verifier }
 
-// AcceptedKids lists the ids of the accepted keys, sorted.
+// JWKS is Router__IdentityEnvelopeJwksUrl and its intervals; false when no
+// JWKS URL is set.
+func (c *Config) JWKS() (JWKSSettings, bool) {
+	if c.jwks == nil {
+		return JWKSSettings{}, false
+	}
+	return *c.jwks, true
+}
+
+// AcceptedKids lists the ids of the static accepted keys (not those fetched
+// from a JWKS), sorted.
 func (c *Config) AcceptedKids() []string {
 	if c.verifier == nil {
 		return nil
@@ -292,6 +310,9 @@ func (c *Config) AcceptedKids() []string {
 // nothing (key material compared in constant time).
 func (c *Config) sameSettings(other *Config) bool {
 	if c.enabled != other.enabled || c.mode != other.mode {
+		return false
+	}
+	if (c.jwks == nil) != (other.jwks == nil) || (c.jwks != nil && *c.jwks != *other.jwks) {
 		return false
 	}
 	if c.verifier == nil || other.verifier == nil {
@@ -432,13 +453,31 @@ func configFromVariables(env environment) (*Config, ConfigErrors) {
 		// A leading "+" is accepted, as Rust's integer parser does.
 		n, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(v), "+"), 10, 64)
 		if err != nil || n > max || n < min {
-			fail(variable, "must be a whole number of seconds up to %d", max)
+			if min > 1 {
+				fail(variable, "must be a whole number of seconds from %d to %d", min, max)
+			} else {
+				fail(variable, "must be a whole number of seconds up to %d", max)
+			}
 			return fallback
 		}
 		return n
 	}
 	skew := seconds(EnvClockSkew, DefaultClockSkewSeconds, 300, 0)
 	maxLifetime := seconds(EnvMaxLifetime, DefaultMaxLifetimeSeconds, 3600, 1)
+	refresh := seconds(EnvJWKSRefresh, DefaultJWKSRefreshSeconds, 86400, 10)
+	cooldown := seconds(EnvJWKSCooldown, DefaultJWKSCooldownSeconds, 3600, 1)
+	// Blank is unset, so Router__IdentityEnvelopeJwksUrl=${JWKS_URL:-} in a
+	// compose file works.
+	jwksURL, _ := env.get(EnvJWKSURL)
+	jwksURL = strings.TrimSpace(jwksURL)
+	var jwks *JWKSSettings
+	if jwksURL != "" {
+		if err := checkJWKSURL(jwksURL); err != nil {
+			fail(EnvJWKSURL, "%s", err)
+		} else {
+			jwks = &JWKSSettings{URL: jwksURL, RefreshSeconds: refresh, CooldownSeconds: cooldown}
+		}
+	}
 
 	keyring, _ := NewKeyring()
 	if list, ok := env.get(EnvAcceptedKeys); ok {
@@ -467,11 +506,11 @@ func configFromVariables(env environment) (*Config, ConfigErrors) {
 	issuer, _ := env.get(EnvIssuer)
 	issuer = strings.TrimSpace(issuer)
 
-	if enabled && mode != ServiceEnforced && keyring.Len() == 0 {
-		fail(EnvSigningKey, "%s needs %s or %s", mode, EnvSigningKey, EnvAcceptedKeys)
+	if enabled && mode != ServiceEnforced && keyring.Len() == 0 && jwksURL == "" {
+		fail(EnvSigningKey, "%s needs %s, %s or %s", mode, EnvSigningKey, EnvAcceptedKeys, EnvJWKSURL)
 	}
 	var verifier *Verifier
-	if keyring.Len() > 0 {
+	if keyring.Len() > 0 || jwksURL != "" {
 		if audience == "" {
 			fail(EnvAudience, "is required when envelope keys are configured")
 		} else {
@@ -486,5 +525,5 @@ func configFromVariables(env environment) (*Config, ConfigErrors) {
 	if len(problems) > 0 {
 		return nil, problems
 	}
-	return &Config{enabled: enabled, mode: mode, verifier: verifier}, nil
+	return &Config{enabled: enabled, mode: mode, verifier: verifier, jwks: jwks}, nil
 }

@@ -132,7 +132,7 @@ func TestEveryProblemIsReportedAtOnceByVariableAndNeverWithValues(t *testing.T) 
 func TestEnforcingModesRequireAKeyAndAnAudience(t *testing.T) {
 	_, err := envelope.ConfigFromEnv([]string{"Router__AuthorizationTrustMode=Hybrid"})
 	if got := problemsOf(t, err); got[0].Variable != envelope.EnvSigningKey ||
-		got[0].Problem != "Hybrid needs Router__IdentityEnvelopeSigningKey or Router__IdentityEnvelopeAcceptedKeys" {
+		got[0].Problem != "Hybrid needs Router__IdentityEnvelopeSigningKey, Router__IdentityEnvelopeAcceptedKeys or Router__IdentityEnvelopeJwksUrl" {
 		t.Fatalf("%v", got)
 	}
 	_, err = envelope.ConfigFromEnv([]string{"Router__AuthorizationTrustMode=Hybrid", "Router__IdentityEnvelopeSigningKey=" + testSecret})

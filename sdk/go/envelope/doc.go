@@ -17,7 +17,9 @@
 //     [Handle] keeps the checked [Config] behind an atomic pointer and
 //     replaces it whole on [Handle.Reload]; a reload with any problem keeps
 //     the configuration in use. [Handle.StartTriggers] reloads on SIGHUP and
-//     when the file changes.
+//     when the file changes. With Router__IdentityEnvelopeJwksUrl the
+//     handle also fetches the gateway's public keys ([JWKSKeys], parsed by
+//     [ParseJWKS]) until [Handle.Close].
 //   - A net/http middleware, [Handle.Middleware], that loads the
 //     configuration once per request, applies the trust mode, answers
 //     rejections with application/problem+json and hands the verified

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Outcome is what the middleware concluded for a request, for the handler.
@@ -59,11 +60,16 @@ func IdentityFrom(ctx context.Context) (*Identity, bool) {
 //
 // Place it outside anything that rewrites the path (http.StripPrefix): the
 // envelope is bound to the path as received.
+//
+// With a JWKS URL, an EdDSA envelope whose kid no key has (in Hybrid and
+// GatewayEnforced) asks the fetcher for a refetch and waits for it at most
+// [UnknownKidWait] before it is checked again.
 func (h *Handle) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		config := h.Current()
+		l := h.current.Load()
+		config := l.config
 		outcome := &Outcome{config: config}
-		action := config.Decide(r.Header, r.Method, requestPath(r), h.now())
+		action := decideWithJWKS(r.Context(), config, l.jwks, r.Header, r.Method, requestPath(r), h.now())
 		switch action.Kind {
 		case UseEnvelope:
 			outcome.identity = action.Identity
@@ -82,6 +88,45 @@ func (h *Handle) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, outcome)))
 	})
+}
+
+// decideWithJWKS is [Config.Decide] with the keys of jwks accepted after
+// the configured ones, and, for an unknown kid a refetch may bring, a wait
+// of at most UnknownKidWait for that refetch before checking again.
+func decideWithJWKS(ctx context.Context, c *Config, jwks *JWKSKeys, header http.Header, method, path string, now time.Time) Action {
+	if !c.enabled {
+		return Action{Kind: ServiceAuth}
+	}
+	if jwks == nil {
+		return Decide(c.mode, checkRequest(c.verifier, nil, header, method, path, now))
+	}
+	check := checkRequest(c.verifier, jwks.Keyring(), header, method, path, now)
+	if wait := refetchFor(c, jwks, header, check); wait != nil {
+		timer := time.NewTimer(UnknownKidWait)
+		select {
+		case <-wait:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		check = checkRequest(c.verifier, jwks.Keyring(), header, method, path, now)
+	}
+	return Decide(c.mode, check)
+}
+
+// refetchFor is the refetch to wait for before checking again, when the
+// envelope's kid is unknown and the JWKS could still bring it: an EdDSA
+// envelope (the only keys a JWKS lists) with a well-formed kid, in a mode
+// that uses envelopes. Nil: decide now.
+func refetchFor(c *Config, jwks *JWKSKeys, header http.Header, check Check) <-chan struct{} {
+	if c.mode == ServiceEnforced || check.Err == nil || check.Err.Code != CodeUnknownKid {
+		return nil
+	}
+	h, present, failure := extractHeaders(header)
+	if failure != nil || !present || Alg(h.Alg) != EdDSA || !validKid(h.Kid) {
+		return nil
+	}
+	return jwks.RefetchForUnknownKid()
 }
 
 // RequireIdentity answers 401 envelope_required for a request that has no

@@ -76,6 +76,12 @@ func (c Check) Absent() bool { return c.Identity == nil && c.Err == nil }
 // configured; an envelope that arrives then is invalid (unknown_kid), as
 // nothing it says can be trusted.
 func CheckRequest(v *Verifier, header http.Header, method, path string, now time.Time) Check {
+	return checkRequest(v, nil, header, method, path, now)
+}
+
+// checkRequest is CheckRequest with extra keys (those fetched from a JWKS
+// URL) looked up after v's keyring.
+func checkRequest(v *Verifier, extra *Keyring, header http.Header, method, path string, now time.Time) Check {
 	h, present, failure := extractHeaders(header)
 	switch {
 	case failure != nil:
@@ -85,7 +91,7 @@ func CheckRequest(v *Verifier, header http.Header, method, path string, now time
 	case v == nil:
 		return Check{Err: errUnknownKid()}
 	}
-	id, failure := v.verify(&h, method, path, unixSeconds(now))
+	id, failure := v.verify(&h, extra, method, path, unixSeconds(now))
 	if failure != nil {
 		return Check{Err: failure}
 	}

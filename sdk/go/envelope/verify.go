@@ -79,10 +79,28 @@ func (v *Verifier) Verify(header http.Header, method, path string, now time.Time
 	return v.VerifyHeaders(&h, method, path, now)
 }
 
+// VerifyWithKeys is [Verifier.Verify] with extra keys, those fetched from a
+// JWKS URL ([JWKSKeys.Keyring]), looked up after the verifier's keyring: a
+// kid in both is the keyring's. A nil extra is Verify.
+func (v *Verifier) VerifyWithKeys(header http.Header, extra *Keyring, method, path string, now time.Time) (*Identity, error) {
+	h, present, err := ExtractHeaders(header)
+	if err != nil {
+		return nil, err
+	}
+	if !present {
+		return nil, ErrNoEnvelope
+	}
+	id, failure := v.verify(&h, extra, method, path, unixSeconds(now))
+	if failure != nil {
+		return nil, failure
+	}
+	return id, nil
+}
+
 // VerifyHeaders runs checks 2 to 16 of SPEC.md section 5 on headers
 // already extracted by [ExtractHeaders]. A failure is an *Error.
 func (v *Verifier) VerifyHeaders(h *Headers, method, path string, now time.Time) (*Identity, error) {
-	id, err := v.verify(h, method, path, unixSeconds(now))
+	id, err := v.verify(h, nil, method, path, unixSeconds(now))
 	if err != nil {
 		// Converted only when set: a nil *Error in an error is not nil.
 		return nil, err
@@ -99,7 +117,10 @@ func unixSeconds(now time.Time) uint64 {
 	return 0
 }
 
-func (v *Verifier) verify(h *Headers, method, path string, now uint64) (*Identity, *Error) {
+// verify runs checks 2 to 16. extra (the keys fetched from a JWKS URL, or
+// nil) is looked up after the verifier's keyring: a kid in both is the
+// keyring's.
+func (v *Verifier) verify(h *Headers, extra *Keyring, method, path string, now uint64) (*Identity, *Error) {
 	// 2. The algorithm, exactly so spelled.
 	alg := Alg(h.Alg)
 	if alg != HS256 && alg != EdDSA {
@@ -107,6 +128,9 @@ func (v *Verifier) verify(h *Headers, method, path string, now uint64) (*Identit
 	}
 	// 3. The key.
 	key, ok := v.keyring.Key(h.Kid)
+	if !ok && extra != nil {
+		key, ok = extra.Key(h.Kid)
+	}
 	if !ok {
 		return nil, errUnknownKid()
 	}

@@ -9,6 +9,12 @@
 
 import { readFileSync } from 'node:fs';
 import { trimWhitespace } from './encoding.js';
+import {
+  DEFAULT_JWKS_COOLDOWN_SECONDS,
+  DEFAULT_JWKS_REFRESH_SECONDS,
+  JwksError,
+  checkJwksUrl,
+} from './jwks.js';
 import { Key, KeyError, Keyring, isValidKid } from './keys.js';
 import { parseTrustMode, TrustMode } from './trust.js';
 import {
@@ -26,6 +32,9 @@ export const ENV_CLOCK_SKEW = 'Router__IdentityEnvelopeClockSkewSeconds';
 export const ENV_MAX_LIFETIME = 'Router__IdentityEnvelopeMaxLifetimeSeconds';
 export const ENV_AUDIENCE = 'Router__IdentityEnvelopeAudience';
 export const ENV_ISSUER = 'Router__IdentityEnvelopeIssuer';
+export const ENV_JWKS_URL = 'Router__IdentityEnvelopeJwksUrl';
+export const ENV_JWKS_REFRESH = 'Router__IdentityEnvelopeJwksRefreshSeconds';
+export const ENV_JWKS_COOLDOWN = 'Router__IdentityEnvelopeJwksCooldownSeconds';
 export const ENV_CONFIG_FILE = 'Router__ConfigFile';
 
 /** The variables a Router__ConfigFile may set: all but itself. */
@@ -39,6 +48,9 @@ export const FILE_VARIABLES = Object.freeze([
   ENV_MAX_LIFETIME,
   ENV_AUDIENCE,
   ENV_ISSUER,
+  ENV_JWKS_URL,
+  ENV_JWKS_REFRESH,
+  ENV_JWKS_COOLDOWN,
 ]);
 
 /**
@@ -203,10 +215,13 @@ export class ServiceConfig {
    * @param {object} settings
    * @param {boolean} settings.enabled process envelopes at all
    * @param {import('../index.js').TrustModeName} settings.mode
-   * @param {Verifier | null} settings.verifier null when no key is
-   *   configured (only allowed in ServiceEnforced)
+   * @param {Verifier | null} settings.verifier null when no key and no
+   *   JWKS URL is configured (only allowed in ServiceEnforced)
+   * @param {import('./jwks.js').JwksSettings | null} [settings.jwks] where
+   *   more keys are fetched from (Router__IdentityEnvelopeJwksUrl); a
+   *   ConfigHandle fetches them, this snapshot only says where
    */
-  constructor({ enabled, mode, verifier }) {
+  constructor({ enabled, mode, verifier, jwks = null }) {
     if (typeof enabled !== 'boolean') throw new TypeError('ServiceConfig: enabled must be a boolean');
     if (!Object.values(TrustMode).includes(mode)) throw new TypeError('ServiceConfig: unknown trust mode');
     if (verifier !== null && !(verifier instanceof Verifier)) {
@@ -215,9 +230,20 @@ export class ServiceConfig {
     if (enabled && mode !== TrustMode.ServiceEnforced && verifier === null) {
       throw new TypeError(`ServiceConfig: ${mode} needs a verifier`);
     }
+    if (jwks !== null && (typeof jwks !== 'object' || typeof jwks.url !== 'string')) {
+      throw new TypeError('ServiceConfig: jwks must be { url, refreshSeconds, cooldownSeconds } or null');
+    }
     this.enabled = enabled;
     this.mode = mode;
     this.verifier = verifier;
+    this.jwks =
+      jwks === null
+        ? null
+        : Object.freeze({
+            url: jwks.url,
+            refreshSeconds: jwks.refreshSeconds ?? DEFAULT_JWKS_REFRESH_SECONDS,
+            cooldownSeconds: jwks.cooldownSeconds ?? DEFAULT_JWKS_COOLDOWN_SECONDS,
+          });
     Object.freeze(this);
   }
 
@@ -233,6 +259,7 @@ export class ServiceConfig {
    */
   sameSettings(other) {
     if (this.enabled !== other.enabled || this.mode !== other.mode) return false;
+    if (!sameJwks(this.jwks, other.jwks)) return false;
     const a = this.verifier;
     const b = other.verifier;
     if (a === null || b === null) return a === b;
@@ -252,8 +279,19 @@ export class ServiceConfig {
       acceptedKids: this.acceptedKids(),
       audience: this.verifier?.audience ?? null,
       issuer: this.verifier?.issuer ?? null,
+      // Whether one is set; the URL itself may carry a token.
+      jwks: this.jwks !== null,
     };
   }
+}
+
+/**
+ * @param {import('./jwks.js').JwksSettings | null} a
+ * @param {import('./jwks.js').JwksSettings | null} b
+ */
+function sameJwks(a, b) {
+  if (a === null || b === null) return a === b;
+  return a.url === b.url && a.refreshSeconds === b.refreshSeconds && a.cooldownSeconds === b.cooldownSeconds;
 }
 
 /**
@@ -416,11 +454,30 @@ function fromVariables(env) {
     // What Rust's u64 parse takes: an optional `+`, then digits.
     const n = /^\+?[0-9]+$/.test(digits) ? BigInt(digits) : null;
     if (n !== null && n >= BigInt(min) && n <= BigInt(max)) return Number(n);
-    fail(variable, `must be a whole number of seconds up to ${max}`);
+    fail(
+      variable,
+      min > 1
+        ? `must be a whole number of seconds from ${min} to ${max}`
+        : `must be a whole number of seconds up to ${max}`,
+    );
     return fallback;
   };
   const clockSkewSeconds = seconds(ENV_CLOCK_SKEW, DEFAULT_CLOCK_SKEW_SECONDS, 300, 0);
   const maxLifetimeSeconds = seconds(ENV_MAX_LIFETIME, DEFAULT_MAX_LIFETIME_SECONDS, 3600, 1);
+  const refreshSeconds = seconds(ENV_JWKS_REFRESH, DEFAULT_JWKS_REFRESH_SECONDS, 86400, 10);
+  const cooldownSeconds = seconds(ENV_JWKS_COOLDOWN, DEFAULT_JWKS_COOLDOWN_SECONDS, 3600, 1);
+  // Blank is unset, so `Router__IdentityEnvelopeJwksUrl=${JWKS_URL:-}` in a
+  // compose file works.
+  const jwksUrl = trimWhitespace(get(ENV_JWKS_URL) ?? '');
+  let jwks = null;
+  if (jwksUrl !== '') {
+    try {
+      jwks = { url: checkJwksUrl(jwksUrl), refreshSeconds, cooldownSeconds };
+    } catch (e) {
+      if (!(e instanceof JwksError)) throw e;
+      fail(ENV_JWKS_URL, e.message);
+    }
+  }
 
   /** @type {Key[]} */
   let keys = [];
@@ -461,11 +518,12 @@ function fromVariables(env) {
   const issuerText = get(ENV_ISSUER);
   const issuer = issuerText === undefined ? null : trimWhitespace(issuerText);
 
-  if (enabled && mode !== TrustMode.ServiceEnforced && keyring.size === 0) {
-    fail(ENV_SIGNING_KEY, `${mode} needs ${ENV_SIGNING_KEY} or ${ENV_ACCEPTED_KEYS}`);
+  const hasJwks = jwksUrl !== '';
+  if (enabled && mode !== TrustMode.ServiceEnforced && keyring.size === 0 && !hasJwks) {
+    fail(ENV_SIGNING_KEY, `${mode} needs ${ENV_SIGNING_KEY}, ${ENV_ACCEPTED_KEYS} or ${ENV_JWKS_URL}`);
   }
   let verifier = null;
-  if (keyring.size > 0) {
+  if (keyring.size > 0 || hasJwks) {
     if (audience === null || audience === '') {
       fail(ENV_AUDIENCE, 'is required when envelope keys are configured');
     } else {
@@ -479,5 +537,5 @@ function fromVariables(env) {
     }
   }
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, config: new ServiceConfig({ enabled, mode, verifier }) };
+  return { ok: true, config: new ServiceConfig({ enabled, mode, verifier, jwks }) };
 }

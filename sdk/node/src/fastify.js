@@ -25,15 +25,8 @@ export function fastifyEnvelope(fastify, options, done) {
   for (const name of ['stellaIdentity', 'stellaEnvelope', 'stellaConfig']) {
     if (!fastify.hasRequestDecorator(name)) fastify.decorateRequest(name, null);
   }
-  fastify.addHook('onRequest', (request, reply, next) => {
-    // originalUrl: the target as received, before any rewriteUrl.
-    let decided;
-    try {
-      decided = evaluate(resolved, request.raw.rawHeaders, request.method, request.originalUrl);
-    } catch (e) {
-      next(/** @type {Error} */ (e)); // a bug fails the request closed (500)
-      return;
-    }
+  /** @param {any} request @param {any} reply @param {(err?: Error) => void} next @param {import('./shell.js').Decided} decided */
+  const proceed = (request, reply, next, decided) => {
     if (decided.rejection !== null) {
       // Answering without calling next() ends the request here. The body
       // goes as bytes: Fastify appends "; charset=utf-8" to a JSON type
@@ -48,6 +41,22 @@ export function fastifyEnvelope(fastify, options, done) {
     }
     attach(request, decided.config, decided.outcome);
     next();
+  };
+  fastify.addHook('onRequest', (request, reply, next) => {
+    // originalUrl: the target as received, before any rewriteUrl.
+    let decided;
+    try {
+      decided = evaluate(resolved, request.raw.rawHeaders, request.method, request.originalUrl);
+    } catch (e) {
+      next(/** @type {Error} */ (e)); // a bug fails the request closed (500)
+      return;
+    }
+    // A promise only while an unknown kid waits for a JWKS refetch.
+    if (decided instanceof Promise) {
+      decided.then((d) => proceed(request, reply, next, d), next);
+      return;
+    }
+    proceed(request, reply, next, decided);
   });
   done();
 }

@@ -25,24 +25,39 @@ const INTERNAL_ERROR = JSON.stringify({
 export function withEnvelope(handler, options) {
   if (typeof handler !== 'function') throw new TypeError('withEnvelope: handler must be a function');
   const resolved = resolveOptions(options);
-  return (req, res) => {
-    let decided;
-    try {
-      decided = evaluate(resolved, req.rawHeaders, req.method ?? '', originalTarget(req));
-    } catch (e) {
-      // A bug (a clock returning fractional seconds, say) fails the
-      // request closed rather than taking the process down with it.
-      resolved.logger.error(`envelope check failed: ${/** @type {Error} */ (e).message}`);
-      res.writeHead(500, { 'content-type': 'application/problem+json', 'cache-control': 'no-store' });
-      res.end(INTERNAL_ERROR);
-      return undefined;
-    }
+  /** @param {unknown} e @param {import('node:http').ServerResponse} res */
+  const failed = (e, res) => {
+    // A bug (a clock returning fractional seconds, say) fails the request
+    // closed rather than taking the process down with it.
+    resolved.logger.error(`envelope check failed: ${/** @type {Error} */ (e).message}`);
+    res.writeHead(500, { 'content-type': 'application/problem+json', 'cache-control': 'no-store' });
+    res.end(INTERNAL_ERROR);
+    return undefined;
+  };
+  /** @param {Req} req @param {Res} res @param {import('./shell.js').Decided} decided */
+  const proceed = (req, res, decided) => {
     if (decided.rejection !== null) {
       sendRejection(res, decided.rejection);
       return undefined;
     }
     attach(req, decided.config, decided.outcome);
     return handler(req, res);
+  };
+  return (req, res) => {
+    let decided;
+    try {
+      decided = evaluate(resolved, req.rawHeaders, req.method ?? '', originalTarget(req));
+    } catch (e) {
+      return failed(e, res);
+    }
+    // A promise only while an unknown kid waits for a JWKS refetch.
+    if (decided instanceof Promise) {
+      return decided.then(
+        (d) => proceed(req, res, d),
+        (e) => failed(e, res),
+      );
+    }
+    return proceed(req, res, decided);
   };
 }
 
@@ -57,6 +72,15 @@ export function withEnvelope(handler, options) {
  */
 export function expressEnvelope(options) {
   const resolved = resolveOptions(options);
+  /** @param {any} req @param {any} res @param {(err?: unknown) => void} next @param {import('./shell.js').Decided} decided */
+  const proceed = (req, res, next, decided) => {
+    if (decided.rejection !== null) {
+      sendRejection(res, decided.rejection);
+      return;
+    }
+    attach(req, decided.config, decided.outcome);
+    next();
+  };
   return (req, res, next) => {
     let decided;
     try {
@@ -65,12 +89,11 @@ export function expressEnvelope(options) {
       next(e);
       return;
     }
-    if (decided.rejection !== null) {
-      sendRejection(res, decided.rejection);
+    if (decided instanceof Promise) {
+      decided.then((d) => proceed(req, res, next, d), next);
       return;
     }
-    attach(req, decided.config, decided.outcome);
-    next();
+    proceed(req, res, next, decided);
   };
 }
 

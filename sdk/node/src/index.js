@@ -32,6 +32,18 @@ export {
   signingInput,
 } from './headers.js';
 export { Key, KeyError, Keyring, MAX_KID_LEN, MIN_HMAC_SECRET_LEN, isValidKid } from './keys.js';
+export {
+  DEFAULT_JWKS_COOLDOWN_SECONDS,
+  DEFAULT_JWKS_REFRESH_SECONDS,
+  JWKS_FETCH_TIMEOUT_MS,
+  JWKS_MAX_BYTES,
+  JwksError,
+  JwksKeys,
+  UNKNOWN_KID_WAIT_MS,
+  checkJwksUrl,
+  fetchJwks,
+  parseJwks,
+} from './jwks.js';
 export { AUTH_METHODS, decodePayload } from './payload.js';
 export {
   DEFAULT_CLOCK_SKEW_SECONDS,
@@ -57,6 +69,9 @@ export {
   ENV_CONFIG_FILE,
   ENV_ENABLED,
   ENV_ISSUER,
+  ENV_JWKS_COOLDOWN,
+  ENV_JWKS_REFRESH,
+  ENV_JWKS_URL,
   ENV_MAX_LIFETIME,
   ENV_SIGNING_KEY,
   ENV_SIGNING_KEY_ID,

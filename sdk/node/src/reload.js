@@ -6,10 +6,16 @@
 // flight. JavaScript runs one thing at a time and reload() is synchronous
 // (it reads one small file), so a swap is a single assignment that no
 // request can observe half done, and two reloads can never interleave.
+//
+// A handle also owns the keys fetched from Router__IdentityEnvelopeJwksUrl
+// (JwksKeys, long-lived state beside the snapshot): a reload that changes
+// the URL starts a new fetcher and drops the keys of the old URL; one that
+// changes only the intervals keeps the keys.
 
 import { watch as fsWatch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { configFilePath, loadConfig } from './config.js';
+import { JwksKeys } from './jwks.js';
 
 /** @typedef {import('./config.js').ServiceConfig} ServiceConfig */
 
@@ -32,7 +38,27 @@ export class EnvelopeConfigError extends Error {
 
 /** @param {ServiceConfig} config */
 function kidList(config) {
-  return config.acceptedKids().join(',') || '-';
+  // Kids only, never key material (nor the JWKS URL, which may hold a token).
+  return (config.acceptedKids().join(',') || '-') + (config.jwks !== null ? ', jwks on' : '');
+}
+
+/**
+ * The fetcher for `settings`: the current one when the URL is the same
+ * (retuned if the intervals changed), else a new one.
+ * @param {import('./jwks.js').JwksSettings | null} settings
+ * @param {JwksKeys | null} current
+ * @param {Logger} logger
+ */
+function jwksFor(settings, current, logger) {
+  if (settings === null) return null;
+  if (current !== null && current.settings.url === settings.url) {
+    const now = current.settings;
+    if (now.refreshSeconds !== settings.refreshSeconds || now.cooldownSeconds !== settings.cooldownSeconds) {
+      current.retune(settings.refreshSeconds, settings.cooldownSeconds);
+    }
+    return current;
+  }
+  return new JwksKeys(settings, { logger });
 }
 
 /** The reloadable service configuration. */
@@ -52,6 +78,8 @@ export class ConfigHandle {
   #logger;
   /** @type {string | null} */
   #configFile;
+  /** @type {JwksKeys | null} the fetcher of #current's JWKS keys */
+  #jwks = null;
 
   /**
    * Loads the configuration from `env` (process.env by default, read again
@@ -68,6 +96,7 @@ export class ConfigHandle {
     this.#env = env;
     this.#logger = logger;
     this.#configFile = configFilePath(env);
+    this.#jwks = jwksFor(loaded.config.jwks, null, logger);
     logger.info(
       `envelope configuration loaded: generation 1, enabled ${loaded.config.enabled}, ` +
         `mode ${loaded.config.mode}, accepted kids ${kidList(loaded.config)}`,
@@ -93,6 +122,25 @@ export class ConfigHandle {
   /** The configuration in use now. Take it once per request. */
   current() {
     return this.#current;
+  }
+
+  /**
+   * The configuration in use and the fetcher of its JWKS keys (null without
+   * Router__IdentityEnvelopeJwksUrl), read together.
+   * @returns {{ config: ServiceConfig, jwks: JwksKeys | null }}
+   */
+  currentWithJwks() {
+    return { config: this.#current, jwks: this.#jwks };
+  }
+
+  /** The fetcher of the JWKS keys in use, or null. */
+  get jwks() {
+    return this.#jwks;
+  }
+
+  /** Stops fetching JWKS keys (triggers are closed on their own). */
+  close() {
+    this.#jwks?.close();
   }
 
   /** The file Router__ConfigFile named at load, or null. */
@@ -145,6 +193,10 @@ export class ConfigHandle {
     this.#generation += 1;
     this.#lastApplied = now;
     this.#current = config;
+    const previous = this.#jwks;
+    this.#jwks = jwksFor(config.jwks, previous, this.#logger);
+    // A request still holding the old one reads its keys; it fetches no more.
+    if (previous !== null && previous !== this.#jwks) previous.close();
     this.#logger.info(
       `envelope configuration reloaded: applied, generation ${this.#generation}, ` +
         `enabled ${config.enabled}, mode ${config.mode}, accepted kids ${kidList(config)}`,

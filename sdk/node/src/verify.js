@@ -118,14 +118,17 @@ export class Verifier {
    * @param {string} method the request method as received
    * @param {string} path the request path as received, without the query
    * @param {number} now unix seconds
+   * @param {Keyring | null} [extraKeys] more keys (those fetched from a
+   *   JWKS URL), looked up after the verifier's own keyring: a kid in both
+   *   is the keyring's
    * @returns {EnvelopeCheck}
    */
-  verify(headers, method, path, now) {
+  verify(headers, method, path, now, extraKeys = null) {
     checkArguments(method, path, now);
     const found = extractEnvelopeHeaders(headers);
     if (found === null) return ABSENT;
     if (found instanceof EnvelopeError) return invalid(found);
-    return this.verifyHeaders(found, method, path, now);
+    return this.verifyHeaders(found, method, path, now, extraKeys);
   }
 
   /**
@@ -134,13 +137,14 @@ export class Verifier {
    * @param {string} method
    * @param {string} path
    * @param {number} now
+   * @param {Keyring | null} [extraKeys] as in verify
    * @returns {EnvelopeCheck}
    */
-  verifyHeaders(h, method, path, now) {
+  verifyHeaders(h, method, path, now, extraKeys = null) {
     checkArguments(method, path, now);
     // 2-4: the algorithm, the key, and the key's one algorithm.
     if (h.alg !== 'HS256' && h.alg !== 'EdDSA') return invalid(E.unsupportedAlg());
-    const key = this.keyring.get(h.kid);
+    const key = this.keyring.get(h.kid) ?? extraKeys?.get(h.kid);
     if (key === undefined) return invalid(E.unknownKid());
     if (key.alg !== h.alg) return invalid(E.algNotAllowedForKey(key.kid, h.alg, key.alg));
     // 5-7: the signature over the header values exactly as received.
@@ -205,11 +209,12 @@ function invalid(error) {
  * @param {string} method
  * @param {string} path
  * @param {number} now
+ * @param {Keyring | null} [extraKeys] as in Verifier.verify
  * @returns {EnvelopeCheck}
  */
-export function checkRequest(verifier, headers, method, path, now) {
+export function checkRequest(verifier, headers, method, path, now, extraKeys = null) {
   checkArguments(method, path, now);
-  if (verifier !== null) return verifier.verify(headers, method, path, now);
+  if (verifier !== null) return verifier.verify(headers, method, path, now, extraKeys);
   const found = extractEnvelopeHeaders(headers);
   if (found === null) return ABSENT;
   if (found instanceof EnvelopeError) return invalid(found);

@@ -118,7 +118,7 @@ test('every problem is reported at once, by variable, never with its value', () 
 test('Hybrid and GatewayEnforced need a key, and keys need an audience', () => {
   for (const mode of ['Hybrid', 'GatewayEnforced']) {
     assert.deepEqual(problems(configFromEnvAndFile({ Router__AuthorizationTrustMode: mode }, null)), [
-      `Router__IdentityEnvelopeSigningKey: ${mode} needs Router__IdentityEnvelopeSigningKey or Router__IdentityEnvelopeAcceptedKeys`,
+      `Router__IdentityEnvelopeSigningKey: ${mode} needs Router__IdentityEnvelopeSigningKey, Router__IdentityEnvelopeAcceptedKeys or Router__IdentityEnvelopeJwksUrl`,
     ]);
   }
   // Disabled, a mode without keys is allowed: envelopes are ignored.
@@ -260,7 +260,7 @@ test('a problem with a setting from the file names its line', () => {
   // Bad lines and bad settings are reported in one pass.
   assert.deepEqual(problems(configFromEnvAndFile({}, 'junk\nRouter__AuthorizationTrustMode=Hybrid')), [
     'Router__ConfigFile: line 1: expected Name=value',
-    'Router__IdentityEnvelopeSigningKey: Hybrid needs Router__IdentityEnvelopeSigningKey or Router__IdentityEnvelopeAcceptedKeys',
+    'Router__IdentityEnvelopeSigningKey: Hybrid needs Router__IdentityEnvelopeSigningKey, Router__IdentityEnvelopeAcceptedKeys or Router__IdentityEnvelopeJwksUrl',
   ]);
 });
 

@@ -112,7 +112,7 @@ test('at start, problems are an EnvelopeConfigError with exit code 2 and every p
       assert.equal(e.exitCode, 2);
       assert.deepEqual(e.problems.map(String), [
         'Router__ConfigFile: line 2: expected Name=value',
-        'Router__IdentityEnvelopeSigningKey: GatewayEnforced needs Router__IdentityEnvelopeSigningKey or Router__IdentityEnvelopeAcceptedKeys',
+        'Router__IdentityEnvelopeSigningKey: GatewayEnforced needs Router__IdentityEnvelopeSigningKey, Router__IdentityEnvelopeAcceptedKeys or Router__IdentityEnvelopeJwksUrl',
       ]);
       assert.match(e.message, /line 2: expected Name=value/);
       return true;

@@ -71,13 +71,13 @@ export function basePayload(overrides = {}) {
 
 /**
  * Signs an envelope as the gateway would, with the vector key `kid` (or a
- * given secret): the six headers as [name, value] pairs. `json` replaces the
- * serialized payload (a string, or raw bytes) when a test needs what
- * JSON.stringify never writes.
+ * given secret, or the Ed25519 key of a given 32-byte `seed`): the six
+ * headers as [name, value] pairs. `json` replaces the serialized payload (a
+ * string, or raw bytes) when a test needs what JSON.stringify never writes.
  */
-export function seal({ kid = 'hs-1', payload = basePayload(), json, secret, alg, headerKid } = {}) {
+export function seal({ kid = 'hs-1', payload = basePayload(), json, secret, alg, headerKid, seed } = {}) {
   const key = vectors.keys.find((k) => k.kid === kid);
-  const useAlg = alg ?? key?.alg ?? 'HS256';
+  const useAlg = alg ?? (seed ? 'EdDSA' : undefined) ?? key?.alg ?? 'HS256';
   const bytes = Buffer.isBuffer(json) ? json : Buffer.from(json ?? JSON.stringify(payload), 'utf8');
   const envelope = bytes.toString('base64url');
   const iat = String(payload.iat);
@@ -86,8 +86,8 @@ export function seal({ kid = 'hs-1', payload = basePayload(), json, secret, alg,
   const input = `StellaOps-Identity-Envelope/1\n${useAlg}\n${sentKid}\n${iat}\n${exp}\n${envelope}`;
   let signature;
   if (useAlg === 'EdDSA') {
-    const seed = Buffer.from(key.sign.split(':')[1], 'base64url');
-    const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]);
+    const seedBytes = seed ?? Buffer.from(key.sign.split(':')[1], 'base64url');
+    const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seedBytes]);
     signature = edSign(null, Buffer.from(input), createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }));
   } else {
     signature = createHmac('sha256', secret ?? Buffer.from(key.secret_utf8, 'utf8')).update(input).digest();

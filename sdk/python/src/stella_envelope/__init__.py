@@ -4,7 +4,8 @@ The gateway tells a service who is calling with six signed
 ``X-StellaOps-Identity-Envelope*`` headers (``envelope/SPEC.md``). This
 package verifies them (:class:`Verifier`), applies the service's trust mode
 (:func:`decide`), reads the ``Router__*`` configuration with runtime reload
-(:class:`ConfigHandle`), and wires it all into ASGI and WSGI applications
+(:class:`ConfigHandle`, which also fetches keys from a JWKS URL:
+:class:`JwksKeys`), and wires it all into ASGI and WSGI applications
 (:class:`stella_envelope.asgi.EnvelopeMiddleware`,
 :class:`stella_envelope.wsgi.EnvelopeWSGIMiddleware`).
 
@@ -16,8 +17,9 @@ that supplies the clock and the request.
 from .config import ServiceConfig, fold_env_name, parse_config_file
 from .errors import ConfigError, ConfigurationError, EnvelopeError, ErrorCode
 from .format import AuthMethod, Confirmation, EnvelopeHeaders, extract_headers
+from .jwks import JwksKeys, JwksProblem, JwksSettings, parse_jwks
 from .keys import Alg, Key, KeyProblem, Keyring
-from .middleware import EnvelopeOutcome, NeedsServiceAuth, Trusted, evaluate
+from .middleware import EnvelopeOutcome, NeedsServiceAuth, Trusted, evaluate, evaluate_async
 from .reload import (
     ConfigHandle,
     ReloadOutcome,
@@ -57,6 +59,9 @@ __all__ = [
     "ErrorCode",
     "Identity",
     "Invalid",
+    "JwksKeys",
+    "JwksProblem",
+    "JwksSettings",
     "Key",
     "KeyProblem",
     "Keyring",
@@ -78,9 +83,11 @@ __all__ = [
     "check_request",
     "decide",
     "evaluate",
+    "evaluate_async",
     "extract_headers",
     "fold_env_name",
     "load_or_exit",
     "parse_config_file",
+    "parse_jwks",
     "start_reload_triggers",
 ]

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
 
-from .middleware import Middleware, evaluate
+from .middleware import Middleware, evaluate_async
 from .trust import Rejection, problem_body, problem_headers
 
 __all__ = ["EnvelopeMiddleware", "STATE_IDENTITY", "STATE_OUTCOME", "STATE_CONFIG"]
@@ -65,9 +65,11 @@ class EnvelopeMiddleware(Middleware[ASGIApp]):
             await self.app(scope, receive, send)
             return
         # The one read of the configuration for this request.
-        config = self._snapshot()
+        config, jwks = self._live()
         method = scope.get("method", "GET") if kind == "http" else "GET"
-        result = evaluate(config, scope.get("headers", ()), method, _request_path(scope), self._clock())
+        result = await evaluate_async(
+            config, scope.get("headers", ()), method, _request_path(scope), self._clock(), jwks=jwks
+        )
         if isinstance(result, Rejection):
             if kind == "http":
                 await _send_problem(send, result, "http.response")

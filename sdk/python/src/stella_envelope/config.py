@@ -20,6 +20,13 @@ from pathlib import Path
 
 from .encoding import rust_trim, rust_trim_start
 from .errors import ConfigError, ConfigurationError
+from .jwks import (
+    DEFAULT_JWKS_COOLDOWN_SECS,
+    DEFAULT_JWKS_REFRESH_SECS,
+    JwksProblem,
+    JwksSettings,
+    check_jwks_url,
+)
 from .keys import Key, KeyProblem, Keyring, check_kid
 from .trust import TrustMode
 from .verify import DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_LIFETIME_SECS, Verifier, VerifierSettings
@@ -34,6 +41,9 @@ __all__ = [
     "ENV_MAX_LIFETIME",
     "ENV_AUDIENCE",
     "ENV_ISSUER",
+    "ENV_JWKS_URL",
+    "ENV_JWKS_REFRESH",
+    "ENV_JWKS_COOLDOWN",
     "ENV_CONFIG_FILE",
     "FILE_VARIABLES",
     "FileEntry",
@@ -53,6 +63,9 @@ ENV_CLOCK_SKEW = "Router__IdentityEnvelopeClockSkewSeconds"
 ENV_MAX_LIFETIME = "Router__IdentityEnvelopeMaxLifetimeSeconds"
 ENV_AUDIENCE = "Router__IdentityEnvelopeAudience"
 ENV_ISSUER = "Router__IdentityEnvelopeIssuer"
+ENV_JWKS_URL = "Router__IdentityEnvelopeJwksUrl"
+ENV_JWKS_REFRESH = "Router__IdentityEnvelopeJwksRefreshSeconds"
+ENV_JWKS_COOLDOWN = "Router__IdentityEnvelopeJwksCooldownSeconds"
 ENV_CONFIG_FILE = "Router__ConfigFile"
 
 #: What a ``Router__ConfigFile`` may set: every setting but itself.
@@ -66,6 +79,9 @@ FILE_VARIABLES: tuple[str, ...] = (
     ENV_MAX_LIFETIME,
     ENV_AUDIENCE,
     ENV_ISSUER,
+    ENV_JWKS_URL,
+    ENV_JWKS_REFRESH,
+    ENV_JWKS_COOLDOWN,
 )
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -253,8 +269,13 @@ class ServiceConfig:
 
     enabled: bool
     mode: TrustMode
-    #: ``None`` when no key is configured (only allowed in ``ServiceEnforced``).
+    #: ``None`` when no key and no JWKS URL is configured (only allowed in
+    #: ``ServiceEnforced``).
     verifier: Verifier | None
+    #: Where more keys are fetched from (``Router__IdentityEnvelopeJwksUrl``);
+    #: ``None`` when not set. A :class:`~stella_envelope.reload.ConfigHandle`
+    #: fetches them; this snapshot only says where.
+    jwks: JwksSettings | None = None
 
     @property
     def accepted_kids(self) -> tuple[str, ...]:
@@ -265,6 +286,8 @@ class ServiceConfig:
         """Whether ``other`` has exactly these settings and keys (secrets
         compared in constant time): a reload to it would change nothing."""
         if self.enabled != other.enabled or self.mode is not other.mode:
+            return False
+        if self.jwks != other.jwks:
             return False
         if self.verifier is None or other.verifier is None:
             return self.verifier is None and other.verifier is None
@@ -368,11 +391,25 @@ def _from_variables(
         text = rust_trim(text)
         if _SECONDS.fullmatch(text) and minimum <= int(text) <= maximum:
             return int(text)
-        fail(variable, f"must be a whole number of seconds up to {maximum}")
+        if minimum > 1:
+            fail(variable, f"must be a whole number of seconds from {minimum} to {maximum}")
+        else:
+            fail(variable, f"must be a whole number of seconds up to {maximum}")
         return default
 
     clock_skew = seconds(ENV_CLOCK_SKEW, DEFAULT_CLOCK_SKEW_SECS, 300, 0)
     max_lifetime = seconds(ENV_MAX_LIFETIME, DEFAULT_MAX_LIFETIME_SECS, 3600, 1)
+    jwks_refresh = seconds(ENV_JWKS_REFRESH, DEFAULT_JWKS_REFRESH_SECS, 86400, 10)
+    jwks_cooldown = seconds(ENV_JWKS_COOLDOWN, DEFAULT_JWKS_COOLDOWN_SECS, 3600, 1)
+    jwks: JwksSettings | None = None
+    jwks_url = _get(env, ENV_JWKS_URL)
+    # Blank is unset, so `Router__IdentityEnvelopeJwksUrl=${JWKS_URL:-}` in
+    # a compose file works.
+    if jwks_url is not None and rust_trim(jwks_url):
+        try:
+            jwks = JwksSettings(check_jwks_url(rust_trim(jwks_url)), jwks_refresh, jwks_cooldown)
+        except JwksProblem as e:
+            fail(ENV_JWKS_URL, str(e))
 
     keyring = Keyring()
     accepted = _get(env, ENV_ACCEPTED_KEYS)
@@ -408,10 +445,14 @@ def _from_variables(
     issuer = _get(env, ENV_ISSUER)
     issuer = rust_trim(issuer) if issuer is not None else None
 
-    if enabled and mode is not TrustMode.SERVICE_ENFORCED and not keyring:
-        fail(ENV_SIGNING_KEY, f"{mode.value} needs {ENV_SIGNING_KEY} or {ENV_ACCEPTED_KEYS}")
+    has_jwks = jwks_url is not None and bool(rust_trim(jwks_url))
+    if enabled and mode is not TrustMode.SERVICE_ENFORCED and not keyring and not has_jwks:
+        fail(
+            ENV_SIGNING_KEY,
+            f"{mode.value} needs {ENV_SIGNING_KEY}, {ENV_ACCEPTED_KEYS} or {ENV_JWKS_URL}",
+        )
     verifier: Verifier | None = None
-    if keyring:
+    if keyring or has_jwks:
         if audience:
             verifier = Verifier(
                 keyring,
@@ -426,5 +467,5 @@ def _from_variables(
             fail(ENV_AUDIENCE, "is required when envelope keys are configured")
     if file_errors or errors:
         raise ConfigurationError(file_errors + errors)
-    return ServiceConfig(enabled=enabled, mode=mode, verifier=verifier)
+    return ServiceConfig(enabled=enabled, mode=mode, verifier=verifier, jwks=jwks)
 

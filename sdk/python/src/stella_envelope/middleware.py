@@ -7,22 +7,32 @@ themselves and hand everything else to the application with an
 :data:`EnvelopeOutcome`. A handler only ever sees an identity that passed
 every check and that the trust mode lets it use; in ``ServiceEnforced`` a
 valid envelope is not exposed at all.
+
+With a JWKS URL, an EdDSA envelope whose kid no key has (in ``Hybrid`` and
+``GatewayEnforced``) asks the fetcher for a refetch and waits for it at most
+:data:`~stella_envelope.jwks.UNKNOWN_KID_WAIT_SECS`, then is checked again
+with the keys then known: a blocking wait for WSGI (:func:`evaluate`), an
+awaited one for ASGI (:func:`evaluate_async`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar, Union
 
 from .config import ServiceConfig
-from .errors import EnvelopeError
-from .format import HeaderFields
+from .errors import EnvelopeError, ErrorCode
+from .format import HeaderFields, extract_headers
+from .jwks import UNKNOWN_KID_WAIT_SECS, JwksKeys
+from .keys import KeyProblem, check_kid
 from .reload import ConfigHandle
-from .trust import Reject, Rejection, ServiceAuth, UseEnvelope, decide
-from .verify import VerifiedEnvelope, check_request
+from .trust import Reject, Rejection, ServiceAuth, TrustMode, UseEnvelope, decide
+from .verify import EnvelopeCheck, Invalid, VerifiedEnvelope, check_request
 
 __all__ = [
     "Trusted",
@@ -30,6 +40,7 @@ __all__ = [
     "EnvelopeOutcome",
     "ConfigSource",
     "evaluate",
+    "evaluate_async",
     "snapshot_of",
     "unix_now",
     "Middleware",
@@ -78,23 +89,115 @@ def snapshot_of(source: ConfigSource) -> Callable[[], ServiceConfig]:
     raise TypeError("config must be a ConfigHandle or a ServiceConfig")
 
 
+#: What a request is decided with: the configuration and, when it names a
+#: JWKS URL, the fetcher of its keys.
+Live = tuple[ServiceConfig, Union[JwksKeys, None]]
+
+
+def live_of(source: ConfigSource) -> Callable[[], Live]:
+    """A function returning the configuration and JWKS fetcher for the next
+    request. A fixed configuration with a JWKS URL is refused: only a
+    :class:`~stella_envelope.reload.ConfigHandle` fetches keys, and a
+    service that silently never fetched them would refuse every envelope
+    they sign."""
+    if isinstance(source, ConfigHandle):
+        return source.current_with_jwks
+    if isinstance(source, ServiceConfig):
+        if source.jwks is not None:
+            raise ValueError(
+                "a configuration with Router__IdentityEnvelopeJwksUrl needs a ConfigHandle, "
+                "which fetches the keys"
+            )
+        fixed: Live = (source, None)
+        return lambda: fixed
+    raise TypeError("config must be a ConfigHandle or a ServiceConfig")
+
+
 def unix_now() -> int:
     """The wall clock in whole unix seconds, the unit of ``iat``/``exp``."""
     return int(time.time())
 
 
+def _refetch_for(
+    config: ServiceConfig, jwks: JwksKeys | None, headers: HeaderFields, check: EnvelopeCheck
+) -> threading.Event | None:
+    """The fetch to wait for before checking again, when the envelope's kid
+    is unknown and the JWKS could still bring it: an EdDSA envelope (the
+    only keys a JWKS lists) with a well-formed kid, in a mode that uses
+    envelopes. ``None``: decide now."""
+    if jwks is None or config.mode is TrustMode.SERVICE_ENFORCED:
+        return None
+    if not isinstance(check, Invalid) or check.error.code is not ErrorCode.UNKNOWN_KID:
+        return None
+    found = extract_headers(headers)  # checked already: cannot fail here
+    if found is None or found.alg != "EdDSA":
+        return None
+    try:
+        check_kid(found.kid)
+    except KeyProblem:
+        return None
+    return jwks.refetch_for_unknown_kid()
+
+
+def _replayable(headers: HeaderFields) -> HeaderFields:
+    # A one-shot iterator would be empty when checked a second time.
+    return list(headers) if isinstance(headers, Iterator) else headers
+
+
 def evaluate(
-    config: ServiceConfig, headers: HeaderFields, method: str, path: str, now: int
+    config: ServiceConfig,
+    headers: HeaderFields,
+    method: str,
+    path: str,
+    now: int,
+    *,
+    jwks: JwksKeys | None = None,
 ) -> EnvelopeOutcome | Rejection:
     """Checks a request's envelope and applies the trust mode.
 
     Returns the outcome for the application, or the rejection to answer
     instead of calling it. Never raises for any request. Logs ignored and
     rejected envelopes with the mode and the code, never a header value.
+    With ``jwks``, its keys are accepted after the configured ones, and an
+    unknown kid may block this thread up to
+    :data:`~stella_envelope.jwks.UNKNOWN_KID_WAIT_SECS` for a refetch.
     """
     if not config.enabled:
         return NeedsServiceAuth(None)
-    check = check_request(config.verifier, headers, method, path, now)
+    headers = _replayable(headers)
+    keys = jwks.keys() if jwks is not None else None
+    check = check_request(config.verifier, headers, method, path, now, keys)
+    fetched = _refetch_for(config, jwks, headers, check)
+    if fetched is not None and jwks is not None:
+        fetched.wait(UNKNOWN_KID_WAIT_SECS)
+        check = check_request(config.verifier, headers, method, path, now, jwks.keys())
+    return _conclude(config, check)
+
+
+async def evaluate_async(
+    config: ServiceConfig,
+    headers: HeaderFields,
+    method: str,
+    path: str,
+    now: int,
+    *,
+    jwks: JwksKeys | None = None,
+) -> EnvelopeOutcome | Rejection:
+    """:func:`evaluate` for an event loop: a wait for a refetch is awaited
+    (on a worker thread), never blocking the loop."""
+    if not config.enabled:
+        return NeedsServiceAuth(None)
+    headers = _replayable(headers)
+    keys = jwks.keys() if jwks is not None else None
+    check = check_request(config.verifier, headers, method, path, now, keys)
+    fetched = _refetch_for(config, jwks, headers, check)
+    if fetched is not None and jwks is not None:
+        await asyncio.to_thread(fetched.wait, UNKNOWN_KID_WAIT_SECS)
+        check = check_request(config.verifier, headers, method, path, now, jwks.keys())
+    return _conclude(config, check)
+
+
+def _conclude(config: ServiceConfig, check: EnvelopeCheck) -> EnvelopeOutcome | Rejection:
     action = decide(config.mode, check)
     if isinstance(action, UseEnvelope):
         return Trusted(action.envelope)
@@ -142,5 +245,5 @@ class Middleware(Generic[AppT]):
         clock: Callable[[], int] = unix_now,
     ) -> None:
         self.app = app
-        self._snapshot = snapshot_of(config)
+        self._live = live_of(config)
         self._clock = clock

@@ -11,6 +11,11 @@ problem keeps the configuration in use.
 when asked: a library does not take a process signal by default) and a
 change of the file ``Router__ConfigFile`` names, found by polling the file's
 directory entry from a small thread (no third-party watcher), debounced.
+
+A handle also owns the keys fetched from ``Router__IdentityEnvelopeJwksUrl``
+(:class:`~stella_envelope.jwks.JwksKeys`, long-lived state beside the
+snapshot): a reload that changes the URL starts a new fetcher and drops the
+keys of the old URL; one that changes only the intervals keeps the keys.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any, Callable, Literal, Union
 
 from .config import ServiceConfig, config_file_path, read_config_file
 from .errors import ConfigError, ConfigurationError
+from .jwks import JwksKeys, JwksSettings
 
 __all__ = [
     "ConfigHandle",
@@ -97,11 +103,24 @@ class ReloadStatus:
 
 
 def _describe(config: ServiceConfig) -> str:
-    # Kids only, never key material.
+    # Kids only, never key material (nor the JWKS URL, which may hold a token).
     return (
         f"enabled={'true' if config.enabled else 'false'} mode={config.mode.value} "
         f"accepted_kids={','.join(config.accepted_kids)}"
+        + (" jwks=on" if config.jwks is not None else "")
     )
+
+
+def _jwks_for(settings: JwksSettings | None, current: JwksKeys | None) -> JwksKeys | None:
+    """The fetcher for ``settings``: the current one when the URL is the
+    same (retuned if the intervals changed), else a new one."""
+    if settings is None:
+        return None
+    if current is not None and current.settings.url == settings.url:
+        if current.settings != settings:
+            current.retune(settings.refresh_seconds, settings.cooldown_seconds)
+        return current
+    return JwksKeys(settings)
 
 
 class ConfigHandle:
@@ -113,7 +132,8 @@ class ConfigHandle:
         (``None``: the process environment). Usually built by :meth:`load`."""
         self._env = env
         self._config_file = config_file_path(self._read_env())
-        self._current = config
+        # The configuration and the fetcher of its JWKS, swapped together.
+        self._live: tuple[ServiceConfig, JwksKeys | None] = (config, _jwks_for(config.jwks, None))
         self._file_signature_at_load = (
             _file_signature(self._config_file) if self._config_file else None
         )
@@ -151,7 +171,23 @@ class ConfigHandle:
     def current(self) -> ServiceConfig:
         """The configuration in use now. A request calls this once and keeps
         the snapshot until it is answered."""
-        return self._current
+        return self._live[0]
+
+    def current_with_jwks(self) -> tuple[ServiceConfig, JwksKeys | None]:
+        """:meth:`current` and the fetcher of its JWKS keys (``None`` without
+        ``Router__IdentityEnvelopeJwksUrl``), read together."""
+        return self._live
+
+    @property
+    def jwks(self) -> JwksKeys | None:
+        """The fetcher of the JWKS keys in use, if a JWKS URL is configured."""
+        return self._live[1]
+
+    def close(self) -> None:
+        """Stops fetching JWKS keys. The configuration stays readable."""
+        jwks = self._live[1]
+        if jwks is not None:
+            jwks.close()
 
     @property
     def config_file(self) -> Path | None:
@@ -164,7 +200,7 @@ class ConfigHandle:
         reloads, consistent with each other."""
         with self._state:
             return ReloadStatus(
-                config=self._current,
+                config=self._live[0],
                 generation=self._generation,
                 last_applied=self._last_applied,
                 last_rejected=self._last_rejected,
@@ -190,7 +226,8 @@ class ConfigHandle:
                 return self._refused(e.errors)
             with self._state:
                 self._last_errors = None
-                if config.same_settings(self._current):
+                previous, previous_jwks = self._live
+                if config.same_settings(previous):
                     logger.info(
                         "envelope configuration reloaded: unchanged (generation=%d mode=%s)",
                         self._generation,
@@ -200,7 +237,11 @@ class ConfigHandle:
                     return ReloadOutcome("unchanged", self._generation)
                 self._generation += 1
                 self._last_applied = time.time()
-                self._current = config
+                jwks = _jwks_for(config.jwks, previous_jwks)
+                self._live = (config, jwks)
+                if previous_jwks is not None and previous_jwks is not jwks:
+                    # A request still holding it reads its keys; it fetches no more.
+                    previous_jwks.close(timeout=0)
                 logger.info(
                     "envelope configuration reloaded: applied (generation=%d %s)",
                     self._generation,
@@ -218,7 +259,7 @@ class ConfigHandle:
                     "envelope configuration reload refused, the configuration in use "
                     "stays (generation=%d mode=%s): %s",
                     self._generation,
-                    self._current.mode.value,
+                    self._live[0].mode.value,
                     error,
                     extra={"variable": error.variable, "outcome": "refused"},
                 )

@@ -154,22 +154,34 @@ class Verifier:
         return f"Verifier(kids={list(self._keyring)!r}, settings={self._settings!r})"
 
     def verify(
-        self, headers: HeaderFields, method: str, path: str, now: int
+        self,
+        headers: HeaderFields,
+        method: str,
+        path: str,
+        now: int,
+        extra_keys: Keyring | None = None,
     ) -> VerifiedEnvelope | None:
         """Finds the envelope in a request's field lines and verifies it.
 
         ``path`` is the request path as received (percent-encoding kept),
-        without the query; ``now`` is unix seconds. Returns ``None`` when the
+        without the query; ``now`` is unix seconds. ``extra_keys`` (the keys
+        fetched from a JWKS URL) are looked up after the verifier's own
+        keyring, so a kid in both is the keyring's. Returns ``None`` when the
         request carries none of the six headers, raises :class:`EnvelopeError`
         with the code of the first failed check otherwise.
         """
         found = extract_headers(headers)
         if found is None:
             return None
-        return self.verify_envelope(found, method, path, now)
+        return self.verify_envelope(found, method, path, now, extra_keys)
 
     def verify_envelope(
-        self, headers: EnvelopeHeaders, method: str, path: str, now: int
+        self,
+        headers: EnvelopeHeaders,
+        method: str,
+        path: str,
+        now: int,
+        extra_keys: Keyring | None = None,
     ) -> VerifiedEnvelope:
         """Runs checks 2 to 16 of SPEC.md section 5, in order, at ``now``."""
         settings = self._settings
@@ -179,6 +191,8 @@ class Verifier:
                 ErrorCode.UNSUPPORTED_ALG, "envelope algorithm is not HS256 or EdDSA"
             )
         key = self._keyring.get(headers.kid)
+        if key is None and extra_keys is not None:
+            key = extra_keys.get(headers.kid)
         if key is None:
             raise EnvelopeError(
                 ErrorCode.UNKNOWN_KID, "envelope key id is not in the accepted keyring"
@@ -305,10 +319,15 @@ EnvelopeCheck = Union[Absent, Valid, Invalid]
 
 
 def check_request(
-    verifier: Verifier | None, headers: HeaderFields, method: str, path: str, now: int
+    verifier: Verifier | None,
+    headers: HeaderFields,
+    method: str,
+    path: str,
+    now: int,
+    extra_keys: Keyring | None = None,
 ) -> EnvelopeCheck:
     """The whole service-side check before :func:`~stella_envelope.trust.decide`;
-    never raises for any request.
+    never raises for any request. ``extra_keys`` as in :meth:`Verifier.verify`.
 
     With no verifier (no key configured, allowed in ``ServiceEnforced``), an
     envelope that arrives cannot be trusted: it is ``unknown_kid``, as in
@@ -322,6 +341,6 @@ def check_request(
             raise EnvelopeError(
                 ErrorCode.UNKNOWN_KID, "envelope key id is not in the accepted keyring"
             )
-        return Valid(verifier.verify_envelope(found, method, path, now))
+        return Valid(verifier.verify_envelope(found, method, path, now, extra_keys))
     except EnvelopeError as e:
         return Invalid(e)

@@ -81,13 +81,14 @@ class EnvelopeWSGIMiddleware(Middleware[WSGIApp]):
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         # The one read of the configuration for this request.
-        config = self._snapshot()
+        config, jwks = self._live()
         result = evaluate(
             config,
             _envelope_fields(environ),
             environ.get("REQUEST_METHOD", "GET"),
             _request_path(environ),
             self._clock(),
+            jwks=jwks,
         )
         if isinstance(result, Rejection):
             body = problem_body(result)
