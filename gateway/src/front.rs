@@ -105,12 +105,14 @@ impl<A> Front<A> {
 struct OpenGuard<'a> {
     open: &'a AtomicUsize,
     gauge: &'a IntGauge,
+    shared: &'a crate::gateway::Shared,
 }
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
         self.gauge.dec();
+        self.shared.connection_closed();
     }
 }
 
@@ -125,9 +127,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
         let limits = snap.config.limits;
         let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         self.metrics.open.inc();
+        self.gateway.shared.connection_opened();
         let _guard = OpenGuard {
             open: &self.open,
             gauge: &self.metrics.open,
+            shared: &self.gateway.shared,
         };
         if open > limits.max_connections {
             self.metrics.refused.inc();
@@ -161,8 +165,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
         let keepalive = limits.idle_timeout.as_secs();
         CONNECTION
             .scope(watch.clone(), async move {
+                // Draining (SIGTERM, or SIGQUIT: a handover to a new
+                // process): every response closes its connection, so a
+                // client never sends on a connection that is about to
+                // close; it opens a new one, to whichever process listens.
+                let closing = || *shutdown.borrow() || self.gateway.shared.is_draining();
                 let mut session = ServerSession::new_http1(stream);
-                if *shutdown.borrow() {
+                if closing() {
                     session.set_keepalive(None);
                 } else {
                     session.set_keepalive(Some(keepalive));
@@ -178,7 +187,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
                     // exchange to "forever" (or to the client's own
                     // `Keep-Alive: timeout=`); the configured idle timeout
                     // wins.
-                    if !*shutdown.borrow() {
+                    if closing() {
+                        session.set_keepalive(None);
+                    } else {
                         session.set_keepalive(Some(keepalive));
                     }
                     result = self.proxy.process_new_http(session, shutdown).await;
@@ -188,7 +199,21 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
         None
     }
 
+    /// Runs once this listener has stopped accepting. Idle keep-alive
+    /// connections are not closed at once: a client may be sending on one
+    /// at that moment, which would fail its request. While draining, each
+    /// response closes its connection, so connections in use go by
+    /// themselves; the idle rest are closed after half the grace period
+    /// (or as soon as none is left).
     async fn cleanup(&self) {
+        let shared = &self.gateway.shared;
+        if shared.is_draining() {
+            let linger = self.gateway.current().config.shutdown_grace / 2;
+            let started = std::time::Instant::now();
+            while shared.connections() > 0 && started.elapsed() < linger {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         self.proxy.http_cleanup().await;
     }
 }

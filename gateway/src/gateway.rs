@@ -28,6 +28,8 @@ pub struct Shared {
     request_prefix: String,
     request_counter: AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Client connections open on the proxy listeners.
+    connections: std::sync::atomic::AtomicUsize,
     draining: std::sync::atomic::AtomicBool,
     /// Set once SIGHUP is handled (before that, SIGHUP would end the
     /// process); readiness is announced only after it.
@@ -42,6 +44,7 @@ impl Shared {
             request_prefix: crate::forward::random_hex(4),
             request_counter: AtomicU64::new(0),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            connections: std::sync::atomic::AtomicUsize::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
             signals_installed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -62,7 +65,25 @@ impl Shared {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Set on SIGTERM/SIGINT: `/readyz` answers 503 from then on.
+    /// A client connection was accepted on a proxy listener (`front.rs`
+    /// calls [`Shared::connection_closed`] when it ends).
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Client connections open on the proxy listeners, idle ones included:
+    /// a draining process exits once there are none, so it never resets a
+    /// connection a client may be sending on.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Set on SIGTERM/SIGINT/SIGQUIT: `/readyz` answers 503 from then on,
+    /// and every response closes its connection.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }

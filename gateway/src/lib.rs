@@ -19,4 +19,5 @@ pub mod server;
 pub mod signing;
 pub mod telemetry;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;

@@ -55,8 +55,9 @@ pub struct Prepared {
     pub path: std::path::PathBuf,
 }
 
-/// Serves until SIGTERM / SIGINT. Returns only on a startup error.
-pub fn run(path: &Path) -> i32 {
+/// Serves until SIGTERM / SIGINT (or SIGQUIT: a handover to a process run
+/// with `upgrade`, see crate::upgrade). Returns only on a startup error.
+pub fn run(path: &Path, upgrade: bool, upgrade_socket: Option<&Path>) -> i32 {
     let started = Instant::now();
     let prepared = match prepare(path) {
         Ok(ready) => ready,
@@ -73,7 +74,12 @@ pub fn run(path: &Path) -> i32 {
     // Before Pingora binds: a port another process listens on would
     // otherwise leave this process running unbound, and the readiness
     // probe would reach the other process.
-    let problems = unusable_listeners(&cfg.listeners);
+    // (With `upgrade` the running gateway holds them and hands them over.)
+    let problems = if upgrade {
+        Vec::new()
+    } else {
+        unusable_listeners(&cfg.listeners)
+    };
     if !problems.is_empty() {
         for problem in problems {
             eprintln!("{problem}");
@@ -122,7 +128,26 @@ pub fn run(path: &Path) -> i32 {
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    if upgrade {
+        // The running gateway serves until this process asks for its
+        // sockets, so this one is warm before it takes the first request:
+        // every Authority's keys fetched (or loaded from the last known
+        // good, above) and upstream names resolved.
+        warm_up(&gateway);
+    }
+    let handover = crate::upgrade::Handover::new(path, upgrade_socket);
+    let conf = ServerConf {
+        upgrade_sock: handover.socket.to_string_lossy().into_owned(),
+        ..conf
+    };
+    crate::upgrade::install(handover);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    // With `upgrade`: waits (5 s at most) for the running gateway's
+    // listening sockets; exits 1 if they do not come.
     server.bootstrap();
 
     // One Pingora proxy behind one front per listener (gateway/src/front.rs):
@@ -204,6 +229,37 @@ pub fn run(path: &Path) -> i32 {
         shutdown_signal: Box::new(Signals { gateway }),
     });
     0
+}
+
+/// Before a handover: fetches every Authority's keys that are not loaded
+/// or not fresh (each bounded by 10 s; a failure is logged and the refresh
+/// loop goes on retrying) and resolves the upstream names, on a runtime of
+/// its own (Pingora's start after this).
+fn warm_up(gateway: &Gateway) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot warm up before the handover");
+            return;
+        }
+    };
+    let snapshot = gateway.current();
+    runtime.block_on(async {
+        for issuer in snapshot.authn.issuers.list() {
+            if issuer.jwks.is_ready() {
+                continue;
+            }
+            match tokio::time::timeout(Duration::from_secs(10), issuer.jwks.refresh()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(issuer = issuer.issuer(), error = %e, "keys not fetched before the handover"),
+                Err(_) => tracing::warn!(issuer = issuer.issuer(), "keys not fetched before the handover: timeout"),
+            }
+        }
+        crate::upstream::resolve_all(&snapshot.upstreams, crate::upstream::FIRST_RESOLVE_TIMEOUT).await;
+    });
 }
 
 /// The listeners this process cannot bind, each as `key: address: cannot
@@ -293,6 +349,7 @@ impl BackgroundService for Announce {
             line[*name] = json!(addr.to_string());
         }
         tracing::info!(ready = %line, "gateway ready");
+        crate::upgrade::announce_ready();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "GATEWAY_READY {line}");
         let _ = out.flush();

@@ -808,3 +808,47 @@ fn version_names_the_release_and_the_commit_it_was_built_from() {
         );
     }
 }
+
+#[test]
+fn upgrade_refuses_a_bad_configuration_with_2_and_finds_no_gateway_with_1() {
+    let bad = temp_config("upgrade-bad", "gateway: {listenerz: {}}\n");
+    let socket =
+        std::env::temp_dir().join(format!("stella-cli-{}-upgrade.sock", std::process::id()));
+    let socket = socket.display().to_string();
+    let out = gateway(
+        &["upgrade", "--config", &bad, "--upgrade-socket", &socket],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gateway.listenerz: unknown key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("the running gateway is unchanged"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A valid configuration, but nothing runs from it: no pid file.
+    let good = temp_config("upgrade-none", MINIMAL);
+    let out = gateway(
+        &["upgrade", "--config", &good, "--upgrade-socket", &socket],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{socket}.pid names none")),
+        "{}",
+        stderr(&out)
+    );
+    // A pid file naming a process that is gone is no running gateway either.
+    std::fs::write(format!("{socket}.pid"), "999999999\n").unwrap();
+    let out = gateway(
+        &["upgrade", "--config", &good, "--upgrade-socket", &socket],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let _ = std::fs::remove_file(format!("{socket}.pid"));
+}

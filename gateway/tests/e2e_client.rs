@@ -363,12 +363,19 @@ fn smoke_passes_on_a_green_stack_and_fails_the_row_of_a_service_whose_upstream_i
     let indent = &dir_line[..dir_line.len() - dir_line.trim_start().len()];
     std::fs::write(
         &moved,
-        text.replace(dir_line, &format!("{indent}policies_dir: {}", empty.path().display())),
+        text.replace(
+            dir_line,
+            &format!("{indent}policies_dir: {}", empty.path().display()),
+        ),
     )
     .unwrap();
     let moved = moved.to_str().unwrap();
     let without = run(&["smoke", "--config", moved, "--profiles", p]);
-    assert!(!without.stdout.contains("echo-items-read"), "{}", without.stdout);
+    assert!(
+        !without.stdout.contains("echo-items-read"),
+        "{}",
+        without.stdout
+    );
     let overridden = Command::new(gateway_binary())
         .args(["smoke", "--config", moved, "--profiles", p])
         .env_remove("STELLA_GATEWAY_PROFILES")

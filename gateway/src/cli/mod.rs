@@ -39,9 +39,39 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve: proxy listeners (plain and TLS) and the admin listener.
+    /// SIGHUP reloads; SIGTERM and SIGINT drain; SIGQUIT hands the
+    /// listening sockets to a process started with --upgrade, then drains.
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Take the listening sockets over from the running gateway through
+        /// the upgrade socket instead of binding them (`stella-gateway
+        /// upgrade` starts the process this way).
+        #[arg(long)]
+        upgrade: bool,
+        /// The socket listening sockets are handed over through (default: a
+        /// name in the temporary folder derived from the configuration
+        /// file's path); its pid file is `<socket>.pid`.
+        #[arg(long, value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
+    },
+    /// Replace the running gateway with a new process of this binary
+    /// without refusing a connection: check the configuration, start `run
+    /// --upgrade`, ask the running process (its pid file, or --pid) to hand
+    /// its listening sockets over (SIGQUIT), wait until the new one is
+    /// ready. Exit 0 when it is; 1 when the handover failed (the running
+    /// gateway keeps serving); 2 for a refused configuration.
+    Upgrade {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
+        /// The running gateway's pid (default: from `<socket>.pid`).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// How long the new process may take to be ready.
+        #[arg(long, default_value_t = 60)]
+        timeout_seconds: u64,
     },
     /// Validate a configuration; print it resolved, with secrets redacted.
     Check {
@@ -187,7 +217,22 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run { config } => crate::server::run(&config),
+        Command::Run {
+            config,
+            upgrade,
+            upgrade_socket,
+        } => crate::server::run(&config, upgrade, upgrade_socket.as_deref()),
+        Command::Upgrade {
+            config,
+            upgrade_socket,
+            pid,
+            timeout_seconds,
+        } => crate::upgrade::command(
+            &config,
+            upgrade_socket.as_deref(),
+            pid,
+            std::time::Duration::from_secs(timeout_seconds),
+        ),
         Command::Check { config } => check(&config),
         Command::Policy { command } => match command {
             PolicyCommand::Test { dir } => stella_policy::command::test_dir(&dir),

@@ -19,9 +19,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use stella_envelope::config::ProcessEnv;
 use stella_policy::file::{self, Checked, FileSmoke, PolicyFile};
 use stella_policy::Policies;
-use stella_envelope::config::ProcessEnv;
 use stella_routing::{normalize_path, Lookup};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -19,10 +19,11 @@ pub struct Signals {
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut quit)) = (
             signal(SignalKind::hangup()),
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
         ) else {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
@@ -40,6 +41,17 @@ impl ShutdownSignalWatch for Signals {
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+                // A handover (crate::upgrade): Pingora sends the listening
+                // sockets to the new process, accepts beside it for a few
+                // seconds, then drains as on SIGTERM.
+                _ = quit.recv() => {
+                    self.gateway.shared.start_draining();
+                    tracing::info!(
+                        in_flight = self.gateway.shared.in_flight(),
+                        "handing the listening sockets over to the new process, then draining"
+                    );
+                    return ShutdownSignal::GracefulUpgrade;
+                }
             }
         }
         self.gateway.shared.start_draining();
@@ -65,12 +77,20 @@ impl BackgroundService for Drain {
                 return;
             }
         }
+        // Pingora has stopped accepting and closes idle keep-alive
+        // connections; a request in flight answers with `Connection:
+        // close`. Exiting before a connection is closed would reset it
+        // (a client may be sending on it), so wait for both; Pingora's
+        // grace period bounds the wait.
+        let shared = &self.gateway.shared;
+        let done = || shared.in_flight() == 0 && shared.connections() == 0;
         loop {
-            if self.gateway.shared.in_flight() == 0 {
+            if done() {
                 // Let the last responses leave the socket buffers.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                if self.gateway.shared.in_flight() == 0 {
+                if done() {
                     tracing::info!("no request in flight; exiting");
+                    crate::upgrade::exiting();
                     crate::otel::shutdown();
                     crate::telemetry::flush_logs();
                     std::process::exit(0);

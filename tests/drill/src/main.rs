@@ -69,7 +69,7 @@ impl Drill {
     name = "stella-drill",
     about = "The operations drills: an operation under constant load, every failed request counted",
     after_help = "Drills: key-rotation, trust-flip, routes-policies, replica-restart, slow-clients, \
-authority-outage, replay-capacity, schemathesis; `all` runs the first six.\n\
+authority-outage, binary-upgrade, replay-capacity, schemathesis; `all` runs the first seven.\n\
 Binaries (stella-gateway, stella-load, stella-echo-service) are taken from this program's folder.\n\
 Files and logs: tests/.run/drills/<name>/"
 )]
@@ -98,6 +98,7 @@ const ALL: &[&str] = &[
     "replica-restart",
     "slow-clients",
     "authority-outage",
+    "binary-upgrade",
 ];
 
 fn main() {

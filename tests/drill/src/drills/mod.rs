@@ -2,6 +2,7 @@
 //! full and short step lengths next to it in [`find`].
 
 mod authority_outage;
+mod binary_upgrade;
 mod key_rotation;
 mod replay_capacity;
 mod replica_restart;
@@ -25,6 +26,7 @@ pub fn find(name: &str) -> Option<Entry> {
         "replica-restart" => (replica_restart::run, 25, 3),
         "slow-clients" => (slow_clients::run, 25, 3),
         "authority-outage" => (authority_outage::run, 25, 3),
+        "binary-upgrade" => (binary_upgrade::run, 25, 3),
         // Longer than the proof window: 60 s by default, 10 s with --short.
         "replay-capacity" => (replay_capacity::run, 90, 25),
         "schemathesis" => (schemathesis::run, 25, 3),

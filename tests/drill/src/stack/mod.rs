@@ -84,6 +84,9 @@ pub struct Stack {
     pub readonly_token: String,
     pub routes: Vec<Route>,
     pub gateway: Option<Process>,
+    /// A gateway process this drill did not start itself (one started by
+    /// `stella-gateway upgrade`), stopped by pid at the end.
+    pub adopted: Option<u32>,
     /// Extra environment of the gateway (`Gateway__...` overrides).
     pub gateway_env: Vec<(String, String)>,
     pub http_port: u16,

@@ -429,6 +429,15 @@ impl crate::Drill {
                 .args(["-s", "TERM", &p.pid().to_string()])
                 .status();
         }
+        if let Some(pid) = st.adopted.take() {
+            let _ = Command::new("kill")
+                .args(["-s", "TERM", &pid.to_string()])
+                .status();
+            let gone = std::time::Instant::now();
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() && gone.elapsed() < GRACE {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         for mut p in all {
             p.stop("TERM", GRACE);
         }
