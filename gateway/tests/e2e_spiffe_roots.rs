@@ -126,7 +126,7 @@ fn svids_are_verified_only_against_the_roots_of_their_trust_domain() {
     let dir = TempDir::new("spiffe-roots");
     let d = pki(&dir);
     leaf(d, "stella-ca", "plain", "extendedKeyUsage=clientAuth\n");
-    let orders = "subjectAltName=URI:spiffe://stella.test/ns/default/sa/orders\nextendedKeyUsage=clientAuth\n";
+    let orders = "subjectAltName=URI:spiffe://stella.test/ns/default/sa/orders\nextendedKeyUsage=serverAuth,clientAuth\n";
     // The same workload ID, once from the domain's CA and once from the
     // listener's general CA.
     leaf(d, "domain-ca", "svid", orders);
@@ -183,7 +183,7 @@ fn an_svid_of_an_unconfigured_trust_domain_is_refused_at_the_handshake() {
         d,
         "stella-ca",
         "foreign",
-        "subjectAltName=URI:spiffe://other.test/ns/default/sa/orders\nextendedKeyUsage=clientAuth\n",
+        "subjectAltName=URI:spiffe://other.test/ns/default/sa/orders\nextendedKeyUsage=serverAuth,clientAuth\n",
     );
     let echo = Echo::gateway_enforced();
     let (_gw, tls) = gateway(&dir, &echo, "domain-ca");

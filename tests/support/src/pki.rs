@@ -98,7 +98,10 @@ impl Pki {
             "ca",
             "spiffe",
             "orders",
-            &format!("{LEAF}extendedKeyUsage=clientAuth\nsubjectAltName=URI:{SPIFFE_ID}\n"),
+            // X.509-SVID §4.4: serverAuth and clientAuth, as SPIRE issues.
+            &format!(
+                "{LEAF}extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:{SPIFFE_ID}\n"
+            ),
         );
         make_leaf(
             d,
@@ -158,10 +161,17 @@ impl Pki {
                        keyUsage=critical,digitalSignature\n\
                        subjectKeyIdentifier=hash\n\
                        authorityKeyIdentifier=keyid\n\
-                       extendedKeyUsage=clientAuth\n"
-            .to_owned();
-        if let Some(uri) = uri_san {
-            ext.push_str(&format!("subjectAltName=URI:{uri}\n"));
+                       "
+        .to_owned();
+        match uri_san {
+            // An X.509-SVID (§4.4): serverAuth and clientAuth.
+            Some(uri) if uri.starts_with("spiffe://") => ext.push_str(&format!(
+                "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:{uri}\n"
+            )),
+            Some(uri) => ext.push_str(&format!(
+                "extendedKeyUsage=clientAuth\nsubjectAltName=URI:{uri}\n"
+            )),
+            None => ext.push_str("extendedKeyUsage=clientAuth\n"),
         }
         make_leaf(dir, "ca", name, name, &ext);
         (
