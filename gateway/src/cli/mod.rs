@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod smoke;
+mod upgrade;
 
 use crate::config;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -227,7 +228,7 @@ pub fn main() -> i32 {
             upgrade_socket,
             pid,
             timeout_seconds,
-        } => crate::upgrade::command(
+        } => upgrade::command(
             &config,
             upgrade_socket.as_deref(),
             pid,
