@@ -408,3 +408,103 @@ fn each_issuers_tokens_are_verified_with_its_own_keys_and_tenants_stay_with_thei
         );
     }
 }
+
+/// Concurrent first requests for one opaque token make one introspection,
+/// and for one subject one claims request: the others wait for that answer
+/// instead of each asking the Authority (the Authority answers 300 ms late
+/// here, so all of them arrive while the first call is pending).
+#[test]
+fn concurrent_first_requests_share_one_introspection_and_one_claims_request() {
+    let dir = TempDir::new("single-flight");
+    let claims_file = dir.join("claims.json");
+    write_json(
+        &claims_file,
+        &json!({"svc-readonly": {"roles": ["auditor"], "clearance": "high", "tenant": "acme"}}),
+    );
+    let authority = Authority::start_with(AuthorityOptions {
+        claims_file: Some(claims_file),
+        slow_ms: Some(300),
+        ..AuthorityOptions::default()
+    });
+    let echo = Echo::gateway_enforced();
+    let gw = introspecting(&authority.issuer, json!({"cache_seconds": 30}))
+        .service("echo", echo.addr())
+        .start(&dir);
+    let token = opaque(&authority, BEARER);
+    let before = introspections(&authority);
+    let barrier = std::sync::Barrier::new(20);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (gw, token, barrier) = (&gw, &token, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    gw.get_with_token(&format!("/items/{i}"), token).status
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|t| t.join().expect("request"))
+            .collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        introspections(&authority),
+        before + 1,
+        "one introspection for 20 requests"
+    );
+
+    let dir2 = TempDir::new("single-flight-claims");
+    let gw = with_claims(
+        &dir2,
+        &authority,
+        json!({"endpoint": format!("{}/claims", authority.issuer), "cache_seconds": 120}),
+    )
+    .service("echo", echo.addr())
+    .start(&dir2);
+    let token = authority.token(READONLY);
+    let claims_before = authority.counts()["claims_requests"].as_u64().unwrap_or(0);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (gw, token, barrier) = (&gw, &token, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    gw.get_with_token(&format!("/audit/{i}"), token).status
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|t| t.join().expect("request"))
+            .collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let claims_after = authority.counts()["claims_requests"].as_u64().unwrap_or(0);
+    assert_eq!(
+        claims_after,
+        claims_before + 1,
+        "one claims request for 20 requests"
+    );
+}
+
+/// Introspection requests to one Authority reuse their connections: five
+/// tokens checked one after the other come on one connection, not five.
+#[test]
+fn introspection_requests_reuse_the_connection_to_the_authority() {
+    let dir = TempDir::new("introspection-pool");
+    let authority = Authority::start();
+    let echo = Echo::gateway_enforced();
+    let gw = introspecting(&authority.issuer, json!({"cache_seconds": 30}))
+        .service("echo", echo.addr())
+        .gateway("threads", json!(1))
+        .start(&dir);
+    let tokens: Vec<String> = (0..5).map(|_| opaque(&authority, BEARER)).collect();
+    for (i, token) in tokens.iter().enumerate() {
+        assert_reached_via_envelope(&gw.get_with_token(&format!("/items/{i}"), token));
+    }
+    let counts = authority.counts();
+    assert_eq!(counts["introspections"], 5, "{counts}");
+    assert_eq!(counts["introspection_connections"], 1, "{counts}");
+}

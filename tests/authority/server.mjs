@@ -78,6 +78,7 @@ const TEST_MINT = process.env.AUTHORITY_TEST_MINT === '1';
 const OPAQUE_RESOURCE = process.env.AUTHORITY_OPAQUE_RESOURCE || 'http://gateway.local/opaque';
 const CLAIMS_FILE = process.env.AUTHORITY_CLAIMS_FILE || '';
 const DPOP_NONCE = process.env.AUTHORITY_DPOP_NONCE === '1';
+const SLOW_MS = Number(process.env.AUTHORITY_SLOW_MS || 0);
 const CERT_HEADER = 'x-test-client-cert';
 const OIDC_SCOPES = ['openid', 'offline_access'];
 
@@ -655,19 +656,37 @@ function claimsEndpoint(req, res) {
 // the gateway's fetches at the Authority (GET /__test/jwks-count).
 let jwksFetches = 0;
 let introspections = 0;
+// The connections introspection requests came on (tests check that the
+// gateway reuses them).
+const introspectionSockets = new WeakSet();
+let introspectionConnections = 0;
+function countIntrospection(req) {
+  introspections += 1;
+  if (!introspectionSockets.has(req.socket)) {
+    introspectionSockets.add(req.socket);
+    introspectionConnections += 1;
+  }
+}
 const handle = provider.callback();
 server.on('request', (req, res) => {
   const path = (req.url || '').split('?')[0];
   if (path === '/__test/jwks-count') {
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(JSON.stringify({ jwks_fetches: jwksFetches, introspections, claims_requests: claimsRequests }));
+    res.end(JSON.stringify({ jwks_fetches: jwksFetches, introspections, claims_requests: claimsRequests, introspection_connections: introspectionConnections }));
+    return;
+  }
+  // AUTHORITY_SLOW_MS: the claims and introspection endpoints answer this
+  // much later, so tests can send concurrent requests while one is pending.
+  if (SLOW_MS > 0 && req.method === 'POST' && (path === '/claims' || path === '/token/introspection')) {
+    if (path === '/token/introspection') countIntrospection(req);
+    setTimeout(() => (path === '/claims' ? claimsEndpoint(req, res) : handle(req, res)), SLOW_MS);
     return;
   }
   if (path === '/claims' && req.method === 'POST') {
     claimsEndpoint(req, res);
     return;
   }
-  if (path === '/token/introspection') introspections += 1;
+  if (path === '/token/introspection') countIntrospection(req);
   if (TEST_MINT && path === '/__test/shapes' && req.method === 'GET') {
     const shapes = Object.fromEntries(Object.entries(SHAPES).map(([name, shape]) => [name, { issuer: shapeIssuer(shape) }]));
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });

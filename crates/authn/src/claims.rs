@@ -25,7 +25,7 @@ use crate::TokenError;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use stella_authority::stale::StaleCache;
+use stella_authority::stale::{Flights, StaleCache};
 use stella_authority::HttpFetcher;
 use stella_authority::{ClaimsConfig, ClientCredentials};
 use stella_core::identity::{Names, TokenClaims, TYPED_CLAIMS};
@@ -123,6 +123,8 @@ pub struct ClaimsSource {
     fetcher: HttpFetcher,
     clock: Arc<dyn Clock>,
     cache: StaleCache<String, Arc<AuthorityClaims>>,
+    /// One claims request per subject and client at a time.
+    flights: Flights<String, Result<Arc<AuthorityClaims>, &'static str>>,
     counters: ClaimsCounters,
 }
 
@@ -150,6 +152,7 @@ impl ClaimsSource {
             fetcher,
             clock,
             cache: StaleCache::new(MAX_ENTRIES),
+            flights: Flights::default(),
             counters: ClaimsCounters::default(),
         }
     }
@@ -193,8 +196,16 @@ impl ClaimsSource {
             }
             return Ok(Arc::new(entry.value.merge_into(&token)));
         }
-        match stella_core::trace::in_child("claims_fetch", self.fetch_and_store(&token, key)).await
-        {
+        let fetched = self
+            .flights
+            .run(&key, || {
+                stella_core::trace::in_child(
+                    "claims_fetch",
+                    self.fetch_and_store(&token, key.clone()),
+                )
+            })
+            .await;
+        match fetched {
             Ok(claims) => Ok(Arc::new(claims.merge_into(&token))),
             Err(reason) => {
                 if let Some(entry) =

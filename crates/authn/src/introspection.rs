@@ -22,7 +22,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use stella_authority::jwks::JwksCache;
-use stella_authority::stale::StaleCache;
+use stella_authority::stale::{Flights, StaleCache};
 use stella_authority::HttpFetcher;
 use stella_authority::{ClientCredentials, IntrospectionConfig};
 use stella_core::identity::TokenClaims;
@@ -75,8 +75,15 @@ pub struct Introspector {
     jwks: Arc<JwksCache>,
     clock: Arc<dyn Clock>,
     cache: StaleCache<[u8; 32], Entry>,
+    /// One introspection request per token at a time.
+    flights: Flights<[u8; 32], Fetched>,
     counters: IntrospectionCounters,
 }
+
+/// What one introspection call settled, shared by every request for the
+/// token that waited on it: the checked claims or the token's refusal (both
+/// cached), or why the endpoint gave no answer.
+type Fetched = Result<Result<Arc<TokenClaims>, TokenError>, &'static str>;
 
 impl std::fmt::Debug for Introspector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +117,7 @@ impl Introspector {
             jwks,
             clock,
             cache: StaleCache::new(MAX_ENTRIES),
+            flights: Flights::default(),
             counters: IntrospectionCounters::default(),
         }
     }
@@ -141,35 +149,14 @@ impl Introspector {
             };
         }
         self.counters.miss.fetch_add(1, Ordering::Relaxed);
-        match stella_core::trace::in_child("introspection", self.ask(token)).await {
-            Ok(Answer::Active(claims)) => {
-                self.cache.answered(now);
-                let now = self.clock.now();
-                let claims = Arc::new(check_claims(
-                    claims,
-                    &self.rules,
-                    now,
-                    ClaimsSource::Introspection,
-                )?);
-                let fresh_until = now
-                    .saturating_add(self.config.cache.as_secs())
-                    .min(claims.expires_at());
-                self.cache
-                    .insert(*key.as_bytes(), Entry::Active(claims.clone()), fresh_until);
-                Ok(claims)
-            }
-            Ok(Answer::Inactive) => {
-                self.cache.answered(now);
-                self.counters.inactive.fetch_add(1, Ordering::Relaxed);
-                let hold = self.config.inactive_cache.as_secs();
-                if hold > 0 {
-                    self.cache
-                        .insert(*key.as_bytes(), Entry::Inactive, now.saturating_add(hold));
-                } else {
-                    self.cache.remove(key.as_bytes());
-                }
-                Err(TokenError::Inactive)
-            }
+        let fetched = self
+            .flights
+            .run(key.as_bytes(), || {
+                stella_core::trace::in_child("introspection", self.fetch_and_store(token, key))
+            })
+            .await;
+        match fetched {
+            Ok(verdict) => verdict,
             Err(reason) => {
                 self.counters.error.fetch_add(1, Ordering::Relaxed);
                 if let Some(entry) = cached.filter(|c| c.serves_stale(now, self.max_stale())) {
@@ -190,6 +177,41 @@ impl Introspector {
                 Err(TokenError::Unavailable {
                     what: "introspection",
                 })
+            }
+        }
+    }
+
+    /// Asks the endpoint and caches what it said (the active claims once
+    /// checked, or the inactive verdict); the error when it gave no answer.
+    async fn fetch_and_store(&self, token: &str, key: &TokenKey) -> Fetched {
+        let now = self.clock.now();
+        match self.ask(token).await? {
+            Answer::Active(claims) => {
+                self.cache.answered(now);
+                let now = self.clock.now();
+                let claims =
+                    match check_claims(claims, &self.rules, now, ClaimsSource::Introspection) {
+                        Ok(claims) => Arc::new(claims),
+                        Err(e) => return Ok(Err(e)),
+                    };
+                let fresh_until = now
+                    .saturating_add(self.config.cache.as_secs())
+                    .min(claims.expires_at());
+                self.cache
+                    .insert(*key.as_bytes(), Entry::Active(claims.clone()), fresh_until);
+                Ok(Ok(claims))
+            }
+            Answer::Inactive => {
+                self.cache.answered(now);
+                self.counters.inactive.fetch_add(1, Ordering::Relaxed);
+                let hold = self.config.inactive_cache.as_secs();
+                if hold > 0 {
+                    self.cache
+                        .insert(*key.as_bytes(), Entry::Inactive, now.saturating_add(hold));
+                } else {
+                    self.cache.remove(key.as_bytes());
+                }
+                Ok(Err(TokenError::Inactive))
             }
         }
     }

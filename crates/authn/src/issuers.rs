@@ -49,10 +49,11 @@ impl Issuer {
             JwksCache::new(config, clock.clone())
                 .map_err(|e| ConfigError::new(format!("{}.issuer", config.path), e.to_string()))?,
         );
-        let fetcher = || {
-            HttpFetcher::new(config.http_timeout, !config.require_https_metadata)
-                .map_err(|e| ConfigError::new(&config.path, e.to_string()))
-        };
+        // One pool per Authority for the request path: introspection and
+        // claims requests reuse its connections.
+        let pooled = HttpFetcher::pooled(config.http_timeout, !config.require_https_metadata)
+            .map_err(|e| ConfigError::new(&config.path, e.to_string()))?;
+        let fetcher = || -> Result<HttpFetcher, ConfigError> { Ok(pooled.clone()) };
         let introspection = match (&config.introspection, &config.client) {
             (Some(i), Some(client)) => Some(Introspector::new(
                 rules.clone(),

@@ -121,7 +121,7 @@ pub fn client(
 }
 
 /// A reusable client for the Authority's documents; one connection per
-/// fetch.
+/// fetch, or pooled ([`HttpFetcher::pooled`]).
 #[derive(Clone)]
 pub struct HttpFetcher {
     client: HttpClient,
@@ -160,6 +160,21 @@ impl HttpFetcher {
         // connection's task lives on the runtime that opened it, which under
         // Pingora (one runtime per service) need not be the caller's.
         let client = client(roots, None, allow_http, false).map_err(|_| FetchError::TlsSetup)?;
+        Ok(HttpFetcher {
+            client,
+            timeout,
+            allow_http,
+        })
+    }
+
+    /// Like [`HttpFetcher::new`], keeping connections open between
+    /// requests (one pool, shared by clones): for the requests made on the
+    /// request path (introspection, claims), which follow each other
+    /// closely. A pooled connection is driven by the runtime that opened it;
+    /// Pingora's runtimes live as long as the process.
+    pub fn pooled(timeout: Duration, allow_http: bool) -> Result<HttpFetcher, FetchError> {
+        let client =
+            client(platform_roots(), None, allow_http, true).map_err(|_| FetchError::TlsSetup)?;
         Ok(HttpFetcher {
             client,
             timeout,

@@ -10,6 +10,7 @@
 //! comes from the caller (`now`), so the rules are tested with a frozen
 //! clock.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -133,6 +134,50 @@ impl<K: Eq + Hash + Clone, V: Clone> StaleCache<K, V> {
     }
 }
 
+/// One call per key at a time: concurrent requests for the same key (the
+/// same opaque token, the same subject and client) share the first one's
+/// call and its answer instead of each asking the Authority. The entry is
+/// removed when the call ends, so the next miss (after the cache entry it
+/// filled expires) calls again. A leader dropped mid-call (its request was
+/// cancelled) hands the call to the next waiter.
+pub struct Flights<K, T> {
+    calls: std::sync::Mutex<HashMap<K, Arc<tokio::sync::OnceCell<T>>>>,
+}
+
+impl<K: Eq + Hash + Clone, T: Clone> Default for Flights<K, T> {
+    fn default() -> Self {
+        Flights {
+            calls: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, T: Clone> Flights<K, T> {
+    /// The answer of `call` for `key`: run here, or awaited from a call
+    /// already running for the same key.
+    pub async fn run<F, Fut>(&self, key: &K, call: F) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let cell = {
+            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls.entry(key.clone()).or_default().clone()
+        };
+        let answer = cell.get_or_init(call).await.clone();
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            calls.remove(key);
+        }
+        answer
+    }
+
+    /// Calls running now.
+    pub fn running(&self) -> usize {
+        self.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +221,63 @@ mod tests {
         cache.answered(40);
         assert_eq!(cache.staleness(50), Some(10));
         assert_eq!(cache.staleness(30), Some(0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_for_one_key_make_one_call_and_share_its_answer() {
+        let flights: Arc<Flights<&'static str, u32>> = Arc::new(Flights::default());
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let (flights, calls) = (flights.clone(), calls.clone());
+            let key = if i % 10 == 9 { "other" } else { "token" };
+            tasks.push(tokio::spawn(async move {
+                flights
+                    .run(&key, || async {
+                        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        n
+                    })
+                    .await
+            }));
+        }
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one call per key");
+        answers.sort();
+        answers.dedup();
+        assert_eq!(answers.len(), 2, "every caller of a key got its one answer");
+        assert_eq!(flights.running(), 0, "nothing left behind");
+        // The next miss calls again.
+        let again = flights.run(&"token", || async { 99 }).await;
+        assert_eq!(again, 99);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_leader_hands_the_call_to_the_next_caller() {
+        let flights: Arc<Flights<u8, u8>> = Arc::new(Flights::default());
+        let leader = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                flights
+                    .run(&1, || async {
+                        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                        1
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        leader.abort();
+        let _ = leader.await;
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            flights.run(&1, || async { 2 }),
+        )
+        .await
+        .expect("not stuck behind the cancelled call");
+        assert_eq!(answer, 2);
     }
 }

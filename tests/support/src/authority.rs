@@ -118,6 +118,9 @@ pub struct AuthorityOptions {
     /// tokens shaped as other providers issue them, each under its own
     /// issuer ([`Authority::shaped_token`], [`Authority::shape_issuer`]).
     pub test_mint: bool,
+    /// `AUTHORITY_SLOW_MS`: the claims and introspection endpoints answer
+    /// this many milliseconds late (to hold a request pending).
+    pub slow_ms: Option<u64>,
 }
 
 /// What a token shaped as another provider's carries
@@ -240,10 +243,14 @@ impl Authority {
             "AUTHORITY_OPAQUE_RESOURCE",
             "AUTHORITY_DPOP_NONCE",
             "AUTHORITY_TEST_MINT",
+            "AUTHORITY_SLOW_MS",
         ] {
             cmd.env_remove(name);
         }
         cmd.env("AUTHORITY_KEYS_FILE", &keys_file);
+        if let Some(ms) = options.slow_ms {
+            cmd.env("AUTHORITY_SLOW_MS", ms.to_string());
+        }
         if let Some(clients) = &options.clients_file {
             cmd.env("AUTHORITY_CLIENTS_FILE", clients);
         }
