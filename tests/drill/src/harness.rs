@@ -173,6 +173,23 @@ impl Run {
     }
 }
 
+/// Runs a command to its end; its stdout, or an abort with its status and
+/// output.
+pub fn command_output(command: &mut std::process::Command) -> Result<String, Abort> {
+    let out = command
+        .output()
+        .map_err(|e| Abort(format!("cannot run {command:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(Abort(format!(
+            "{command:?}: {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Writes a file atomically (a temporary file renamed over it, mode 0600),
 /// the way configuration management does.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), Abort> {

@@ -6,18 +6,21 @@
 //! `stella-load`, runs an operation (a key rotation, a trust flip, a reload,
 //! a restart, an outage) and counts every failed request; any failure fails
 //! the drill. `scripts/drills/*.sh` are one-line wrappers around this.
+//! `stella-drill bench ...` runs the benchmarks (`bench/*.sh` wrap it).
 //!
 //! - `harness`: the run folder, options, verdict, polling;
 //! - `stack`: the processes and the configuration files they read;
 //! - `load`: the load generator and its commands;
-//! - `drills`: one module per drill.
+//! - `drills`: one module per drill;
+//! - `bench`: one module per benchmark.
 
+mod bench;
 mod drills;
 mod harness;
 mod load;
 mod stack;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use harness::{Abort, Options, Outcome, Run};
 use load::Load;
 use stack::Stack;
@@ -71,9 +74,13 @@ impl Drill {
     after_help = "Drills: key-rotation, trust-flip, routes-policies, replica-restart, slow-clients, \
 authority-outage, binary-upgrade, replay-capacity, schemathesis; `all` runs the first seven.\n\
 Binaries (stella-gateway, stella-load, stella-echo-service) are taken from this program's folder.\n\
-Files and logs: tests/.run/drills/<name>/"
+Files and logs: tests/.run/drills/<name>/",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// CI length: a few seconds per step.
     #[arg(long)]
     short: bool,
@@ -87,6 +94,17 @@ struct Args {
     /// The drills to run.
     #[arg(required = true)]
     drills: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The benchmarks (bench/run.sh, bench/callgrind.sh): release
+    /// binaries from this program's folder, files in a scratch folder
+    /// removed at the end.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 /// The drills `all` runs, in order (replay-capacity and schemathesis are
@@ -103,6 +121,9 @@ const ALL: &[&str] = &[
 
 fn main() {
     let args = Args::parse();
+    if let Some(Command::Bench { command }) = args.command {
+        bench::main(command);
+    }
     let names: Vec<String> = if args.drills == ["all"] {
         ALL.iter().map(|s| s.to_string()).collect()
     } else {

@@ -10,6 +10,8 @@ mod admin;
 mod config;
 mod processes;
 
+pub use processes::{authority_command, token_command};
+
 use crate::harness::Abort;
 use serde_json::Value;
 use std::collections::BTreeMap;

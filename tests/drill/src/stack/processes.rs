@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::harness::{write_atomic, Abort};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 impl crate::Drill {
     /// Generates an HS256 envelope key with `stella-gateway keys generate`.
@@ -28,19 +28,7 @@ impl crate::Drill {
 
     /// Runs a command to its end; its stdout, or an abort with its stderr.
     pub fn command_output(&self, command: &mut Command) -> Result<String, Abort> {
-        let out = command
-            .current_dir(&self.run.root)
-            .output()
-            .map_err(|e| Abort(format!("cannot run {command:?}: {e}")))?;
-        if !out.status.success() {
-            return self.run.abort(format!(
-                "{command:?}: {}: {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::harness::command_output(command.current_dir(&self.run.root))
     }
 
     /// Starts a process with its logs in `logs/`; the drill stops it at the
@@ -58,12 +46,8 @@ impl crate::Drill {
     /// Starts the Authority on `port` (0: any free port; a restart passes
     /// the old one).
     pub fn start_authority(&mut self, port: u16) -> Result<(), Abort> {
-        let mut cmd = Command::new("node");
-        cmd.current_dir(&self.run.root)
-            .arg("tests/authority/server.mjs")
-            .env("AUTHORITY_PORT", port.to_string())
-            .env("AUTHORITY_AT_TTL", self.stack.token_ttl.to_string())
-            .envs(self.stack.authority_env.iter().map(|(k, v)| (k, v)));
+        let mut cmd = authority_command(&self.run.root, port, self.stack.token_ttl);
+        cmd.envs(self.stack.authority_env.iter().map(|(k, v)| (k, v)));
         let process = self.start_logged("authority", cmd, "AUTHORITY_READY")?;
         self.stack.issuer = process.ready["issuer"]
             .as_str()
@@ -76,15 +60,11 @@ impl crate::Drill {
 
     /// A Bearer token of `client` (secret `<client>-secret`).
     pub fn token(&self, client: &str) -> Result<String, Abort> {
-        let out = self.command_output(Command::new("node").args([
-            "tests/authority/token.mjs",
-            "--issuer",
+        let out = self.command_output(&mut token_command(
+            &self.run.root,
             &self.stack.issuer,
-            "--client",
             client,
-            "--secret",
-            &format!("{client}-secret"),
-        ]))?;
+        ))?;
         Ok(out.trim().to_owned())
     }
 
@@ -442,4 +422,32 @@ impl crate::Drill {
             p.stop("TERM", GRACE);
         }
     }
+}
+
+/// The test Authority (`node tests/authority/server.mjs`, run from the
+/// workspace root `root`) on `port` (0: any free port), its access tokens
+/// living `ttl` seconds.
+pub fn authority_command(root: &Path, port: u16, ttl: u64) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(root)
+        .arg("tests/authority/server.mjs")
+        .env("AUTHORITY_PORT", port.to_string())
+        .env("AUTHORITY_AT_TTL", ttl.to_string());
+    cmd
+}
+
+/// `node tests/authority/token.mjs` for a token of `client` (secret
+/// `<client>-secret`) from the Authority `issuer`; it prints the token.
+pub fn token_command(root: &Path, issuer: &str, client: &str) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(root).args([
+        "tests/authority/token.mjs",
+        "--issuer",
+        issuer,
+        "--client",
+        client,
+        "--secret",
+        &format!("{client}-secret"),
+    ]);
+    cmd
 }
