@@ -3,6 +3,8 @@
 # cmake (Pingora's build), redis-server (shared replay store tests, also
 # with --tls-port and --sentinel: Debian's package is built with TLS), openssl
 # (tests generate certificates), curl (TLS requests in end-to-end tests),
+# haproxy (the TLS service in front of the sample service for HTTPS upstream
+# tests, gateway/tests/e2e_upstream_tls.rs; the benchmark uses it too),
 # promtool (scripts/check-metrics.sh: the alerting rules and their tests),
 # the OpenAPI validator, schemathesis and the OTLP messages (tests/.venv, from
 # tests/python-requirements.txt),
@@ -16,6 +18,7 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v haproxy >/dev/null || missing+=(haproxy)
 command -v curl >/dev/null || missing+=(curl ca-certificates)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -10,6 +10,11 @@
 //! written directly it costs a few thousand. Whether the line is wanted is
 //! still `tracing`'s decision: `logging.level` and per-target filters apply
 //! as to any line. With the text format the line goes through `tracing`.
+//!
+//! A line's `reason` is one of a fixed set: [`catalogue::REASONS`], which
+//! explains each (`docs/troubleshooting.md`).
+
+pub mod catalogue;
 
 use std::fmt::Display;
 use std::io::Write as _;
@@ -45,6 +50,10 @@ pub struct Decision<'a> {
     pub cnf: &'a str,
     /// The upstream address, if one was chosen.
     pub upstream: Option<&'a dyn Display>,
+    /// Why the exchange with the upstream failed, when it did: the `kind`
+    /// of `stella_gateway_upstream_errors_total` (`tls`, `timeout`,
+    /// `unavailable`, ...); empty otherwise.
+    pub upstream_error: &'a str,
     pub latency_us: u64,
 }
 
@@ -84,6 +93,7 @@ fn event(d: &Decision<'_>) {
         client_id = d.client_id,
         cnf = d.cnf,
         upstream,
+        upstream_error = d.upstream_error,
         latency_us = d.latency_us,
         "decision"
     );
@@ -120,6 +130,7 @@ fn json_line(d: &Decision<'_>, now: SystemTime, out: &mut Vec<u8>) {
         Some(addr) => string_field(out, "upstream", &addr.to_string()),
         None => string_field(out, "upstream", ""),
     }
+    string_field(out, "upstream_error", d.upstream_error);
     let _ = write!(out, ",\"latency_us\":{}", d.latency_us);
     out.extend_from_slice(b",\"target\":\"");
     out.extend_from_slice(TARGET.as_bytes());
@@ -225,6 +236,7 @@ mod tests {
                 client_id: "svc-a",
                 cnf: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
                 upstream: Some(&addr),
+                upstream_error: "",
                 latency_us: 1234,
             },
             Decision {
@@ -240,6 +252,7 @@ mod tests {
                 client_id: "",
                 cnf: "",
                 upstream: None,
+                upstream_error: "tls",
                 latency_us: u64::MAX,
             },
         ];

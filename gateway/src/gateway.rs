@@ -20,11 +20,14 @@ use stella_core::{Clock, SystemClock};
 use stella_jose::JwsAlg;
 use stella_policy::Policies;
 
-/// State that outlives every configuration: metrics, the clock and the
-/// request id generator. Snapshots share it.
+/// State that outlives every configuration: metrics, the clock, the
+/// request id generator and the revocation list. Snapshots share it.
 pub struct Shared {
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
+    /// Emergency revocation: the list every snapshot checks, and its
+    /// state file. A reload never changes it.
+    pub revocations: crate::revocation::Revocations,
     request_prefix: String,
     request_counter: AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
@@ -41,6 +44,7 @@ impl Shared {
         Shared {
             metrics: Metrics::new(),
             clock: Arc::new(SystemClock),
+            revocations: crate::revocation::Revocations::new(),
             request_prefix: crate::forward::random_hex(4),
             request_counter: AtomicU64::new(0),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
@@ -135,6 +139,13 @@ impl AuthnEvents for Shared {
     fn replay_store_error(&self) {
         self.metrics.replay_store_errors.inc();
     }
+
+    fn revoked(&self, kind: stella_authn::revocation::Kind) {
+        self.metrics
+            .revocation_hits
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
 }
 
 impl Default for Shared {
@@ -173,10 +184,11 @@ pub struct Snapshot {
 }
 
 /// Creates each Authority's state folder (last-known-good documents) and
-/// checks it is writable: when the gateway starts and before a reload is
-/// applied, never by `check`, which only looks. Errors name the key path.
+/// the revocation list's, and checks they are writable: when the gateway
+/// starts and before a reload is applied, never by `check`, which only
+/// looks. Errors name the key path.
 pub fn prepare_state_dirs(config: &Config) -> Result<(), Vec<ConfigError>> {
-    let errors: Vec<ConfigError> = config
+    let mut errors: Vec<ConfigError> = config
         .authorities
         .iter()
         .filter_map(|a| {
@@ -186,6 +198,17 @@ pub fn prepare_state_dirs(config: &Config) -> Result<(), Vec<ConfigError>> {
                 .map(|message| ConfigError::new(format!("{}.state_dir", a.path), message))
         })
         .collect();
+    let revocation_dir = config
+        .revocation
+        .state_file
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .filter(|dir| !dir.as_os_str().is_empty());
+    if let Some(dir) = revocation_dir {
+        if let Err(message) = stella_authority::lkg::check_state_dir(dir) {
+            errors.push(ConfigError::new("gateway.revocation.state_file", message));
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -221,16 +244,9 @@ impl Snapshot {
             Some(p) => p.authn.tokens.clone(),
             None => Arc::new(TokenCache::new(config.token_cache_max_entries)),
         };
-        let upstreams: Vec<Arc<UpstreamPool>> = config
-            .services
-            .iter()
-            .map(|s| {
-                previous
-                    .and_then(|p| p.upstreams.iter().find(|u| u.service == *s))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(UpstreamPool::new(s)))
-            })
-            .collect();
+        // Loads each TLS service's material; keeps unchanged pools.
+        let upstreams: Vec<Arc<UpstreamPool>> =
+            crate::upstream::pools(&config.services, previous.map(|p| p.upstreams.as_slice()))?;
         let by_name = names
             .iter()
             .enumerate()
@@ -251,6 +267,7 @@ impl Snapshot {
             nonces,
             public_origin: config.public_origin.clone(),
             allow_temporary_bypass: config.allow_temporary_bypass,
+            revocations: shared.revocations.list.clone(),
             clock: shared.clock.clone(),
             events,
         };

@@ -15,6 +15,7 @@ pub mod otel;
 pub mod proxy;
 pub mod reload;
 pub mod response;
+pub mod revocation;
 pub mod server;
 pub mod signing;
 pub mod telemetry;

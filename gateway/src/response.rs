@@ -9,6 +9,7 @@ use serde_json::json;
 use stella_authn::dpop::DpopError;
 use stella_authn::presented::PresentedError;
 use stella_authn::{AuthnError, TokenError};
+use stella_policy::Denial;
 
 /// Realm in every challenge.
 pub const REALM: &str = "stella-gateway";
@@ -384,6 +385,26 @@ impl From<AuthnError> for Refusal {
             AuthnError::Token(e) => Refusal::from(e),
             AuthnError::ReplayShareExceeded => Refusal::ReplayShareExceeded,
             AuthnError::ReplayStoreUnavailable => Refusal::ReplayStoreUnavailable,
+            // docs/design.md §3.3: a revoked identity's token is refused as
+            // invalid, whatever any cache holds.
+            AuthnError::Revoked(_) => Refusal::InvalidToken { code: "revoked" },
+        }
+    }
+}
+
+/// The policy's refusals. The decision log names the denial's own label
+/// (`Denial::reason`: `dpop_required` rather than
+/// `sender_constraint_required`).
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Refusal {
+        match denial {
+            Denial::AuthenticationRequired => Refusal::AuthenticationRequired,
+            Denial::InsufficientScope { required } => Refusal::InsufficientScope { required },
+            Denial::Forbidden { reason } => Refusal::Forbidden {
+                reason: reason.as_str(),
+            },
+            Denial::SenderConstraintRequired { .. } => Refusal::SenderConstraintRequired,
+            Denial::IdentityMismatch => Refusal::IdentityMismatch,
         }
     }
 }

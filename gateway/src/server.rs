@@ -93,6 +93,52 @@ pub fn run(path: &Path, upgrade: bool, upgrade_socket: Option<&Path>) -> i32 {
     for issuer in prepared.snapshot.authn.issuers.list() {
         issuer.jwks.load_persisted();
     }
+    // The revocation list is in force before the first request.
+    if let Some(path) = &cfg.revocation.state_file {
+        let shared = &prepared.snapshot.shared;
+        let file = stella_authn::revocation::StateFile::new(path);
+        match shared.revocations.attach_file(file, shared.clock.now()) {
+            Ok(loaded) => tracing::info!(
+                file = %path.display(),
+                entries = loaded.kept,
+                expired = loaded.expired,
+                invalid = loaded.invalid,
+                "revocation list loaded"
+            ),
+            // Fail closed: serving without the list would let every
+            // revoked identity back in. Move the file away to start empty.
+            Err(e) => {
+                eprintln!(
+                    "gateway.revocation.state_file: {}: {e}; refusing to start without the revocation list",
+                    path.display()
+                );
+                return 1;
+            }
+        }
+    }
+    if let Some(store) = &cfg.revocation.store {
+        let connection =
+            match stella_authn::redis::RedisConnection::with_tls(store.url.as_str(), &store.tls) {
+                Ok(connection) => connection.with_timeout(store.timeout),
+                Err(e) => {
+                    crate::config::report(&[ConfigError::new(
+                        "gateway.revocation.store",
+                        e.to_string(),
+                    )]);
+                    return 2;
+                }
+            };
+        prepared.snapshot.shared.revocations.attach_store(
+            stella_authn::revocation::RevocationStore::new(connection),
+            store.refresh,
+        );
+        tracing::info!(store = ?store.url, "revocation list shared through redis");
+    }
+    if cfg.listeners.admin.is_some() && cfg.admin.operators.is_none() {
+        tracing::warn!(
+            "the admin listener takes state-changing calls (POST /reload, /revocations) without a credential: set gateway.admin.operator_token_file, and keep the listener off the public network"
+        );
+    }
     match crate::otel::init(&cfg.traces) {
         Ok(true) => tracing::info!(
             sampler = ?cfg.traces.sampler,
@@ -199,6 +245,14 @@ pub fn run(path: &Path, upgrade: bool, upgrade_socket: Option<&Path>) -> i32 {
         server.add_service(background_service(
             "config watcher",
             ConfigWatcher {
+                gateway: gateway.clone(),
+            },
+        ));
+    }
+    if cfg.revocation.store.is_some() {
+        server.add_service(background_service(
+            "revocation sync",
+            crate::reload::RevocationSync {
                 gateway: gateway.clone(),
             },
         ));

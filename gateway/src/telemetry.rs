@@ -45,6 +45,8 @@ pub struct Metrics {
     /// Connections the gateway closed for a slow or oversized request
     /// head, by listener and reason.
     pub connections_closed: IntCounterVec,
+    /// Requests refused by an entry of the revocation list, by kind.
+    pub revocation_hits: IntCounterVec,
 }
 
 /// Extra counters owned by other stages, read at scrape time.
@@ -195,6 +197,17 @@ impl Metrics {
             &["listener", "reason"],
         )
         .expect("static metric definition");
+        let revocation_hits = IntCounterVec::new(
+            Opts::new(
+                "stella_gateway_revocation_hits_total",
+                "Requests refused because an identity they carry is revoked, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        for kind in stella_authn::revocation::Kind::ALL {
+            revocation_hits.with_label_values(&[kind.as_str()]);
+        }
         // Both results exist from the start, so rate() sees the first one.
         for result in ["applied", "rejected"] {
             config_reloads.with_label_values(&[result]);
@@ -226,6 +239,7 @@ impl Metrics {
             Box::new(connections_open.clone()),
             Box::new(connections_refused.clone()),
             Box::new(connections_closed.clone()),
+            Box::new(revocation_hits.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -249,6 +263,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             connections_closed,
+            revocation_hits,
         }
     }
 

@@ -9,16 +9,25 @@
 //! Health is passive (consecutive connect failures eject an endpoint for a
 //! while) and optionally active (a GET of a configured path).
 //!
+//! A service with `tls` gets peers that speak TLS with its material
+//! ([`tls`]), and its health checks go through the same peers, so they
+//! check the handshake too.
+//!
 //! A pool lives as long as its service's configuration is unchanged: a
-//! reload that keeps the service keeps the pool, its addresses and health.
+//! reload that keeps the service and its TLS files' contents keeps the
+//! pool, its addresses and health.
+
+pub mod tls;
 
 use crate::config::resolve::Service;
+use crate::config::ConfigError;
 use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tls::UpstreamTls;
 
 /// One resolved address of a service.
 pub struct Endpoint {
@@ -36,8 +45,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(addr: SocketAddr, target: usize, service: &Service) -> Endpoint {
-        let mut peer = HttpPeer::new(addr, false, String::new());
+    fn new(
+        addr: SocketAddr,
+        target: usize,
+        host: &str,
+        service: &Service,
+        tls: Option<&UpstreamTls>,
+    ) -> Endpoint {
+        let mut peer = match tls {
+            Some(tls) => tls.peer(addr, host),
+            None => HttpPeer::new(addr, false, String::new()),
+        };
+        // Bounds the TCP connect and, over TLS, the handshake as well.
         peer.options.connection_timeout = Some(service.connect_timeout);
         peer.options.read_timeout = Some(service.read_timeout);
         Endpoint {
@@ -79,6 +98,8 @@ fn parse_target(text: &str) -> Option<Target> {
 /// The endpoints of one service.
 pub struct UpstreamPool {
     pub service: Service,
+    /// The service's TLS material, shared by its peers.
+    tls: Option<Arc<UpstreamTls>>,
     targets: Vec<Target>,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     next: AtomicUsize,
@@ -103,10 +124,49 @@ pub struct ResolveReport {
     pub endpoints: usize,
 }
 
+/// The pools of `services`, as a snapshot is built: the TLS material of
+/// each TLS service is loaded and checked (every problem reported with its
+/// key path), and a pool of `previous` is kept when its service's settings
+/// and TLS material are both unchanged.
+pub fn pools(
+    services: &[Service],
+    previous: Option<&[Arc<UpstreamPool>]>,
+) -> Result<Vec<Arc<UpstreamPool>>, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut pools = Vec::with_capacity(services.len());
+    for (i, service) in services.iter().enumerate() {
+        let tls = match service.tls.as_ref().map(|t| tls::load(i, t)).transpose() {
+            Ok(tls) => tls,
+            Err(mut e) => {
+                errors.append(&mut e);
+                continue;
+            }
+        };
+        let kept = previous.into_iter().flatten().find(|p| {
+            p.service == *service
+                && match (&p.tls, &tls) {
+                    (Some(a), Some(b)) => a.same_as(b),
+                    (None, None) => true,
+                    _ => false,
+                }
+        });
+        pools.push(match kept {
+            Some(pool) => pool.clone(),
+            None => Arc::new(UpstreamPool::new(service, tls.map(Arc::new))),
+        });
+    }
+    if errors.is_empty() {
+        Ok(pools)
+    } else {
+        Err(errors)
+    }
+}
+
 impl UpstreamPool {
-    /// A pool for `service`; IP literals are usable at once, host names
-    /// after the first [`resolve`](Self::resolve).
-    pub fn new(service: &Service) -> UpstreamPool {
+    /// A pool for `service` (with its loaded TLS material when it has
+    /// `tls`); IP literals are usable at once, host names after the first
+    /// [`resolve`](Self::resolve).
+    pub fn new(service: &Service, tls: Option<Arc<UpstreamTls>>) -> UpstreamPool {
         // `config` checked every upstream as host:port.
         let targets: Vec<Target> = service
             .upstreams
@@ -117,11 +177,19 @@ impl UpstreamPool {
             .iter()
             .enumerate()
             .filter_map(|(i, t)| {
-                t.ip.map(|ip| Arc::new(Endpoint::new(SocketAddr::new(ip, t.port), i, service)))
+                let addr = SocketAddr::new(t.ip?, t.port);
+                Some(Arc::new(Endpoint::new(
+                    addr,
+                    i,
+                    &t.host,
+                    service,
+                    tls.as_deref(),
+                )))
             })
             .collect();
         UpstreamPool {
             service: service.clone(),
+            tls,
             targets,
             endpoints: ArcSwap::from_pointee(endpoints),
             next: AtomicUsize::new(0),
@@ -176,7 +244,13 @@ impl UpstreamPool {
                         let kept = current.iter().find(|e| e.target == i && e.addr == addr);
                         next.push(match kept {
                             Some(e) => e.clone(),
-                            None => Arc::new(Endpoint::new(addr, i, &self.service)),
+                            None => Arc::new(Endpoint::new(
+                                addr,
+                                i,
+                                &target.host,
+                                &self.service,
+                                self.tls.as_deref(),
+                            )),
                         });
                     }
                 }
@@ -280,7 +354,12 @@ impl UpstreamPool {
         self.last_check_ms.store(now, Ordering::Relaxed);
         let endpoints = self.endpoints.load_full();
         for e in endpoints.iter() {
-            let healthy = probe(e.addr, &check.path, check.timeout).await;
+            // Over TLS the Host is the name the certificate holds.
+            let host = match (&self.tls, self.targets.get(e.target)) {
+                (Some(tls), Some(t)) => tls.server_name(&t.host).to_owned(),
+                _ => e.addr.to_string(),
+            };
+            let healthy = probe(&e.peer, &host, &check.path, check.timeout).await;
             if healthy {
                 // A passing check also ends a passive ejection.
                 e.consecutive_failures.store(0, Ordering::Relaxed);
@@ -299,23 +378,32 @@ impl UpstreamPool {
     }
 }
 
-/// One active health check: GET `path` over a new HTTP/1.1 connection;
-/// healthy on a 2xx or 3xx within `timeout`.
-async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+/// The connector of the active health checks: Pingora's, as the proxy
+/// uses, so a check connects exactly as a request would (TLS, roots, name,
+/// client certificate, ALPN all come from the endpoint's peer). Sessions
+/// are never handed back, so each check of an HTTP/1.1 service opens a new
+/// connection (and does a new handshake).
+fn health_connector() -> &'static pingora::connectors::http::Connector {
+    static CONNECTOR: std::sync::OnceLock<pingora::connectors::http::Connector> =
+        std::sync::OnceLock::new();
+    CONNECTOR.get_or_init(|| pingora::connectors::http::Connector::new(None))
+}
+
+/// One active health check: GET `path` from the endpoint's peer; healthy
+/// on a 2xx or 3xx within `timeout`.
+async fn probe(peer: &HttpPeer, host: &str, path: &str, timeout: Duration) -> bool {
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let request = http::Request::get(path)
-            .header(http::header::HOST, addr.to_string())
-            .header("user-agent", "stella-gateway-health-check")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
+        let (mut session, _) = health_connector().get_http_session(peer).await.ok()?;
+        let mut request = pingora::http::RequestHeader::build("GET", path.as_bytes(), None).ok()?;
+        request.insert_header("host", host).ok()?;
+        request
+            .insert_header("user-agent", "stella-gateway-health-check")
             .ok()?;
-        let response = sender.send_request(request).await.ok()?;
-        Some(response.status().is_success() || response.status().is_redirection())
+        session.write_request_header(Box::new(request)).await.ok()?;
+        session.finish_request_body().await.ok()?;
+        session.read_response_header().await.ok()?;
+        let status = session.response_header()?.status;
+        Some(status.is_success() || status.is_redirection())
     };
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
 }
@@ -361,6 +449,7 @@ mod tests {
             openapi: None,
             envelope_kid: None,
             identity_format: Default::default(),
+            tls: None,
         }
     }
 
@@ -370,7 +459,7 @@ mod tests {
 
     #[test]
     fn ip_literals_are_usable_without_resolution_and_rotate() {
-        let pool = UpstreamPool::new(&service(&["127.0.0.1:1", "127.0.0.1:2", "[::1]:3"]));
+        let pool = UpstreamPool::new(&service(&["127.0.0.1:1", "127.0.0.1:2", "[::1]:3"]), None);
         assert!(!pool.has_names());
         let picks: Vec<SocketAddr> = (0..6).map(|_| pool.select(&[]).unwrap().addr).collect();
         for a in ["127.0.0.1:1", "127.0.0.1:2", "[::1]:3"] {
@@ -380,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_request_never_gets_an_address_it_already_tried() {
-        let pool = UpstreamPool::new(&service(&["127.0.0.1:1", "127.0.0.1:2"]));
+        let pool = UpstreamPool::new(&service(&["127.0.0.1:1", "127.0.0.1:2"]), None);
         for _ in 0..4 {
             assert_eq!(
                 pool.select(&[addr("127.0.0.1:1")]).unwrap().addr,
@@ -396,7 +485,7 @@ mod tests {
 
     #[test]
     fn consecutive_connect_failures_eject_an_address_and_success_restores_it() {
-        let pool = UpstreamPool::new(&service(&["127.0.0.1:1", "127.0.0.1:2"]));
+        let pool = UpstreamPool::new(&service(&["127.0.0.1:1", "127.0.0.1:2"]), None);
         pool.report_failure(addr("127.0.0.1:1"));
         assert_eq!(pool.available(), 2, "one failure is not enough");
         pool.report_failure(addr("127.0.0.1:1"));
@@ -415,7 +504,7 @@ mod tests {
 
     #[tokio::test]
     async fn localhost_resolves_and_an_unresolvable_name_leaves_the_pool_empty() {
-        let pool = UpstreamPool::new(&service(&["localhost:9"]));
+        let pool = UpstreamPool::new(&service(&["localhost:9"]), None);
         assert!(pool.has_names());
         assert!(
             pool.select(&[]).is_none(),
@@ -426,7 +515,7 @@ mod tests {
         let picked = pool.select(&[]).unwrap().addr;
         assert!(picked.ip().is_loopback() && picked.port() == 9, "{picked}");
 
-        let pool = UpstreamPool::new(&service(&["no-such-host.invalid:80"]));
+        let pool = UpstreamPool::new(&service(&["no-such-host.invalid:80"]), None);
         let report = pool.resolve(Duration::from_secs(5)).await;
         assert_eq!(report.failed, vec!["no-such-host.invalid:80".to_string()]);
         assert!(pool.select(&[]).is_none());
@@ -435,7 +524,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_lookup_keeps_the_last_good_addresses_and_their_health() {
-        let pool = UpstreamPool::new(&service(&["localhost:9"]));
+        let pool = UpstreamPool::new(&service(&["localhost:9"]), None);
         pool.resolve(Duration::from_secs(5)).await;
         let before = pool.endpoints();
         assert!(!before.is_empty());
@@ -474,7 +563,7 @@ mod tests {
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(500),
         });
-        let pool = UpstreamPool::new(&svc);
+        let pool = UpstreamPool::new(&svc, None);
         pool.check_health_if_due().await;
         assert_eq!(pool.available(), 1);
         for _ in 0..4 {

@@ -14,7 +14,11 @@
 //!   belongs to;
 //! - [`presented`], [`nonce`], [`replay`]: the credential a request
 //!   presents, DPoP server nonces, and the proof replay stores;
+//! - [`redis`]: the one Redis connection, for the stores every node shares
+//!   (the replay store, the revocation list);
 //! - [`spiffe`]: the SPIFFE ID of a client certificate (X.509-SVID);
+//! - [`revocation`]: the denylist of revoked identities (emergency
+//!   revocation), checked after every authentication;
 //! - [`pipeline`]: all of it for one request, ending in the
 //!   [`Authenticated`] proof type that only this crate can make.
 
@@ -27,7 +31,9 @@ pub mod issuers;
 pub mod nonce;
 pub mod pipeline;
 pub mod presented;
+pub mod redis;
 pub mod replay;
+pub mod revocation;
 pub mod spiffe;
 
 pub use bearer::{
@@ -37,5 +43,5 @@ pub use bearer::{
 pub use cache::{TokenCache, TokenKey};
 pub use pipeline::{
     Authenticated, Authenticator, AuthnError, AuthnEvents, PresentedCertificate, RequestFacts,
-    UnspentProof,
+    Revoked, UnspentProof,
 };

@@ -5,7 +5,9 @@
 //! effective claims, the tenant's issuer binding, sender constraints (DPoP
 //! proofs, certificate thumbprints) and the emergency bypass all happen
 //! here; the replay entry of a DPoP proof is taken only once the policy
-//! allowed the request ([`Authenticator::spend_proof`]).
+//! allowed the request ([`Authenticator::spend_proof`]). Every caller is
+//! then checked against the revocation list ([`crate::revocation`]), so a
+//! revoked identity is refused whether its token came from a cache or not.
 //!
 //! No HTTP responses and no metrics registry here: the gateway maps
 //! [`AuthnError`] to its response in one place and counts what
@@ -16,6 +18,7 @@ use crate::issuers::{looks_like_jws, Issuers};
 use crate::nonce::{NonceCheck, NonceIssuer};
 use crate::presented::Presented;
 use crate::replay::{Admission, Fresh, ReplayStore};
+use crate::revocation::{Denylist, Identifiers, Kind};
 use crate::{verify_and_cache, TokenCache, TokenError, TokenKey};
 use std::sync::Arc;
 use stella_core::identity::{AuthenticatedCaller, Binding, Caller, TokenClaims};
@@ -134,6 +137,17 @@ pub enum AuthnError {
     ReplayShareExceeded,
     /// The replay store could not answer.
     ReplayStoreUnavailable,
+    /// The caller's identity is on the revocation list
+    /// (`invalid_token`, reason `revoked`).
+    Revoked(Revoked),
+}
+
+/// Which entry of the revocation list refused a caller: its kind and the
+/// SHA-256 (hex) of its value, for the log; never the value.
+#[derive(Clone, Debug)]
+pub struct Revoked {
+    pub kind: Kind,
+    pub value_sha256: String,
 }
 
 /// What the pipeline reports as it goes, for the gateway's metrics. Label
@@ -154,6 +168,8 @@ pub trait AuthnEvents: Send + Sync {
     fn replay_share_refusal(&self);
     /// The replay store failed to answer.
     fn replay_store_error(&self);
+    /// A caller was refused by an entry of the revocation list.
+    fn revoked(&self, kind: Kind);
 }
 
 /// The client certificate of the connection, as far as authentication
@@ -198,6 +214,8 @@ pub struct Authenticator {
     /// The emergency bypass: a bound token whose constraint was not proven
     /// authenticates as [`AuthMethod::Bypass`] instead of being refused.
     pub allow_temporary_bypass: bool,
+    /// The revocation list: outlives every snapshot (a reload keeps it).
+    pub revocations: Arc<Denylist>,
     pub clock: Arc<dyn Clock>,
     pub events: Arc<dyn AuthnEvents>,
 }
@@ -212,6 +230,23 @@ impl Authenticator {
     ) -> Result<Authenticated, AuthnError> {
         let (caller, proof) = self.caller(credential, request).await?;
         let identity = envelope_identity(&caller, request.client_cert.as_ref());
+        // Emergency revocation, on every request: after the token was
+        // verified (a cache hit included), before the policy. An empty list
+        // costs one atomic load.
+        if !self.revocations.is_empty() {
+            let ids = CallerIds {
+                caller: &caller,
+                identity: &identity,
+                cert: request.client_cert.as_ref(),
+            };
+            if let Some(hit) = self.revocations.check(&ids, self.clock.now()) {
+                self.events.revoked(hit.kind());
+                return Err(AuthnError::Revoked(Revoked {
+                    kind: hit.kind(),
+                    value_sha256: hit.value_sha256().to_owned(),
+                }));
+            }
+        }
         Ok(Authenticated {
             caller,
             identity,
@@ -473,6 +508,52 @@ impl Authenticator {
             Ok(AuthMethod::Bypass)
         } else {
             Err(refusal)
+        }
+    }
+}
+
+/// What the revocation list can name of an authenticated caller: its
+/// token's claims, what the credential is bound to, and the certificate on
+/// the connection.
+struct CallerIds<'a> {
+    caller: &'a Caller,
+    identity: &'a Identity,
+    cert: Option<&'a PresentedCertificate<'a>>,
+}
+
+impl Identifiers for CallerIds<'_> {
+    fn issuer(&self) -> Option<&str> {
+        self.caller.claims().map(TokenClaims::issuer)
+    }
+
+    fn values(&self, kind: Kind) -> [Option<&str>; 2] {
+        let claims = self.caller.claims();
+        let confirmation = &self.identity.confirmation;
+        match kind {
+            Kind::Jti => [claims.and_then(TokenClaims::jti), None],
+            Kind::Sub => [claims.and_then(TokenClaims::subject), None],
+            Kind::ClientId => [claims.and_then(TokenClaims::client_id), None],
+            Kind::Tenant => [claims.and_then(TokenClaims::tenant), None],
+            Kind::Sid => [
+                claims.and_then(|c| {
+                    c.extra
+                        .iter()
+                        .find(|(name, _)| &**name == "sid")
+                        .and_then(|(_, v)| v.as_str())
+                }),
+                None,
+            ],
+            Kind::Jkt => [confirmation.jkt.as_deref(), None],
+            // The token's binding, and the certificate the connection
+            // presented (an unbound token over mTLS, a SPIFFE caller).
+            Kind::X5tS256 => [
+                confirmation.x5t_s256.as_deref(),
+                self.cert.map(|c| c.thumbprint),
+            ],
+            Kind::SpiffeId => [
+                confirmation.spiffe_id.as_deref(),
+                self.cert.and_then(|c| c.spiffe_id),
+            ],
         }
     }
 }

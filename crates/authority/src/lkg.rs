@@ -104,28 +104,7 @@ impl LkgStore {
             "document": document,
         });
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        let target = self.path(what);
-        let temp = self.dir.join(format!(
-            ".{}.tmp-{}",
-            file_name(&self.issuer, what),
-            std::process::id()
-        ));
-        let written = (|| {
-            let mut file = open_private(&temp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &target)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        written?;
-        // The rename is durable once the folder is synced; a failure here
-        // leaves a complete file either way.
-        if let Ok(dir) = std::fs::File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        write_private(&self.path(what), &bytes)
     }
 
     /// Reads the record for `what` and checks its envelope; `None` when
@@ -189,6 +168,39 @@ fn file_name(issuer: &str, what: What) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("{hex}-{}.json", what.as_str())
+}
+
+/// Writes `bytes` to `target` atomically, readable by this user only: a
+/// temporary file in the same folder (mode 0600), fsync, rename over the
+/// old one, fsync of the folder. A reader sees the old file or the new one,
+/// never a part. The state files of the gateway (these records, the
+/// revocation list) are all written this way.
+pub fn write_private(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut file = open_private(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, target)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    // The rename is durable once the folder is synced; a failure here
+    // leaves a complete file either way.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {

@@ -1,10 +1,13 @@
 //! Command-line interface: `run`, `check`, `reload`, `keys generate|list`,
 //! `envelope mint`, `policy test|explain`; the client side: `token`,
-//! `call` (cli/client) and `smoke` (cli/smoke.rs).
+//! `call` (cli/client) and `smoke` (cli/smoke.rs); the operator's side of
+//! emergency revocation: `revoke`, `unrevoke`, `revocations list`
+//! (cli/revoke.rs).
 //! Exit codes: 0 success, 2 invalid configuration or arguments, 1 other
 //! failures.
 
 pub mod client;
+pub mod revoke;
 pub mod smoke;
 mod upgrade;
 
@@ -113,6 +116,25 @@ enum Command {
         /// The admin listener, such as http://127.0.0.1:9090.
         #[arg(long)]
         admin: String,
+        /// A file holding the operator token (needed when the gateway sets
+        /// `gateway.admin.operator_token_file`).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// Revoke an identity on a running gateway at once (emergency
+    /// revocation): every request carrying it gets 401 until the entry
+    /// expires or is removed. Exit 0 done, 1 refused (or applied on that
+    /// node only: its shared store did not answer), 2 invalid arguments or
+    /// the admin listener unreachable.
+    Revoke(revoke::RevokeArgs),
+    /// Remove a revocation (by value or by the hash `revocations list`
+    /// shows). Exit 0 removed, 1 refused or nothing matched, 2 invalid
+    /// arguments or the admin listener unreachable.
+    Unrevoke(revoke::UnrevokeArgs),
+    /// The revocation list of a running gateway.
+    Revocations {
+        #[command(subcommand)]
+        command: revoke::RevocationsCommand,
     },
     /// Get an access token for a profile (client credentials; Bearer,
     /// DPoP-bound or certificate-bound), cached until near expiry.
@@ -259,7 +281,10 @@ pub fn main() -> i32 {
         Command::Keys {
             command: KeysCommand::List { config },
         } => list_keys(&config),
-        Command::Reload { admin } => reload(&admin),
+        Command::Reload { admin, token_file } => reload(&admin, token_file.as_deref()),
+        Command::Revoke(args) => revoke::revoke(&args),
+        Command::Unrevoke(args) => revoke::unrevoke(&args),
+        Command::Revocations { command } => revoke::list(&command),
         Command::Openapi { config, service } => openapi(&config, service.as_deref()),
         Command::Token(args) => client::token::main(&args),
         Command::Call(args) => client::call::main(&args),
@@ -298,6 +323,13 @@ pub fn main() -> i32 {
             )
         }
     }
+}
+
+/// Parses a command line (`stella-gateway` first) as [`main`] does, and
+/// runs nothing: the docs test checks every command line the documentation
+/// shows with it.
+pub fn parse(args: &[&str]) -> Result<(), clap::Error> {
+    Cli::try_parse_from(args).map(|_| ())
 }
 
 pub use crate::config::report;
@@ -411,64 +443,32 @@ fn list_keys(path: &std::path::Path) -> i32 {
     0
 }
 
-/// `reload --admin URL`: `POST URL/reload`, print the outcome.
-fn reload(admin: &str) -> i32 {
+/// `reload --admin URL [--token-file F]`: `POST URL/reload`, print the
+/// outcome.
+fn reload(admin: &str, token_file: Option<&std::path::Path>) -> i32 {
+    let args = revoke::AdminArgs {
+        admin: admin.to_owned(),
+        token_file: token_file.map(std::path::Path::to_path_buf),
+    };
+    match revoke::call(&args, http::Method::POST, "/reload", None) {
+        Ok((status, parsed)) => reload_outcome(admin, status, &parsed),
+        Err(code) => code,
+    }
+}
+
+/// What `reload` prints and exits with for the admin listener's answer.
+fn reload_outcome(admin: &str, status: u16, parsed: &serde_json::Value) -> i32 {
     let url = format!("{}/reload", admin.trim_end_matches('/'));
-    let uri: http::Uri = match url.parse() {
-        Ok(uri) => uri,
-        Err(_) => {
-            eprintln!("--admin: not a url: {admin}");
-            return 2;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            return 1;
-        }
-    };
-    let answer = runtime.block_on(async {
-        use http_body_util::BodyExt;
-        let client = stella_authority::http::client(
-            stella_authority::http::platform_roots(),
-            None,
-            true,
-            false,
-        )
-        .map_err(|e| e.to_string())?;
-        let request = http::Request::post(uri)
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let call = async {
-            let response = client.request(request).await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok::<_, String>((status, body))
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(30), call)
-            .await
-            .map_err(|_| "no answer within 30 s".to_string())?
-    });
-    let (status, body) = match answer {
-        Ok(answer) => answer,
-        Err(e) => {
-            eprintln!("cannot reach {url}: {e}");
-            return 2;
-        }
-    };
-    let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let result = parsed["result"].as_str().unwrap_or("unknown");
     let version = parsed["config_version"].as_str().unwrap_or("?");
-    match (status.as_u16(), result) {
+    match (status, result) {
+        (401 | 403, _) => {
+            eprintln!(
+                "refused ({status}): {}",
+                parsed["detail"].as_str().unwrap_or("operator token")
+            );
+            1
+        }
         (200, "applied" | "unchanged") => {
             println!("{result}: configuration {version}");
             0

@@ -7,12 +7,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The gateway itself: listeners, Authorities, DPoP, limits.
     #[serde(default)]
     pub gateway: GatewaySection,
+    /// The identity envelope the gateway signs, and what a route without a
+    /// policy allows (the `Router__*` names services use too).
     #[serde(default)]
     pub router: RouterSection,
+    /// The services behind the gateway; policies route to them by name.
     #[serde(default)]
     pub services: Vec<ServiceSection>,
+    /// Log format and filter.
     #[serde(default)]
     pub logging: LoggingSection,
     #[serde(default)]
@@ -22,13 +27,17 @@ pub struct FileConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewaySection {
-    /// The gateway's id: the envelope issuer.
+    /// The gateway's id: the envelope's `iss` and the transaction token's
+    /// `req_wl`. Visible ASCII.
     pub id: Option<String>,
     /// Scheme, host and port clients use to reach the gateway. DPoP `htu`
-    /// is checked against this, never against the client's `Host`.
+    /// is checked against this, never against the client's `Host`. Without
+    /// it DPoP requests are refused (`dpop_not_configured`).
     pub public_origin: Option<String>,
+    /// The addresses the gateway listens on.
     #[serde(default)]
     pub listeners: ListenersSection,
+    /// Authentication: Authorities, the token cache, DPoP, the bypass.
     #[serde(default)]
     pub auth: AuthSection,
     /// Folder of route policy files, relative to this file.
@@ -44,13 +53,55 @@ pub struct GatewaySection {
     /// Reload when the configuration file or a file it references changes
     /// (default true). SIGHUP and `POST /reload` always work.
     pub watch_config: Option<bool>,
+    /// How upstream host names are resolved.
     #[serde(default)]
     pub upstreams: UpstreamsSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    /// Who may change the gateway through the admin listener. Not printed
+    /// when unset, nor is `revocation`: the printed configuration stays as
+    /// it was for deployments without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSection>,
+    /// Emergency revocation: where the list of revoked identities is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationSection>,
 }
 
-/// What one client connection may hold (gateway/src/front.rs).
+/// The admin listener's operator credential (gateway/src/admin/).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// A file of operator bearer tokens, one a line, each optionally after
+    /// the operator's name and a space (`alice <token>`); at least 32
+    /// characters each. When set, every admin request that changes state
+    /// (`POST /reload`, the revocation calls) and `GET /revocations` need
+    /// `Authorization: Bearer <token>`. Unset: they need nothing (a warning
+    /// at start).
+    pub operator_token_file: Option<String>,
+}
+
+/// Emergency revocation (docs/design.md §3.3).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSection {
+    /// The file the list is kept in, so it survives a restart (written
+    /// atomically, mode 0600). Default: `revocations.json` in the
+    /// Authority's `state_dir`, when it has one; else the list is kept in
+    /// memory only.
+    pub state_file: Option<String>,
+    /// Where the nodes of a deployment share the list: a Redis URL (the
+    /// forms of `gateway.auth.dpop.replay_store`; TLS with the platform
+    /// roots), or `none`. Default: the DPoP replay store's Redis, when it
+    /// is one (with its TLS files and timeout); else `none`.
+    pub store: Option<String>,
+    /// The whole shared list is read again this often (default 30), besides
+    /// on every change notice and on every reconnection.
+    pub store_refresh_seconds: Option<u64>,
+}
+
+/// What one client connection may hold; new values apply to new
+/// connections.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
@@ -79,10 +130,14 @@ pub struct UpstreamsSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenersSection {
-    /// Plain HTTP listener address, e.g. `127.0.0.1:8080`.
+    /// Plain HTTP listener address, e.g. `127.0.0.1:8080`. At least one of
+    /// `http` and `tls` is required.
     pub http: Option<String>,
+    /// The TLS listener, optionally asking for client certificates.
     pub tls: Option<TlsSection>,
-    /// Admin listener: health, readiness, metrics.
+    /// Admin listener address: health, readiness, metrics, `/config`,
+    /// `POST /reload`. It has no authentication: keep it off the public
+    /// network.
     pub admin: Option<String>,
     /// Also answer `GET /.well-known/stella/keys.json` (the public envelope
     /// and transaction-token keys as a JWKS) on the http and tls listeners,
@@ -94,10 +149,14 @@ pub struct ListenersSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
+    /// The TLS listener's address, e.g. `0.0.0.0:8443` (required).
     pub addr: Option<String>,
+    /// PEM certificate chain the listener presents, leaf first (required).
+    /// A reload reads it again, so a renewed certificate is a reload.
     pub cert_file: Option<String>,
+    /// PEM private key of `cert_file` (required).
     pub key_file: Option<String>,
-    /// `none`, `optional` or `required`.
+    /// Client certificates: `none`, `optional` or `required`.
     pub client_certificates: Option<String>,
     /// PEM bundle of CAs client certificates must chain to.
     pub client_ca_file: Option<String>,
@@ -106,13 +165,16 @@ pub struct TlsSection {
     /// covers the certificates without a SPIFFE ID).
     #[serde(default)]
     pub spiffe_roots: Vec<SpiffeRootsSection>,
+    /// Offer HTTP/2 (ALPN `h2`) besides HTTP/1.1.
     pub http2: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpiffeRootsSection {
+    /// A lowercase SPIFFE trust domain such as `example.org`, listed once.
     pub trust_domain: Option<String>,
+    /// PEM bundle of that trust domain's roots (required).
     pub ca_file: Option<String>,
 }
 
@@ -125,7 +187,9 @@ pub struct AuthSection {
     /// Further Authorities: a token's `iss` selects exactly one of all.
     #[serde(default)]
     pub authorities: Vec<AuthoritySection>,
+    /// Verified tokens kept in the token cache; 0 turns the cache off.
     pub token_cache_max_entries: Option<u64>,
+    /// DPoP (RFC 9449): proof rules, the replay store, server nonces.
     #[serde(default)]
     pub dpop: DpopSection,
     /// Emergency switch: let tokens whose sender constraint cannot be
@@ -150,9 +214,10 @@ pub struct DpopSection {
     /// PEM CA bundle trusted for a `rediss://` replay store (default: the
     /// platform trust store).
     pub replay_store_ca_file: Option<String>,
-    /// PEM client certificate chain and key for a `rediss://` replay store
-    /// that asks for one; set both or neither.
+    /// PEM client certificate chain for a `rediss://` replay store that
+    /// asks for one; set it and `replay_store_client_key_file`, or neither.
     pub replay_store_client_cert_file: Option<String>,
+    /// PEM private key of `replay_store_client_cert_file`.
     pub replay_store_client_key_file: Option<String>,
     /// Deadline of one replay store operation, connecting included (default
     /// 500 ms); past it the request gets 503.
@@ -165,8 +230,11 @@ pub struct DpopSection {
     /// may hold; beyond it that key's requests get 429 (default 10; 100
     /// turns the limit off).
     pub replay_max_share_percent: Option<u64>,
-    /// Secret for stateless server nonces, shared by all nodes (32+ bytes).
+    /// Secret for stateless server nonces, shared by all nodes (32+ bytes);
+    /// required when a route or tenant sets `dpop_nonce: true`. Set it or
+    /// `nonce_secret_file`, not both.
     pub nonce_secret: Option<String>,
+    /// A file holding the nonce secret, relative to this file.
     pub nonce_secret_file: Option<String>,
     /// Lifetime step of a server nonce (default 60 s; one previous step is
     /// still accepted).
@@ -176,19 +244,35 @@ pub struct DpopSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthoritySection {
+    /// The issuer, exactly as its tokens' `iss` says (required); discovery
+    /// is `<issuer>/.well-known/openid-configuration`.
     pub issuer: Option<String>,
+    /// Refuse plain http for the issuer and every endpoint; turn off only
+    /// for local development.
     pub require_https_metadata: Option<bool>,
+    /// Accepted `aud` values; at least one is required.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Accepted access-token algorithms, from ES256, ES384, EdDSA, PS256 and
+    /// RS256.
     #[serde(default)]
     pub algorithms: Vec<String>,
+    /// Clock skew allowed when checking `exp`, `nbf` and `iat`.
     pub leeway_seconds: Option<u64>,
     /// Claims required besides iss, exp, aud, sub (RFC 9068 asks for
     /// `client_id` and `jti`; an issuer that omits them can relax this).
     pub required_claims: Option<Vec<String>>,
+    /// Keys are fresh for this long after the last successful JWKS fetch,
+    /// then fetched again.
     pub jwks_refresh_seconds: Option<u64>,
+    /// At most one JWKS fetch for an unknown `kid` per this long, shared by
+    /// every request.
     pub jwks_cooldown_seconds: Option<u64>,
+    /// While refreshes fail, keys keep serving this long past their fresh
+    /// time; then tokens get 503.
     pub jwks_max_stale_seconds: Option<u64>,
+    /// Deadline of one request to the Authority (discovery, JWKS,
+    /// introspection, claims).
     pub http_timeout_ms: Option<u64>,
     /// Folder for the last-known-good discovery and JWKS (absent: none).
     pub state_dir: Option<String>,
@@ -197,10 +281,15 @@ pub struct AuthoritySection {
     #[serde(default)]
     pub tenants: Vec<String>,
     /// The gateway's client at this Authority (introspection and claims
-    /// requests, `client_secret_basic`). The secret: one of the three.
+    /// requests, `client_secret_basic`); its secret is one of
+    /// `client_secret`, `client_secret_file` and `client_secret_env`.
     pub client_id: Option<String>,
+    /// The client secret itself (prefer `client_secret_file` or
+    /// `client_secret_env`).
     pub client_secret: Option<String>,
+    /// A file holding the client secret, relative to this file.
     pub client_secret_file: Option<String>,
+    /// The name of an environment variable holding the client secret.
     pub client_secret_env: Option<String>,
     /// Opaque access tokens, checked by token introspection (RFC 7662).
     pub introspection: Option<IntrospectionSection>,
@@ -217,6 +306,10 @@ pub struct AuthoritySection {
     /// Where the access tokens carry scopes, roles, tenant and client id,
     /// and what they must carry; each key set here replaces the profile's
     /// (`rfc9068` without a profile). `check` prints the mapping in effect.
+    /// Claim paths are dotted member names (`realm_access.roles`); a
+    /// segment in double quotes is one member name as written
+    /// (`"https://example.com/roles"`); `{client_id}` is the token's client
+    /// id as mapped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_claims: Option<TokenClaimsSection>,
 }
@@ -244,6 +337,7 @@ pub struct TokenClaimsSection {
     /// Claim paths of the client id; the first one present counts, and one
     /// must be.
     pub client_id: Option<Vec<String>>,
+    /// Refuse a token without `jti`.
     pub require_jti: Option<bool>,
     /// `false`: a token without `aud` is accepted when its client id is one
     /// of `audiences` (Cognito access tokens carry no `aud`).
@@ -257,6 +351,7 @@ pub struct TokenClaimsSection {
 pub struct RequiredValueSection {
     /// A claim path.
     pub claim: Option<String>,
+    /// The string the claim must hold.
     pub value: Option<String>,
 }
 
@@ -294,13 +389,18 @@ pub struct ClaimsSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSection {
-    /// `Deny`, `RequireAuthenticated` or `AllowAnonymous`.
+    /// What a route without a `policy` block allows: `Deny` (403),
+    /// `RequireAuthenticated` (any authenticated caller) or `AllowAnonymous`.
     pub on_missing_authorization: Option<String>,
     /// The envelope signing key itself (prefer the `_file` form or the
     /// `Router__IdentityEnvelopeSigningKey` environment variable).
     pub identity_envelope_signing_key: Option<String>,
+    /// A file holding the envelope signing key, relative to this file; set
+    /// it or `identity_envelope_signing_key`, not both.
     pub identity_envelope_signing_key_file: Option<String>,
+    /// The kid of that one signing key.
     pub identity_envelope_signing_key_id: Option<String>,
+    /// How long a signed envelope is valid (`exp` - `iat`).
     pub identity_envelope_lifetime_seconds: Option<u64>,
     /// The envelope keyring: every key the gateway holds, by kid. Rotation
     /// adds a key here, switches `identity_envelope_active_kid`, and later
@@ -315,6 +415,7 @@ pub struct RouterSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopeKeySection {
+    /// The key id, unique in the keyring (required).
     pub kid: Option<String>,
     /// The key itself, as `keys generate` prints it (prefer `key_file` or
     /// `key_env`).
@@ -328,10 +429,16 @@ pub struct EnvelopeKeySection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSection {
+    /// The name policies route to: 1 to 64 characters from `a-z 0-9 - _ .`,
+    /// unique (required).
     pub name: Option<String>,
+    /// `host:port` addresses, used round robin; names are resolved off the
+    /// request path (at least one).
     #[serde(default)]
     pub upstreams: Vec<String>,
+    /// Deadline to connect to an upstream address.
     pub connect_timeout_ms: Option<u64>,
+    /// Deadline for each read of the upstream's answer.
     pub read_timeout_ms: Option<u64>,
     /// Forward `Authorization` and `DPoP` (for `ServiceEnforced` services
     /// that validate tokens themselves).
@@ -339,9 +446,10 @@ pub struct ServiceSection {
     /// The trust mode the service runs in (documentation and OpenAPI).
     pub trust_mode: Option<String>,
     /// Passive health: an address is taken out of rotation after this many
-    /// consecutive connect failures (default 2) ...
+    /// consecutive connect failures (default 2).
     pub eject_after_failures: Option<u64>,
-    /// ... for this long, then tried again (default 10).
+    /// How long an ejected address stays out of rotation before it is
+    /// tried again (default 10).
     pub eject_seconds: Option<u64>,
     /// Optional active health check of every address.
     pub health_check: Option<HealthCheckSection>,
@@ -361,14 +469,44 @@ pub struct ServiceSection {
     /// `Txn-Token` header, a JWT; needs an EdDSA key) or `both`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_format: Option<String>,
+    /// HTTPS to the service, optionally with the gateway's own client
+    /// certificate (mutual TLS). Not printed when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServiceTlsSection>,
+}
+
+/// `services[].tls`: how the gateway speaks TLS to a service
+/// (gateway/src/upstream/tls.rs). Files are relative to this file; a change
+/// to any of them reloads, and new connections use the new material.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTlsSection {
+    /// Default true: the section turns TLS on; `false` keeps plain HTTP.
+    pub enabled: Option<bool>,
+    /// PEM bundle of the CAs the service's certificate must chain to
+    /// (default: the platform's roots).
+    pub ca_file: Option<String>,
+    /// The name sent as SNI and that the service's certificate must hold, a
+    /// DNS name or an IP address (default: each upstream's host).
+    pub server_name: Option<String>,
+    /// PEM certificate chain the gateway presents to a service that asks
+    /// for one (mutual TLS, such as a SPIFFE mesh); set with `client_key`.
+    pub client_certificate: Option<String>,
+    /// PEM private key of `client_certificate`. Its content is a secret:
+    /// never printed or logged.
+    pub client_key: Option<String>,
+    /// Offer HTTP/2 in ALPN, then HTTP/1.1 (default false: HTTP/1.1 only).
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckSection {
-    /// Path requested with GET; any 2xx or 3xx is healthy.
+    /// Path requested with GET; any 2xx or 3xx is healthy (required).
     pub path: Option<String>,
+    /// Time between two checks of one address.
     pub interval_ms: Option<u64>,
+    /// Deadline of one check.
     pub timeout_ms: Option<u64>,
 }
 
@@ -381,8 +519,8 @@ pub struct LoggingSection {
     pub level: Option<String>,
 }
 
-/// OpenTelemetry traces exported over OTLP/HTTP (gateway/src/otel.rs).
-/// The standard `OTEL_*` variables override these when set.
+/// OpenTelemetry traces exported over OTLP/HTTP, off by default. The
+/// standard `OTEL_*` variables override these when set.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracesSection {
@@ -390,6 +528,7 @@ pub struct TracesSection {
     pub enabled: Option<bool>,
     /// The collector's OTLP/HTTP base url; `/v1/traces` is appended.
     pub endpoint: Option<String>,
+    /// `service.name` of the exported spans.
     pub service_name: Option<String>,
     /// An `OTEL_TRACES_SAMPLER` name, such as `parentbased_always_on`.
     pub sampler: Option<String>,
@@ -397,6 +536,7 @@ pub struct TracesSection {
     pub sampler_arg: Option<f64>,
     /// Finished spans waiting for export; more are dropped.
     pub max_queue_size: Option<u64>,
+    /// Deadline of one export to the collector.
     pub export_timeout_ms: Option<u64>,
 }
 
@@ -515,6 +655,14 @@ pub fn schema_sample() -> FileConfig {
                 max_request_headers: Some(0),
                 max_connections: Some(0),
             },
+            admin: Some(AdminSection {
+                operator_token_file: s(),
+            }),
+            revocation: Some(RevocationSection {
+                state_file: s(),
+                store: s(),
+                store_refresh_seconds: Some(0),
+            }),
         },
         router: RouterSection {
             on_missing_authorization: s(),
@@ -547,6 +695,14 @@ pub fn schema_sample() -> FileConfig {
             openapi: s(),
             envelope_kid: s(),
             identity_format: s(),
+            tls: Some(ServiceTlsSection {
+                enabled: Some(true),
+                ca_file: s(),
+                server_name: s(),
+                client_certificate: s(),
+                client_key: s(),
+                http2: Some(false),
+            }),
         }],
         logging: LoggingSection {
             format: s(),

@@ -12,7 +12,9 @@
 //! Secrets are never echoed: not in errors, not in the printed config.
 
 pub mod file;
+pub mod reference;
 pub mod resolve;
+pub mod restart;
 
 pub use resolve::{
     ClaimsConfig, ClientCredentials, Config, IntrospectionConfig, Limits, MissingAuthorization,
@@ -44,6 +46,9 @@ const SERVICE_ONLY_ROUTER_KEYS: &[&str] = &[
     "identityenvelopeaudience",
     "identityenvelopeissuer",
     "identityenvelopeacceptedkeys",
+    "identityenvelopejwksurl",
+    "identityenvelopejwksrefreshseconds",
+    "identityenvelopejwkscooldownseconds",
     "configfile",
 ];
 
@@ -324,7 +329,8 @@ fn redact(v: &mut Value) {
     match v {
         Value::Mapping(m) => {
             for (k, v) in m.iter_mut() {
-                if k.as_str() == Some("replay_store") {
+                // `gateway.revocation.store` is a redis URL too.
+                if matches!(k.as_str(), Some("replay_store" | "store")) {
                     // A redis URL may carry a password.
                     if let Some(url) = v.as_str() {
                         *v = Value::String(resolve::redact_redis_url(url));

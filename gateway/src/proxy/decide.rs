@@ -68,7 +68,20 @@ impl Proxy {
             gw.authn.authenticate(credential, &facts),
         )
         .await
-        .map_err(Refusal::from);
+        .map_err(|e| {
+            if let AuthnError::Revoked(hit) = &e {
+                // Which entry refused it, by the value's hash: never the
+                // value itself.
+                tracing::warn!(
+                    request_id = %ctx.request_id,
+                    route = %target.route_id,
+                    kind = hit.kind.as_str(),
+                    value_sha256 = &hit.value_sha256[..stella_authn::revocation::HASH_PREFIX_LEN],
+                    "request refused: the caller's identity is revoked"
+                );
+            }
+            Refusal::from(e)
+        });
         if let Some(cx) = &auth_span {
             otel::set(
                 cx,
@@ -144,17 +157,7 @@ impl Proxy {
             }
             Err(denial) => {
                 ctx.reason = denial.reason();
-                Err(match denial {
-                    Denial::AuthenticationRequired => Refusal::AuthenticationRequired,
-                    Denial::InsufficientScope { required } => {
-                        Refusal::InsufficientScope { required }
-                    }
-                    Denial::Forbidden { reason } => Refusal::Forbidden {
-                        reason: reason.as_str(),
-                    },
-                    Denial::SenderConstraintRequired { .. } => Refusal::SenderConstraintRequired,
-                    Denial::IdentityMismatch => Refusal::IdentityMismatch,
-                })
+                Err(Refusal::from(denial))
             }
         }
     }

@@ -23,10 +23,10 @@ use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::Instant;
 use stella_authn::presented::presented;
-use stella_authn::{Authenticated, PresentedCertificate, RequestFacts};
+use stella_authn::{Authenticated, AuthnError, PresentedCertificate, RequestFacts};
 use stella_core::identity::{Binding, Caller};
 use stella_envelope::{EnvelopeHeaders, Target, TxnRequest};
-use stella_policy::decide::{authorize, decide_shadow, Authorized, Decision, Denial};
+use stella_policy::decide::{authorize, decide_shadow, Authorized, Decision};
 use stella_policy::{CallerIdentity, RouteTarget};
 use stella_routing::{normalize_path, split_path_query, Lookup, NormalizedPath};
 
@@ -51,6 +51,9 @@ pub struct Ctx {
     endpoint: Option<Arc<Endpoint>>,
     /// Addresses already tried for this request (connect failures).
     tried: Vec<std::net::SocketAddr>,
+    /// Why the exchange with the upstream failed (the metric's `kind`);
+    /// empty while it has not.
+    upstream_error: &'static str,
     /// Hand the client a fresh DPoP nonce with the response.
     send_nonce: bool,
     /// The server span, while traces are on.
@@ -134,7 +137,7 @@ pub async fn write_refusal(
 
 /// The decision-log reason of a request for the published keys on a public
 /// listener (`gateway.listeners.public_jwks`): answered by the gateway itself.
-const PUBLIC_KEYS: &str = "public_jwks";
+const PUBLIC_KEYS: &str = crate::decision_log::catalogue::PUBLIC_JWKS;
 
 /// Answers `GET` or `HEAD /.well-known/stella/keys.json` with the snapshot's
 /// JWKS (`crate::keyset`), before any route or policy is looked at.
@@ -211,6 +214,61 @@ fn sign_txn_token(
     })
 }
 
+/// Whether an upstream error came from TLS with the service: a failed
+/// handshake (a certificate its roots or its name do not vouch for, a
+/// client certificate it refused under TLS 1.2), or an alert it sent after
+/// the handshake (a TLS 1.3 server refuses a missing or unknown client
+/// certificate only then, so it surfaces as a failed read).
+fn is_tls_failure(e: &Error) -> bool {
+    tls_failure_within(e, CAUSE_DEPTH)
+}
+
+fn tls_failure_within(e: &Error, depth: u8) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::TLSHandshakeFailure
+            | ErrorType::InvalidCert
+            | ErrorType::HandshakeError
+            | ErrorType::TLSWantX509Lookup
+    ) || e.cause.as_deref().is_some_and(|c| cause_is_tls(c, depth))
+}
+
+/// How deep [`is_tls_failure`] looks into the causes of an error.
+const CAUSE_DEPTH: u8 = 8;
+
+/// Whether rustls is somewhere down `cause`: Pingora nests its own errors
+/// (boxed, as context is added) and rustls's arrive inside io errors.
+fn cause_is_tls(cause: &(dyn std::error::Error + 'static), depth: u8) -> bool {
+    let Some(depth) = depth.checked_sub(1) else {
+        return false;
+    };
+    if cause.is::<rustls::Error>() {
+        return true;
+    }
+    let nested = cause
+        .downcast_ref::<Error>()
+        .or_else(|| cause.downcast_ref::<Box<Error>>().map(|b| &**b));
+    if let Some(e) = nested {
+        return tls_failure_within(e, depth);
+    }
+    if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        return io.get_ref().is_some_and(|inner| cause_is_tls(inner, depth));
+    }
+    cause.source().is_some_and(|c| cause_is_tls(c, depth))
+}
+
+/// The `kind` of a failed upstream exchange, for
+/// `stella_gateway_upstream_errors_total` and the decision log.
+fn upstream_error_kind(refusal: &Refusal, e: &Error) -> &'static str {
+    match refusal {
+        Refusal::UpstreamUnavailable if is_tls_failure(e) => "tls",
+        Refusal::UpstreamTimeout => "timeout",
+        Refusal::UpstreamUnavailable => "unavailable",
+        Refusal::MalformedRequest => "downstream",
+        _ => "internal",
+    }
+}
+
 /// The answer to a request that could not be proxied; `None` when the
 /// client went away and there is nobody to answer.
 fn proxy_failure(e: &Error) -> Option<Refusal> {
@@ -258,6 +316,7 @@ impl ProxyHttp for Proxy {
             client_cert: None,
             endpoint: None,
             tried: Vec::new(),
+            upstream_error: "",
             send_nonce: false,
             trace: None,
             upstream_span: None,
@@ -545,7 +604,7 @@ impl ProxyHttp for Proxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let Some(refusal) = proxy_failure(e) else {
             // The client went away: nobody to answer.
-            ctx.reason = "downstream_closed";
+            ctx.reason = crate::decision_log::catalogue::DOWNSTREAM_CLOSED;
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
@@ -555,17 +614,25 @@ impl ProxyHttp for Proxy {
         // upstream's: it has its own decision reason and error log line.
         let upstream_failed = refusal != Refusal::EnvelopeUnavailable;
         if let Some(pool) = ctx.pool().filter(|_| upstream_failed) {
-            let kind = match refusal {
-                Refusal::UpstreamTimeout => "timeout",
-                Refusal::UpstreamUnavailable => "unavailable",
-                Refusal::MalformedRequest => "downstream",
-                _ => "internal",
-            };
+            let kind = upstream_error_kind(&refusal, e);
+            if kind == "tls" {
+                // What rustls said (unknown issuer, name mismatch, an
+                // alert from the service) is for the operator: the client
+                // gets the plain 502.
+                tracing::warn!(
+                    request_id = %ctx.request_id,
+                    service = %pool.service.name,
+                    upstream = %ctx.endpoint.as_ref().map(|e| e.addr.to_string()).unwrap_or_default(),
+                    error = %e,
+                    "tls with the upstream failed"
+                );
+            }
             ctx.snap
                 .metrics()
                 .upstream_errors
                 .with_label_values(&[pool.service.name.as_str(), kind])
                 .inc();
+            ctx.upstream_error = kind;
         }
         ctx.reason = refusal.reason();
         if let Some(cx) = ctx.upstream_span.as_ref().filter(|_| upstream_failed) {
@@ -634,6 +701,7 @@ impl ProxyHttp for Proxy {
             client_id: claims.and_then(|c| c.client_id()).unwrap_or(""),
             cnf: cnf.unwrap_or(""),
             upstream,
+            upstream_error: ctx.upstream_error,
             latency_us: ctx.started.elapsed().as_micros() as u64,
         });
         if let Some(trace) = ctx.trace.take() {
@@ -775,5 +843,45 @@ mod tests {
         let mut gone = e(ErrorType::ConnectionClosed);
         gone.esource = pingora::ErrorSource::Downstream;
         assert_eq!(proxy_failure(&gone), None);
+    }
+
+    #[test]
+    fn tls_failures_with_the_upstream_are_a_502_of_kind_tls() {
+        let upstream = |t: ErrorType| {
+            let mut e = Error::explain(t, "test");
+            e.esource = pingora::ErrorSource::Upstream;
+            e
+        };
+        // A handshake the service's certificate failed.
+        let handshake = upstream(ErrorType::TLSHandshakeFailure);
+        let refusal = proxy_failure(&handshake).unwrap();
+        assert_eq!(refusal, Refusal::UpstreamUnavailable);
+        assert_eq!(refusal.reason(), "upstream_unavailable");
+        assert_eq!(upstream_error_kind(&refusal, &handshake), "tls");
+        // An alert after a TLS 1.3 handshake: a read error whose cause is
+        // rustls's, wrapped in an io error.
+        let mut alert = upstream(ErrorType::ReadError);
+        alert.cause = Some(Box::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+        )));
+        let refusal = proxy_failure(&alert).unwrap();
+        assert_eq!(upstream_error_kind(&refusal, &alert), "tls");
+        // The same alert as Pingora reports it once it added its context:
+        // the read error boxed inside another.
+        let mut inner = Error::explain(ErrorType::ReadError, "while reading response headers");
+        inner.cause = alert.cause.take();
+        let mut outer = upstream(ErrorType::ReadError);
+        outer.cause = Some(Box::new(inner));
+        let refusal = proxy_failure(&outer).unwrap();
+        assert_eq!(upstream_error_kind(&refusal, &outer), "tls");
+        // Other failures keep their kinds.
+        let refused = upstream(ErrorType::ConnectRefused);
+        let refusal = proxy_failure(&refused).unwrap();
+        assert_eq!(upstream_error_kind(&refusal, &refused), "unavailable");
+        let slow = upstream(ErrorType::ConnectTimedout);
+        let refusal = proxy_failure(&slow).unwrap();
+        assert_eq!(refusal, Refusal::UpstreamTimeout);
+        assert_eq!(upstream_error_kind(&refusal, &slow), "timeout");
     }
 }

@@ -11,7 +11,8 @@
 //! current snapshot: [`signals`] (SIGHUP reloads; SIGTERM and SIGINT drain,
 //! and the drain that ends the process once no request is in flight),
 //! [`watch`] (the configuration file watcher) and [`upkeep`] (upstream
-//! resolution and health checks, the JWKS refresh loop, the token sweep).
+//! resolution and health checks, the JWKS refresh loop, the token sweep,
+//! the revocation sweep, and the shared revocation store's sync).
 //! The reload state itself ([`Trigger`], [`Outcome`], the status `/config`
 //! shows) belongs to the running [`Gateway`].
 
@@ -21,49 +22,14 @@ mod watch;
 
 pub use crate::gateway::{Outcome, Rejected, Status, Trigger};
 pub use signals::{Drain, Signals};
-pub use upkeep::Upkeep;
+pub use upkeep::{RevocationSync, Upkeep};
 pub use watch::ConfigWatcher;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, ConfigError};
 use crate::gateway::{config_version, Gateway, Snapshot};
 use crate::upstream::{resolve_all, UpstreamPool, FIRST_RESOLVE_TIMEOUT};
 use std::sync::Arc;
 use stella_envelope::config::ProcessEnv;
-
-/// Settings that belong to the process, not the snapshot: a reload that
-/// changes one is refused (restart to apply it).
-fn restart_only(old: &Config, new: &Config) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    let mut differ = |path: &str, changed: bool| {
-        if changed {
-            errors.push(ConfigError::new(
-                path,
-                "cannot change while the gateway runs; restart to apply it",
-            ));
-        }
-    };
-    let (o, n) = (&old.listeners, &new.listeners);
-    differ("gateway.listeners.http", o.http != n.http);
-    differ("gateway.listeners.admin", o.admin != n.admin);
-    differ("gateway.listeners.tls", o.tls.is_some() != n.tls.is_some());
-    if let (Some(o), Some(n)) = (&o.tls, &n.tls) {
-        differ("gateway.listeners.tls.addr", o.addr != n.addr);
-        differ("gateway.listeners.tls.http2", o.http2 != n.http2);
-    }
-    differ("gateway.threads", old.threads != new.threads);
-    differ(
-        "gateway.work_stealing",
-        old.work_stealing != new.work_stealing,
-    );
-    differ(
-        "gateway.shutdown_grace_seconds",
-        old.shutdown_grace != new.shutdown_grace,
-    );
-    differ("logging.format", old.logging.json != new.logging.json);
-    // The tracer and its exporter are installed once, at start.
-    differ("traces", old.traces != new.traces);
-    errors
-}
 
 impl Gateway {
     /// Reads the configuration again and applies it whole, or not at all.
@@ -146,7 +112,7 @@ impl Gateway {
         current: &Snapshot,
     ) -> Result<Option<(Snapshot, Option<crate::tls::TlsMaterial>)>, Vec<ConfigError>> {
         let config = config::load(&self.config_path, &ProcessEnv)?;
-        let refused = restart_only(&current.config, &config);
+        let refused = config::restart::refused_changes(&current.config, &config);
         if !refused.is_empty() {
             return Err(refused);
         }

@@ -1,5 +1,7 @@
 //! Upkeep beside the proxy, following reloads: upstream resolution and
-//! active health checks, the JWKS refresh loop, the token cache sweep.
+//! active health checks, the JWKS refresh loop, the token cache sweep, the
+//! sweep of expired revocations; and [`RevocationSync`], which follows the
+//! shared revocation store.
 
 use crate::gateway::Gateway;
 use crate::upstream::{resolve_all, FIRST_RESOLVE_TIMEOUT};
@@ -11,6 +13,10 @@ use std::time::Duration;
 
 /// How often the upkeep drops expired tokens from the token cache.
 const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often expired revocations leave the list (and its state file). An
+/// expired entry refuses nothing already; this only tidies up.
+const REVOCATION_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Keeps upstream addresses fresh (a lookup every `resolve_interval`, off
 /// the request path), runs active health checks, and keeps the current
@@ -61,6 +67,7 @@ impl BackgroundService for Upkeep {
         });
         let mut last_resolve = std::time::Instant::now();
         let mut last_sweep = std::time::Instant::now();
+        let mut last_revocation_sweep = std::time::Instant::now();
         let mut first = true;
         loop {
             let snapshot = self.gateway.current();
@@ -78,6 +85,11 @@ impl BackgroundService for Upkeep {
                     .remove_expired(snapshot.shared.clock.now());
                 last_sweep = std::time::Instant::now();
             }
+            if last_revocation_sweep.elapsed() >= REVOCATION_SWEEP_INTERVAL {
+                let shared = &snapshot.shared;
+                shared.revocations.sweep(shared.clock.now()).await;
+                last_revocation_sweep = std::time::Instant::now();
+            }
             for pool in &snapshot.upstreams {
                 pool.check_health_if_due().await;
             }
@@ -88,5 +100,22 @@ impl BackgroundService for Upkeep {
             }
         }
         jwks.abort();
+    }
+}
+
+/// Follows the shared revocation store (`Revocations::follow_store`), when
+/// there is one, until the process ends.
+pub struct RevocationSync {
+    pub gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl BackgroundService for RevocationSync {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let shared = self.gateway.shared.clone();
+        shared
+            .revocations
+            .follow_store(shared.clock.as_ref(), &mut shutdown)
+            .await;
     }
 }

@@ -30,6 +30,7 @@
 //! One module per concern: [`process`] (children with a ready line, ports,
 //! polling), [`http`] (HTTP/1.1 client, response parsing, curl),
 //! [`temp`], [`pki`], [`authority`], [`echo`], [`gateway`], [`redis`],
+//! [`haproxy`] (a TLS service in front of a plain one),
 //! [`metrics`], [`jose`] (JWS helpers and signing keys), [`dpop`] (DPoP
 //! keys and proofs), [`policies`] and [`assert`]. Everything is re-exported
 //! here, so `use stella_test_support::*` gives every name.
@@ -39,6 +40,7 @@ pub mod authority;
 pub mod dpop;
 pub mod echo;
 pub mod gateway;
+pub mod haproxy;
 pub mod http;
 pub mod jose;
 pub mod metrics;
@@ -53,6 +55,7 @@ pub use authority::*;
 pub use dpop::*;
 pub use echo::*;
 pub use gateway::*;
+pub use haproxy::*;
 pub use http::*;
 pub use jose::*;
 pub use metrics::*;

@@ -20,11 +20,12 @@
 mod memory;
 mod redis;
 
+pub use crate::redis::{RedisTls, RedisUrlError, Unavailable};
 pub use memory::{
     default_max_entries, MemoryReplayStore, DEFAULT_MAX_SHARE_PERCENT, ESTIMATED_PROOFS_PER_THREAD,
     MAX_ENTRIES_LIMIT, SIZING_MARGIN,
 };
-pub use redis::{RedisReplayStore, RedisTls, RedisUrlError, DEFAULT_KEY_PREFIX};
+pub use redis::{RedisReplayStore, DEFAULT_KEY_PREFIX};
 
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,50 +59,6 @@ pub enum ReplayStoreError {
     Full,
     #[error("replay store is unavailable: {0}")]
     Unavailable(Unavailable),
-}
-
-/// What went wrong talking to a remote store. Fixed set: a metric label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Unavailable {
-    /// No TCP connection could be made.
-    Connect,
-    /// The operation did not finish within the configured timeout.
-    Timeout,
-    /// The connection failed mid-operation.
-    Io,
-    /// The server refused the credentials.
-    Auth,
-    /// The server answered with an error (out of memory, read-only replica,
-    /// wrong database, ...).
-    ServerError,
-    /// The server's answer was not what the command can return.
-    Protocol,
-}
-
-impl Unavailable {
-    pub fn code(self) -> &'static str {
-        match self {
-            Unavailable::Connect => "connect",
-            Unavailable::Timeout => "timeout",
-            Unavailable::Io => "io",
-            Unavailable::Auth => "auth",
-            Unavailable::ServerError => "server_error",
-            Unavailable::Protocol => "protocol",
-        }
-    }
-}
-
-impl std::fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Unavailable::Connect => "cannot connect",
-            Unavailable::Timeout => "timed out",
-            Unavailable::Io => "connection failed",
-            Unavailable::Auth => "authentication refused",
-            Unavailable::ServerError => "server answered with an error",
-            Unavailable::Protocol => "unexpected reply",
-        })
-    }
 }
 
 impl ReplayStoreError {

@@ -16,12 +16,14 @@ mod dpop;
 mod envelope;
 mod listeners;
 mod process;
+mod revocation;
 mod services;
 
 pub use dpop::*;
 pub use envelope::*;
 pub use listeners::*;
 pub use process::*;
+pub use revocation::*;
 pub use services::*;
 
 /// Access-token and proof algorithms the gateway can ever accept.
@@ -72,6 +74,10 @@ pub struct Config {
     pub services: Vec<Service>,
     pub logging: Logging,
     pub traces: Traces,
+    /// The admin listener's operator credential (reloadable).
+    pub admin: AdminConfig,
+    /// Where the revocation list is kept (restart only).
+    pub revocation: RevocationConfig,
     /// The file structs with every default filled in, for `check` to print
     /// (through `redacted_yaml`).
     pub effective: FileConfig,
@@ -323,6 +329,17 @@ pub fn resolve(
             secret_digest.update(b"\n");
         }
     }
+    let admin = revocation::admin(&mut e, file.gateway.admin.as_ref(), base, &mut sources);
+    if let Some(operators) = &admin.operators {
+        operators.digest_into(&mut secret_digest);
+    }
+    let revocation = revocation::revocation(
+        &mut e,
+        file.gateway.revocation.as_ref(),
+        &authorities,
+        &dpop.replay_store,
+        base,
+    );
     let keyring = envelope_keyring(&mut e, r, base, env, &mut sources);
     for (_, text) in &keyring.texts {
         secret_digest.update(text.as_bytes());
@@ -362,6 +379,7 @@ pub fn resolve(
         &keyring.infos,
         active_kid.as_deref(),
     );
+    sources.extend(services.iter().flat_map(Service::tls_files).cloned());
     // The texts of the keys services sign with (the active key's is
     // `envelope_key`); the signers are built with the snapshot.
     let service_keys: Vec<EnvelopeKeyText> = keyring
@@ -431,6 +449,8 @@ pub fn resolve(
             services,
             logging,
             traces,
+            admin,
+            revocation,
             effective,
         }),
         _ => Err(e.0),

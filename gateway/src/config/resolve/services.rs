@@ -1,4 +1,5 @@
-//! `services[]`: the upstream services, their timeouts, ejection and health checks.
+//! `services[]`: the upstream services, their timeouts, ejection, health
+//! checks and TLS.
 
 use super::authority::check_url;
 use super::*;
@@ -29,6 +30,121 @@ pub struct Service {
     pub envelope_kid: Option<String>,
     /// How the identity is forwarded to it.
     pub identity_format: IdentityFormat,
+    /// HTTPS to the service; `None`: plain HTTP.
+    pub tls: Option<ServiceTls>,
+}
+
+impl Service {
+    /// The files of its TLS material: watched, and part of the
+    /// configuration's version, so a change to one reloads.
+    pub fn tls_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.tls.iter().flat_map(|t| {
+            t.ca_file
+                .iter()
+                .chain(t.client_identity.iter().flat_map(|(c, k)| [c, k]))
+        })
+    }
+}
+
+/// `services[].tls`, checked: its files exist and the name the service's
+/// certificate must hold is one TLS can verify. The PEM material itself is
+/// loaded and checked with the snapshot (`upstream::tls`), which `check`
+/// builds too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceTls {
+    /// The roots the service's certificate must chain to; `None`: the
+    /// platform's.
+    pub ca_file: Option<PathBuf>,
+    /// SNI and the verified name; `None`: each upstream's own host.
+    pub server_name: Option<String>,
+    /// (certificate chain, key) the gateway presents, for services that
+    /// require a client certificate.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    /// Offer HTTP/2 (ALPN `h2`, then `http/1.1`).
+    pub http2: bool,
+}
+
+/// Whether `name` is a DNS name or an IP address a certificate can be
+/// verified against (what rustls accepts as a server name).
+pub fn tls_server_name_ok(name: &str) -> bool {
+    !name.is_empty() && rustls::pki_types::ServerName::try_from(name).is_ok()
+}
+
+/// The host of a checked `host:port` upstream, without IPv6 brackets.
+fn upstream_host(upstream: &str) -> &str {
+    let host = upstream.rsplit_once(':').map_or(upstream, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// `services[i].tls`: `None` when absent or `enabled: false`.
+fn service_tls(
+    e: &mut Errors,
+    i: usize,
+    section: Option<&ServiceTlsSection>,
+    upstreams: &[String],
+    base: &Path,
+    effective: &mut Option<ServiceTlsSection>,
+) -> Option<ServiceTls> {
+    let t = section?;
+    let at = |k: &str| format!("services[{i}].tls.{k}");
+    let enabled = t.enabled.unwrap_or(true);
+    let http2 = t.http2.unwrap_or(false);
+    if let Some(effective) = effective.as_mut() {
+        effective.enabled = Some(enabled);
+        effective.http2 = Some(http2);
+    }
+    if !enabled {
+        return None;
+    }
+    let ca_file = t
+        .ca_file
+        .as_ref()
+        .and_then(|_| existing_file(e, &at("ca_file"), base, &t.ca_file));
+    let server_name = t.server_name.as_deref().map(str::trim).map(str::to_owned);
+    match &server_name {
+        Some(name) if !tls_server_name_ok(name) => e.add(
+            &at("server_name"),
+            "must be a dns name such as orders.internal or an ip address",
+        ),
+        Some(_) => {}
+        // Each upstream's host is its name: it must be one TLS can verify.
+        None => {
+            for (j, u) in upstreams.iter().enumerate() {
+                let host = upstream_host(u.trim());
+                if !tls_server_name_ok(host) {
+                    e.add(
+                        &format!("services[{i}].upstreams[{j}]"),
+                        format!(
+                            "host {host} is not a name tls can verify; set {}",
+                            at("server_name")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let client_identity = match (&t.client_certificate, &t.client_key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            e.add(&at("client_key"), "is required with client_certificate");
+            None
+        }
+        (None, Some(_)) => {
+            e.add(&at("client_certificate"), "is required with client_key");
+            None
+        }
+        (Some(_), Some(_)) => {
+            let cert = existing_file(e, &at("client_certificate"), base, &t.client_certificate);
+            let key = existing_file(e, &at("client_key"), base, &t.client_key);
+            cert.zip(key)
+        }
+    };
+    Some(ServiceTls {
+        ca_file,
+        server_name,
+        client_identity,
+        http2,
+    })
 }
 
 /// How a service receives the caller's identity (`services[].identity_format`,
@@ -237,6 +353,14 @@ pub(super) fn services(
             };
             txn_token_key(e, &at, identity_format, envelope_keys, kid);
         }
+        let tls = service_tls(
+            e,
+            i,
+            s.tls.as_ref(),
+            &s.upstreams,
+            base,
+            &mut effective.services[i].tls,
+        );
         let es = &mut effective.services[i];
         es.forward_credentials = Some(s.forward_credentials.unwrap_or(false));
         services.push(Service {
@@ -252,6 +376,7 @@ pub(super) fn services(
             openapi,
             envelope_kid,
             identity_format,
+            tls,
         });
     }
 
@@ -443,6 +568,65 @@ mod tests {
             !e[0].contains(es.trim_start_matches("p256-private:")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn service_tls_is_checked_with_key_paths_and_its_files_are_watched() {
+        let dir = std::env::temp_dir().join(format!("stella-service-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "not read here").unwrap();
+        let ca = ca.display();
+        let resolve_in = |text: &str| {
+            let (file, errors) = crate::config::parse(text, "test.yaml", &HashMap::new());
+            assert!(errors.is_empty(), "{errors:?}");
+            super::super::resolve(&file.unwrap(), &dir, &HashMap::new())
+                .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        let head = format!("{HEAD}router:\n  identity_envelope_signing_key: \"{HS}\"\nservices:\n");
+
+        // A section turns TLS on; its files are watched; defaults printed.
+        let config = resolve_in(&format!(
+            "{head}  - {{name: a, upstreams: [\"orders.svc:8443\", \"10.0.0.7:8443\"], tls: {{ca_file: {ca}}}}}\n\
+             \x20 - {{name: b, upstreams: [\"b:1\"], tls: {{enabled: false, ca_file: missing.pem}}}}\n\
+             \x20 - {{name: c, upstreams: [\"c:1\"]}}\n"
+        ))
+        .unwrap();
+        let tls = config.services[0].tls.as_ref().unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some(dir.join("ca.pem").as_path()));
+        assert_eq!((tls.server_name.as_deref(), tls.http2), (None, false));
+        assert!(config.services[1].tls.is_none() && config.services[2].tls.is_none());
+        assert!(config.sources.contains(&dir.join("ca.pem")));
+        let printed = crate::config::redacted_yaml(&config.effective);
+        assert_eq!(printed.matches("http2: false").count(), 2, "{printed}");
+        assert_eq!(
+            printed.matches("    enabled: false").count(),
+            1,
+            "{printed}"
+        );
+
+        let e = resolve_in(&format!(
+            "{head}  - {{name: a, upstreams: [\"a:1\"], tls: {{server_name: \"not a name\", ca_file: missing.pem, client_certificate: {ca}}}}}\n\
+             \x20 - {{name: b, upstreams: [\"b:1\"], tls: {{client_key: {ca}, http2: true}}}}\n\
+             \x20 - {{name: c, upstreams: [\"c..d:1\"], tls: {{}}}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [
+                format!(
+                    "services[0].tls.ca_file: file {} does not exist",
+                    dir.join("missing.pem").display()
+                ),
+                "services[0].tls.server_name: must be a dns name such as orders.internal or an ip address"
+                    .into(),
+                "services[0].tls.client_key: is required with client_certificate".into(),
+                "services[1].tls.client_certificate: is required with client_key".into(),
+                "services[2].upstreams[0]: host c..d is not a name tls can verify; set services[2].tls.server_name"
+                    .into(),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `redis://`, `rediss://` and `redis+sentinel://` urls and the TLS
-//! material of a replay store, parsed and checked without connecting.
+//! material of a Redis store, parsed and checked without connecting.
 
 use super::*;
 

@@ -2,9 +2,14 @@
 //! process can serve: configuration loaded, every Authority's keys loaded
 //! once, not draining; `?verbose` adds the state of each dependency),
 //! `/metrics` (Prometheus text), `/config` (active configuration version,
-//! when it was applied, the last rejected reload, key ids) and
-//! `POST /reload`. It is a separate listener so it can be kept off the
-//! public network.
+//! when it was applied, the last rejected reload, key ids),
+//! `POST /reload` and the revocation calls (`revocations`). It is a
+//! separate listener so it can be kept off the public network; with an
+//! operator token file, calls that change state need an operator token
+//! (`operator`).
+
+mod operator;
+mod revocations;
 
 use crate::gateway::{Gateway, Snapshot};
 use crate::reload::{Outcome, Trigger};
@@ -31,6 +36,41 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u
         .header(header::CACHE_CONTROL, "no-store")
         .body(body)
         .unwrap_or_else(|e| internal_error("admin response", &e))
+}
+
+/// A JSON answer.
+fn json_reply(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
+    reply(status, "application/json", body.to_string())
+}
+
+/// A problem+json answer of the admin listener's own (fixed text).
+fn problem(status: StatusCode, error: &str, detail: &str) -> Response<Vec<u8>> {
+    reply(
+        status,
+        "application/problem+json",
+        json!({
+            "type": "about:blank",
+            "title": crate::response::title(status.as_u16()),
+            "status": status.as_u16(),
+            "error": error,
+            "detail": detail,
+        })
+        .to_string(),
+    )
+}
+
+/// The answer to an admin call refused for its operator token: 401 with a
+/// challenge, or 403.
+fn denied(denied: operator::Denied) -> Response<Vec<u8>> {
+    let status = StatusCode::from_u16(denied.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = problem(status, denied.code(), denied.detail());
+    if denied == operator::Denied::Missing {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"stella-gateway-admin\""),
+        );
+    }
+    response
 }
 
 /// 500 with a problem+json body: what the admin listener answers when it
@@ -87,7 +127,10 @@ impl Admin {
              stella_gateway_authority_lkg_loads_total{{what=\"jwks\",result=\"ignored\"}} {}\n\
              # HELP stella_gateway_authority_lkg_write_failures_total Failed writes of the persisted Authority documents\n\
              # TYPE stella_gateway_authority_lkg_write_failures_total counter\n\
-             stella_gateway_authority_lkg_write_failures_total {}\n",
+             stella_gateway_authority_lkg_write_failures_total {}\n\
+             # HELP stella_gateway_revocation_state_write_failures_total Failed writes of the revocation list's state file\n\
+             # TYPE stella_gateway_revocation_state_write_failures_total counter\n\
+             stella_gateway_revocation_state_write_failures_total {}\n",
             gw.authn.tokens.hits(),
             gw.authn.tokens.misses(),
             gw.authn.tokens.entry_count(),
@@ -98,7 +141,9 @@ impl Admin {
             sum(gw, |j| j.lkg_loads(What::Jwks, true)),
             sum(gw, |j| j.lkg_loads(What::Jwks, false)),
             sum(gw, |j| j.lkg_write_failures()),
+            gw.shared.revocations.write_failures(),
         ) + &authority_metrics(gw)
+            + &revocation_entries_metric(gw)
             + &degraded_metric(gw, replay_reachable);
         let issuers = gw.authn.issuers.list();
         gw.metrics().render(&External {
@@ -170,6 +215,42 @@ fn degraded_metric(gw: &Snapshot, replay_reachable: bool) -> String {
         let value = u8::from(down.contains(&dependency));
         text.push_str(&format!(
             "stella_gateway_degraded{{dependency=\"{dependency}\"}} {value}\n"
+        ));
+    }
+    text
+}
+
+/// `stella_gateway_revocation_entries{kind}`: entries in the revocation
+/// list, one series per kind (zero included).
+fn revocation_entries_metric(gw: &Snapshot) -> String {
+    use stella_authn::revocation::Kind;
+    let mut counts = [0u64; Kind::ALL.len()];
+    for record in gw.shared.revocations.list.records() {
+        if let Some(i) = Kind::ALL.iter().position(|k| *k == record.kind()) {
+            counts[i] += 1;
+        }
+    }
+    let mut text = String::from(
+        "# HELP stella_gateway_revocation_entries Entries in the revocation list, by kind\n\
+         # TYPE stella_gateway_revocation_entries gauge\n",
+    );
+    for (kind, n) in Kind::ALL.iter().zip(counts) {
+        text.push_str(&format!(
+            "stella_gateway_revocation_entries{{kind=\"{}\"}} {n}\n",
+            escape_label(kind.as_str())
+        ));
+    }
+    // Only with a shared store: an alert on 0 means something there.
+    if let Some((up, ok, failed)) = gw.shared.revocations.store_status() {
+        text.push_str(&format!(
+            "# HELP stella_gateway_revocation_store_up 1 when the shared revocation store answered the last full read and the change subscription is open\n\
+             # TYPE stella_gateway_revocation_store_up gauge\n\
+             stella_gateway_revocation_store_up {}\n\
+             # HELP stella_gateway_revocation_store_syncs_total Full reads of the shared revocation store, by result\n\
+             # TYPE stella_gateway_revocation_store_syncs_total counter\n\
+             stella_gateway_revocation_store_syncs_total{{result=\"ok\"}} {ok}\n\
+             stella_gateway_revocation_store_syncs_total{{result=\"error\"}} {failed}\n",
+            u8::from(up)
         ));
     }
     text
@@ -280,12 +361,60 @@ impl ServeHttp for Admin {
                 .any(|p| p == "verbose" || p.starts_with("verbose="))
         });
         let post = session.req_header().method == http::Method::POST;
+        let operator = if operator::needs_operator(&session.req_header().method, &path) {
+            let headers: Vec<&[u8]> = session
+                .req_header()
+                .headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let gw = self.gateway.current();
+            match operator::authorize(gw.config.admin.operators.as_ref(), &headers) {
+                Ok(operator) => Some(operator),
+                Err(refusal) => {
+                    tracing::warn!(
+                        target: crate::revocation::AUDIT,
+                        method = %session.req_header().method,
+                        // A fixed name, never the path as sent.
+                        call = match path.split('/').nth(1) {
+                            Some("reload") => "reload",
+                            Some("revocations") => "revocations",
+                            _ => "other",
+                        },
+                        status = refusal.status(),
+                        "admin call refused: {}",
+                        refusal.detail()
+                    );
+                    return denied(refusal);
+                }
+            }
+        } else {
+            None
+        };
+        if path == "/revocations" || path.starts_with("/revocations/") {
+            let gw = self.gateway.current();
+            let operator = operator.unwrap_or_else(|| crate::revocation::Operator {
+                name: operator::DEFAULT_OPERATOR.into(),
+                authenticated: false,
+            });
+            return revocations::handle(session, &gw, operator).await;
+        }
         if path == "/reload" {
             if !post {
                 return reply(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "text/plain",
                     "use POST\n".into(),
+                );
+            }
+            if let Some(operator) = &operator {
+                tracing::info!(
+                    target: crate::revocation::AUDIT,
+                    action = "reload",
+                    operator = %operator.name,
+                    authenticated = operator.authenticated,
+                    "reload asked on the admin listener"
                 );
             }
             let outcome = self.gateway.reload(Trigger::Admin).await;

@@ -1,14 +1,11 @@
-//! The shared replay store: `SET <prefix><hex key> 1 NX PX <ms>` on a Redis
-//! that every gateway node uses (docs/design.md §3.9). Redis makes the
-//! insertion atomic across nodes: `OK` means this node stored the key first, a
-//! nil reply means some node already had.
-//!
-//! The connection is the `redis` crate's: a multiplexed connection that
-//! reconnects by itself (`ConnectionManager`) for one server, or a master
-//! found through Sentinel. This module keeps what the crate does not know:
-//! the gateway's URL forms and their refusals, one deadline per operation,
-//! the mapping of every failure to [`ReplayStoreError::Unavailable`] (503,
-//! never "inserted") with a fixed label, and the password out of every log.
+//! The one Redis connection of this crate, shared by the stores that use
+//! Redis (the DPoP replay store, `crate::replay`; the revocation list,
+//! `crate::revocation`). It is the `redis` crate's: a multiplexed
+//! connection that reconnects by itself (`ConnectionManager`) for one
+//! server, or a master found through Sentinel. This module keeps what the
+//! crate does not know: the gateway's URL forms and their refusals, one
+//! deadline per operation, the mapping of every failure to an
+//! [`Unavailable`] with a fixed label, and the password out of every log.
 //!
 //! - Each operation has one deadline covering connecting, TLS,
 //!   authenticating and the command itself. The crate's own connect and
@@ -16,9 +13,9 @@
 //!   of its own, so an outage answers within the deadline.
 //! - A connection the server closed (a restart, an idle timeout) gets one
 //!   retry within the same deadline, on the connection the manager opens in
-//!   its place. Retrying `SET NX` is safe: if the first attempt did store
-//!   the key, the retry reads nil and reports a replay (a spurious 401 at
-//!   worst), never a second `Inserted`.
+//!   its place. The commands the stores send are safe to repeat (`SET NX`
+//!   reads nil the second time: a spurious replay at worst, never a second
+//!   insertion; `HSET`, `HDEL` and `PUBLISH` of a notice are idempotent).
 //! - The manager replaces a connection only after an I/O error. A failure
 //!   while it connects that is not one (a refused password, `LOADING`, a
 //!   database the server lacks) would stick to it for good, so after any
@@ -29,26 +26,24 @@
 //!   no connection; any error drops the connection, so after a failover
 //!   (`READONLY` from the demoted master, or a closed socket) the next
 //!   operation asks again.
+//! - Subscriptions ([`RedisConnection::subscribe`]) take a connection of
+//!   their own (a subscribed connection can do nothing else), made on the
+//!   same terms.
 //! - The password is parsed into a zeroizing buffer and handed to the
-//!   crate when the store is built (the crate keeps its own copy, which it
-//!   redacts in `Debug` but does not zeroize). It is sent only in `AUTH`;
-//!   this store's `Debug` shows whether there is one, errors keep a fixed
-//!   label and never the server's text, and URL errors never echo the URL.
+//!   crate when the connection is built (the crate keeps its own copy, which
+//!   it redacts in `Debug` but does not zeroize). It is sent only in `AUTH`;
+//!   `Debug` shows whether there is one, errors keep a fixed label and never
+//!   the server's text, and URL errors never echo the URL.
 
-use super::{Fresh, ReplayStats, ReplayStore, ReplayStoreError, Unavailable};
-use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use ::redis::{
     AsyncConnectionConfig, ClientTlsConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo,
     RedisConnectionInfo, RedisError, TlsCertificates, TlsMode, Value,
 };
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
-
-/// The default key prefix; keys are `<prefix><64 hex digits>`.
-pub const DEFAULT_KEY_PREFIX: &str = "stella:dpop:jti:";
 
 const DEFAULT_PORT: u16 = 6379;
 const DEFAULT_SENTINEL_PORT: u16 = 26379;
@@ -56,7 +51,51 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Sentinels listed in one URL, at most.
 const MAX_SENTINELS: usize = 16;
 
-/// How this store reaches its master.
+/// What went wrong talking to a remote store. Fixed set: a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unavailable {
+    /// No TCP connection could be made.
+    Connect,
+    /// The operation did not finish within the configured timeout.
+    Timeout,
+    /// The connection failed mid-operation.
+    Io,
+    /// The server refused the credentials.
+    Auth,
+    /// The server answered with an error (out of memory, read-only replica,
+    /// wrong database, ...).
+    ServerError,
+    /// The server's answer was not what the command can return.
+    Protocol,
+}
+
+impl Unavailable {
+    pub fn code(self) -> &'static str {
+        match self {
+            Unavailable::Connect => "connect",
+            Unavailable::Timeout => "timeout",
+            Unavailable::Io => "io",
+            Unavailable::Auth => "auth",
+            Unavailable::ServerError => "server_error",
+            Unavailable::Protocol => "protocol",
+        }
+    }
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unavailable::Connect => "cannot connect",
+            Unavailable::Timeout => "timed out",
+            Unavailable::Io => "connection failed",
+            Unavailable::Auth => "authentication refused",
+            Unavailable::ServerError => "server answered with an error",
+            Unavailable::Protocol => "unexpected reply",
+        })
+    }
+}
+
+/// How a connection reaches its master.
 enum Backend {
     /// One server; the manager is built on first use (it needs a runtime)
     /// and dropped after an error it would not recover from.
@@ -80,7 +119,7 @@ enum Handle {
 }
 
 impl Handle {
-    async fn query(&self, command: &redis::Cmd) -> Result<Value, RedisError> {
+    async fn query(&self, command: &::redis::Cmd) -> Result<Value, RedisError> {
         match self {
             Handle::Managed(manager) => {
                 command
@@ -96,38 +135,31 @@ impl Handle {
     }
 }
 
-/// A replay store in Redis, shared by every node pointed at it.
-pub struct RedisReplayStore {
+/// A connection to one Redis (a server, or a master found through
+/// Sentinel), for stores shared by every node pointed at it.
+pub struct RedisConnection {
     target: Target,
     backend: Backend,
-    prefix: String,
     timeout: Duration,
-    stats: ReplayStats,
 }
 
-impl std::fmt::Debug for RedisReplayStore {
+impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisReplayStore")
+        f.debug_struct("RedisConnection")
             .field("target", &self.target)
-            .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl RedisReplayStore {
-    /// A store for `url`: `redis://host:port/db`, `redis://:password@host`,
-    /// `redis://user:password@host:port/db` (user and password may be
-    /// percent-encoded), the same with `rediss://` for TLS, or
-    /// `redis+sentinel://host:26379,host:26379/<master>/db` for a master
-    /// found through Sentinel. Nothing is connected until the first use.
-    pub fn new(url: &str) -> Result<RedisReplayStore, RedisUrlError> {
-        RedisReplayStore::with_tls(url, &RedisTls::default())
-    }
-
-    /// As [`RedisReplayStore::new`], with a CA and client certificate for
-    /// a `rediss://` URL.
-    pub fn with_tls(url: &str, tls: &RedisTls) -> Result<RedisReplayStore, RedisUrlError> {
+impl RedisConnection {
+    /// A connection for `url`: `redis://host:port/db`,
+    /// `redis://:password@host`, `redis://user:password@host:port/db` (user
+    /// and password may be percent-encoded), the same with `rediss://` for
+    /// TLS, or `redis+sentinel://host:26379,host:26379/<master>/db` for a
+    /// master found through Sentinel, with a CA and client certificate for
+    /// TLS. Nothing is connected until the first use.
+    pub fn with_tls(url: &str, tls: &RedisTls) -> Result<RedisConnection, RedisUrlError> {
         let target = Target::parse(url)?;
         if !tls.is_empty() && !target.tls {
             return Err(RedisUrlError::TlsWithoutTlsUrl);
@@ -181,16 +213,14 @@ impl RedisReplayStore {
                 }
             }
         };
-        Ok(RedisReplayStore {
+        Ok(RedisConnection {
             target,
             backend,
-            prefix: DEFAULT_KEY_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
-            stats: ReplayStats::default(),
         })
     }
 
-    /// Whether `url` and `tls` would make a store, without making one (for
+    /// Whether `url` and `tls` would make a connection, without making one (for
     /// configuration checks).
     pub fn check(url: &str, tls: &RedisTls) -> Result<(), RedisUrlError> {
         let target = Target::parse(url)?;
@@ -200,22 +230,19 @@ impl RedisReplayStore {
         tls.check()
     }
 
-    /// Keys become `<prefix><hex key>`; separates deployments sharing a
-    /// Redis.
-    pub fn with_prefix(mut self, prefix: &str) -> RedisReplayStore {
-        prefix.clone_into(&mut self.prefix);
-        self
-    }
-
     /// The deadline of each operation, connection included (default 500 ms).
-    pub fn with_timeout(mut self, timeout: Duration) -> RedisReplayStore {
+    pub fn with_timeout(mut self, timeout: Duration) -> RedisConnection {
         self.timeout = timeout;
         self
     }
 
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Runs one command within the deadline: at most two attempts, the
     /// second only after the connection failed.
-    async fn run(&self, command: &redis::Cmd) -> Result<Value, Unavailable> {
+    pub async fn run(&self, command: &::redis::Cmd) -> Result<Value, Unavailable> {
         let attempt = async {
             let mut retried = false;
             loop {
@@ -318,15 +345,23 @@ impl RedisReplayStore {
         }
     }
 
-    fn set_nx_command(&self, key: &[u8; 32], ttl: Duration) -> redis::Cmd {
-        let mut name = Vec::with_capacity(self.prefix.len() + 64);
-        name.extend_from_slice(self.prefix.as_bytes());
-        name.extend_from_slice(&hex(key));
-        // PX 0 is an error in Redis; a sub-millisecond TTL is one millisecond.
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut command = redis::cmd("SET");
-        command.arg(name).arg("1").arg("NX").arg("PX").arg(millis);
-        command
+    /// A connection of its own subscribed to `channel`, within the
+    /// deadline. Its messages end when the connection does.
+    pub async fn subscribe(&self, channel: &str) -> Result<::redis::aio::PubSub, Unavailable> {
+        let attempt = async {
+            let client = match &self.backend {
+                Backend::Single { client, .. } => client.clone(),
+                Backend::Sentinel { client, .. } => client.lock().await.async_get_client().await?,
+            };
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(Unavailable::Timeout),
+        }
     }
 }
 
@@ -354,47 +389,6 @@ fn classify(error: &RedisError) -> Unavailable {
     }
 }
 
-#[async_trait]
-impl ReplayStore for RedisReplayStore {
-    async fn insert_once(&self, key: [u8; 32], ttl: Duration) -> Result<Fresh, ReplayStoreError> {
-        let started = Instant::now();
-        let outcome = match self.run(&self.set_nx_command(&key, ttl)).await {
-            Ok(Value::Okay) => Ok(Fresh::Inserted),
-            Ok(Value::Nil) => Ok(Fresh::Replayed),
-            Ok(_) => Err(ReplayStoreError::Unavailable(Unavailable::Protocol)),
-            Err(why) => Err(ReplayStoreError::Unavailable(why)),
-        };
-        self.stats.record(&outcome, started.elapsed());
-        outcome
-    }
-
-    async fn ping(&self) -> Result<(), ReplayStoreError> {
-        let outcome = match self.run(&redis::cmd("PING")).await {
-            Ok(Value::SimpleString(pong)) if pong == "PONG" => Ok(()),
-            Ok(_) => Err(ReplayStoreError::Unavailable(Unavailable::Protocol)),
-            Err(why) => Err(ReplayStoreError::Unavailable(why)),
-        };
-        if let Err(e) = &outcome {
-            self.stats.record_error(e);
-        }
-        outcome
-    }
-
-    fn stats(&self) -> &ReplayStats {
-        &self.stats
-    }
-}
-
-fn hex(bytes: &[u8; 32]) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 64];
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-    }
-    out
-}
-
 mod url;
 
 use url::Target;
@@ -403,7 +397,6 @@ pub use url::{RedisTls, RedisUrlError};
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn urls_parse_into_host_port_db_and_credentials() {
@@ -449,177 +442,5 @@ mod tests {
         let t = Target::parse("rediss+sentinel://s1/m").unwrap();
         assert!(t.tls);
         assert_eq!((t.master.as_deref(), t.db), (Some("m"), 0));
-    }
-
-    #[test]
-    fn bad_urls_are_refused_without_echoing_them() {
-        let cases = [
-            ("http://h", RedisUrlError::Scheme),
-            ("unix:///run/redis.sock", RedisUrlError::Scheme),
-            ("redis+cluster://h", RedisUrlError::Scheme),
-            ("h:6379", RedisUrlError::Scheme),
-            ("redis://", RedisUrlError::Host),
-            ("redis://:pw@", RedisUrlError::Host),
-            ("redis://h h", RedisUrlError::Host),
-            ("redis://[::1", RedisUrlError::Host),
-            ("redis://h:0", RedisUrlError::Port),
-            ("redis://h:70000", RedisUrlError::Port),
-            ("redis://h:x", RedisUrlError::Port),
-            ("redis://h/x", RedisUrlError::Database),
-            ("redis://h/1/2", RedisUrlError::Database),
-            ("redis://h/99999999", RedisUrlError::Database),
-            ("redis://:p%zz@h", RedisUrlError::Escape),
-            ("redis://h?protocol=resp3", RedisUrlError::Options),
-            ("redis://user@h", RedisUrlError::UserWithoutPassword),
-            ("rediss://", RedisUrlError::Host),
-            ("redis://a,b", RedisUrlError::SeveralHosts),
-            ("redis+sentinel://s1:26379", RedisUrlError::SentinelMaster),
-            ("redis+sentinel://s1:26379/", RedisUrlError::SentinelMaster),
-            (
-                "redis+sentinel://s1/bad name",
-                RedisUrlError::SentinelMaster,
-            ),
-            ("redis+sentinel://s1,/m", RedisUrlError::Host),
-            ("redis+sentinel://s1/m/x", RedisUrlError::Database),
-            ("rediss+sentinel://:pw@s1:0/m", RedisUrlError::Port),
-        ];
-        for (url, want) in cases {
-            let err = RedisReplayStore::new(url).unwrap_err();
-            assert_eq!(err, want, "{url}");
-            assert!(!err.to_string().contains(url));
-        }
-    }
-
-    #[test]
-    fn debug_output_never_shows_the_password() {
-        let store = RedisReplayStore::new("redis://u:hunter2-marker@h:1/1").unwrap();
-        let text = format!("{store:?}");
-        assert!(!text.contains("hunter2-marker"), "{text}");
-        assert!(text.contains("redacted"));
-    }
-
-    #[test]
-    fn set_command_is_a_resp_array_with_hex_key_and_millisecond_ttl() {
-        let store = RedisReplayStore::new("redis://h")
-            .unwrap()
-            .with_prefix("p:");
-        let mut key = [0u8; 32];
-        key[0] = 0xab;
-        key[31] = 0x01;
-        let command = store
-            .set_nx_command(&key, Duration::from_secs(66))
-            .get_packed_command();
-        let name = format!("p:ab{}01", "00".repeat(30));
-        let want = format!(
-            "*6\r\n$3\r\nSET\r\n${}\r\n{name}\r\n$1\r\n1\r\n$2\r\nNX\r\n$2\r\nPX\r\n$5\r\n66000\r\n",
-            name.len()
-        );
-        assert_eq!(String::from_utf8(command).unwrap(), want);
-        let tiny = store
-            .set_nx_command(&key, Duration::from_micros(10))
-            .get_packed_command();
-        assert!(String::from_utf8(tiny).unwrap().ends_with("$1\r\n1\r\n"));
-    }
-
-    #[test]
-    fn tls_files_need_a_tls_url() {
-        let tls = RedisTls {
-            ca_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
-            ..RedisTls::default()
-        };
-        assert_eq!(
-            RedisReplayStore::with_tls("redis://h", &tls).unwrap_err(),
-            RedisUrlError::TlsWithoutTlsUrl
-        );
-        let garbage = RedisTls {
-            ca_pem: Some(b"not a certificate".to_vec()),
-            ..RedisTls::default()
-        };
-        assert_eq!(
-            RedisReplayStore::with_tls("rediss://h", &garbage).unwrap_err(),
-            RedisUrlError::TlsMaterial
-        );
-        let cert_without_key = RedisTls {
-            client_cert_pem: Some(b"x".to_vec()),
-            ..RedisTls::default()
-        };
-        assert_eq!(
-            RedisReplayStore::with_tls("rediss://h", &cert_without_key).unwrap_err(),
-            RedisUrlError::TlsMaterial
-        );
-    }
-
-    #[tokio::test]
-    async fn nothing_listening_is_unavailable_not_inserted() {
-        // Bind then drop: the port is closed for the moment of the test.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let store = RedisReplayStore::new(&format!("redis://127.0.0.1:{port}")).unwrap();
-        assert_eq!(
-            store.insert_once([1; 32], Duration::from_secs(60)).await,
-            Err(ReplayStoreError::Unavailable(Unavailable::Connect))
-        );
-        assert!(store.ping().await.is_err());
-        let stats = store.stats().snapshot();
-        assert!(stats.errors.contains(&("connect", 2)));
-        assert_eq!(stats.inserted, 0);
-    }
-
-    #[tokio::test]
-    async fn server_that_never_answers_times_out_as_unavailable() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        // Accept and hold connections without answering.
-        let holder = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let store = RedisReplayStore::new(&format!("redis://{addr}"))
-            .unwrap()
-            .with_timeout(Duration::from_millis(100));
-        assert_eq!(
-            store.insert_once([2; 32], Duration::from_secs(60)).await,
-            Err(ReplayStoreError::Unavailable(Unavailable::Timeout))
-        );
-        holder.abort();
-    }
-
-    #[tokio::test]
-    async fn unexpected_reply_is_a_protocol_error_not_inserted() {
-        // A reply that starts with CRLF once panicked the hand-written
-        // parser.
-        for answer in [
-            &b"+QUEUED\r\n"[..],
-            b":1\r\n",
-            b"$1\r\n1\r\n",
-            b"\r\n",
-            b"\r\n+OK\r\n",
-            b"*1\r\n+OK\r\n",
-        ] {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let server = tokio::spawn(async move {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 512];
-                let _ = socket.read(&mut buf).await.unwrap();
-                socket.write_all(answer).await.unwrap();
-                // Keep the socket open until the client is done.
-                let _ = socket.read(&mut buf).await;
-            });
-            let store = RedisReplayStore::new(&format!("redis://{addr}")).unwrap();
-            let outcome = store.insert_once([3; 32], Duration::from_secs(60)).await;
-            assert_eq!(
-                outcome,
-                Err(ReplayStoreError::Unavailable(Unavailable::Protocol)),
-                "{answer:?}"
-            );
-            drop(store);
-            let _ = server.await;
-        }
     }
 }

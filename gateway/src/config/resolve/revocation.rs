@@ -1,0 +1,330 @@
+//! The admin listener's operator credential (`gateway.admin`) and where the
+//! revocation list is kept (`gateway.revocation`).
+
+use super::*;
+
+/// Shortest operator token, in characters.
+pub const MIN_OPERATOR_TOKEN_CHARS: usize = 32;
+
+/// `gateway.admin`, checked.
+#[derive(Debug, Default)]
+pub struct AdminConfig {
+    /// `None`: state-changing admin calls need no credential.
+    pub operators: Option<OperatorTokens>,
+}
+
+/// The operator tokens of `gateway.admin.operator_token_file`. Only their
+/// SHA-256 digests are kept; a presented token is hashed and compared with
+/// every one in constant time.
+pub struct OperatorTokens {
+    tokens: Vec<(String, [u8; 32])>,
+}
+
+impl std::fmt::Debug for OperatorTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorTokens")
+            .field("count", &self.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OperatorTokens {
+    /// The tokens of a file's text: one a line, optionally after a name and
+    /// a space; blank lines and lines starting with `#` are skipped. Errors
+    /// name the line, never its content.
+    pub fn parse(text: &str) -> Result<OperatorTokens, String> {
+        let mut tokens = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, token) = match line.split_once(char::is_whitespace) {
+                Some((name, token)) => (name, token.trim()),
+                None => ("operator", line),
+            };
+            if !stella_authn::revocation::valid_operator(name) {
+                return Err(format!(
+                    "line {}: the name must be letters, digits or . _ @ - (at most 64)",
+                    n + 1
+                ));
+            }
+            if token.chars().count() < MIN_OPERATOR_TOKEN_CHARS
+                || !token.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(format!(
+                    "line {}: a token must be at least {MIN_OPERATOR_TOKEN_CHARS} visible ascii characters (openssl rand -hex 32)",
+                    n + 1
+                ));
+            }
+            tokens.push((name.to_owned(), digest(token.as_bytes())));
+        }
+        if tokens.is_empty() {
+            return Err("holds no token".into());
+        }
+        Ok(OperatorTokens { tokens })
+    }
+
+    /// The name of the operator whose token `presented` is, compared in
+    /// constant time with every configured token.
+    pub fn operator(&self, presented: &[u8]) -> Option<&str> {
+        use subtle::ConstantTimeEq;
+        let presented = digest(presented);
+        let mut found = None;
+        for (name, token) in &self.tokens {
+            if bool::from(token.ct_eq(&presented)) && found.is_none() {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+
+    /// Feeds the configuration's secret digest (a new token is a new
+    /// configuration version).
+    pub(super) fn digest_into(&self, d: &mut ring::digest::Context) {
+        for (name, token) in &self.tokens {
+            d.update(name.as_bytes());
+            d.update(token);
+        }
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
+/// `gateway.revocation`, checked. A process setting: a reload that changes
+/// it is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// Where the list is persisted; `None`: memory only.
+    pub state_file: Option<PathBuf>,
+    /// Where the nodes share it; `None`: this node only.
+    pub store: Option<RevocationStoreConfig>,
+}
+
+/// The Redis the nodes share the list in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationStoreConfig {
+    pub url: RedisUrl,
+    pub tls: stella_authn::replay::RedisTls,
+    /// The deadline of one operation.
+    pub timeout: Duration,
+    /// The whole list is read again this often.
+    pub refresh: Duration,
+}
+
+pub(super) fn admin(
+    e: &mut Errors,
+    file: Option<&AdminSection>,
+    base: &Path,
+    sources: &mut Vec<PathBuf>,
+) -> AdminConfig {
+    let Some(path) = file.and_then(|a| a.operator_token_file.as_ref()) else {
+        return AdminConfig::default();
+    };
+    let key = "gateway.admin.operator_token_file";
+    let Some(path) = existing_file(e, key, base, &Some(path.clone())) else {
+        return AdminConfig::default();
+    };
+    sources.push(path.clone());
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => zeroize::Zeroizing::new(text),
+        Err(err) => {
+            e.add(
+                key,
+                format!("cannot read {}: {}", path.display(), err.kind()),
+            );
+            return AdminConfig::default();
+        }
+    };
+    match OperatorTokens::parse(&text) {
+        Ok(tokens) => AdminConfig {
+            operators: Some(tokens),
+        },
+        Err(problem) => {
+            e.add(key, format!("{}: {problem}", path.display()));
+            AdminConfig::default()
+        }
+    }
+}
+
+pub(super) fn revocation(
+    e: &mut Errors,
+    file: Option<&RevocationSection>,
+    authorities: &[AuthorityConfig],
+    replay_store: &ReplayStoreConfig,
+    base: &Path,
+) -> RevocationConfig {
+    let refresh = seconds(
+        e,
+        "gateway.revocation.store_refresh_seconds",
+        file.and_then(|r| r.store_refresh_seconds),
+        30,
+        (1, 3_600),
+    );
+    let refresh = Duration::from_secs(refresh);
+    // The replay store's Redis (its TLS files and timeout too): the
+    // default, and what a `store` naming the same URL means.
+    let replay_redis = match replay_store {
+        ReplayStoreConfig::Redis { url, tls, timeout } => Some(RevocationStoreConfig {
+            url: url.clone(),
+            tls: tls.clone(),
+            timeout: *timeout,
+            refresh,
+        }),
+        ReplayStoreConfig::Memory { .. } => None,
+    };
+    let store = match file.and_then(|r| r.store.as_deref()).map(str::trim) {
+        None => replay_redis,
+        Some("none") => None,
+        Some(url) if replay_redis.as_ref().is_some_and(|r| r.url.as_str() == url) => replay_redis,
+        Some(url) => {
+            let tls = stella_authn::replay::RedisTls::default();
+            match stella_authn::redis::RedisConnection::check(url, &tls) {
+                Ok(()) => Some(RevocationStoreConfig {
+                    url: RedisUrl(url.to_owned()),
+                    tls,
+                    timeout: Duration::from_millis(500),
+                    refresh,
+                }),
+                Err(why) => {
+                    e.add(
+                        "gateway.revocation.store",
+                        format!("must be none or a redis url: {why}"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let configured = file
+        .and_then(|r| r.state_file.as_deref())
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let state_file = match configured {
+        Some(path) => {
+            let path = base.join(path);
+            if path.is_dir() {
+                e.add(
+                    "gateway.revocation.state_file",
+                    format!("{} is a folder", path.display()),
+                );
+                return RevocationConfig::default();
+            }
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if let Err(problem) = stella_authority::lkg::inspect_state_dir(parent) {
+                    e.add("gateway.revocation.state_file", problem);
+                }
+            }
+            Some(path)
+        }
+        None => authorities
+            .iter()
+            .find_map(|a| a.state_dir.as_ref())
+            .map(|dir| dir.join(DEFAULT_STATE_FILE)),
+    };
+    RevocationConfig { state_file, store }
+}
+
+/// The list's file name in an Authority's `state_dir`.
+pub const DEFAULT_STATE_FILE: &str = "revocations.json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn operator_tokens_are_found_by_value_with_their_names() {
+        let text = format!("# operators\n\n{TOKEN}\nalice {TOKEN}-alice\n");
+        let tokens = OperatorTokens::parse(&text).unwrap();
+        assert_eq!(tokens.operator(TOKEN.as_bytes()), Some("operator"));
+        assert_eq!(
+            tokens.operator(format!("{TOKEN}-alice").as_bytes()),
+            Some("alice")
+        );
+        assert_eq!(tokens.operator(b"wrong"), None);
+        assert_eq!(tokens.operator(&TOKEN.as_bytes()[1..]), None);
+        assert!(!format!("{tokens:?}").contains(TOKEN));
+    }
+
+    fn resolved(revocation: &str, dpop: &str) -> Result<RevocationConfig, Vec<ConfigError>> {
+        let text = format!(
+            "gateway:\n  listeners: {{http: \"127.0.0.1:8080\"}}\n  auth:\n    authority:\n      \
+             issuer: https://authority.example\n      audiences: [api]\n      state_dir: /tmp/stella-state\n    \
+             dpop: {dpop}\n  revocation: {revocation}\n\
+             router:\n  identity_envelope_signing_key: \"a-secret-value-that-is-at-least-32-bytes\"\n"
+        );
+        let env = std::collections::HashMap::new();
+        let (file, errors) = crate::config::parse(&text, "test.yaml", &env);
+        assert!(errors.is_empty(), "{errors:?}");
+        super::super::resolve(&file.unwrap(), Path::new("."), &env).map(|c| c.revocation)
+    }
+
+    #[test]
+    fn the_list_is_shared_through_the_replay_stores_redis_unless_told_otherwise() {
+        let redis = "{replay_store: \"redis://:pw@cache:6379/2\"}";
+        let shared = resolved("{}", redis).unwrap();
+        let store = shared.store.expect("the replay store's redis");
+        assert_eq!(store.url.as_str(), "redis://:pw@cache:6379/2");
+        assert_eq!(store.refresh, Duration::from_secs(30));
+        assert!(!format!("{store:?}").contains("pw"));
+        assert_eq!(
+            shared.state_file.as_deref(),
+            Some(Path::new("/tmp/stella-state/revocations.json"))
+        );
+        assert!(resolved("{store: none}", redis).unwrap().store.is_none());
+        assert!(
+            resolved("{}", "{}").unwrap().store.is_none(),
+            "memory replay store"
+        );
+        let other = resolved(
+            "{store: \"redis://other:6380\", store_refresh_seconds: 5}",
+            "{}",
+        )
+        .unwrap()
+        .store
+        .unwrap();
+        assert_eq!(other.url.as_str(), "redis://other:6380");
+        assert_eq!(other.refresh, Duration::from_secs(5));
+        let errors =
+            resolved("{store: \"http://nope\", store_refresh_seconds: 0}", "{}").unwrap_err();
+        let paths: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(
+            paths
+                .iter()
+                .any(|e| e.starts_with("gateway.revocation.store:")),
+            "{paths:?}"
+        );
+        assert!(
+            paths
+                .iter()
+                .any(|e| e.starts_with("gateway.revocation.store_refresh_seconds:")),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn weak_or_malformed_token_files_are_refused_by_line_without_their_content() {
+        for (text, line) in [
+            ("short-token\n", "line 1"),
+            (&format!("{TOKEN}\nbad!name {TOKEN}\n") as &str, "line 2"),
+            (&format!("alice {}\u{7f}", &TOKEN[..31]) as &str, "line 1"),
+        ] {
+            let err = OperatorTokens::parse(text).unwrap_err();
+            assert!(err.starts_with(line), "{err}");
+            assert!(
+                !err.contains("short-token") && !err.contains(TOKEN),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            OperatorTokens::parse("# nothing\n\n").unwrap_err(),
+            "holds no token"
+        );
+    }
+}

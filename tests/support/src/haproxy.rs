@@ -1,0 +1,122 @@
+//! A TLS service for the gateway's HTTPS upstreams: HAProxy terminating
+//! TLS (OpenSSL, so not the gateway's own rustls on both ends) in front of
+//! a plain backend such as the sample service, optionally requiring a
+//! client certificate. It tells the backend what the handshake negotiated,
+//! in request headers the sample service echoes back:
+//! `x-upstream-tls-alpn`, `x-upstream-tls-sni`, and
+//! `x-upstream-tls-client-cn` (the client certificate's common name).
+//!
+//! HAProxy cannot bind port 0 and report the port, so the port is picked
+//! free and a start that loses the race for it is retried.
+
+use crate::process::{free_port, wait_until};
+use crate::temp::TempDir;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `haproxy` terminating TLS for one backend, killed when dropped.
+pub struct TlsTerminator {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    config: PathBuf,
+}
+
+impl TlsTerminator {
+    /// TLS on a free loopback port with `cert` and `key`, forwarding to
+    /// `backend`; with `client_ca`, a client certificate from that CA is
+    /// required (`verify required`). ALPN offers `h2` and `http/1.1`.
+    pub fn start(
+        dir: &TempDir,
+        backend: SocketAddr,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> TlsTerminator {
+        // HAProxy wants the certificate and its key in one file.
+        let n = free_port();
+        let crt = dir.join(&format!("haproxy-{n}.pem"));
+        let mut pem = std::fs::read(cert).expect("read server certificate");
+        pem.extend(std::fs::read(key).expect("read server key"));
+        std::fs::write(&crt, pem).expect("write haproxy certificate");
+        let verify = match client_ca {
+            Some(ca) => format!(" verify required ca-file {}", ca.display()),
+            None => String::new(),
+        };
+        for _ in 0..5 {
+            let port = free_port();
+            let config = dir.join(&format!("haproxy-{port}.cfg"));
+            std::fs::write(
+                &config,
+                format!(
+                    "global\n  maxconn 256\n\
+                     defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+                     frontend tls\n  bind 127.0.0.1:{port} ssl crt {crt} alpn h2,http/1.1{verify}\n\
+                     \x20 http-request set-header x-upstream-tls-alpn %[ssl_fc_alpn]\n\
+                     \x20 http-request set-header x-upstream-tls-sni %[ssl_fc_sni]\n\
+                     \x20 http-request set-header x-upstream-tls-client-cn %[ssl_c_s_dn(cn)]\n\
+                     \x20 default_backend app\n\
+                     backend app\n  server app {backend}\n",
+                    crt = crt.display(),
+                ),
+            )
+            .expect("write haproxy config");
+            if let Some(t) = TlsTerminator::try_start(port, config) {
+                return t;
+            }
+        }
+        panic!("haproxy did not start");
+    }
+
+    fn try_start(port: u16, config: PathBuf) -> Option<TlsTerminator> {
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run haproxy (is it installed? apt-get install -y haproxy)");
+        let mut t = TlsTerminator {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            config,
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            matches!(t.child.try_wait(), Ok(Some(_))) || t.accepts()
+        });
+        (up && matches!(t.child.try_wait(), Ok(None))).then_some(t)
+    }
+
+    fn accepts(&self) -> bool {
+        std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
+    }
+
+    /// SIGKILL; returns once the port refuses connections.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        assert!(
+            wait_until(Duration::from_secs(10), || !self.accepts()),
+            "haproxy port still accepts after kill"
+        );
+    }
+
+    /// Starts it again on the same port, with the same configuration.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.addr.port();
+        let again = TlsTerminator::try_start(port, self.config.clone())
+            .unwrap_or_else(|| panic!("haproxy did not restart on port {port}"));
+        *self = again;
+    }
+}
+
+impl Drop for TlsTerminator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
