@@ -409,6 +409,27 @@ fn each_issuers_tokens_are_verified_with_its_own_keys_and_tenants_stay_with_thei
     }
 }
 
+/// 20 requests with `token` to `prefix/0` .. `prefix/19`, released at
+/// once; their statuses.
+fn at_once(gw: &Gateway, prefix: &str, token: &str) -> Vec<u16> {
+    let barrier = std::sync::Barrier::new(20);
+    std::thread::scope(|s| {
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    gw.get_with_token(&format!("{prefix}/{i}"), token).status
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|t| t.join().expect("request"))
+            .collect()
+    })
+}
+
 /// Concurrent first requests for one opaque token make one introspection,
 /// and for one subject one claims request: the others wait for that answer
 /// instead of each asking the Authority (the Authority answers 300 ms late
@@ -432,22 +453,7 @@ fn concurrent_first_requests_share_one_introspection_and_one_claims_request() {
         .start(&dir);
     let token = opaque(&authority, BEARER);
     let before = introspections(&authority);
-    let barrier = std::sync::Barrier::new(20);
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let tasks: Vec<_> = (0..20)
-            .map(|i| {
-                let (gw, token, barrier) = (&gw, &token, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    gw.get_with_token(&format!("/items/{i}"), token).status
-                })
-            })
-            .collect();
-        tasks
-            .into_iter()
-            .map(|t| t.join().expect("request"))
-            .collect()
-    });
+    let statuses = at_once(&gw, "/items", &token);
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(
         introspections(&authority),
@@ -465,21 +471,7 @@ fn concurrent_first_requests_share_one_introspection_and_one_claims_request() {
     .start(&dir2);
     let token = authority.token(READONLY);
     let claims_before = authority.counts()["claims_requests"].as_u64().unwrap_or(0);
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let tasks: Vec<_> = (0..20)
-            .map(|i| {
-                let (gw, token, barrier) = (&gw, &token, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    gw.get_with_token(&format!("/audit/{i}"), token).status
-                })
-            })
-            .collect();
-        tasks
-            .into_iter()
-            .map(|t| t.join().expect("request"))
-            .collect()
-    });
+    let statuses = at_once(&gw, "/audit", &token);
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let claims_after = authority.counts()["claims_requests"].as_u64().unwrap_or(0);
     assert_eq!(

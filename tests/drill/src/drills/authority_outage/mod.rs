@@ -35,7 +35,7 @@ use probes::{start_probes, Probes};
 use verdict::verdict;
 
 use crate::harness::{Abort, Outcome};
-use crate::load::{kind, kind_expecting, kind_with_body, Load};
+use crate::load::Load;
 use crate::Drill;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -369,90 +369,28 @@ fn stages(d: &mut Drill, o: &mut Outage, max_age: u64) -> Outcome {
     Ok(())
 }
 
-/// The request kinds of a load class and its share of the rate, percent.
+/// The request kinds of a load class (kinds of the default mix, with
+/// their weights within the class) and its share of the rate, percent.
 fn class_kinds(d: &Drill, class: &str) -> (Vec<serde_json::Value>, u32) {
-    let gw = d.stack.gw();
-    let legacy = format!("token-file:{}", d.run.dir.join("legacy.token").display());
-    match class {
+    let (kinds, share): (&[(&str, u32)], u32) = match class {
         "bearer" => (
-            vec![
-                kind(
-                    "items-bearer",
-                    "GET",
-                    format!("{gw}/items/1"),
-                    "bearer:svc-bearer",
-                    3,
-                ),
-                kind(
-                    "hybrid-bearer",
-                    "GET",
-                    format!("{gw}/hybrid/1"),
-                    "bearer:svc-bearer",
-                    1,
-                ),
-                kind("legacy", "GET", format!("{gw}/legacy/1"), &legacy, 1),
-            ],
+            &[("items-bearer", 3), ("hybrid-bearer", 1), ("legacy", 1)],
             40,
         ),
-        "dpop" => (
-            vec![
-                kind(
-                    "dpop",
-                    "GET",
-                    format!("{gw}/dpop/1?x=1"),
-                    "dpop:svc-dpop",
-                    2,
-                ),
-                kind_with_body(
-                    "write-dpop",
-                    "POST",
-                    format!("{gw}/items/7"),
-                    "dpop:svc-dpop",
-                    r#"{"n":1}"#,
-                    1,
-                ),
-                kind(
-                    "hybrid-dpop",
-                    "GET",
-                    format!("{gw}/hybrid/2"),
-                    "dpop:svc-dpop",
-                    1,
-                ),
-            ],
-            25,
-        ),
-        "anon" => (
-            vec![kind(
-                "public",
-                "GET",
-                format!("{gw}/public/hello"),
-                "none",
-                1,
-            )],
-            25,
-        ),
-        _ => (
-            vec![
-                kind_expecting(
-                    "anon-refused",
-                    "GET",
-                    format!("{gw}/items/3"),
-                    "none",
-                    "401",
-                    1,
-                ),
-                kind_expecting(
-                    "admin-refused",
-                    "GET",
-                    format!("{gw}/admin/x"),
-                    "bearer:svc-readonly",
-                    "403",
-                    1,
-                ),
-            ],
-            10,
-        ),
-    }
+        "dpop" => (&[("dpop", 2), ("write-dpop", 1), ("hybrid-dpop", 1)], 25),
+        "anon" => (&[("public", 1)], 25),
+        _ => (&[("anon-refused", 1), ("admin-refused", 1)], 10),
+    };
+    let all = d.default_kinds();
+    let picked = kinds
+        .iter()
+        .filter_map(|(name, weight)| {
+            let mut kind = all.iter().find(|k| k["name"] == *name)?.clone();
+            kind["weight"] = serde_json::json!(weight);
+            Some(kind)
+        })
+        .collect();
+    (picked, share)
 }
 
 /// Tokens the gateway has never seen, from the Authority's test endpoint.
