@@ -1,8 +1,9 @@
 # CI variant of compose/Dockerfile: the same gateway and echo images, from
 # binaries already built on the host (debug or release) instead of a Rust
 # build stage, for machines without a registry (rust:* cannot be pulled).
-# Build context: a folder holding stella-gateway and stella-echo-service
-# (compose/ci.sh stages them). The stages below match compose/Dockerfile's.
+# Build context: a folder holding stella-gateway, stella-echo-service and
+# stella-sample-go (compose/ci.sh stages them; the Go sample built with
+# CGO_ENABLED=0). The stages below match compose/Dockerfile's.
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
@@ -12,6 +13,7 @@ RUN apt-get update \
 
 FROM runtime AS gateway
 COPY stella-gateway /usr/local/bin/stella-gateway
+RUN install -d -o stella -g stella -m 0700 /var/lib/stella-gateway
 USER stella
 EXPOSE 8080 9090
 ENTRYPOINT ["stella-gateway"]
@@ -25,3 +27,10 @@ ENV ECHO_LISTEN=0.0.0.0:8080 Router__ConfigFile=/var/lib/stella-echo/router.env
 USER stella
 EXPOSE 8080
 ENTRYPOINT ["stella-echo-service"]
+
+FROM runtime AS sample-go
+COPY stella-sample-go /usr/local/bin/stella-sample-go
+ENV SAMPLE_LISTEN=0.0.0.0:8080
+USER stella
+EXPOSE 8080
+ENTRYPOINT ["stella-sample-go"]

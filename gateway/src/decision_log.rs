@@ -48,6 +48,9 @@ pub struct Decision<'a> {
     pub tenant: &'a str,
     pub client_id: &'a str,
     pub cnf: &'a str,
+    /// The client's address (docs/design.md §3.10): the peer, the PROXY
+    /// header's source, or what a trusted proxy forwarded.
+    pub client: Option<std::net::IpAddr>,
     /// The upstream address, if one was chosen.
     pub upstream: Option<&'a dyn Display>,
     /// Why the exchange with the upstream failed, when it did: the `kind`
@@ -79,6 +82,7 @@ fn event(d: &Decision<'_>) {
         Some(addr) => addr.to_string(),
         None => String::new(),
     };
+    let client = d.client.map(|ip| ip.to_string()).unwrap_or_default();
     tracing::info!(
         target: TARGET,
         request_id = d.request_id,
@@ -92,6 +96,7 @@ fn event(d: &Decision<'_>) {
         tenant = d.tenant,
         client_id = d.client_id,
         cnf = d.cnf,
+        client,
         upstream,
         upstream_error = d.upstream_error,
         latency_us = d.latency_us,
@@ -114,7 +119,8 @@ fn json_line(d: &Decision<'_>, now: SystemTime, out: &mut Vec<u8>) {
     ] {
         string_field(out, name, value);
     }
-    let _ = write!(out, ",\"status\":{}", d.status);
+    out.extend_from_slice(b",\"status\":");
+    decimal(out, u64::from(d.status));
     for (name, value) in [
         ("reason", d.reason),
         ("auth_method", d.auth_method),
@@ -124,6 +130,13 @@ fn json_line(d: &Decision<'_>, now: SystemTime, out: &mut Vec<u8>) {
     ] {
         string_field(out, name, value);
     }
+    // An address's text needs no escaping; written without a String.
+    match d.client {
+        Some(ip) => {
+            let _ = write!(out, ",\"client\":\"{ip}\"");
+        }
+        None => string_field(out, "client", ""),
+    }
     match d.upstream {
         // An address's text needs no escaping, but it is escaped all the
         // same: `Display` is open to any type.
@@ -131,7 +144,8 @@ fn json_line(d: &Decision<'_>, now: SystemTime, out: &mut Vec<u8>) {
         None => string_field(out, "upstream", ""),
     }
     string_field(out, "upstream_error", d.upstream_error);
-    let _ = write!(out, ",\"latency_us\":{}", d.latency_us);
+    out.extend_from_slice(b",\"latency_us\":");
+    decimal(out, d.latency_us);
     out.extend_from_slice(b",\"target\":\"");
     out.extend_from_slice(TARGET.as_bytes());
     out.extend_from_slice(b"\"}\n");
@@ -141,8 +155,32 @@ fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
-    // Writing a str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
+    // Nearly every value (ids, names, methods) needs no escaping: copied as
+    // it is. Anything else is escaped by serde_json, as `tracing` would.
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+}
+
+/// `n` in decimal, without `fmt`'s machinery.
+fn decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(n).as_bytes();
+    out.extend(std::iter::repeat_n(
+        b'0',
+        width.saturating_sub(digits.len()),
+    ));
+    out.extend_from_slice(digits);
 }
 
 /// `2026-12-01T20:16:49.204166Z`: UTC, microseconds, as
@@ -152,14 +190,18 @@ fn rfc3339_micros(now: SystemTime, out: &mut Vec<u8>) {
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days(secs / 86_400);
     let second_of_day = secs % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-        since.subsec_micros()
-    );
+    for (n, width, after) in [
+        (year, 4, b'-'),
+        (month, 2, b'-'),
+        (day, 2, b'T'),
+        (second_of_day / 3600, 2, b':'),
+        (second_of_day / 60 % 60, 2, b':'),
+        (second_of_day % 60, 2, b'.'),
+        (u64::from(since.subsec_micros()), 6, b'Z'),
+    ] {
+        padded(out, n, width);
+        out.push(after);
+    }
 }
 
 /// Year, month and day of the `days`-th day after 1970-01-01 (Howard
@@ -235,6 +277,7 @@ mod tests {
                 tenant: "acme",
                 client_id: "svc-a",
                 cnf: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+                client: Some("2001:db8::7".parse().unwrap()),
                 upstream: Some(&addr),
                 upstream_error: "",
                 latency_us: 1234,
@@ -251,6 +294,7 @@ mod tests {
                 tenant: "quote\" and \u{2028}",
                 client_id: "",
                 cnf: "",
+                client: None,
                 upstream: None,
                 upstream_error: "tls",
                 latency_us: u64::MAX,

@@ -4,7 +4,9 @@
 //!
 //! Pure functions over header names and values; the proxy applies the plan.
 
+use pingora::http::CasedHeaderName;
 use ring::rand::{SecureRandom, SystemRandom};
+use std::sync::LazyLock;
 
 /// Whether a client-sent header must not reach the upstream. Names are
 /// compared case-insensitively; the caller removes every duplicate.
@@ -87,19 +89,52 @@ pub struct Added {
 }
 
 impl Added {
-    pub fn into_pairs(self) -> impl Iterator<Item = (&'static str, String)> {
+    pub fn into_pairs(self) -> impl Iterator<Item = (&'static CasedHeaderName, String)> {
+        let names = &*NAMES;
         [
-            ("x-forwarded-for", Some(self.forwarded_for)),
-            ("x-forwarded-proto", Some(self.forwarded_proto.to_owned())),
-            ("x-request-id", Some(self.request_id)),
-            ("traceparent", Some(self.traceparent)),
-            ("x-forwarded-host", self.forwarded_host),
-            ("tracestate", self.tracestate),
+            (&names.forwarded_for, Some(self.forwarded_for)),
+            (
+                &names.forwarded_proto,
+                Some(self.forwarded_proto.to_owned()),
+            ),
+            (&names.request_id, Some(self.request_id)),
+            (&names.traceparent, Some(self.traceparent)),
+            (&names.forwarded_host, self.forwarded_host),
+            (&names.tracestate, self.tracestate),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name, value?)))
     }
 }
+
+/// The names of the headers the gateway sets, each parsed once: inserting
+/// one then neither parses nor allocates a name (docs/performance.md).
+pub struct Names {
+    pub forwarded_for: CasedHeaderName,
+    pub forwarded_proto: CasedHeaderName,
+    pub forwarded_host: CasedHeaderName,
+    pub request_id: CasedHeaderName,
+    pub traceparent: CasedHeaderName,
+    pub tracestate: CasedHeaderName,
+    /// In the order of [`stella_envelope::EnvelopeHeaders::into_pairs`].
+    pub envelope: [CasedHeaderName; 6],
+    pub txn_token: CasedHeaderName,
+}
+
+/// The most headers one forwarded request gets: [`Added`]'s six, the
+/// envelope's six and the transaction token.
+pub const MAX_ADDED: usize = 13;
+
+pub static NAMES: LazyLock<Names> = LazyLock::new(|| Names {
+    forwarded_for: CasedHeaderName::new("x-forwarded-for"),
+    forwarded_proto: CasedHeaderName::new("x-forwarded-proto"),
+    forwarded_host: CasedHeaderName::new("x-forwarded-host"),
+    request_id: CasedHeaderName::new("x-request-id"),
+    traceparent: CasedHeaderName::new("traceparent"),
+    tracestate: CasedHeaderName::new("tracestate"),
+    envelope: stella_envelope::format::HEADER_NAMES.map(CasedHeaderName::new),
+    txn_token: CasedHeaderName::new(stella_envelope::txn_token::HEADER),
+});
 
 /// A W3C trace context parent: version 00, trace id, parent (span) id, flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,7 +177,19 @@ impl TraceParent {
     }
 
     pub fn header(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+        let mut out = String::with_capacity(
+            3 + self.trace_id.len() + 1 + self.parent_id.len() + 1 + self.flags.len(),
+        );
+        for (part, sep) in [
+            ("00", "-"),
+            (self.trace_id.as_str(), "-"),
+            (self.parent_id.as_str(), "-"),
+            (self.flags.as_str(), ""),
+        ] {
+            out.push_str(part);
+            out.push_str(sep);
+        }
+        out
     }
 }
 
@@ -219,6 +266,32 @@ pub fn next_trace(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelope_names_are_in_the_order_the_headers_come() {
+        let headers = stella_envelope::EnvelopeHeaders {
+            envelope: "e".into(),
+            signature: "s".into(),
+            alg: "a".into(),
+            kid: "k".into(),
+            iat: "i".into(),
+            exp: "x".into(),
+        };
+        let pairs = headers.into_pairs();
+        assert_eq!(pairs.len(), NAMES.envelope.len());
+        for ((name, _), cased) in pairs.iter().zip(&NAMES.envelope) {
+            assert_eq!(cased.name().as_str(), name.to_ascii_lowercase());
+        }
+        let added = Added {
+            forwarded_for: "192.0.2.1".into(),
+            forwarded_proto: "https",
+            forwarded_host: Some("h".into()),
+            request_id: "r".into(),
+            traceparent: "t".into(),
+            tracestate: Some("s".into()),
+        };
+        assert_eq!(added.into_pairs().count() + pairs.len() + 1, MAX_ADDED);
+    }
 
     #[test]
     fn headers_that_change_method_or_path_after_the_decision_are_stripped() {

@@ -17,10 +17,17 @@
 //!   before the gateway has taken the request are therefore replaced with
 //!   the gateway's `application/problem+json` refusal and a request id.
 //!
+//! - **TLS handshake deadline** (`tls_handshake_timeout_ms`) and the
+//!   HTTP/2 limits: [`handshake`].
+//!
 //! The stream wrapper ([`Guarded`]) learns that Pingora has handed the
 //! request to the gateway from [`request_accepted`], called by
 //! `Proxy::new_ctx` within the connection's task. HTTP/2 connections are
 //! passed to Pingora unchanged (counted and limited only).
+
+mod handshake;
+
+pub use handshake::h2_settings;
 
 use std::future::Future;
 use std::io;
@@ -65,6 +72,10 @@ struct ListenerMetrics {
     refused: IntCounter,
     head_timeouts: IntCounter,
     head_too_large: IntCounter,
+    tls_handshake_timeouts: IntCounter,
+    tls_handshake_failures: IntCounter,
+    h2_idle: IntCounter,
+    proxy_protocol: IntCounter,
 }
 
 /// One listener's [`ServerApp`]: Pingora's proxy (any HTTP application;
@@ -74,6 +85,12 @@ pub struct Front<A> {
     gateway: Arc<Gateway>,
     open: AtomicUsize,
     metrics: Arc<ListenerMetrics>,
+    /// The TLS listener's handshake, run here under the gateway's deadline.
+    tls: Option<pingora::listeners::tls::Acceptor>,
+    /// Every connection opens with a PROXY protocol header
+    /// (`crate::client_addr::proxy_protocol`).
+    proxy_protocol: bool,
+    label: &'static str,
 }
 
 impl<A> Front<A> {
@@ -90,13 +107,41 @@ impl<A> Front<A> {
             head_too_large: m
                 .connections_closed
                 .with_label_values(&[listener, "request_header_too_large"]),
+            tls_handshake_timeouts: m
+                .connections_closed
+                .with_label_values(&[listener, "tls_handshake_timeout"]),
+            tls_handshake_failures: m
+                .connections_closed
+                .with_label_values(&[listener, "tls_handshake_failed"]),
+            h2_idle: m
+                .connections_closed
+                .with_label_values(&[listener, "h2_idle_timeout"]),
+            proxy_protocol: m
+                .connections_closed
+                .with_label_values(&[listener, "proxy_protocol"]),
         });
         Front {
             proxy,
             gateway,
             open: AtomicUsize::new(0),
             metrics,
+            tls: None,
+            proxy_protocol: false,
+            label: if listener == "tls" { "tls" } else { "http" },
         }
+    }
+
+    /// Reads a PROXY protocol header first on every connection, before TLS.
+    pub fn with_proxy_protocol(mut self, on: bool) -> Front<A> {
+        self.proxy_protocol = on;
+        self
+    }
+
+    /// Accepts TLS on this listener's plain TCP connections (the listener
+    /// is added to Pingora without TLS; see [`handshake`]).
+    pub fn with_tls(mut self, settings: pingora::listeners::tls::TlsSettings) -> Front<A> {
+        self.tls = Some(settings.build());
+        self
     }
 }
 
@@ -133,6 +178,36 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
             gauge: &self.metrics.open,
             shared: &self.gateway.shared,
         };
+        if self.proxy_protocol {
+            // Before TLS: the header precedes the ClientHello.
+            let read = crate::client_addr::proxy_protocol::accept(
+                &mut *stream,
+                limits.request_head_timeout,
+            );
+            if let Err(e) = read.await {
+                self.metrics.proxy_protocol.inc();
+                crate::client_addr::proxy_protocol::log_refused(self.label, &*stream, &e);
+                Shutdown::shutdown(stream.as_mut()).await;
+                return None;
+            }
+        }
+        let mut activity = None;
+        if let Some(acceptor) = &self.tls {
+            match handshake::accept(acceptor, stream, limits.tls_handshake_timeout).await {
+                handshake::Handshake::Done(tls, seen) => {
+                    stream = tls;
+                    activity = Some(seen);
+                }
+                handshake::Handshake::TimedOut => {
+                    self.metrics.tls_handshake_timeouts.inc();
+                    return None;
+                }
+                handshake::Handshake::Failed => {
+                    self.metrics.tls_handshake_failures.inc();
+                    return None;
+                }
+            }
+        }
         if open > limits.max_connections {
             self.metrics.refused.inc();
             let reply = rendered(&snap.shared, &Refusal::TooManyConnections);
@@ -146,7 +221,15 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
             return None;
         }
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.proxy.process_new(stream, shutdown).await;
+            drop(snap);
+            let reused = self.proxy.process_new(stream, shutdown).await;
+            if activity.is_some_and(|a| a.closed_idle(limits.h2_idle_timeout))
+                && !*shutdown.borrow()
+                && !self.gateway.shared.is_draining()
+            {
+                self.metrics.h2_idle.inc();
+            }
+            return reused;
         }
 
         let watch = Arc::new(Watch::default());

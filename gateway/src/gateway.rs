@@ -177,6 +177,8 @@ pub struct Snapshot {
     pub authn: Authenticator,
     /// The proof algorithms for DPoP challenges, as configured.
     pub dpop_algs: String,
+    /// RFC 9728 documents and the challenges' `resource_metadata` urls.
+    pub resource_metadata: crate::resource_metadata::ResourceMetadata,
     pub shared: Arc<Shared>,
     /// Short hash of the effective configuration and of every file it
     /// reads, shown on the admin port.
@@ -271,10 +273,25 @@ impl Snapshot {
             clock: shared.clock.clone(),
             events,
         };
+        let dpop_algs = authn.dpop_rules.algs_challenge();
+        let resource_metadata = crate::resource_metadata::ResourceMetadata::build(
+            &config.protected_resources,
+            &crate::resource_metadata::Known {
+                issuers: config
+                    .authorities
+                    .iter()
+                    .map(|a| a.issuer.as_str())
+                    .collect(),
+                services: names.iter().map(String::as_str).collect(),
+                policies: &policies,
+                dpop_algs: &dpop_algs,
+            },
+        );
         Ok(Snapshot {
             signer,
             keyset: crate::keyset::document(&config.envelope_keys),
-            dpop_algs: authn.dpop_rules.algs_challenge(),
+            dpop_algs,
+            resource_metadata,
             authn,
             config: Arc::new(config),
             policies,

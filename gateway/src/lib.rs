@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod client_addr;
 pub mod config;
 pub mod decision_log;
 pub mod forward;
@@ -14,10 +15,12 @@ pub mod openapi;
 pub mod otel;
 pub mod proxy;
 pub mod reload;
+pub mod resource_metadata;
 pub mod response;
 pub mod revocation;
 pub mod server;
 pub mod signing;
+pub mod ssf;
 pub mod telemetry;
 pub mod tls;
 pub mod upgrade;

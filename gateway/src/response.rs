@@ -251,8 +251,22 @@ impl Refusal {
 
     /// The challenges for this refusal, one per scheme: `Bearer` (RFC 6750)
     /// and `DPoP` (RFC 9449 section 7.1, with `algs`). `error` is left out
-    /// when no credentials were sent (RFC 6750 section 3.1).
-    fn challenges(&self, dpop_algs: &str) -> Vec<String> {
+    /// when no credentials were sent (RFC 6750 section 3.1). With
+    /// `resource_metadata` (the route's protected resource, RFC 9728
+    /// section 5.1), each challenge ends with `resource_metadata="<url>"`.
+    fn challenges(&self, dpop_algs: &str, resource_metadata: Option<&str>) -> Vec<String> {
+        let mut challenges = self.plain_challenges(dpop_algs);
+        if let Some(url) = resource_metadata {
+            // The url is from the configuration, checked to be a plain
+            // https url (no quote, backslash or space).
+            for c in &mut challenges {
+                c.push_str(&format!(", resource_metadata=\"{url}\""));
+            }
+        }
+        challenges
+    }
+
+    fn plain_challenges(&self, dpop_algs: &str) -> Vec<String> {
         let bearer = |error: &str| {
             format!(
                 "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"",
@@ -300,6 +314,17 @@ impl Refusal {
     /// Builds the response. `request_id` is the gateway's own id;
     /// `dpop_algs` the proof algorithms it accepts (space-separated).
     pub fn reply_with_algs(&self, request_id: &str, dpop_algs: &str) -> Reply {
+        self.reply_with(request_id, dpop_algs, None)
+    }
+
+    /// Builds the response; `resource_metadata` is the url of the route's
+    /// protected resource metadata (RFC 9728), added to its challenges.
+    pub fn reply_with(
+        &self,
+        request_id: &str,
+        dpop_algs: &str,
+        resource_metadata: Option<&str>,
+    ) -> Reply {
         let status = self.status();
         let mut body = json!({
             "type": "about:blank",
@@ -320,7 +345,7 @@ impl Refusal {
             ("content-type", "application/problem+json".to_owned()),
             ("cache-control", "no-store".to_owned()),
         ];
-        for challenge in self.challenges(dpop_algs) {
+        for challenge in self.challenges(dpop_algs, resource_metadata) {
             headers.push(("www-authenticate", challenge));
         }
         if let Refusal::UseDpopNonce { nonce } = self {
@@ -497,6 +522,31 @@ mod tests {
                 "DPoP realm=\"stella-gateway\", algs=\"ES256 ES384 EdDSA PS256\""
             ]
         );
+    }
+
+    #[test]
+    fn challenges_name_the_resource_metadata_of_the_route_when_it_has_one() {
+        let url = "https://api.example.com/.well-known/oauth-protected-resource/orders";
+        let r = Refusal::AuthenticationRequired.reply_with("r1", DPOP_ALGS, Some(url));
+        assert_eq!(
+            headers(&r, "www-authenticate"),
+            [
+                format!("Bearer realm=\"stella-gateway\", resource_metadata=\"{url}\""),
+                format!(
+                    "DPoP realm=\"stella-gateway\", algs=\"ES256 ES384 EdDSA PS256\", resource_metadata=\"{url}\""
+                )
+            ]
+        );
+        let r = Refusal::InvalidToken { code: "expired" }.reply_with("r1", DPOP_ALGS, Some(url));
+        for c in headers(&r, "www-authenticate") {
+            assert!(
+                c.ends_with(&format!(", resource_metadata=\"{url}\"")),
+                "{c}"
+            );
+        }
+        // Refusals without a challenge get none for it.
+        let r = Refusal::NoRoute.reply_with("r1", DPOP_ALGS, Some(url));
+        assert!(headers(&r, "www-authenticate").is_empty());
     }
 
     #[test]

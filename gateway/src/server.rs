@@ -92,6 +92,7 @@ pub fn run(path: &Path, upgrade: bool, upgrade_socket: Option<&Path>) -> i32 {
     // so the load is reported), not only once the refresh loop runs.
     for issuer in prepared.snapshot.authn.issuers.list() {
         issuer.jwks.load_persisted();
+        issuer.load_persisted_caches();
     }
     // The revocation list is in force before the first request.
     if let Some(path) = &cfg.revocation.state_file {
@@ -198,37 +199,74 @@ pub fn run(path: &Path, upgrade: bool, upgrade_socket: Option<&Path>) -> i32 {
 
     // One Pingora proxy behind one front per listener (gateway/src/front.rs):
     // connection limits and request-head deadlines are per listener.
-    let proxy = Arc::new(pingora::proxy::http_proxy(
+    let mut proxy = pingora::proxy::http_proxy(
         &server.configuration,
         Proxy {
             gateway: gateway.clone(),
         },
-    ));
+    );
+    crate::front::h2_settings(&mut proxy, &cfg.limits);
+    let proxy = Arc::new(proxy);
     let mut announce = Vec::new();
     if let Some(addr) = cfg.listeners.http {
         let mut service = Service::new(
             "stella-gateway http".into(),
-            Front::new(proxy.clone(), gateway.clone(), "http"),
+            Front::new(proxy.clone(), gateway.clone(), "http")
+                .with_proxy_protocol(cfg.listeners.http_proxy.proxy_protocol),
         );
         service.add_tcp(&addr.to_string());
         server.add_service(service);
         announce.push(("http", addr));
     }
     if let (Some(listener), Some(settings)) = (&cfg.listeners.tls, tls) {
+        // Plain TCP to Pingora: the front runs the handshake under the
+        // gateway's deadline (front/handshake.rs).
         let mut service = Service::new(
             "stella-gateway tls".into(),
-            Front::new(proxy.clone(), gateway.clone(), "tls"),
+            Front::new(proxy.clone(), gateway.clone(), "tls")
+                .with_tls(settings)
+                .with_proxy_protocol(listener.proxy.proxy_protocol),
         );
-        service.add_tls_with_settings(&listener.addr.to_string(), None, settings);
+        service.add_tcp(&listener.addr.to_string());
         server.add_service(service);
         announce.push(("tls", listener.addr));
     }
 
+    // The Shared Signals receiver, on the admin listener (check refuses
+    // one without it).
+    let ssf = match &cfg.revocation.ssf {
+        Some(config) => match crate::ssf::Receiver::build(config, gateway.shared.clock.clone()) {
+            Ok(receiver) => {
+                tracing::info!(
+                    path = receiver.path(),
+                    transmitters = config.transmitters.len(),
+                    "shared signals receiver on the admin listener"
+                );
+                Some(Arc::new(receiver))
+            }
+            Err(e) => {
+                crate::config::report(&[ConfigError::new("gateway.revocation.ssf", e)]);
+                return 2;
+            }
+        },
+        None => None,
+    };
+    if let Some(receiver) = &ssf {
+        if !receiver.caches().is_empty() {
+            server.add_service(background_service(
+                "ssf transmitter keys",
+                crate::ssf::KeyRefresh {
+                    receiver: receiver.clone(),
+                },
+            ));
+        }
+    }
     if let Some(addr) = cfg.listeners.admin {
         let mut admin = Service::new(
             "stella-gateway admin".into(),
             Admin {
                 gateway: gateway.clone(),
+                ssf: ssf.clone(),
             },
         );
         admin.add_tcp(&addr.to_string());

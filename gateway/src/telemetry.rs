@@ -191,8 +191,9 @@ impl Metrics {
         let connections_closed = IntCounterVec::new(
             Opts::new(
                 "stella_gateway_connections_closed_total",
-                "Client connections closed by the gateway before a request head was complete, \
-                 by reason (request_head_timeout, request_header_too_large)",
+                "Client connections closed by the gateway before a request head was complete \
+                 or for HTTP/2 idleness, by reason (request_head_timeout, request_header_too_large, \
+                 proxy_protocol, tls_handshake_timeout, tls_handshake_failed, h2_idle_timeout)",
             ),
             &["listener", "reason"],
         )

@@ -504,6 +504,108 @@ fn redis_replay_store_urls_and_tls_files_are_checked_without_echoing_the_passwor
     }
 }
 
+/// `replay_store_password_file`: the password joins the URL's user (if
+/// any) without showing anywhere in `check`'s output; a URL that has a
+/// password already, an empty or missing file, or a memory store are
+/// refused under the key.
+#[test]
+fn the_replay_store_password_comes_from_a_file_and_is_never_printed() {
+    let with_dpop = |name: &str, dpop: &str, password: Option<&str>| {
+        let path = temp_config(
+            name,
+            &MINIMAL.replace(
+                "      audiences: [api]\n",
+                &format!("      audiences: [api]\n    dpop:\n{dpop}"),
+            ),
+        );
+        if let Some(password) = password {
+            let dir = std::path::Path::new(&path).parent().unwrap();
+            std::fs::write(dir.join("redis-password"), password).unwrap();
+        }
+        path
+    };
+    for (name, url, printed) in [
+        (
+            "redis-password-file",
+            "redis://redis:6379/2",
+            "redis://redis:6379/2",
+        ),
+        // (User information is always redacted.)
+        (
+            "redis-password-file-user",
+            "redis://stella@redis:6379/2",
+            "redis://<redacted>@redis:6379/2",
+        ),
+    ] {
+        let path = with_dpop(
+            name,
+            &format!(
+                "      replay_store: \"{url}\"\n      replay_store_password_file: redis-password\n"
+            ),
+            Some("hunter2-marker/@:%\n"),
+        );
+        let out = gateway(&["check", "--config", &path], &[]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        let text = stdout(&out);
+        // Printed as configured, with the file's name, never its content.
+        assert!(
+            text.contains(&format!("replay_store: {printed}")),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains("replay_store_password_file: redis-password"),
+            "{name}: {text}"
+        );
+        assert!(!text.contains("hunter2-marker"), "{name}: {text}");
+        assert!(!stderr(&out).contains("hunter2-marker"), "{name}");
+    }
+
+    let key = "gateway.auth.dpop.replay_store_password_file";
+    let cases = [
+        (
+            "redis-password-twice",
+            "      replay_store: \"redis://:hunter2-marker@a\"\n      replay_store_password_file: redis-password\n",
+            Some("other"),
+            format!("{key}: is set but the replay_store url has a password already; set one"),
+        ),
+        (
+            "redis-password-empty",
+            "      replay_store: \"redis://a\"\n      replay_store_password_file: redis-password\n",
+            Some("\n"),
+            format!("{key}: is empty"),
+        ),
+        (
+            "redis-password-two-lines",
+            "      replay_store: \"redis://a\"\n      replay_store_password_file: redis-password\n",
+            Some("hunter2-marker\nsecond\n"),
+            format!("{key}: holds more than one line"),
+        ),
+        (
+            "redis-password-missing",
+            "      replay_store: \"redis://a\"\n      replay_store_password_file: nowhere\n",
+            None,
+            format!("{key}: cannot be read"),
+        ),
+        (
+            "memory-with-password",
+            "      replay_store: memory\n      replay_store_password_file: redis-password\n",
+            Some("hunter2-marker"),
+            format!("{key}: is set but replay_store is not a redis url"),
+        ),
+    ];
+    for (name, dpop, password, expected) in cases {
+        let path = with_dpop(name, dpop, password);
+        let out = gateway(&["check", "--config", &path], &[]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&expected),
+            "{name}: missing {expected:?} in:\n{err}"
+        );
+        assert!(!err.contains("hunter2-marker"), "{name}: {err}");
+    }
+}
+
 #[test]
 fn authority_state_dir_is_not_created_by_check_and_one_that_is_a_file_is_refused_with_its_key_path()
 {

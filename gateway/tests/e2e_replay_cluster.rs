@@ -470,3 +470,60 @@ fn two_gateways_share_a_tls_redis_with_a_password() {
     let verbose = wrong.admin_get("/readyz?verbose").json();
     assert_eq!(verbose["degraded"], json!(["replay_store"]), "{verbose}");
 }
+
+/// `replay_store_password_file`: a Redis with `requirepass`, a URL without
+/// the password, the password in a file (as a compose or Kubernetes secret
+/// mounts it). Both nodes share the store; a node whose file holds a wrong
+/// password fails closed (503, store degraded, the service not called), and
+/// a reload after the file changes is refused: a new password needs a
+/// restart.
+#[test]
+fn two_gateways_share_a_redis_whose_password_comes_from_a_file() {
+    const PASSWORD: &str = "f1le/p@ss:w%rd";
+    let dpop = |redis: &RedisServer, dir: &TempDir| {
+        json!({
+            "replay_store": redis.url(),
+            "replay_store_password_file": dir.join("redis-password"),
+        })
+    };
+    let c = Cluster::start_with(
+        "cluster-password-file",
+        |dir| {
+            std::fs::write(dir.join("redis-password"), format!("{PASSWORD}\n")).unwrap();
+            RedisServer::start_with(&["--requirepass", PASSWORD])
+        },
+        dpop,
+    );
+    for (first, second) in [(&c.a, &c.b), (&c.b, &c.a)] {
+        let proof = c.proof("/dpop/pw");
+        assert_dpop_reached(&c.send(first, "/dpop/pw", &proof));
+        let r = c.send(second, "/dpop/pw", &proof);
+        assert_invalid_dpop_proof(&r);
+        assert_eq!(r.json()["proof_error"], "replayed", "{}", r.text());
+    }
+    let config = c.a.active_config().to_string();
+    assert!(!config.contains(PASSWORD), "{config}");
+
+    // A third node with a wrong password in its file: 503, never a pass.
+    let dir = TempDir::new("cluster-password-file-wrong");
+    std::fs::write(dir.join("redis-password"), "not-the-password\n").unwrap();
+    let wrong = GatewaySetup::new(&c.authority.issuer)
+        .service("echo", c.echo.addr())
+        .public_origin(PUBLIC_ORIGIN)
+        .auth("dpop", dpop(&c.redis, &dir))
+        .start(&dir);
+    let before = c.echo.requests();
+    let r = c.send(&wrong, "/dpop/pw-1", &c.proof("/dpop/pw-1"));
+    assert_problem(&r, 503, "temporarily_unavailable");
+    assert_eq!(c.echo.requests(), before);
+    let verbose = wrong.admin_get("/readyz?verbose").json();
+    assert_eq!(verbose["degraded"], json!(["replay_store"]), "{verbose}");
+
+    // A new password is applied by a restart: the revocation list shares
+    // the store's connection, which cannot change while the gateway runs.
+    std::fs::write(dir.join("redis-password"), format!("{PASSWORD}\n")).unwrap();
+    let r = wrong.reload();
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("restart to apply it"), "{}", r.text());
+    assert!(!r.text().contains(PASSWORD), "{}", r.text());
+}

@@ -35,11 +35,16 @@
 //   AUTHORITY_CLAIMS_FILE   JSON file read on every claims request: an object
 //                           mapping a subject or client_id to the claims the
 //                           Authority supplies for it (POST /claims)
+//   AUTHORITY_TLS_CERT_FILE, AUTHORITY_TLS_KEY_FILE
+//                           PEM certificate chain and key: serve https
+//                           instead of http (the production compose's CI run
+//                           puts this Authority behind an https issuer URL)
 
 import { promisify } from 'node:util';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 
 // oidc-provider prints some notices with console.info (stdout). Route all
 // console output to stderr before it is loaded, so that stdout only ever
@@ -227,7 +232,14 @@ function certificateFromHeader(ctx) {
 // ---------------------------------------------------------------------------
 // provider
 
-const server = http.createServer();
+const TLS_CERT_FILE = process.env.AUTHORITY_TLS_CERT_FILE || '';
+const TLS_KEY_FILE = process.env.AUTHORITY_TLS_KEY_FILE || '';
+if (Boolean(TLS_CERT_FILE) !== Boolean(TLS_KEY_FILE)) {
+  throw new Error('AUTHORITY_TLS_CERT_FILE and AUTHORITY_TLS_KEY_FILE go together');
+}
+const server = TLS_CERT_FILE
+  ? https.createServer({ cert: fs.readFileSync(TLS_CERT_FILE), key: fs.readFileSync(TLS_KEY_FILE) })
+  : http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(PORT, HOST, () => {
@@ -236,7 +248,7 @@ await new Promise((resolve, reject) => {
   });
 });
 const { port } = server.address();
-const issuer = ISSUER || `http://127.0.0.1:${port}`;
+const issuer = ISSUER || `${TLS_CERT_FILE ? 'https' : 'http'}://127.0.0.1:${port}`;
 
 const configuration = {
   clients,

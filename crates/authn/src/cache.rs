@@ -1,8 +1,13 @@
 //! Verified access tokens by hash, so a token seen again skips signature
 //! verification and claims parsing.
 //!
-//! - The key is SHA-256 of the token bytes: the raw token (a bearer
-//!   credential) is never kept, and equal hashes mean equal tokens.
+//! - The key is BLAKE3 of the token bytes: the raw token (a bearer
+//!   credential) is never kept, and equal hashes mean equal tokens (BLAKE3
+//!   is a cryptographic hash: 128-bit collision resistance, like SHA-256).
+//!   It is looked up on every request, so its cost counts: under callgrind
+//!   about a quarter of SHA-256's instructions for a 900-byte token
+//!   (docs/dependencies.md). A DPoP proof's `ath` is SHA-256 by RFC 9449
+//!   and is computed where it is checked.
 //! - An entry serves until the token's `exp` plus leeway, never longer, and
 //!   at most `token_cache_max_entries` entries are kept (`quick_cache`
 //!   evicts the least useful, CLOCK-Pro). A hit found past its `exp` +
@@ -22,23 +27,20 @@
 //!   until they expire; access tokens are short-lived, and re-checking the
 //!   key on every hit would cost the lookup the cache exists to skip.
 
-use ring::digest::{digest, SHA256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use stella_core::identity::TokenClaims;
 
-/// SHA-256 of a token's bytes.
+/// BLAKE3 of a token's bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenKey([u8; 32]);
 
 impl TokenKey {
     pub fn of(token: &str) -> TokenKey {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-        TokenKey(key)
+        TokenKey(*blake3::hash(token.as_bytes()).as_bytes())
     }
 
-    /// The SHA-256 itself (also a DPoP proof's `ath`, decoded).
+    /// The hash itself.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

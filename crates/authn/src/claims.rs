@@ -20,11 +20,18 @@
 //! one background refresh. When the endpoint cannot answer, cached claims
 //! serve up to `max_stale_seconds` past their end; then the request gets
 //! 503 with `Retry-After`, never 401.
+//!
+//! With the Authority's `state_dir`, the cache is also written to a file
+//! there (`stella_authority::stale::file`: per subject and client, MAC'd
+//! with a key from the client secret) and read at start, so a gateway
+//! restarted during an outage serves the claims it had within the same
+//! `max_stale_seconds`.
 
 use crate::TokenError;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use stella_authority::stale::file::{Persister, Record, StaleFile};
 use stella_authority::stale::{Flights, StaleCache};
 use stella_authority::HttpFetcher;
 use stella_authority::{ClaimsConfig, ClientCredentials};
@@ -73,6 +80,23 @@ impl AuthorityClaims {
             tenant,
             other,
         })
+    }
+
+    /// The answer these were read from, as the endpoint gave it (for the
+    /// cache's file): `from_document(to_document())` is the same value.
+    pub fn to_document(&self) -> JsonObject {
+        let mut doc = JsonObject::new();
+        for (k, v) in &self.other {
+            doc.insert(k.to_string(), v.clone());
+        }
+        doc.insert(
+            "roles".into(),
+            Value::Array(self.roles.iter().map(|r| Value::from(&**r)).collect()),
+        );
+        if let Some(tenant) = &self.tenant {
+            doc.insert("tenant".into(), Value::from(&**tenant));
+        }
+        doc
     }
 
     /// The token's claims merged with these (see the module rules).
@@ -126,6 +150,8 @@ pub struct ClaimsSource {
     /// One claims request per subject and client at a time.
     flights: Flights<String, Result<Arc<AuthorityClaims>, &'static str>>,
     counters: ClaimsCounters,
+    /// The cache's file in `state_dir`, when persisted.
+    persisted: Option<Persister>,
 }
 
 impl std::fmt::Debug for ClaimsSource {
@@ -144,8 +170,21 @@ impl ClaimsSource {
         client: ClientCredentials,
         fetcher: HttpFetcher,
         clock: Arc<dyn Clock>,
+        state_dir: Option<&std::path::Path>,
     ) -> ClaimsSource {
+        let persisted = state_dir
+            .filter(|_| config.persist_max_entries > 0)
+            .map(|dir| {
+                Persister::new(StaleFile::new(
+                    dir,
+                    &issuer,
+                    "claims",
+                    client.secret.expose().as_bytes(),
+                    config.persist_max_entries,
+                ))
+            });
         ClaimsSource {
+            persisted,
             issuer,
             config,
             client,
@@ -196,15 +235,13 @@ impl ClaimsSource {
             }
             return Ok(Arc::new(entry.value.merge_into(&token)));
         }
-        let fetched = self
-            .flights
-            .run(&key, || {
-                stella_core::trace::in_child(
-                    "claims_fetch",
-                    self.fetch_and_store(&token, key.clone()),
-                )
-            })
-            .await;
+        // Boxed: the call to the Authority is a large future (an HTTP
+        // exchange), needed only on a miss; inline it would be copied on
+        // every request that only reads the cache (docs/performance.md).
+        let fetched = Box::pin(self.flights.run(&key, || {
+            stella_core::trace::in_child("claims_fetch", self.fetch_and_store(&token, key.clone()))
+        }))
+        .await;
         match fetched {
             Ok(claims) => Ok(Arc::new(claims.merge_into(&token))),
             Err(reason) => {
@@ -222,6 +259,58 @@ impl ClaimsSource {
                 Err(TokenError::Unavailable { what: "claims" })
             }
         }
+    }
+
+    /// Reads the persisted claims (at start, before the first request),
+    /// keeping those that may still serve (fresh, or within
+    /// `max_stale_seconds`). Returns how many were loaded.
+    pub fn load_persisted(&self) -> usize {
+        let Some(persisted) = &self.persisted else {
+            return 0;
+        };
+        let now = self.clock.now();
+        let max_stale = self.config.max_stale.as_secs();
+        let mut loaded = 0;
+        for record in persisted.read() {
+            if now >= record.fresh_until.saturating_add(max_stale) {
+                continue;
+            }
+            let Some(claims) = AuthorityClaims::from_document(record.value) else {
+                continue;
+            };
+            self.cache
+                .insert(record.key, Arc::new(claims), record.fresh_until);
+            loaded += 1;
+        }
+        if loaded > 0 {
+            tracing::info!(
+                issuer = &*self.issuer,
+                file = %persisted.file().path().display(),
+                entries = loaded,
+                "persisted authority claims loaded"
+            );
+        }
+        loaded
+    }
+
+    /// Writes the cached claims to `state_dir` if the cache changed since
+    /// the last write; how many were written.
+    pub fn persist(&self) -> Option<usize> {
+        let persisted = self.persisted.as_ref()?;
+        let now = self.clock.now();
+        let max_stale = self.config.max_stale.as_secs();
+        persisted.write_if_changed(self.cache.changes(), now, || {
+            self.cache
+                .entries()
+                .into_iter()
+                .filter(|(_, _, fresh_until)| now < fresh_until.saturating_add(max_stale))
+                .map(|(key, claims, fresh_until)| Record {
+                    key,
+                    fresh_until,
+                    value: claims.to_document(),
+                })
+                .collect()
+        })
     }
 
     /// Fetches the claims for `token`'s subject and client and caches them.
@@ -326,6 +415,23 @@ mod tests {
             "{extra:?}"
         );
         assert!(!extra.iter().any(|(k, _)| *k == "sub" || *k == "scope"));
+    }
+
+    #[test]
+    fn claims_written_to_a_document_read_back_the_same() {
+        let claims = AuthorityClaims::from_document(doc(json!({
+            "roles": ["reader", "auditor"],
+            "tenant": "globex",
+            "entitlements": ["export"],
+        })))
+        .unwrap();
+        let again = AuthorityClaims::from_document(claims.to_document()).unwrap();
+        assert_eq!(again, claims);
+        let empty = AuthorityClaims::from_document(doc(json!({}))).unwrap();
+        assert_eq!(
+            AuthorityClaims::from_document(empty.to_document()).unwrap(),
+            empty
+        );
     }
 
     #[test]

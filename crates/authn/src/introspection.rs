@@ -15,6 +15,13 @@
 //!
 //! So a revoked token is refused once its cache entry expires: at most
 //! `cache_seconds` after revocation.
+//!
+//! With the Authority's `state_dir`, active results are also written to a
+//! file there (`stella_authority::stale::file`: keyed by the token's hash,
+//! the answer as the endpoint gave it, MAC'd with a key from the client
+//! secret) and read at start, each checked again as a fresh answer is, so
+//! a gateway restarted during an outage serves them within the same
+//! `max_stale_seconds`.
 
 use crate::bearer::{check_claims, ClaimsSource};
 use crate::{TokenError, TokenKey, TokenRules};
@@ -22,6 +29,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use stella_authority::jwks::JwksCache;
+use stella_authority::stale::file::{hex, unhex, Persister, Record, StaleFile};
 use stella_authority::stale::{Flights, StaleCache};
 use stella_authority::HttpFetcher;
 use stella_authority::{ClientCredentials, IntrospectionConfig};
@@ -36,7 +44,9 @@ const MAX_ENTRIES: usize = 100_000;
 /// `cache_seconds` (active) or `inactive_cache_seconds` (inactive).
 #[derive(Clone)]
 enum Entry {
-    Active(Arc<TokenClaims>),
+    /// The checked claims, and the answer they came from when the cache
+    /// is persisted.
+    Active(Arc<TokenClaims>, Option<Arc<JsonObject>>),
     Inactive,
 }
 
@@ -78,6 +88,8 @@ pub struct Introspector {
     /// One introspection request per token at a time.
     flights: Flights<[u8; 32], Fetched>,
     counters: IntrospectionCounters,
+    /// The cache's file in `state_dir`, when persisted.
+    persisted: Option<Persister>,
 }
 
 /// What one introspection call settled, shared by every request for the
@@ -108,8 +120,21 @@ impl Introspector {
         fetcher: HttpFetcher,
         jwks: Arc<JwksCache>,
         clock: Arc<dyn Clock>,
+        state_dir: Option<&std::path::Path>,
     ) -> Introspector {
+        let persisted = state_dir
+            .filter(|_| config.persist_max_entries > 0)
+            .map(|dir| {
+                Persister::new(StaleFile::new(
+                    dir,
+                    rules.issuer(),
+                    "introspection",
+                    client.secret.expose().as_bytes(),
+                    config.persist_max_entries,
+                ))
+            });
         Introspector {
+            persisted,
             rules,
             config,
             client,
@@ -144,23 +169,24 @@ impl Introspector {
         if let Some(entry) = cached.as_ref().filter(|c| c.is_fresh(now)) {
             self.counters.hit.fetch_add(1, Ordering::Relaxed);
             return match &entry.value {
-                Entry::Active(claims) => Ok(claims.clone()),
+                Entry::Active(claims, _) => Ok(claims.clone()),
                 Entry::Inactive => Err(TokenError::Inactive),
             };
         }
         self.counters.miss.fetch_add(1, Ordering::Relaxed);
-        let fetched = self
-            .flights
-            .run(key.as_bytes(), || {
-                stella_core::trace::in_child("introspection", self.fetch_and_store(token, key))
-            })
-            .await;
+        // Boxed: the call to the endpoint is a large future (an HTTP
+        // exchange), needed only on a miss; inline it would be copied on
+        // every request that only reads the cache (docs/performance.md).
+        let fetched = Box::pin(self.flights.run(key.as_bytes(), || {
+            stella_core::trace::in_child("introspection", self.fetch_and_store(token, key))
+        }))
+        .await;
         match fetched {
             Ok(verdict) => verdict,
             Err(reason) => {
                 self.counters.error.fetch_add(1, Ordering::Relaxed);
                 if let Some(entry) = cached.filter(|c| c.serves_stale(now, self.max_stale())) {
-                    if let Entry::Active(claims) = entry.value {
+                    if let Entry::Active(claims, _) = entry.value {
                         // Never past the token's own expiry.
                         let usable_until = claims.expires_at().saturating_add(self.rules.leeway());
                         if now < usable_until {
@@ -189,6 +215,7 @@ impl Introspector {
             Answer::Active(claims) => {
                 self.cache.answered(now);
                 let now = self.clock.now();
+                let answer = self.persisted.as_ref().map(|_| Arc::new(claims.clone()));
                 let claims =
                     match check_claims(claims, &self.rules, now, ClaimsSource::Introspection) {
                         Ok(claims) => Arc::new(claims),
@@ -197,8 +224,11 @@ impl Introspector {
                 let fresh_until = now
                     .saturating_add(self.config.cache.as_secs())
                     .min(claims.expires_at());
-                self.cache
-                    .insert(*key.as_bytes(), Entry::Active(claims.clone()), fresh_until);
+                self.cache.insert(
+                    *key.as_bytes(),
+                    Entry::Active(claims.clone(), answer),
+                    fresh_until,
+                );
                 Ok(Ok(claims))
             }
             Answer::Inactive => {
@@ -214,6 +244,75 @@ impl Introspector {
                 Ok(Err(TokenError::Inactive))
             }
         }
+    }
+
+    /// Reads the persisted results (at start, before the first request):
+    /// each one checked as a fresh answer (issuer, audience, times) and kept
+    /// only while it may serve (fresh, or within `max_stale_seconds`, never
+    /// past the token's `exp`). Returns how many were loaded.
+    pub fn load_persisted(&self) -> usize {
+        let Some(persisted) = &self.persisted else {
+            return 0;
+        };
+        let now = self.clock.now();
+        let mut loaded = 0;
+        for record in persisted.read() {
+            let Some(key) = unhex(&record.key).and_then(|k| <[u8; 32]>::try_from(k).ok()) else {
+                continue;
+            };
+            if now >= record.fresh_until.saturating_add(self.max_stale()) {
+                continue;
+            }
+            let answer = Arc::new(record.value.clone());
+            let Ok(claims) =
+                check_claims(record.value, &self.rules, now, ClaimsSource::Introspection)
+            else {
+                continue;
+            };
+            let fresh_until = record.fresh_until.min(claims.expires_at());
+            self.cache.insert(
+                key,
+                Entry::Active(Arc::new(claims), Some(answer)),
+                fresh_until,
+            );
+            loaded += 1;
+        }
+        if loaded > 0 {
+            tracing::info!(
+                issuer = self.rules.issuer(),
+                file = %persisted.file().path().display(),
+                entries = loaded,
+                "persisted introspection results loaded"
+            );
+        }
+        loaded
+    }
+
+    /// Writes the active results to `state_dir` if the cache changed since
+    /// the last write; how many were written.
+    pub fn persist(&self) -> Option<usize> {
+        let persisted = self.persisted.as_ref()?;
+        let now = self.clock.now();
+        let max_stale = self.max_stale();
+        persisted.write_if_changed(self.cache.changes(), now, || {
+            self.cache
+                .entries()
+                .into_iter()
+                .filter_map(|(key, entry, fresh_until)| match entry {
+                    Entry::Active(claims, Some(answer))
+                        if now < fresh_until.saturating_add(max_stale)
+                            && now < claims.expires_at() =>
+                    {
+                        Some(Record {
+                            key: hex(&key),
+                            fresh_until,
+                            value: (*answer).clone(),
+                        })
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
     }
 
     /// One introspection request. Errors are a fixed label (never the

@@ -62,6 +62,7 @@ impl Issuer {
                 fetcher()?,
                 jwks.clone(),
                 clock.clone(),
+                config.state_dir.as_deref(),
             )),
             _ => None,
         };
@@ -72,6 +73,7 @@ impl Issuer {
                 client.clone(),
                 fetcher()?,
                 clock.clone(),
+                config.state_dir.as_deref(),
             ))),
             _ => None,
         };
@@ -86,6 +88,27 @@ impl Issuer {
 
     pub fn issuer(&self) -> &str {
         &self.config.issuer
+    }
+
+    /// Loads the persisted introspection results and claims (at start).
+    pub fn load_persisted_caches(&self) {
+        if let Some(i) = &self.introspection {
+            i.load_persisted();
+        }
+        if let Some(c) = &self.claims {
+            c.load_persisted();
+        }
+    }
+
+    /// Writes the introspection results and claims that changed to
+    /// `state_dir` (periodically and on shutdown).
+    pub fn persist_caches(&self) {
+        if let Some(i) = &self.introspection {
+            i.persist();
+        }
+        if let Some(c) = &self.claims {
+            c.persist();
+        }
     }
 }
 

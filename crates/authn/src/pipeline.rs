@@ -322,7 +322,7 @@ impl Authenticator {
             }
             Presented::Dpop { token, proof } => {
                 self.events.dpop_request();
-                let (claims, token_key) = self.verify_token_keyed(token).await?;
+                let claims = self.verify_token(token).await?;
                 let Some(origin) = &self.public_origin else {
                     return Err(AuthnError::InvalidProof("dpop_not_configured"));
                 };
@@ -346,7 +346,9 @@ impl Authenticator {
                     target_uri: &target,
                     proof,
                     access_token: token,
-                    access_token_hash: Some(token_key.as_bytes()),
+                    // `ath` is SHA-256 (RFC 9449 §4.2); the cache key is
+                    // another hash, so check_proof computes it.
+                    access_token_hash: None,
                     binding: claims.binding(),
                     nonce,
                 };
@@ -416,29 +418,17 @@ impl Authenticator {
         self.nonces.as_ref().map(|n| n.issue(self.clock.now()))
     }
 
-    async fn verify_token(&self, token: &str) -> Result<Arc<TokenClaims>, AuthnError> {
-        Ok(self.verify_token_keyed(token).await?.0)
-    }
-
-    /// [`Authenticator::verify_token`], with the token's SHA-256.
-    ///
     /// A JWS is verified with the keys of the Authority its `iss` names
     /// (verdicts cached by the token's hash), an opaque token by the
     /// introspecting Authority; then the Authority's claims are merged in
     /// (effective claims) and the tenant's issuer binding is checked.
-    async fn verify_token_keyed(
-        &self,
-        token: &str,
-    ) -> Result<(Arc<TokenClaims>, TokenKey), AuthnError> {
+    async fn verify_token(&self, token: &str) -> Result<Arc<TokenClaims>, AuthnError> {
         self.effective_claims(token)
             .await
             .map_err(AuthnError::Token)
     }
 
-    async fn effective_claims(
-        &self,
-        token: &str,
-    ) -> Result<(Arc<TokenClaims>, TokenKey), TokenError> {
+    async fn effective_claims(&self, token: &str) -> Result<Arc<TokenClaims>, TokenError> {
         let first = self.issuers.first();
         let max_len = first.rules.max_token_len();
         if token.len() > max_len {
@@ -497,7 +487,7 @@ impl Authenticator {
             None => claims,
         };
         self.issuers.check_tenant(&claims)?;
-        Ok((claims, key))
+        Ok(claims)
     }
 
     /// A bound token whose constraint was not proven: refused, unless the

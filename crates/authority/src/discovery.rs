@@ -65,6 +65,16 @@ impl Discovery {
         })
     }
 
+    /// Keys published at a configured `jwks_uri`, without a metadata
+    /// document (a Shared Signals transmitter's, for one).
+    pub(crate) fn fixed(issuer: &str, jwks_uri: &str) -> Discovery {
+        Discovery {
+            issuer: issuer.to_owned(),
+            jwks_uri: jwks_uri.to_owned(),
+            introspection_endpoint: None,
+        }
+    }
+
     /// The issuer, equal to the configured one.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -128,7 +138,7 @@ fn member<'a>(doc: &'a JsonObject, name: &'static str) -> Result<&'a str, Author
 }
 
 /// An absolute http(s) url with a host; https only when required.
-pub(crate) fn check_url(
+pub fn check_url(
     member: &'static str,
     url: &str,
     require_https: bool,

@@ -86,6 +86,8 @@ pub struct IntrospectionConfig {
     pub cache: Duration,
     pub inactive_cache: Duration,
     pub max_stale: Duration,
+    /// Active results written to `state_dir` at most (0: none).
+    pub persist_max_entries: usize,
 }
 
 /// The Authority's claims endpoint (effective claims).
@@ -95,4 +97,6 @@ pub struct ClaimsConfig {
     pub cache: Duration,
     pub refresh_ahead: Duration,
     pub max_stale: Duration,
+    /// Entries written to `state_dir` at most (0: none).
+    pub persist_max_entries: usize,
 }

@@ -10,6 +10,8 @@
 //! comes from the caller (`now`), so the rules are tested with a frozen
 //! clock.
 
+pub mod file;
+
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,6 +82,9 @@ pub struct StaleCache<K, V> {
     entries: quick_cache::sync::Cache<K, Cached<V>>,
     /// Unix seconds of the last answer from the Authority (0: none yet).
     last_answer: AtomicU64,
+    /// Bumped by every insert and removal: whether there is anything new
+    /// to persist.
+    changes: AtomicU64,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> std::fmt::Debug for StaleCache<K, V> {
@@ -96,6 +101,7 @@ impl<K: Eq + Hash + Clone, V: Clone> StaleCache<K, V> {
         StaleCache {
             entries: quick_cache::sync::Cache::new(capacity),
             last_answer: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -114,10 +120,26 @@ impl<K: Eq + Hash + Clone, V: Clone> StaleCache<K, V> {
                 refreshing: Arc::new(AtomicBool::new(false)),
             },
         );
+        self.changes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn remove(&self, key: &K) {
         self.entries.remove(key);
+        self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every entry with its value and freshness, for persisting.
+    pub fn entries(&self) -> Vec<(K, V, u64)> {
+        self.entries
+            .iter()
+            .map(|(k, c)| (k, c.value, c.fresh_until))
+            .collect()
+    }
+
+    /// Inserts and removals so far (compare two readings to know whether
+    /// anything changed in between).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
     }
 
     /// The Authority answered at `now` (whatever it said).

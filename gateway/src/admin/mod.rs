@@ -3,13 +3,15 @@
 //! once, not draining; `?verbose` adds the state of each dependency),
 //! `/metrics` (Prometheus text), `/config` (active configuration version,
 //! when it was applied, the last rejected reload, key ids),
-//! `POST /reload` and the revocation calls (`revocations`). It is a
+//! `POST /reload`, the revocation calls (`revocations`) and, when
+//! configured, the Shared Signals push endpoint (`ssf`). It is a
 //! separate listener so it can be kept off the public network; with an
 //! operator token file, calls that change state need an operator token
-//! (`operator`).
+//! (`operator`), except the push endpoint, whose SETs are signed.
 
 mod operator;
 mod revocations;
+mod ssf;
 
 use crate::gateway::{Gateway, Snapshot};
 use crate::reload::{Outcome, Trigger};
@@ -25,6 +27,8 @@ use stella_authority::lkg::What;
 
 pub struct Admin {
     pub gateway: Arc<Gateway>,
+    /// The Shared Signals receiver (`gateway.revocation.ssf`), if any.
+    pub ssf: Option<Arc<crate::ssf::Receiver>>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>> {
@@ -144,6 +148,7 @@ impl Admin {
             gw.shared.revocations.write_failures(),
         ) + &authority_metrics(gw)
             + &revocation_entries_metric(gw)
+            + &self.ssf.as_ref().map(|r| r.metrics()).unwrap_or_default()
             + &degraded_metric(gw, replay_reachable);
         let issuers = gw.authn.issuers.list();
         gw.metrics().render(&External {
@@ -361,6 +366,10 @@ impl ServeHttp for Admin {
                 .any(|p| p == "verbose" || p.starts_with("verbose="))
         });
         let post = session.req_header().method == http::Method::POST;
+        if let Some(receiver) = self.ssf.as_ref().filter(|r| r.path() == path) {
+            let gw = self.gateway.current();
+            return ssf::handle(session, &gw, receiver).await;
+        }
         let operator = if operator::needs_operator(&session.req_header().method, &path) {
             let headers: Vec<&[u8]> = session
                 .req_header()

@@ -66,6 +66,45 @@ pub struct GatewaySection {
     /// Emergency revocation: where the list of revoked identities is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<RevocationSection>,
+    /// OAuth 2.0 protected resources (RFC 9728): each one's metadata
+    /// document is served on the public listeners at
+    /// `/.well-known/oauth-protected-resource` followed by the resource's
+    /// path, and the 401 challenges of its services' routes name it in
+    /// `resource_metadata`. Not printed when unset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected_resources: Vec<ProtectedResourceSection>,
+}
+
+/// `gateway.protected_resources[]`: one protected resource's metadata
+/// (RFC 9728 section 2), served by the gateway (gateway/src/resource_metadata.rs).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedResourceSection {
+    /// The resource identifier, an https url without query or fragment,
+    /// such as `https://api.example.com/orders` (required): the document's
+    /// `resource`, and where its metadata url comes from (RFC 9728 section
+    /// 3.1). Unique.
+    pub resource: Option<String>,
+    /// Services (`services[].name`) whose routes are this resource: their
+    /// 401 challenges, Bearer and DPoP, carry
+    /// `resource_metadata="<metadata url>"`. A service belongs to one
+    /// resource at most. Default: none (the document alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Issuer urls of the Authorities that issue tokens for it. Default:
+    /// every configured Authority's issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_servers: Option<Vec<String>>,
+    /// Scope values of the resource. Default: every scope the policies of
+    /// its services name (`scopes_all`, `scopes_any`); left out when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes_supported: Option<Vec<String>>,
+    /// An http(s) url of the resource's documentation for developers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_documentation: Option<String>,
+    /// A human-readable name of the resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
 }
 
 /// The admin listener's operator credential (gateway/src/admin/).
@@ -98,6 +137,64 @@ pub struct RevocationSection {
     /// The whole shared list is read again this often (default 30), besides
     /// on every change notice and on every reconnection.
     pub store_refresh_seconds: Option<u64>,
+    /// An OpenID Shared Signals (SSF 1.0) receiver on the admin listener:
+    /// transmitters push Security Event Tokens (RFC 8935) whose CAEP
+    /// `session-revoked`, `credential-change` and RISC `account-disabled`
+    /// events become entries of the list. Unset: no receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssf: Option<SsfSection>,
+}
+
+/// The Shared Signals receiver (docs/design.md §3.3,
+/// runbooks/emergency-revocation.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsfSection {
+    /// The path on the admin listener that takes pushed SETs (default
+    /// `/ssf/push`). It needs no operator token: each SET is signed by its
+    /// transmitter.
+    pub path: Option<String>,
+    /// How old a SET's `iat` may be, in seconds (default 600); its `jti`
+    /// is remembered as long, and a SET seen again is refused.
+    pub max_age_seconds: Option<u64>,
+    /// The transmitters whose SETs are taken, at least one.
+    #[serde(default)]
+    pub transmitters: Vec<SsfTransmitterSection>,
+}
+
+/// One Shared Signals transmitter.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsfTransmitterSection {
+    /// The transmitter's issuer: the SETs' `iss`, compared byte for byte
+    /// (required).
+    pub issuer: Option<String>,
+    /// Where the transmitter publishes its signing keys (its SSF
+    /// metadata's `jwks_uri`); or `jwks_file`.
+    pub jwks_uri: Option<String>,
+    /// A file holding the transmitter's signing keys as a JWKS, relative
+    /// to this file; or `jwks_uri`.
+    pub jwks_file: Option<String>,
+    /// What the SETs' `aud` must hold: the audience the gateway registered
+    /// with the transmitter (required).
+    pub audience: Option<String>,
+    /// The operator name the audit lines of this transmitter's revocations
+    /// carry (letters, digits and `. _ @ -`, at most 64). Default
+    /// `ssf@<issuer host>`.
+    pub name: Option<String>,
+    /// How long an entry made for one of its events lives, in seconds
+    /// (default 3600; at least the access tokens' lifetime, so the tokens
+    /// issued before the event expire under it).
+    pub revoke_for_seconds: Option<u64>,
+    /// The issuer of the Authority whose `sub` an `opaque` subject
+    /// identifier is. Unset: `opaque` subjects are ignored.
+    pub opaque_subjects_of: Option<String>,
+    /// The issuer of the Authority whose `sub` an `email` subject
+    /// identifier is (an Authority whose subjects are email addresses).
+    /// Unset: `email` subjects are ignored.
+    pub email_subjects_of: Option<String>,
+    /// `jwks_uri` must be https (default true); `false` for local tests.
+    pub require_https: Option<bool>,
 }
 
 /// What one client connection may hold; new values apply to new
@@ -118,6 +215,19 @@ pub struct LimitsSection {
     pub max_request_headers: Option<u64>,
     /// Open connections per listener (default 10000); over it, 503.
     pub max_connections: Option<u64>,
+    /// A TLS handshake must be complete within this time from accept
+    /// (default 10000); else the connection is closed (Pingora's own bound
+    /// is 60 s).
+    pub tls_handshake_timeout_ms: Option<u64>,
+    /// HTTP/2 connections with no request in flight are closed after this
+    /// (default 60).
+    pub h2_idle_timeout_seconds: Option<u64>,
+    /// Requests in flight at once on one HTTP/2 connection (default 100);
+    /// a stream over it is refused (`REFUSED_STREAM`).
+    pub h2_max_concurrent_streams: Option<u64>,
+    /// Largest decoded header list of an HTTP/2 request (default 65536);
+    /// over it, 431 and the stream is reset.
+    pub h2_max_header_list_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -144,6 +254,19 @@ pub struct ListenersSection {
     /// before routing (default false; the admin listener always does).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_jwks: Option<bool>,
+    /// CIDR blocks (or single addresses, IPv4 and IPv6) of the load
+    /// balancers in front of the http listener: only a peer in them has its
+    /// `Forwarded`, `X-Forwarded-For` and `X-Forwarded-Proto` believed (the
+    /// right-most address that is not a trusted proxy is the client).
+    /// Everyone else's are ignored and replaced. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_trusted_proxies: Vec<String>,
+    /// Every connection to the http listener starts with a PROXY protocol
+    /// header (v1 or v2), whose source address is the client; a connection
+    /// without a valid one within `request_head_timeout_ms` is closed.
+    /// Default false. Only a load balancer should reach such a listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -167,6 +290,16 @@ pub struct TlsSection {
     pub spiffe_roots: Vec<SpiffeRootsSection>,
     /// Offer HTTP/2 (ALPN `h2`) besides HTTP/1.1.
     pub http2: Option<bool>,
+    /// CIDR blocks (or single addresses) of the load balancers in front of
+    /// the TLS listener, as `gateway.listeners.http_trusted_proxies` for
+    /// the http one. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2),
+    /// before the TLS ClientHello; see
+    /// `gateway.listeners.http_proxy_protocol`. Default false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -219,6 +352,14 @@ pub struct DpopSection {
     pub replay_store_client_cert_file: Option<String>,
     /// PEM private key of `replay_store_client_cert_file`.
     pub replay_store_client_key_file: Option<String>,
+    /// A file holding the replay store's Redis password (relative to this
+    /// file; a trailing newline is ignored), for a `replay_store` URL
+    /// without one: `redis://redis:6379` for `requirepass`, or
+    /// `redis://user@redis:6379` for an ACL user. Keeps the password out of
+    /// the URL and the environment. A new password needs a restart, as a
+    /// new URL does. Not printed when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_store_password_file: Option<String>,
     /// Deadline of one replay store operation, connecting included (default
     /// 500 ms); past it the request gets 503.
     pub replay_store_timeout_ms: Option<u64>,
@@ -368,6 +509,11 @@ pub struct IntrospectionSection {
     /// How long past its cache time an active result still serves while
     /// the endpoint cannot be reached (default 0).
     pub max_stale_seconds: Option<u64>,
+    /// Active results written to the Authority's `state_dir` (when it has
+    /// one), so a gateway restarted during an outage still serves them up to
+    /// `max_stale_seconds` (default 10000, the most recent first; 0: never
+    /// written). Keyed by the token's SHA-256, never the token.
+    pub persist_max_entries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -384,6 +530,11 @@ pub struct ClaimsSection {
     /// How long past their cache time claims still serve while the
     /// endpoint cannot be reached (default 300); then 503.
     pub max_stale_seconds: Option<u64>,
+    /// Claims written to the Authority's `state_dir` (when it has one), so
+    /// a gateway restarted during an outage still serves them up to
+    /// `max_stale_seconds` (default 10000, the most recent first; 0: never
+    /// written).
+    pub persist_max_entries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -570,9 +721,13 @@ pub fn schema_sample() -> FileConfig {
                         ca_file: s(),
                     }],
                     http2: Some(true),
+                    trusted_proxies: vec![String::new()],
+                    proxy_protocol: Some(false),
                 }),
                 admin: s(),
                 public_jwks: Some(false),
+                http_trusted_proxies: vec![String::new()],
+                http_proxy_protocol: Some(false),
             },
             auth: AuthSection {
                 authority: AuthoritySection {
@@ -597,12 +752,14 @@ pub fn schema_sample() -> FileConfig {
                         cache_seconds: Some(0),
                         inactive_cache_seconds: Some(0),
                         max_stale_seconds: Some(0),
+                        persist_max_entries: Some(0),
                     }),
                     claims: Some(ClaimsSection {
                         endpoint: s(),
                         cache_seconds: Some(0),
                         refresh_ahead_seconds: Some(0),
                         max_stale_seconds: Some(0),
+                        persist_max_entries: Some(0),
                     }),
                     token_profile: s(),
                     token_claims: Some(TokenClaimsSection {
@@ -631,6 +788,7 @@ pub fn schema_sample() -> FileConfig {
                     replay_store_ca_file: s(),
                     replay_store_client_cert_file: s(),
                     replay_store_client_key_file: s(),
+                    replay_store_password_file: s(),
                     replay_store_timeout_ms: Some(0),
                     replay_max_entries: Some(0),
                     replay_max_share_percent: Some(0),
@@ -654,6 +812,10 @@ pub fn schema_sample() -> FileConfig {
                 max_request_header_bytes: Some(0),
                 max_request_headers: Some(0),
                 max_connections: Some(0),
+                tls_handshake_timeout_ms: Some(0),
+                h2_idle_timeout_seconds: Some(0),
+                h2_max_concurrent_streams: Some(0),
+                h2_max_header_list_bytes: Some(0),
             },
             admin: Some(AdminSection {
                 operator_token_file: s(),
@@ -662,7 +824,30 @@ pub fn schema_sample() -> FileConfig {
                 state_file: s(),
                 store: s(),
                 store_refresh_seconds: Some(0),
+                ssf: Some(SsfSection {
+                    path: s(),
+                    max_age_seconds: Some(0),
+                    transmitters: vec![SsfTransmitterSection {
+                        issuer: s(),
+                        jwks_uri: s(),
+                        jwks_file: s(),
+                        audience: s(),
+                        name: s(),
+                        revoke_for_seconds: Some(0),
+                        opaque_subjects_of: s(),
+                        email_subjects_of: s(),
+                        require_https: Some(true),
+                    }],
+                }),
             }),
+            protected_resources: vec![ProtectedResourceSection {
+                resource: s(),
+                services: vec![String::new()],
+                authorization_servers: Some(vec![String::new()]),
+                scopes_supported: Some(vec![String::new()]),
+                resource_documentation: s(),
+                resource_name: s(),
+            }],
         },
         router: RouterSection {
             on_missing_authorization: s(),

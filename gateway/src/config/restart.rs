@@ -58,6 +58,38 @@ pub const RESTART_ONLY: &[RestartOnly] = &[
             _ => false,
         },
     },
+    // Pingora takes HTTP/2 settings once, when the proxy is built.
+    RestartOnly {
+        path: "gateway.limits.h2_idle_timeout_seconds",
+        scope: Scope::Key,
+        changed: |o, n| o.limits.h2_idle_timeout != n.limits.h2_idle_timeout,
+    },
+    RestartOnly {
+        path: "gateway.limits.h2_max_concurrent_streams",
+        scope: Scope::Key,
+        changed: |o, n| o.limits.h2_max_concurrent_streams != n.limits.h2_max_concurrent_streams,
+    },
+    RestartOnly {
+        path: "gateway.limits.h2_max_header_list_bytes",
+        scope: Scope::Key,
+        changed: |o, n| o.limits.h2_max_header_list_bytes != n.limits.h2_max_header_list_bytes,
+    },
+    // The front reads the PROXY header, or not, from how it was built.
+    RestartOnly {
+        path: "gateway.listeners.http_proxy_protocol",
+        scope: Scope::Key,
+        changed: |o, n| {
+            o.listeners.http_proxy.proxy_protocol != n.listeners.http_proxy.proxy_protocol
+        },
+    },
+    RestartOnly {
+        path: "gateway.listeners.tls.proxy_protocol",
+        scope: Scope::Key,
+        changed: |o, n| match (&o.listeners.tls, &n.listeners.tls) {
+            (Some(o), Some(n)) => o.proxy.proxy_protocol != n.proxy.proxy_protocol,
+            _ => false,
+        },
+    },
     RestartOnly {
         path: "gateway.threads",
         scope: Scope::Key,
@@ -173,5 +205,23 @@ mod tests {
         );
         assert_eq!(applied_by("gateway.listeners.tls.addr"), Applied::Restart);
         assert_eq!(applied_by("gateway.threads_x"), Applied::Reload);
+        // The PROXY protocol is the listener's wire format; whom it trusts
+        // for forwarding headers is read per request.
+        assert_eq!(
+            applied_by("gateway.listeners.http_proxy_protocol"),
+            Applied::Restart
+        );
+        assert_eq!(
+            applied_by("gateway.listeners.tls.proxy_protocol"),
+            Applied::Restart
+        );
+        assert_eq!(
+            applied_by("gateway.listeners.http_trusted_proxies"),
+            Applied::Reload
+        );
+        assert_eq!(
+            applied_by("gateway.listeners.tls.trusted_proxies"),
+            Applied::Reload
+        );
     }
 }

@@ -75,6 +75,10 @@ pub const SHAPE_REASONS: &[&str] = &[
 /// (`gateway.listeners.public_jwks`), answered by the gateway itself.
 pub const PUBLIC_JWKS: &str = "public_jwks";
 
+/// A request for a protected resource's metadata (RFC 9728,
+/// `gateway.protected_resources`), answered by the gateway itself.
+pub const RESOURCE_METADATA: &str = "resource_metadata";
+
 /// The client went away before an answer; nothing was written.
 pub const DOWNSTREAM_CLOSED: &str = "downstream_closed";
 
@@ -85,6 +89,8 @@ pub enum Answer {
     Forwarded,
     /// The gateway's published key set, 200.
     KeySet,
+    /// A protected resource's metadata document (RFC 9728), 200.
+    ResourceMetadata,
     /// A refusal, as its problem+json response shows it.
     Refused(Refused),
     /// No answer: the client had gone.
@@ -353,6 +359,7 @@ pub fn answers() -> BTreeMap<&'static str, Vec<Answer>> {
     // `Allowed::reason` when the emergency bypass let the request through.
     add("bypass", Answer::Forwarded);
     add(PUBLIC_JWKS, Answer::KeySet);
+    add(RESOURCE_METADATA, Answer::ResourceMetadata);
     add(DOWNSTREAM_CLOSED, Answer::Nothing);
     out
 }
@@ -504,6 +511,12 @@ pub const REASONS: &[Entry] = &[
         "The emergency bypass let the request through: a bound token whose binding was not proven, on a route or tenant with `allow_bypass: true`, while `gateway.auth.allow_temporary_bypass` is on. It is logged as a warning and counted in `stella_gateway_dpop_bypass_total`.",
         "The bypass was turned on during an incident (a DPoP or mTLS rollout problem) and clients without proofs are calling.",
         "Turn `gateway.auth.allow_temporary_bypass` off as soon as the incident is over ([dpop-mtls-rollout](../runbooks/dpop-mtls-rollout.md)); `StellaGatewayEmergencyBypassInUse` fires while it is used.",
+    ),
+    e(
+        RESOURCE_METADATA,
+        "A request for `/.well-known/oauth-protected-resource` (or that path followed by a resource's path) on a public listener, answered by the gateway with the protected resource's metadata (RFC 9728, `gateway.protected_resources`). A path under that prefix that names no configured resource is 404 `not_found`.",
+        "OAuth clients that got a 401 whose challenge names `resource_metadata`, and look up which Authority and scopes the resource wants.",
+        "Nothing.",
     ),
     e(
         PUBLIC_JWKS,
@@ -1180,6 +1193,9 @@ fn answer_text(answer: &Answer, statuses: &BTreeMap<String, Vec<u16>>) -> String
     match answer {
         Answer::Forwarded => "allowed: the service's answer is forwarded".to_owned(),
         Answer::KeySet => "allowed: 200 with the gateway's public key set".to_owned(),
+        Answer::ResourceMetadata => {
+            "allowed: 200 with the protected resource's metadata document".to_owned()
+        }
         Answer::Nothing => "nothing: the client had gone (status 0)".to_owned(),
         Answer::Refused(r) => {
             let link = anchor(&error_heading(

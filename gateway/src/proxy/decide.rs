@@ -63,12 +63,15 @@ impl Proxy {
             .trace
             .as_ref()
             .map(|t| t.child("authenticate", SpanKind::Internal));
-        let authenticated = otel::run_in(
-            auth_span.as_ref(),
-            gw.authn.authenticate(credential, &facts),
-        )
-        .await
-        .map_err(|e| {
+        // Awaited in place (not through `otel::run_in`, whose future holds
+        // this one twice): the request's future is moved into a box on
+        // every request, so its size is copied each time.
+        let authenticate = gw.authn.authenticate(credential, &facts);
+        let authenticated = match auth_span.as_ref() {
+            None => authenticate.await,
+            Some(cx) => authenticate.with_context(cx.clone()).await,
+        };
+        let authenticated = authenticated.map_err(|e| {
             if let AuthnError::Revoked(hit) = &e {
                 // Which entry refused it, by the value's hash: never the
                 // value itself.

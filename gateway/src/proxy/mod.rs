@@ -14,6 +14,7 @@ use crate::upstream::{Endpoint, UpstreamPool};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderName;
+use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -46,6 +47,8 @@ pub struct Ctx {
     authorized: Option<Authorized<Authenticated>>,
     reason: &'static str,
     tls: bool,
+    /// The client's address and scheme (`crate::client_addr`).
+    client: crate::client_addr::Client,
     client_cert: Option<ClientCert>,
     /// The endpoint of the current upstream attempt.
     endpoint: Option<Arc<Endpoint>>,
@@ -111,17 +114,20 @@ fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a [u8]> {
 }
 
 /// Writes a refusal: the only way the gateway answers a request itself.
+/// `resource_metadata`: the url of the route's RFC 9728 metadata, which
+/// its challenges name.
 pub async fn write_refusal(
     session: &mut Session,
     refusal: &Refusal,
     request_id: &str,
     dpop_algs: &str,
+    resource_metadata: Option<&str>,
 ) -> Result<()> {
     let Reply {
         status,
         headers,
         body,
-    } = refusal.reply_with_algs(request_id, dpop_algs);
+    } = refusal.reply_with(request_id, dpop_algs, resource_metadata);
     let mut head = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (name, value) in headers {
         head.append_header(name, value)?;
@@ -139,6 +145,9 @@ pub async fn write_refusal(
 /// listener (`gateway.listeners.public_jwks`): answered by the gateway itself.
 const PUBLIC_KEYS: &str = crate::decision_log::catalogue::PUBLIC_JWKS;
 
+/// The decision-log reason of a protected resource metadata document.
+const RESOURCE_METADATA: &str = crate::decision_log::catalogue::RESOURCE_METADATA;
+
 /// Answers `GET` or `HEAD /.well-known/stella/keys.json` with the snapshot's
 /// JWKS (`crate::keyset`), before any route or policy is looked at.
 async fn write_keyset(session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -148,7 +157,14 @@ async fn write_keyset(session: &mut Session, ctx: &mut Ctx) -> Result<()> {
             allowed: vec!["GET".into(), "HEAD".into()],
         };
         ctx.reason = refusal.reason();
-        return write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await;
+        return write_refusal(
+            session,
+            &refusal,
+            &ctx.request_id,
+            &ctx.snap.dpop_algs,
+            None,
+        )
+        .await;
     }
     let head_only = method == http::Method::HEAD;
     let body = ctx.snap.keyset.clone();
@@ -212,6 +228,22 @@ fn sign_txn_token(
             "transaction token not signed",
         )
     })
+}
+
+/// Whether `request` already goes out as the origin-form target `path`
+/// with `query`: the bytes on the wire (not only the parsed URI) are those.
+fn is_origin_form_of(request: &RequestHeader, path: &str, query: Option<&str>) -> bool {
+    if request.uri.scheme().is_some() || request.uri.authority().is_some() {
+        return false;
+    }
+    let wire = request.raw_path();
+    let Some(rest) = wire.strip_prefix(path.as_bytes()) else {
+        return false;
+    };
+    match query {
+        None => rest.is_empty(),
+        Some(q) => rest.first() == Some(&b'?') && &rest[1..] == q.as_bytes(),
+    }
 }
 
 /// Whether an upstream error came from TLS with the service: a failed
@@ -313,6 +345,7 @@ impl ProxyHttp for Proxy {
             authorized: None,
             reason: "",
             tls: false,
+            client: Default::default(),
             client_cert: None,
             endpoint: None,
             tried: Vec::new(),
@@ -337,10 +370,36 @@ impl ProxyHttp for Proxy {
             ctx.tls = true;
             ctx.client_cert = ssl.extension.get::<ClientCert>().cloned();
         }
+        let trust = ctx.snap.config.listeners.proxy_trust(ctx.tls);
+        ctx.client = crate::client_addr::of_session(session, &trust.trusted_proxies);
         if ctx.snap.config.listeners.public_jwks
             && session.req_header().uri.path() == crate::keyset::PATH
         {
-            write_keyset(session, ctx).await?;
+            Box::pin(write_keyset(session, ctx)).await?;
+            return Ok(true);
+        }
+        // RFC 9728 documents (`gateway.protected_resources`), before routing.
+        if let Some(found) = ctx
+            .snap
+            .resource_metadata
+            .lookup(session.req_header().uri.path())
+        {
+            let served = crate::resource_metadata::serve(session, found, &ctx.request_id);
+            match Box::pin(served).await? {
+                Ok(()) => ctx.reason = RESOURCE_METADATA,
+                Err(refusal) => {
+                    ctx.reason = refusal.reason();
+                    let algs = &ctx.snap.dpop_algs;
+                    Box::pin(write_refusal(
+                        session,
+                        &refusal,
+                        &ctx.request_id,
+                        algs,
+                        None,
+                    ))
+                    .await?;
+                }
+            }
             return Ok(true);
         }
         match self.decide(session, ctx).await {
@@ -349,7 +408,13 @@ impl ProxyHttp for Proxy {
                 if ctx.reason.is_empty() {
                     ctx.reason = refusal.reason();
                 }
-                write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await?;
+                let metadata = ctx.snap.resource_metadata.challenge(ctx.service);
+                let (id, algs) = (&ctx.request_id, &ctx.snap.dpop_algs);
+                // Every answer written here is boxed (the key set, the
+                // metadata, refusals): writing one is a large future, and
+                // inline it would enlarge this one, which Pingora moves into
+                // a box on every request (docs/performance.md).
+                Box::pin(write_refusal(session, &refusal, id, algs, metadata)).await?;
                 Ok(true)
             }
         }
@@ -464,7 +529,7 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -500,15 +565,19 @@ impl ProxyHttp for Proxy {
             upstream.remove_header(name);
         }
 
-        // One canonical path for matching and forwarding.
-        let uri = match &ctx.query {
-            Some(q) => format!("{}?{q}", path.as_str()),
-            None => path.as_str().to_owned(),
-        };
-        let uri = uri.parse().map_err(|_| {
-            Error::explain(ErrorType::InternalError, "normalized path is not a uri")
-        })?;
-        upstream.set_uri(uri);
+        // One canonical path for matching and forwarding. Most requests
+        // arrive in it already (origin-form, normalized): then nothing is
+        // rebuilt.
+        if !is_origin_form_of(upstream, path.as_str(), ctx.query.as_deref()) {
+            let uri = match &ctx.query {
+                Some(q) => format!("{}?{q}", path.as_str()),
+                None => path.as_str().to_owned(),
+            };
+            let uri = uri.parse().map_err(|_| {
+                Error::explain(ErrorType::InternalError, "normalized path is not a uri")
+            })?;
+            upstream.set_uri(uri);
+        }
 
         let (mut trace, tracestate) =
             forward::next_trace(incoming_trace.as_deref(), incoming_state.as_deref());
@@ -516,11 +585,7 @@ impl ProxyHttp for Proxy {
         if let Some(parent) = ctx.upstream_span.as_ref().and_then(otel::traceparent_of) {
             trace = parent;
         }
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+        let client_ip = ctx.client.ip.map(|ip| ip.to_string()).unwrap_or_default();
 
         // The identity, in the service's format (docs/design.md §3.6). The
         // default, the envelope alone, does no other work.
@@ -559,20 +624,30 @@ impl ProxyHttp for Proxy {
 
         let added = Added {
             forwarded_for: client_ip,
-            forwarded_proto: if ctx.tls { "https" } else { "http" },
+            forwarded_proto: match ctx.client.scheme {
+                Some(scheme) => scheme.as_str(),
+                None if ctx.tls => "https",
+                None => "http",
+            },
             forwarded_host: original_host,
             request_id: ctx.request_id.clone(),
             traceparent: trace.header(),
             tracestate,
         };
+        // Room for every header added, in one step (not one growth of both
+        // header maps at a time).
+        upstream.reserve_headers(forward::MAX_ADDED);
         for (name, value) in added.into_pairs() {
             upstream.insert_header(name, value)?;
         }
-        for (name, value) in envelope.into_iter().flat_map(EnvelopeHeaders::into_pairs) {
-            upstream.insert_header(name, value)?;
+        let names = &*forward::NAMES;
+        if let Some(envelope) = envelope {
+            for ((_, value), name) in envelope.into_pairs().into_iter().zip(&names.envelope) {
+                upstream.insert_header(name, value)?;
+            }
         }
         if let Some(token) = txn_token {
-            upstream.insert_header(stella_envelope::txn_token::HEADER, token)?;
+            upstream.insert_header(&names.txn_token, token)?;
         }
         Ok(())
     }
@@ -583,7 +658,7 @@ impl ProxyHttp for Proxy {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        response.insert_header(&forward::NAMES.request_id, ctx.request_id.as_str())?;
         if let Some(cx) = &ctx.upstream_span {
             otel::set(
                 cx,
@@ -641,7 +716,14 @@ impl ProxyHttp for Proxy {
         let status = refusal.status();
         // The connection is not reused after this answer: say so.
         session.set_keepalive(None);
-        let _ = write_refusal(session, &refusal, &ctx.request_id, &ctx.snap.dpop_algs).await;
+        let _ = write_refusal(
+            session,
+            &refusal,
+            &ctx.request_id,
+            &ctx.snap.dpop_algs,
+            None,
+        )
+        .await;
         FailToProxy {
             error_code: status,
             can_reuse_downstream: false,
@@ -654,7 +736,10 @@ impl ProxyHttp for Proxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let route = ctx.route_id.as_deref().unwrap_or("none");
-        let decision = if ctx.authorized.is_some() || ctx.reason == PUBLIC_KEYS {
+        let decision = if ctx.authorized.is_some()
+            || ctx.reason == PUBLIC_KEYS
+            || ctx.reason == RESOURCE_METADATA
+        {
             "allow"
         } else {
             "deny"
@@ -700,6 +785,7 @@ impl ProxyHttp for Proxy {
             tenant: claims.and_then(|c| c.tenant()).unwrap_or(""),
             client_id: claims.and_then(|c| c.client_id()).unwrap_or(""),
             cnf: cnf.unwrap_or(""),
+            client: ctx.client.ip,
             upstream,
             upstream_error: ctx.upstream_error,
             latency_us: ctx.started.elapsed().as_micros() as u64,

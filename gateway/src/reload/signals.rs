@@ -90,6 +90,8 @@ impl BackgroundService for Drain {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if done() {
                     tracing::info!("no request in flight; exiting");
+                    // What the caches learned survives the restart.
+                    super::upkeep::persist_caches(&self.gateway.current());
                     crate::upgrade::exiting();
                     crate::otel::shutdown();
                     crate::telemetry::flush_logs();

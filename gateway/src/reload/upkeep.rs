@@ -18,6 +18,10 @@ const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// expired entry refuses nothing already; this only tidies up.
 const REVOCATION_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often the introspection and claims caches are written to
+/// `state_dir` when they changed (and once more on shutdown).
+pub const CACHE_PERSIST_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Keeps upstream addresses fresh (a lookup every `resolve_interval`, off
 /// the request path), runs active health checks, and keeps the current
 /// Authority's JWKS refreshed, following reloads.
@@ -68,6 +72,7 @@ impl BackgroundService for Upkeep {
         let mut last_resolve = std::time::Instant::now();
         let mut last_sweep = std::time::Instant::now();
         let mut last_revocation_sweep = std::time::Instant::now();
+        let mut last_persist = std::time::Instant::now();
         let mut first = true;
         loop {
             let snapshot = self.gateway.current();
@@ -93,6 +98,10 @@ impl BackgroundService for Upkeep {
             for pool in &snapshot.upstreams {
                 pool.check_health_if_due().await;
             }
+            if last_persist.elapsed() >= CACHE_PERSIST_INTERVAL {
+                persist_caches(&snapshot);
+                last_persist = std::time::Instant::now();
+            }
             drop(snapshot);
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -100,6 +109,14 @@ impl BackgroundService for Upkeep {
             }
         }
         jwks.abort();
+    }
+}
+
+/// Writes every Authority's changed introspection and claims caches (small
+/// files, written atomically; off the request path).
+pub fn persist_caches(snapshot: &crate::gateway::Snapshot) {
+    for issuer in snapshot.authn.issuers.list() {
+        issuer.persist_caches();
     }
 }
 

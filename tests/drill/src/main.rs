@@ -72,7 +72,7 @@ impl Drill {
     name = "stella-drill",
     about = "The operations drills: an operation under constant load, every failed request counted",
     after_help = "Drills: key-rotation, trust-flip, routes-policies, replica-restart, slow-clients, \
-authority-outage, binary-upgrade, replay-capacity, schemathesis; `all` runs the first seven.\n\
+authority-outage, binary-upgrade, revocation, replay-capacity, schemathesis; `all` runs the first eight.\n\
 Binaries (stella-gateway, stella-load, stella-echo-service) are taken from this program's folder.\n\
 Files and logs: tests/.run/drills/<name>/",
     args_conflicts_with_subcommands = true,
@@ -117,6 +117,7 @@ const ALL: &[&str] = &[
     "slow-clients",
     "authority-outage",
     "binary-upgrade",
+    "revocation",
 ];
 
 fn main() {

@@ -83,6 +83,10 @@ pub struct GatewaySetup {
     gateway: serde_json::Map<String, Value>,
     /// Other keys of a service: (service, key, value).
     service_settings: Vec<(String, String, Value)>,
+    /// Other keys of `gateway.listeners` (`http_trusted_proxies`, ...).
+    listeners: serde_json::Map<String, Value>,
+    /// Other keys of `gateway.listeners.tls` (`proxy_protocol`, ...).
+    tls_listener: serde_json::Map<String, Value>,
 }
 
 impl GatewaySetup {
@@ -121,7 +125,21 @@ impl GatewaySetup {
             auth: serde_json::Map::new(),
             gateway: serde_json::Map::new(),
             service_settings: Vec::new(),
+            listeners: serde_json::Map::new(),
+            tls_listener: serde_json::Map::new(),
         }
+    }
+
+    /// Sets another key of `gateway.listeners`.
+    pub fn listener(mut self, key: &str, value: Value) -> GatewaySetup {
+        self.listeners.insert(key.to_owned(), value);
+        self
+    }
+
+    /// Sets another key of `gateway.listeners.tls` (with [`tls`](Self::tls)).
+    pub fn tls_listener(mut self, key: &str, value: Value) -> GatewaySetup {
+        self.tls_listener.insert(key.to_owned(), value);
+        self
     }
 
     /// Sets another key of a service (`envelope_kid`, `health_check`, ...).
@@ -239,7 +257,13 @@ impl GatewaySetup {
             if let Some(ca) = &t.client_ca_file {
                 section["client_ca_file"] = json!(ca);
             }
+            for (k, v) in &self.tls_listener {
+                section[k] = v.clone();
+            }
             listeners["tls"] = section;
+        }
+        for (k, v) in &self.listeners {
+            listeners[k] = v.clone();
         }
         let mut router = json!({
             "identity_envelope_signing_key": ENVELOPE_KEY,

@@ -120,3 +120,82 @@ impl Drop for TlsTerminator {
         let _ = self.child.wait();
     }
 }
+
+/// How a [`LoadBalancer`] passes the client on to the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientPassing {
+    /// TCP mode, a PROXY protocol v2 header first (`send-proxy-v2`).
+    ProxyV2,
+    /// TCP mode, a PROXY protocol v1 line first (`send-proxy`).
+    ProxyV1,
+    /// HTTP mode, `option forwardfor`: an `X-Forwarded-For` line with
+    /// the client's address is added to each request.
+    ForwardFor,
+}
+
+/// `haproxy` as a load balancer in front of a gateway listener, killed
+/// when dropped. It connects to the gateway from `source` (a loopback
+/// address such as `127.0.0.3`), so the gateway can tell it apart from
+/// clients that connect directly (from `127.0.0.1`).
+pub struct LoadBalancer {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl LoadBalancer {
+    pub fn start(
+        dir: &TempDir,
+        gateway: SocketAddr,
+        passing: ClientPassing,
+        source: &str,
+    ) -> LoadBalancer {
+        let (mode, frontend, server) = match passing {
+            ClientPassing::ProxyV2 => ("tcp", "", " send-proxy-v2"),
+            ClientPassing::ProxyV1 => ("tcp", "", " send-proxy"),
+            ClientPassing::ForwardFor => ("http", "  option forwardfor\n", ""),
+        };
+        for _ in 0..5 {
+            let port = free_port();
+            let config = dir.join(&format!("haproxy-lb-{port}.cfg"));
+            std::fs::write(
+                &config,
+                format!(
+                    "global\n  maxconn 256\n\
+                     defaults\n  mode {mode}\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+                     frontend lb\n  bind 127.0.0.1:{port}\n{frontend}  default_backend gateway\n\
+                     backend gateway\n  server gw {gateway} source {source}{server}\n"
+                ),
+            )
+            .expect("write haproxy config");
+            let child = Command::new("haproxy")
+                .arg("-db")
+                .arg("-f")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("run haproxy (is it installed? apt-get install -y haproxy)");
+            let mut lb = LoadBalancer {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+            let up = wait_until(Duration::from_secs(10), || {
+                matches!(lb.child.try_wait(), Ok(Some(_)))
+                    || std::net::TcpStream::connect_timeout(&lb.addr, Duration::from_millis(200))
+                        .is_ok()
+            });
+            if up && matches!(lb.child.try_wait(), Ok(None)) {
+                return lb;
+            }
+        }
+        panic!("haproxy did not start");
+    }
+}
+
+impl Drop for LoadBalancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

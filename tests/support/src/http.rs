@@ -258,6 +258,38 @@ pub fn curl_https_version(
     }
 }
 
+/// `GET url` with curl from the local address `source` (a loopback
+/// address such as `127.0.0.5`: `--interface`), HTTP/1.1, with `headers`;
+/// `ca` for an https url. For tests where the gateway must tell clients
+/// apart by address.
+pub fn curl_from(source: &str, url: &str, ca: Option<&Path>, headers: &[(&str, &str)]) -> Curl {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "--raw", "--http1.1", "--max-time", "15"])
+        .args(["--interface", source]);
+    if let Some(ca) = ca {
+        cmd.arg("--cacert").arg(ca);
+    }
+    for (name, value) in headers {
+        cmd.arg("-H").arg(format!("{name}: {value}"));
+    }
+    cmd.arg(url);
+    let out = cmd.output().expect("run curl (is it installed?)");
+    let response =
+        (out.status.success() && !out.stdout.is_empty()).then(|| parse_response(&out.stdout));
+    let status_line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    Curl {
+        exit_code: out.status.code(),
+        response,
+        status_line,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

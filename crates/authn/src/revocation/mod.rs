@@ -17,10 +17,12 @@
 //! change, so a lookup takes no lock and allocates nothing. Changes are
 //! rare (an operator's command, a store's update) and rebuild the index.
 //! [`StateFile`] persists the list for a restart; [`RevocationStore`]
-//! shares it between nodes through Redis.
+//! shares it between nodes through Redis; [`ssf`] turns Shared Signals
+//! events (CAEP, RISC) pushed by a transmitter into entries.
 
 mod file;
 mod redis;
+pub mod ssf;
 
 pub use file::{StateFile, StateFileError, FORMAT};
 pub use redis::{Loaded, RevocationStore, DEFAULT_CHANNEL, DEFAULT_KEY};

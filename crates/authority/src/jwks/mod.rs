@@ -185,6 +185,9 @@ struct Persisted {
 pub struct JwksCache {
     issuer: String,
     require_https: bool,
+    /// Whether the key set's url comes from the issuer's metadata
+    /// (`false`: it was configured, [`JwksCache::with_jwks_uri`]).
+    discover: bool,
     fetcher: HttpFetcher,
     clock: Arc<dyn Clock>,
     refresh_every: Duration,
@@ -232,6 +235,7 @@ impl JwksCache {
         Ok(JwksCache {
             issuer: config.issuer.clone(),
             require_https: config.require_https_metadata,
+            discover: true,
             fetcher,
             clock,
             refresh_every,
@@ -251,6 +255,26 @@ impl JwksCache {
                 failing: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// A cache of the keys at `jwks_uri`, fetched without discovery: the
+    /// keys of a Shared Signals transmitter, whose metadata is not an
+    /// OpenID provider's. Every other rule (refresh, unknown `kid`,
+    /// staleness, last known good with a `state_dir`) is the same.
+    pub fn with_jwks_uri(
+        config: &AuthorityConfig,
+        jwks_uri: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<JwksCache, AuthorityError> {
+        super::discovery::check_url("jwks_uri", jwks_uri, config.require_https_metadata)?;
+        let mut cache = JwksCache::new(config, clock)?;
+        cache.discover = false;
+        *cache
+            .discovery
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new(Discovery::fixed(&config.issuer, jwks_uri)));
+        Ok(cache)
     }
 
     /// Runs discovery, then fetches the JWKS, and publishes the new keys.
@@ -547,7 +571,11 @@ impl JwksCache {
 
     /// The checked key set and the JWKS document as fetched.
     async fn load(&self, rediscover: bool) -> Result<(KeySet, JsonObject), AuthorityError> {
-        let known = if rediscover { None } else { self.discovery() };
+        let known = if rediscover && self.discover {
+            None
+        } else {
+            self.discovery()
+        };
         let discovery = match known {
             Some(d) => d,
             None => {

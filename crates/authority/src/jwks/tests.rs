@@ -203,6 +203,27 @@ async fn refresh_reads_discovery_then_the_jwks() {
 }
 
 #[tokio::test]
+async fn a_configured_jwks_uri_is_fetched_without_discovery() {
+    let key = TestKey::es256(Some("tx"));
+    let server = TestServer::start();
+    server.set("/ssf/jwks", Reply::json(&jwks(&[&key])));
+    let clock = Arc::new(ManualClock::new(NOW));
+    let config = test_config(&server.base(), AUDIENCE);
+    let cache = Arc::new(
+        JwksCache::with_jwks_uri(&config, &server.url("/ssf/jwks"), clock.clone()).unwrap(),
+    );
+    cache.refresh().await.unwrap();
+    cache.refresh().await.unwrap();
+    assert!(cache.key_for(Some("tx"), JwsAlg::Es256).await.is_ok());
+    assert_eq!(server.count("/ssf/jwks"), 2);
+    assert_eq!(server.count(DISCOVERY_PATH), 0);
+    let mut https_only = config.clone();
+    https_only.require_https_metadata = true;
+    https_only.issuer = "https://transmitter.example".into();
+    assert!(JwksCache::with_jwks_uri(&https_only, &server.url("/ssf/jwks"), clock).is_err());
+}
+
+#[tokio::test]
 async fn keys_are_unavailable_before_the_first_load() {
     let server = authority_server(&jwks(&[&TestKey::es256(Some("k1"))]));
     let (cache, _clock) = cache_for(&server);

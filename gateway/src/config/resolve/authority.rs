@@ -153,6 +153,13 @@ pub(super) fn resolve_authority(
                 0,
                 (0, 86_400),
             )),
+            persist_max_entries: seconds(
+                e,
+                &at("introspection.persist_max_entries"),
+                i.persist_max_entries,
+                10_000,
+                (0, 1_000_000),
+            ) as usize,
         }
     });
     let claims = a.claims.as_ref().and_then(|c| {
@@ -195,11 +202,19 @@ pub(super) fn resolve_authority(
             300,
             (0, 604_800),
         );
+        let persist = seconds(
+            e,
+            &at("claims.persist_max_entries"),
+            c.persist_max_entries,
+            10_000,
+            (0, 1_000_000),
+        ) as usize;
         (!endpoint.is_empty()).then(|| ClaimsConfig {
             endpoint: endpoint.to_owned(),
             cache: Duration::from_secs(cache),
             refresh_ahead: Duration::from_secs(ahead),
             max_stale: Duration::from_secs(stale),
+            persist_max_entries: persist,
         })
     });
     effective.require_https_metadata = Some(require_https_metadata);
@@ -209,11 +224,13 @@ pub(super) fn resolve_authority(
         ei.cache_seconds = Some(i.cache.as_secs());
         ei.inactive_cache_seconds = Some(i.inactive_cache.as_secs());
         ei.max_stale_seconds = Some(i.max_stale.as_secs());
+        ei.persist_max_entries = Some(i.persist_max_entries as u64);
     }
     if let (Some(c), Some(ec)) = (&claims, effective.claims.as_mut()) {
         ec.cache_seconds = Some(c.cache.as_secs());
         ec.refresh_ahead_seconds = Some(c.refresh_ahead.as_secs());
         ec.max_stale_seconds = Some(c.max_stale.as_secs());
+        ec.persist_max_entries = Some(c.persist_max_entries as u64);
     }
     AuthorityConfig {
         path: path.to_owned(),

@@ -22,18 +22,79 @@ pub enum ReplayStoreConfig {
 
 /// A checked Redis URL (it parsed as the replay store accepts it).
 #[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(pub(super) String);
+pub struct RedisUrl {
+    /// What the connection uses: as configured, with the password of
+    /// `replay_store_password_file` when there is one.
+    url: String,
+    /// As configured (without a password from a file).
+    configured: String,
+}
 
 impl RedisUrl {
+    pub(super) fn new(url: &str) -> RedisUrl {
+        RedisUrl {
+            url: url.to_owned(),
+            configured: url.to_owned(),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.url
+    }
+
+    /// The URL as the configuration wrote it.
+    pub(super) fn configured(&self) -> &str {
+        &self.configured
     }
 }
 
 impl std::fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&redact_redis_url(&self.0))
+        f.write_str(&redact_redis_url(&self.url))
     }
+}
+
+/// `url` with `password` (percent-encoded) as the password of its user
+/// information, keeping a user name it has; an error when the URL has a
+/// password already. The result is parsed again by [`check_redis_store`].
+fn with_password(url: &str, password: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("is set but replay_store is not a redis url")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (user, hosts) = match authority.rfind('@') {
+        Some(i) if authority[..i].contains(':') => {
+            return Err("is set but the replay_store url has a password already; set one");
+        }
+        Some(i) => (&authority[..i], &authority[i + 1..]),
+        None => ("", authority),
+    };
+    let mut encoded = String::with_capacity(password.len() * 3);
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(format!("{scheme}://{user}:{encoded}@{hosts}{path}"))
+}
+
+/// The password in `replay_store_password_file`: its text without the
+/// line ending; one line, not empty.
+fn read_password(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path).map_err(|err| format!("cannot be read: {}", err.kind()))?,
+    );
+    let text = std::str::from_utf8(&bytes).map_err(|_| "is not UTF-8 text".to_string())?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("is empty".into());
+    }
+    if password.contains(['\r', '\n']) {
+        return Err("holds more than one line".into());
+    }
+    Ok(zeroize::Zeroizing::new(password.to_owned()))
 }
 
 /// `scheme://<redacted>@hosts/path` when the URL has credentials.
@@ -167,6 +228,12 @@ pub(super) fn dpop(
                     );
                 }
             }
+            if d.replay_store_password_file.is_some() {
+                e.add(
+                    "gateway.auth.dpop.replay_store_password_file",
+                    "is set but replay_store is not a redis url",
+                );
+            }
             replay_memory(0)
         }
         Some(url) => {
@@ -197,7 +264,19 @@ pub(super) fn dpop(
                 )
                 .map(zeroize::Zeroizing::new),
             };
-            check_redis_store(e, url, &tls);
+            let mut redis_url = RedisUrl::new(url);
+            if let Some(file) = d.replay_store_password_file.as_deref().map(str::trim) {
+                const KEY: &str = "gateway.auth.dpop.replay_store_password_file";
+                let path = base.join(file);
+                sources.push(path.clone());
+                match read_password(&path)
+                    .and_then(|pw| with_password(url, &pw).map_err(Into::into))
+                {
+                    Ok(with) => redis_url.url = with,
+                    Err(problem) => e.add(KEY, problem),
+                }
+            }
+            check_redis_store(e, redis_url.as_str(), &tls);
             let timeout_ms = seconds(
                 e,
                 "gateway.auth.dpop.replay_store_timeout_ms",
@@ -206,7 +285,7 @@ pub(super) fn dpop(
                 (10, 10_000),
             );
             ReplayStoreConfig::Redis {
-                url: RedisUrl(url.to_owned()),
+                url: redis_url,
                 tls,
                 timeout: Duration::from_millis(timeout_ms),
             }
@@ -257,7 +336,8 @@ pub(super) fn dpop(
     ed.algorithms = proof_algorithms.clone();
     ed.replay_store = Some(match &replay_store {
         ReplayStoreConfig::Memory { .. } => "memory".into(),
-        ReplayStoreConfig::Redis { url, .. } => url.as_str().to_owned(),
+        // As configured: never the password of replay_store_password_file.
+        ReplayStoreConfig::Redis { url, .. } => url.configured().to_owned(),
     });
     if let ReplayStoreConfig::Redis { timeout, .. } = &replay_store {
         ed.replay_store_timeout_ms = u64::try_from(timeout.as_millis()).ok();
@@ -298,5 +378,58 @@ pub(super) fn replay_capacity(
     );
     if let ReplayStoreConfig::Memory { max_entries, .. } = &mut dpop.replay_store {
         *max_entries = replay_max;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_from_a_file_joins_the_url_percent_encoded_and_keeps_its_user() {
+        for (url, want) in [
+            (
+                "redis://redis:6379",
+                "redis://:p%40ss%3Aw%2Fo%25rd@redis:6379",
+            ),
+            (
+                "redis://stella@redis:6379/2",
+                "redis://stella:p%40ss%3Aw%2Fo%25rd@redis:6379/2",
+            ),
+            (
+                "rediss+sentinel://s1,s2:26379/main/1",
+                "rediss+sentinel://:p%40ss%3Aw%2Fo%25rd@s1,s2:26379/main/1",
+            ),
+        ] {
+            let got = with_password(url, "p@ss:w/o%rd").unwrap();
+            assert_eq!(got, want);
+            // The store reads it back as this password (no error).
+            stella_authn::replay::RedisReplayStore::check(&got, &Default::default()).unwrap();
+        }
+        assert!(with_password("redis://:x@redis", "p").is_err());
+        assert!(with_password("redis://u:x@redis", "p").is_err());
+    }
+
+    #[test]
+    fn the_password_file_is_one_line_and_its_line_ending_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("stella-redis-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        for (content, want) in [
+            (&b"s3cret\n"[..], Ok("s3cret")),
+            (b"s3cret\r\n", Ok("s3cret")),
+            (b"s3cret", Ok("s3cret")),
+            (b"\n", Err("is empty")),
+            (b"a\nb\n", Err("holds more than one line")),
+            (b"\xff\xfe", Err("is not UTF-8 text")),
+        ] {
+            std::fs::write(&file, content).unwrap();
+            let got = read_password(&file);
+            assert_eq!(
+                got.as_ref().map(|p| p.as_str()).map_err(String::as_str),
+                want
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! `gateway.listeners`: the plain, TLS and admin listeners.
 
 use super::*;
+pub use crate::client_addr::{ProxyTrust, TrustedProxies};
 
 /// Client certificate handling on the TLS listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct TlsListener {
     /// (trust domain, CA file) pairs.
     pub spiffe_roots: Vec<(String, PathBuf)>,
     pub http2: bool,
+    /// Its load balancers (`trusted_proxies`, `proxy_protocol`).
+    pub proxy: ProxyTrust,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +43,41 @@ pub struct Listeners {
     /// Answer `/.well-known/stella/keys.json` on the http and tls
     /// listeners too (`gateway.listeners.public_jwks`).
     pub public_jwks: bool,
+    /// The http listener's load balancers (`http_trusted_proxies`,
+    /// `http_proxy_protocol`).
+    pub http_proxy: ProxyTrust,
+}
+
+impl Listeners {
+    /// How the listener a request came in on learns its client.
+    pub fn proxy_trust(&self, tls: bool) -> &ProxyTrust {
+        match (&self.tls, tls) {
+            (Some(t), true) => &t.proxy,
+            _ => &self.http_proxy,
+        }
+    }
+}
+
+/// `trusted_proxies` and `proxy_protocol` of one listener, checked.
+fn proxy_trust(
+    e: &mut Errors,
+    trusted_key: &str,
+    trusted: &[String],
+    proxy_protocol: Option<bool>,
+) -> ProxyTrust {
+    let trusted_proxies = match TrustedProxies::parse(trusted) {
+        Ok(t) => t,
+        Err(problems) => {
+            for (i, problem) in problems {
+                e.add(&format!("{trusted_key}[{i}]"), problem);
+            }
+            TrustedProxies::default()
+        }
+    };
+    ProxyTrust {
+        trusted_proxies,
+        proxy_protocol: proxy_protocol.unwrap_or(false),
+    }
 }
 
 /// The listeners section (the plain, TLS and admin addresses).
@@ -125,16 +163,29 @@ pub(super) fn listeners(
             client_ca_file,
             spiffe_roots,
             http2: t.http2.unwrap_or(true),
+            proxy: proxy_trust(
+                e,
+                "gateway.listeners.tls.trusted_proxies",
+                &t.trusted_proxies,
+                t.proxy_protocol,
+            ),
         })
     });
     if l.http.is_none() && l.tls.is_none() {
         e.add("gateway.listeners", "needs an http or a tls listener");
     }
+    let http_proxy = proxy_trust(
+        e,
+        "gateway.listeners.http_trusted_proxies",
+        &l.http_trusted_proxies,
+        l.http_proxy_protocol,
+    );
 
     Listeners {
         http,
         tls,
         admin,
         public_jwks: l.public_jwks.unwrap_or(false),
+        http_proxy,
     }
 }

@@ -16,6 +16,7 @@ mod dpop;
 mod envelope;
 mod listeners;
 mod process;
+mod resources;
 mod revocation;
 mod services;
 
@@ -23,6 +24,7 @@ pub use dpop::*;
 pub use envelope::*;
 pub use listeners::*;
 pub use process::*;
+pub use resources::*;
 pub use revocation::*;
 pub use services::*;
 
@@ -78,6 +80,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Where the revocation list is kept (restart only).
     pub revocation: RevocationConfig,
+    /// RFC 9728 protected resources (`gateway.protected_resources`).
+    pub protected_resources: Vec<ProtectedResource>,
     /// The file structs with every default filled in, for `check` to print
     /// (through `redacted_yaml`).
     pub effective: FileConfig,
@@ -296,6 +300,10 @@ pub fn resolve(
         max_request_header_bytes: Some(limits.max_request_header_bytes as u64),
         max_request_headers: Some(limits.max_request_headers as u64),
         max_connections: Some(limits.max_connections as u64),
+        tls_handshake_timeout_ms: Some(limits.tls_handshake_timeout.as_millis() as u64),
+        h2_idle_timeout_seconds: Some(limits.h2_idle_timeout.as_secs()),
+        h2_max_concurrent_streams: Some(u64::from(limits.h2_max_concurrent_streams)),
+        h2_max_header_list_bytes: Some(u64::from(limits.h2_max_header_list_bytes)),
     };
 
     // Router.
@@ -338,7 +346,9 @@ pub fn resolve(
         file.gateway.revocation.as_ref(),
         &authorities,
         &dpop.replay_store,
+        listeners.admin.is_some(),
         base,
+        &mut sources,
     );
     let keyring = envelope_keyring(&mut e, r, base, env, &mut sources);
     for (_, text) in &keyring.texts {
@@ -380,6 +390,10 @@ pub fn resolve(
         active_kid.as_deref(),
     );
     sources.extend(services.iter().flat_map(Service::tls_files).cloned());
+    let protected_resources = {
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        resources::protected_resources(&mut e, &file.gateway.protected_resources, &names)
+    };
     // The texts of the keys services sign with (the active key's is
     // `envelope_key`); the signers are built with the snapshot.
     let service_keys: Vec<EnvelopeKeyText> = keyring
@@ -451,6 +465,7 @@ pub fn resolve(
             traces,
             admin,
             revocation,
+            protected_resources,
             effective,
         }),
         _ => Err(e.0),

@@ -117,6 +117,10 @@ pub struct Limits {
     pub max_request_headers: usize,
     /// Per listener.
     pub max_connections: usize,
+    pub tls_handshake_timeout: Duration,
+    pub h2_idle_timeout: Duration,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_header_list_bytes: u32,
 }
 
 impl Default for Limits {
@@ -127,6 +131,10 @@ impl Default for Limits {
             max_request_header_bytes: 65_536,
             max_request_headers: 100,
             max_connections: 10_000,
+            tls_handshake_timeout: Duration::from_secs(10),
+            h2_idle_timeout: Duration::from_secs(60),
+            h2_max_concurrent_streams: 100,
+            h2_max_header_list_bytes: 65_536,
         }
     }
 }
@@ -170,5 +178,33 @@ pub(super) fn resolve_limits(e: &mut Errors, file: &LimitsSection) -> Limits {
             d.max_connections as u64,
             (1, 1_000_000),
         ) as usize,
+        tls_handshake_timeout: Duration::from_millis(seconds(
+            e,
+            &path("tls_handshake_timeout_ms"),
+            file.tls_handshake_timeout_ms,
+            d.tls_handshake_timeout.as_millis() as u64,
+            (100, 600_000),
+        )),
+        h2_idle_timeout: Duration::from_secs(seconds(
+            e,
+            &path("h2_idle_timeout_seconds"),
+            file.h2_idle_timeout_seconds,
+            d.h2_idle_timeout.as_secs(),
+            (1, 3_600),
+        )),
+        h2_max_concurrent_streams: seconds(
+            e,
+            &path("h2_max_concurrent_streams"),
+            file.h2_max_concurrent_streams,
+            u64::from(d.h2_max_concurrent_streams),
+            (1, 10_000),
+        ) as u32,
+        h2_max_header_list_bytes: seconds(
+            e,
+            &path("h2_max_header_list_bytes"),
+            file.h2_max_header_list_bytes,
+            u64::from(d.h2_max_header_list_bytes),
+            (1_024, 1_048_576),
+        ) as u32,
     }
 }

@@ -103,7 +103,39 @@ pub struct RevocationConfig {
     pub state_file: Option<PathBuf>,
     /// Where the nodes share it; `None`: this node only.
     pub store: Option<RevocationStoreConfig>,
+    /// The Shared Signals receiver; `None`: none.
+    pub ssf: Option<SsfConfig>,
 }
+
+/// `gateway.revocation.ssf`, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsfConfig {
+    /// The admin listener's path that takes pushed SETs.
+    pub path: String,
+    pub window: stella_authn::revocation::ssf::Window,
+    pub transmitters: Vec<SsfTransmitterConfig>,
+}
+
+/// One transmitter: what its SETs must say, and where its keys are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsfTransmitterConfig {
+    pub settings: stella_authn::revocation::ssf::Transmitter,
+    pub keys: SsfKeys,
+}
+
+/// Where a transmitter's signing keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SsfKeys {
+    /// Fetched, and refreshed every five minutes and on an unknown `kid`.
+    Uri { url: String, require_https: bool },
+    /// Read at start (a JWKS document, checked).
+    File { path: PathBuf, jwks: String },
+}
+
+/// The default path of the receiver on the admin listener.
+pub const DEFAULT_SSF_PATH: &str = "/ssf/push";
+/// How far a SET's `iat` may lie in the future, in seconds.
+pub const SSF_LEEWAY_SECONDS: u64 = 60;
 
 /// The Redis the nodes share the list in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,8 +188,13 @@ pub(super) fn revocation(
     file: Option<&RevocationSection>,
     authorities: &[AuthorityConfig],
     replay_store: &ReplayStoreConfig,
+    admin_listener: bool,
     base: &Path,
+    sources: &mut Vec<PathBuf>,
 ) -> RevocationConfig {
+    let ssf = file
+        .and_then(|r| r.ssf.as_ref())
+        .and_then(|section| ssf(e, section, authorities, admin_listener, base, sources));
     let refresh = seconds(
         e,
         "gateway.revocation.store_refresh_seconds",
@@ -180,12 +217,19 @@ pub(super) fn revocation(
     let store = match file.and_then(|r| r.store.as_deref()).map(str::trim) {
         None => replay_redis,
         Some("none") => None,
-        Some(url) if replay_redis.as_ref().is_some_and(|r| r.url.as_str() == url) => replay_redis,
+        // (Compared as configured: the replay store's password file counts.)
+        Some(url)
+            if replay_redis
+                .as_ref()
+                .is_some_and(|r| r.url.configured() == url) =>
+        {
+            replay_redis
+        }
         Some(url) => {
             let tls = stella_authn::replay::RedisTls::default();
             match stella_authn::redis::RedisConnection::check(url, &tls) {
                 Ok(()) => Some(RevocationStoreConfig {
-                    url: RedisUrl(url.to_owned()),
+                    url: RedisUrl::new(url),
                     tls,
                     timeout: Duration::from_millis(500),
                     refresh,
@@ -212,7 +256,10 @@ pub(super) fn revocation(
                     "gateway.revocation.state_file",
                     format!("{} is a folder", path.display()),
                 );
-                return RevocationConfig::default();
+                return RevocationConfig {
+                    ssf,
+                    ..RevocationConfig::default()
+                };
             }
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 if let Err(problem) = stella_authority::lkg::inspect_state_dir(parent) {
@@ -226,7 +273,215 @@ pub(super) fn revocation(
             .find_map(|a| a.state_dir.as_ref())
             .map(|dir| dir.join(DEFAULT_STATE_FILE)),
     };
-    RevocationConfig { state_file, store }
+    RevocationConfig {
+        state_file,
+        store,
+        ssf,
+    }
+}
+
+/// Paths of the admin listener's own calls, which the receiver cannot take
+/// (the last is `crate::keyset::PATH`, spelled out: `keyset` reads the
+/// configuration, so the configuration cannot import it).
+const ADMIN_PATHS: [&str; 7] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/config",
+    "/reload",
+    "/revocations",
+    "/.well-known/stella/keys.json",
+];
+
+fn ssf(
+    e: &mut Errors,
+    section: &SsfSection,
+    authorities: &[AuthorityConfig],
+    admin_listener: bool,
+    base: &Path,
+    sources: &mut Vec<PathBuf>,
+) -> Option<SsfConfig> {
+    use stella_authn::revocation::ssf::{Transmitter, Window};
+    let errors_before = e.0.len();
+    if !admin_listener {
+        e.add(
+            "gateway.revocation.ssf",
+            "needs the admin listener (gateway.listeners.admin): transmitters push to it",
+        );
+    }
+    let path = section
+        .path
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or(DEFAULT_SSF_PATH)
+        .to_owned();
+    if !path.starts_with('/')
+        || path.len() < 2
+        || !path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+    {
+        e.add(
+            "gateway.revocation.ssf.path",
+            "must be a path such as /ssf/push: a / and visible ascii, no ? or #",
+        );
+    } else if ADMIN_PATHS
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    {
+        e.add(
+            "gateway.revocation.ssf.path",
+            format!("{path} is one of the admin listener's own calls"),
+        );
+    }
+    let max_age = seconds(
+        e,
+        "gateway.revocation.ssf.max_age_seconds",
+        section.max_age_seconds,
+        600,
+        (60, 86_400),
+    );
+    if section.transmitters.is_empty() {
+        e.add(
+            "gateway.revocation.ssf.transmitters",
+            "name one transmitter at least",
+        );
+    }
+    let authority = |key: &str, e: &mut Errors, value: &Option<String>| -> Option<String> {
+        let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+        if authorities.iter().any(|a| a.issuer == value) {
+            Some(value.to_owned())
+        } else {
+            e.add(key, "must be the issuer of a configured Authority");
+            None
+        }
+    };
+    let mut transmitters: Vec<SsfTransmitterConfig> = Vec::new();
+    for (i, t) in section.transmitters.iter().enumerate() {
+        let key = |name: &str| format!("gateway.revocation.ssf.transmitters[{i}].{name}");
+        let require_https = t.require_https.unwrap_or(true);
+        let issuer = match t.issuer.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            Some(issuer) => {
+                if let Err(why) =
+                    stella_authority::discovery::check_url("issuer", issuer, require_https)
+                {
+                    e.add(&key("issuer"), why.to_string());
+                }
+                if transmitters.iter().any(|o| o.settings.issuer == issuer) {
+                    e.add(&key("issuer"), "names a transmitter already listed");
+                }
+                issuer.to_owned()
+            }
+            None => {
+                e.add(&key("issuer"), "is required");
+                String::new()
+            }
+        };
+        let audience = match t
+            .audience
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            Some(audience) => audience.to_owned(),
+            None => {
+                e.add(&key("audience"), "is required");
+                String::new()
+            }
+        };
+        let name = match t.name.as_deref().map(str::trim) {
+            Some(name) => name.to_owned(),
+            None => default_operator(&issuer),
+        };
+        if !stella_authn::revocation::valid_operator(&name) {
+            e.add(
+                &key("name"),
+                "must be 1 to 64 letters, digits or . _ @ - (the default, ssf@<issuer host>, does not fit: set one)",
+            );
+        }
+        let revoke_for = seconds(
+            e,
+            &key("revoke_for_seconds"),
+            t.revoke_for_seconds,
+            3_600,
+            (60, stella_authn::revocation::MAX_LIFETIME_SECONDS),
+        );
+        let keys = match (&t.jwks_uri, &t.jwks_file) {
+            (Some(url), None) => {
+                let url = url.trim().to_owned();
+                if let Err(why) =
+                    stella_authority::discovery::check_url("jwks_uri", &url, require_https)
+                {
+                    e.add(&key("jwks_uri"), why.to_string());
+                }
+                Some(SsfKeys::Uri { url, require_https })
+            }
+            (None, Some(_)) => {
+                existing_file(e, &key("jwks_file"), base, &t.jwks_file).and_then(|path| {
+                    sources.push(path.clone());
+                    let text = match std::fs::read_to_string(&path) {
+                        Ok(text) => text,
+                        Err(err) => {
+                            e.add(
+                                &key("jwks_file"),
+                                format!("cannot read {}: {}", path.display(), err.kind()),
+                            );
+                            return None;
+                        }
+                    };
+                    let parsed = stella_authority::http::parse_json_object(text.as_bytes())
+                        .map_err(|why| why.to_string())
+                        .and_then(|doc| {
+                            stella_authority::KeySet::from_jwks(&doc).map_err(|why| why.to_string())
+                        });
+                    match parsed {
+                        Ok(_) => Some(SsfKeys::File { path, jwks: text }),
+                        Err(why) => {
+                            e.add(&key("jwks_file"), format!("{}: {why}", path.display()));
+                            None
+                        }
+                    }
+                })
+            }
+            _ => {
+                e.add(
+                    &key("jwks_uri"),
+                    "give exactly one of jwks_uri and jwks_file",
+                );
+                None
+            }
+        };
+        let settings = Transmitter {
+            issuer,
+            audience,
+            operator: name,
+            revoke_for,
+            opaque_subjects_of: authority(&key("opaque_subjects_of"), e, &t.opaque_subjects_of),
+            email_subjects_of: authority(&key("email_subjects_of"), e, &t.email_subjects_of),
+        };
+        if let Some(keys) = keys {
+            transmitters.push(SsfTransmitterConfig { settings, keys });
+        }
+    }
+    (e.0.len() == errors_before).then(|| SsfConfig {
+        path,
+        window: Window {
+            max_age,
+            leeway: SSF_LEEWAY_SECONDS,
+        },
+        transmitters,
+    })
+}
+
+/// `ssf@<host of the issuer>`: the operator name of a transmitter's
+/// changes when none is configured.
+fn default_operator(issuer: &str) -> String {
+    let host = issuer
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .unwrap_or_default();
+    format!("ssf@{host}")
 }
 
 /// The list's file name in an Authority's `state_dir`.

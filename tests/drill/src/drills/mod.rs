@@ -6,6 +6,7 @@ mod binary_upgrade;
 mod key_rotation;
 mod replay_capacity;
 mod replica_restart;
+mod revocation;
 mod routes_policies;
 mod schemathesis;
 mod slow_clients;
@@ -27,6 +28,7 @@ pub fn find(name: &str) -> Option<Entry> {
         "slow-clients" => (slow_clients::run, 25, 3),
         "authority-outage" => (authority_outage::run, 25, 3),
         "binary-upgrade" => (binary_upgrade::run, 25, 3),
+        "revocation" => (revocation::run, 10, 3),
         // Longer than the proof window: 60 s by default, 10 s with --short.
         "replay-capacity" => (replay_capacity::run, 90, 25),
         "schemathesis" => (schemathesis::run, 25, 3),

@@ -25,6 +25,8 @@ impl crate::Drill {
         authority.leeway_seconds = Some(30);
         g.auth.authority = authority;
         g.policies_dir = Some("policies".into());
+        g.auth.dpop.replay_store = st.replay_store.clone();
+        g.revocation = st.revocation.clone();
         let r = &mut config.router;
         r.on_missing_authorization = Some("RequireAuthenticated".into());
         match st

@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use stella_gateway::config::file::{
-    AuthoritySection, EnvelopeKeySection, FileConfig, HealthCheckSection, ServiceSection,
-    TlsSection,
+    AuthoritySection, EnvelopeKeySection, FileConfig, HealthCheckSection, RevocationSection,
+    ServiceSection, TlsSection,
 };
 use stella_test_support::{free_ports, try_request, Metrics, Process, Response};
 
@@ -105,6 +105,11 @@ pub struct Stack {
     /// samples/), each started as `sample-<language>` in GatewayEnforced
     /// with its routes from samples/policies.
     pub samples: Vec<String>,
+    /// `gateway.auth.dpop.replay_store` (a Redis the replicas share; the
+    /// revocation list is shared through it too).
+    pub replay_store: Option<String>,
+    /// `gateway.revocation`.
+    pub revocation: Option<RevocationSection>,
 }
 
 impl Stack {
