@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Brings the compose stack (compose/docker-compose.yml) up for real with
 # podman + podman-compose, with the gateway and sample-service images made
-# from binaries already built on this machine (compose/docker-compose.ci.yml),
-# then: waits for readiness, runs `stella-gateway smoke` inside the stack,
+# from binaries already built on this machine (compose/docker-compose.ci.yml;
+# the Go sample built here, static), then: waits for readiness, runs
+# `stella-gateway smoke` inside the stack (the echo services' routes and
+# sample-go's), checks sample-go refuses a request around the gateway,
 # switches `echo` to Hybrid by its environment (recreated) and back by its
 # runtime reload (not recreated), smoke after each, validates the file with
 # `docker-compose config`, and always tears the stack down.
@@ -108,6 +110,7 @@ done
 # (Whole outputs captured, then cut: a pipe into `head` closes early.)
 out=$(Router__IdentityEnvelopeSigningKeyId=local-1 \
   Router__IdentityEnvelopeSigningKey=hs256:bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1lbnZlbG9wZS1rZXktMDAx \
+  STELLA_SAMPLE_GO_ENVELOPE_KEY=$(sed -n 's/.*STELLA_SAMPLE_GO_ENVELOPE_KEY:-\([^}]*\)}.*/\1/p' compose/docker-compose.yml) \
   "$BIN_DIR/stella-gateway" check --config compose/gateway/gateway.yaml) || die "check compose/gateway/gateway.yaml: $out"
 printf '%s\n' "$out" | grep '^#'
 out=$("$BIN_DIR/stella-gateway" policy test compose/policies) || { printf '%s\n' "$out"; die "policy test compose/policies"; }
@@ -122,6 +125,11 @@ mkdir -p "$STAGE/bin"
 cp "$BIN_DIR/stella-gateway" "$BIN_DIR/stella-echo-service" "$STAGE/bin/"
 # Debug binaries carry their debug info: drop it, a third of the size to copy.
 strip --strip-debug "$STAGE/bin/"* 2>/dev/null || true
+# sample-go, static (CGO_ENABLED=0), with sdk/go; Go's build cache makes a
+# rebuild a second or two.
+# shellcheck source=../sdk/go/goenv.sh
+(. sdk/go/goenv.sh >/dev/null && cd samples/go && CGO_ENABLED=0 go build -o "$STAGE/bin/stella-sample-go" .) ||
+  die "go build samples/go"
 docker-compose "${FILES[@]}" config -q
 echo "docker-compose config -q: with compose/docker-compose.ci.yml valid"
 # The ports published on the host: unusual ones, so a dev stack on
@@ -141,7 +149,7 @@ teardown() {
   phase "tear down"
   if [ "$status" -ne 0 ]; then
     echo "-- logs of the stack (failure) --"
-    for s in authority redis echo echo-hybrid echo-legacy gateway prometheus; do
+    for s in authority redis echo echo-hybrid echo-legacy sample-go gateway prometheus; do
       echo "--- $s"
       podman logs --tail 25 "${PROJECT}_${s}_1" 2>&1 || true
     done
@@ -176,7 +184,7 @@ authority_build=$!
 # The others as the compose files say (echo once: three services share it).
 # podman-compose 1.0.3 exits 0 when a build fails; it logs "exit code: N".
 from=$(($(wc -l <"$LOG") + 1))
-compose build redis echo gateway prometheus >>"$LOG" 2>&1 || true
+compose build redis echo sample-go gateway prometheus >>"$LOG" 2>&1 || true
 if tail -n +"$from" "$LOG" | grep -q '^exit code: [1-9]'; then
   tail -n 40 "$LOG" >&2
   die "an image build failed (podman-compose build; log: ${LOG#"$ROOT"/})"
@@ -206,6 +214,7 @@ wait_until 60 "Authority discovery (host port $STELLA_AUTHORITY_PORT)" \
 for s in echo echo-hybrid echo-legacy; do
   wait_until 60 "$s /__echo/health" in_gw curl -fsS --max-time 2 "http://$s:8080/__echo/health"
 done
+wait_until 60 "sample-go /health" in_gw curl -fsS --max-time 2 http://sample-go:8080/health
 wait_until 60 "gateway /readyz" in_gw curl -fsS --max-time 2 http://127.0.0.1:9090/readyz
 issuer=$(curl -fsS "http://127.0.0.1:$STELLA_AUTHORITY_PORT/.well-known/openid-configuration" |
   sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p')
@@ -237,6 +246,14 @@ body=$(curl -fsS "http://127.0.0.1:$STELLA_HTTP_PORT/items/1" -H "Authorization:
   die "GET /items/1 with a token on the host port failed"
 [ "$(jfield "$body" mode)" = GatewayEnforced ] || die "GET /items/1: unexpected answer $body"
 echo "host: GET /items/1 without a token 401, with a token 200 (answered by echo, GatewayEnforced)"
+# sample-go through the gateway names the caller; around it, no envelope: 401.
+body=$(curl -fsS "http://127.0.0.1:$STELLA_HTTP_PORT/go/whoami" -H "Authorization: Bearer $token") ||
+  die "GET /go/whoami with a token on the host port failed"
+printf '%s' "$body" | grep -q '"svc-bearer"' || die "GET /go/whoami: unexpected answer $body"
+direct_go=$(podman exec "${PROJECT}_sample-go_1" curl -s -o /dev/null -w '%{http_code}' --max-time 3 \
+  -H "Authorization: Bearer $token" http://127.0.0.1:8080/go/whoami)
+[ "$direct_go" = 401 ] || die "straight to sample-go with a token but no envelope: $direct_go, wanted 401"
+echo "host: GET /go/whoami with a token 200 (sample-go names svc-bearer); straight to sample-go without an envelope 401"
 
 # ---------------------------------------------------------------------------
 phase "toggle: echo to Hybrid by env"

@@ -181,8 +181,9 @@ wait_until() { # seconds description cmd...
 healthy() { podman healthcheck run "$(c "$1")"; }
 wait_until 60 "redis (its healthcheck: PING with the password)" healthy redis
 wait_until 60 "sample-go (its healthcheck: /health)" healthy sample-go
-wait_until 60 "the Authority over https (from the gateway, CA file)" \
-  podman exec "$(c gateway)" curl -fsS --max-time 2 https://authority:7443/.well-known/openid-configuration
+wait_until 60 "the Authority over https (from the gateway's container, its CA file)" \
+  podman exec "$(c gateway)" curl -fsS --max-time 2 --cacert /etc/stella/tls/authority-ca.pem \
+  https://authority:7443/.well-known/openid-configuration
 wait_until 90 "gateway (its healthcheck: /readyz on loopback)" healthy gateway
 
 # ---------------------------------------------------------------------------
@@ -194,6 +195,12 @@ pw=$(cat "$RUN/secrets/redis-password")
 if printf '%s' "$cfg" | grep -qF "$pw"; then die "check printed the redis password"; fi
 if podman logs "$(c gateway)" 2>&1 | grep -qF "$pw"; then die "the gateway logged the redis password"; fi
 echo "the redis password is in no output of check nor the gateway's log"
+# The Authority is trusted through its ca_file, not the process's roots.
+printf '%s\n' "$cfg" | grep -q '^ *ca_file: /etc/stella/tls/authority-ca.pem$' || die "check shows no authority ca_file"
+if podman inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$(c gateway)" | grep -q '^SSL_CERT_FILE='; then
+  die "the gateway's environment sets SSL_CERT_FILE"
+fi
+echo "the Authority's CA: gateway.auth.authority.ca_file (no SSL_CERT_FILE in the gateway's environment)"
 # Secrets are files, not environment values.
 if podman inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$(c gateway)" "$(c redis)" "$(c sample-go)" |
   grep -qE "$pw|ed25519-private"; then die "a secret is in a container's environment"; fi

@@ -16,7 +16,6 @@
 
 pub mod catalogue;
 
-use std::fmt::Display;
 use std::io::Write as _;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,7 +51,7 @@ pub struct Decision<'a> {
     /// header's source, or what a trusted proxy forwarded.
     pub client: Option<std::net::IpAddr>,
     /// The upstream address, if one was chosen.
-    pub upstream: Option<&'a dyn Display>,
+    pub upstream: Option<std::net::SocketAddr>,
     /// Why the exchange with the upstream failed, when it did: the `kind`
     /// of `stella_gateway_upstream_errors_total` (`tls`, `timeout`,
     /// `unavailable`, ...); empty otherwise.
@@ -78,10 +77,7 @@ pub fn log(d: &Decision<'_>) {
 
 /// The line through `tracing` (text format, or no writer installed).
 fn event(d: &Decision<'_>) {
-    let upstream = match d.upstream {
-        Some(addr) => addr.to_string(),
-        None => String::new(),
-    };
+    let upstream = d.upstream.map(|a| a.to_string()).unwrap_or_default();
     let client = d.client.map(|ip| ip.to_string()).unwrap_or_default();
     tracing::info!(
         target: TARGET,
@@ -131,18 +127,23 @@ fn json_line(d: &Decision<'_>, now: SystemTime, out: &mut Vec<u8>) {
         string_field(out, name, value);
     }
     // An address's text needs no escaping; written without a String.
-    match d.client {
-        Some(ip) => {
-            let _ = write!(out, ",\"client\":\"{ip}\"");
+    out.extend_from_slice(b",\"client\":\"");
+    if let Some(ip) = d.client {
+        address(out, ip);
+    }
+    out.extend_from_slice(b"\",\"upstream\":\"");
+    if let Some(addr) = d.upstream {
+        match addr {
+            std::net::SocketAddr::V4(v4) => address(out, std::net::IpAddr::V4(*v4.ip())),
+            // `[ip]:port`, as `SocketAddr` writes it.
+            std::net::SocketAddr::V6(v6) => {
+                let _ = write!(out, "[{}]", v6.ip());
+            }
         }
-        None => string_field(out, "client", ""),
+        out.push(b':');
+        decimal(out, u64::from(addr.port()));
     }
-    match d.upstream {
-        // An address's text needs no escaping, but it is escaped all the
-        // same: `Display` is open to any type.
-        Some(addr) => string_field(out, "upstream", &addr.to_string()),
-        None => string_field(out, "upstream", ""),
-    }
+    out.push(b'"');
     string_field(out, "upstream_error", d.upstream_error);
     out.extend_from_slice(b",\"latency_us\":");
     decimal(out, d.latency_us);
@@ -164,6 +165,23 @@ fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
     } else {
         // Writing a str into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, value);
+    }
+}
+
+/// An IP address as `IpAddr` writes it; IPv4 without `fmt`'s machinery.
+fn address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                decimal(out, u64::from(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -278,7 +296,7 @@ mod tests {
                 client_id: "svc-a",
                 cnf: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
                 client: Some("2001:db8::7".parse().unwrap()),
-                upstream: Some(&addr),
+                upstream: Some(addr),
                 upstream_error: "",
                 latency_us: 1234,
             },
@@ -298,6 +316,23 @@ mod tests {
                 upstream: None,
                 upstream_error: "tls",
                 latency_us: u64::MAX,
+            },
+            Decision {
+                request_id: "r2",
+                route: "orders",
+                service: "orders",
+                method: "GET",
+                decision: "allow",
+                status: 502,
+                reason: "allowed",
+                auth_method: "anonymous",
+                tenant: "",
+                client_id: "",
+                cnf: "",
+                client: Some("192.0.2.10".parse().unwrap()),
+                upstream: Some("[2001:db8::1]:8443".parse().unwrap()),
+                upstream_error: "unavailable",
+                latency_us: 0,
             },
         ];
         for d in &cases {

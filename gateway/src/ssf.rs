@@ -346,6 +346,7 @@ fn key_settings(issuer: &str, require_https: bool) -> AuthorityConfig {
         jwks_cooldown: JWKS_COOLDOWN,
         jwks_max_stale: JWKS_MAX_STALE,
         http_timeout: JWKS_TIMEOUT,
+        ca: None,
         state_dir: None,
         tenants: Vec::new(),
         client: None,

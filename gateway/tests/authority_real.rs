@@ -73,6 +73,7 @@ fn config(issuer: &str) -> AuthorityConfig {
         jwks_cooldown: Duration::from_secs(10),
         jwks_max_stale: Duration::from_secs(3600),
         http_timeout: Duration::from_secs(5),
+        ca: None,
         state_dir: None,
         tenants: Vec::new(),
         client: None,

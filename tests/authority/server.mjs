@@ -35,6 +35,10 @@
 //   AUTHORITY_CLAIMS_FILE   JSON file read on every claims request: an object
 //                           mapping a subject or client_id to the claims the
 //                           Authority supplies for it (POST /claims)
+//   AUTHORITY_STORE_FILE    JSON file: the access tokens it issued are kept
+//                           there too (loaded at start), so a restarted
+//                           Authority still introspects the opaque tokens
+//                           it issued before (the drills stop and start it)
 //   AUTHORITY_TLS_CERT_FILE, AUTHORITY_TLS_KEY_FILE
 //                           PEM certificate chain and key: serve https
 //                           instead of http (the production compose's CI run
@@ -207,6 +211,73 @@ async function loadKeys() {
 const jwks = await loadKeys();
 
 // ---------------------------------------------------------------------------
+// AUTHORITY_STORE_FILE: issued access tokens kept in a file
+
+// oidc-provider's adapter interface as a factory (one object per model):
+// every model in memory, and the access tokens (AccessToken,
+// ClientCredentials) also in the file, rewritten atomically on each change
+// and read at start, expired ones dropped.
+const PERSISTED_MODELS = new Set(['AccessToken', 'ClientCredentials']);
+function fileAdapter(file) {
+  const records = new Map(); // `${model}:${id}` -> { payload, expiresAt (ms) | null }
+  if (fs.existsSync(file)) {
+    for (const [key, record] of Object.entries(JSON.parse(fs.readFileSync(file, 'utf8')))) {
+      if (record.expiresAt === null || record.expiresAt > Date.now()) records.set(key, record);
+    }
+    log(`loaded ${records.size} issued tokens from ${file}`);
+  }
+  const save = () => {
+    const kept = {};
+    for (const [key, record] of records) {
+      if (PERSISTED_MODELS.has(key.slice(0, key.indexOf(':')))) kept[key] = record;
+    }
+    const tmp = `${file}.tmp.${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(kept), { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  };
+  const live = (record) => record && (record.expiresAt === null || record.expiresAt > Date.now());
+  const findBy = (field, value) => {
+    for (const record of records.values()) {
+      if (live(record) && record.payload[field] === value) return record.payload;
+    }
+    return undefined;
+  };
+  return (model) => {
+    const key = (id) => `${model}:${id}`;
+    const changed = () => { if (PERSISTED_MODELS.has(model)) save(); };
+    return {
+      async upsert(id, payload, expiresIn) {
+        const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null;
+        records.set(key(id), { payload, expiresAt });
+        changed();
+      },
+      async find(id) {
+        const record = records.get(key(id));
+        return live(record) ? record.payload : undefined;
+      },
+      findByUid: async (uid) => findBy('uid', uid),
+      findByUserCode: async (userCode) => findBy('userCode', userCode),
+      async consume(id) {
+        const record = records.get(key(id));
+        if (record) record.payload.consumed = Math.floor(Date.now() / 1000);
+        changed();
+      },
+      async destroy(id) {
+        records.delete(key(id));
+        changed();
+      },
+      async revokeByGrantId(grantId) {
+        for (const [k, record] of records) {
+          if (record.payload.grantId === grantId) records.delete(k);
+        }
+        save();
+      },
+    };
+  };
+}
+const STORE_FILE = process.env.AUTHORITY_STORE_FILE || '';
+
+// ---------------------------------------------------------------------------
 // test-only client certificate header
 
 // The header value is the client certificate PEM, URL-encoded
@@ -253,6 +324,7 @@ const issuer = ISSUER || `${TLS_CERT_FILE ? 'https' : 'http'}://127.0.0.1:${port
 const configuration = {
   clients,
   jwks,
+  ...(STORE_FILE ? { adapter: fileAdapter(STORE_FILE) } : {}),
   scopes: [...OIDC_SCOPES, ...apiScopes],
   // Only the machine-to-machine endpoints matter; no accounts exist.
   async findAccount() {

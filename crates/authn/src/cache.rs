@@ -191,10 +191,12 @@ mod tests {
     }
 
     #[test]
-    fn key_is_the_sha256_of_the_token_bytes() {
+    fn key_is_the_blake3_of_the_token_bytes() {
         let key = TokenKey::of("abc");
-        let expected = digest(&SHA256, b"abc");
-        assert_eq!(&key.0[..], expected.as_ref());
+        // BLAKE3's published hash of "abc".
+        let expected = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85";
+        let hex: String = key.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
         assert_ne!(TokenKey::of("abc"), TokenKey::of("abd"));
         assert_eq!(format!("{key:?}"), "TokenKey(..)");
     }

@@ -51,8 +51,12 @@ impl Issuer {
         );
         // One pool per Authority for the request path: introspection and
         // claims requests reuse its connections.
-        let pooled = HttpFetcher::pooled(config.http_timeout, !config.require_https_metadata)
-            .map_err(|e| ConfigError::new(&config.path, e.to_string()))?;
+        let pooled = HttpFetcher::pooled(
+            config.http_timeout,
+            !config.require_https_metadata,
+            stella_authority::http::authority_roots(config.ca.as_ref()),
+        )
+        .map_err(|e| ConfigError::new(&config.path, e.to_string()))?;
         let fetcher = || -> Result<HttpFetcher, ConfigError> { Ok(pooled.clone()) };
         let introspection = match (&config.introspection, &config.client) {
             (Some(i), Some(client)) => Some(Introspector::new(

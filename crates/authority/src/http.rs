@@ -5,7 +5,8 @@
 //! client authentication (introspection, claims).
 //!
 //! HTTP/1.1 through hyper, TLS through rustls with the ring provider (the
-//! tree's only TLS crypto backend) and the platform's root certificates.
+//! tree's only TLS crypto backend) and the platform's root certificates, or
+//! an Authority's own (`ca_file`, [`authority_roots`]).
 //! Each request is bounded: a total timeout covering connect, headers and
 //! body, and a 1 MiB body cap. Redirects are not followed, plain http is
 //! refused unless the fetcher was built to allow it, and the body must be a
@@ -172,9 +173,13 @@ impl HttpFetcher {
     /// request path (introspection, claims), which follow each other
     /// closely. A pooled connection is driven by the runtime that opened it;
     /// Pingora's runtimes live as long as the process.
-    pub fn pooled(timeout: Duration, allow_http: bool) -> Result<HttpFetcher, FetchError> {
-        let client =
-            client(platform_roots(), None, allow_http, true).map_err(|_| FetchError::TlsSetup)?;
+    /// Trusts exactly `roots`, as [`HttpFetcher::with_roots`].
+    pub fn pooled(
+        timeout: Duration,
+        allow_http: bool,
+        roots: rustls::RootCertStore,
+    ) -> Result<HttpFetcher, FetchError> {
+        let client = client(roots, None, allow_http, true).map_err(|_| FetchError::TlsSetup)?;
         Ok(HttpFetcher {
             client,
             timeout,
@@ -307,6 +312,16 @@ pub fn form_encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// The roots an Authority's https certificate must chain to: its
+/// `ca_file`'s certificates only when it has one (a private CA does not
+/// widen to every public one, nor the reverse), else the platform's.
+pub fn authority_roots(ca: Option<&crate::settings::CaRoots>) -> rustls::RootCertStore {
+    match ca {
+        Some(ca) => ca.store(),
+        None => platform_roots(),
+    }
 }
 
 /// The platform's trusted roots (honouring `SSL_CERT_FILE` and

@@ -40,8 +40,8 @@ pub use discovery::Discovery;
 pub use http::{FetchError, HttpFetcher};
 pub use jwks::{JwksCache, KeyLookupError, KeySet};
 pub use settings::{
-    AuthorityConfig, ClaimMapping, ClaimPath, ClaimsConfig, ClientCredentials, IntrospectionConfig,
-    Secret, TokenProfile,
+    AuthorityConfig, CaRoots, ClaimMapping, ClaimPath, ClaimsConfig, ClientCredentials,
+    IntrospectionConfig, Secret, TokenProfile,
 };
 
 /// Which Authority document a failure concerns.

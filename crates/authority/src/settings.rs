@@ -2,7 +2,10 @@
 //! the gateway's configuration from its file and environment. This crate
 //! owns the types; the configuration depends on them, never the reverse.
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub mod token_claims;
@@ -27,6 +30,10 @@ pub struct AuthorityConfig {
     pub jwks_cooldown: Duration,
     pub jwks_max_stale: Duration,
     pub http_timeout: Duration,
+    /// The roots the Authority's https certificate must chain to
+    /// (`ca_file`), for every request to it: discovery, JWKS,
+    /// introspection, claims. `None`: the platform's roots.
+    pub ca: Option<CaRoots>,
     /// Where the last-known-good discovery and JWKS are persisted
     /// (`authority::lkg`); `None`: kept in memory only.
     pub state_dir: Option<PathBuf>,
@@ -41,6 +48,55 @@ pub struct AuthorityConfig {
     /// at+jwt`, `scope`, `roles`, `tenant`, `client_id`), with
     /// `required_claims` deciding what must be present.
     pub token_claims: Option<ClaimMapping>,
+}
+
+/// Root certificates from a PEM bundle, each one rustls accepts as a trust
+/// anchor. Compared by content, so a changed file is a changed setting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaRoots(Arc<[CertificateDer<'static>]>);
+
+impl CaRoots {
+    /// The certificates of a PEM bundle; what is wrong otherwise, in words
+    /// that never quote the content.
+    pub fn from_pem(pem: &[u8]) -> Result<CaRoots, String> {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "holds a malformed pem certificate".to_owned())?;
+        if certs.is_empty() {
+            return Err("holds no pem certificate".into());
+        }
+        for (i, cert) in certs.iter().enumerate() {
+            if rustls::RootCertStore::empty().add(cert.clone()).is_err() {
+                return Err(format!(
+                    "certificate {} is not usable as a root (not valid x.509)",
+                    i + 1
+                ));
+            }
+        }
+        Ok(CaRoots(certs.into()))
+    }
+
+    /// A root store holding exactly these certificates.
+    pub fn store(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        // Each was accepted by `from_pem`.
+        let _ = roots.add_parsable_certificates(self.0.iter().cloned());
+        roots
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for CaRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CaRoots({} certificates)", self.0.len())
+    }
 }
 
 /// `client_secret_basic` credentials. `Debug` never shows the secret.

@@ -215,6 +215,7 @@ pub fn test_config(issuer: &str, audience: &str) -> crate::settings::AuthorityCo
         jwks_cooldown: Duration::from_secs(10),
         jwks_max_stale: Duration::from_secs(600),
         http_timeout: Duration::from_secs(2),
+        ca: None,
         state_dir: None,
         tenants: Vec::new(),
         client: None,

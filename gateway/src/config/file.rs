@@ -150,8 +150,8 @@ pub struct RevocationSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SsfSection {
-    /// The path on the admin listener that takes pushed SETs (default
-    /// `/ssf/push`). It needs no operator token: each SET is signed by its
+    /// The path on the admin listener that takes pushed SETs; default
+    /// `/ssf/push`. It needs no operator token: each SET is signed by its
     /// transmitter.
     pub path: Option<String>,
     /// How old a SET's `iat` may be, in seconds (default 600); its `jti`
@@ -415,6 +415,13 @@ pub struct AuthoritySection {
     /// Deadline of one request to the Authority (discovery, JWKS,
     /// introspection, claims).
     pub http_timeout_ms: Option<u64>,
+    /// PEM bundle of the CAs the Authority's https certificate must chain
+    /// to, for discovery, JWKS, introspection and claims (default: the
+    /// platform's roots). Only these are trusted then: for an Authority
+    /// whose endpoints are on public certificates too, append the platform
+    /// bundle. Relative to this file; a change to it reloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     /// Folder for the last-known-good discovery and JWKS (absent: none).
     pub state_dir: Option<String>,
     /// Tenants bound to this issuer: a token for one of them from any
@@ -741,6 +748,7 @@ pub fn schema_sample() -> FileConfig {
                     jwks_cooldown_seconds: Some(0),
                     jwks_max_stale_seconds: Some(0),
                     http_timeout_ms: Some(0),
+                    ca_file: s(),
                     state_dir: s(),
                     tenants: vec![String::new()],
                     client_id: s(),

@@ -411,6 +411,20 @@ pub const STATED_DEFAULTS: &[(&str, Stated)] = &[
             "`revocations.json` in the Authority's `state_dir` when it has one; else the list is kept in memory only",
         ),
     ),
+    ("gateway.revocation.ssf.path", Stated::Value("/ssf/push")),
+    ("gateway.revocation.ssf.max_age_seconds", Stated::Value("600")),
+    (
+        "gateway.revocation.ssf.transmitters[].name",
+        Stated::Words("`ssf@<host of the issuer>`"),
+    ),
+    (
+        "gateway.revocation.ssf.transmitters[].revoke_for_seconds",
+        Stated::Words("3600"),
+    ),
+    (
+        "gateway.revocation.ssf.transmitters[].require_https",
+        Stated::Words("true"),
+    ),
     ("services[].identity_format", Stated::Value("envelope")),
     (
         "services[].envelope_kid",

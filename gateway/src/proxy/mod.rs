@@ -762,10 +762,7 @@ impl ProxyHttp for Proxy {
                 Some(Binding::Jkt(t)) | Some(Binding::X5tS256(t)) => Some(t.as_str()),
                 _ => None,
             });
-        let upstream = ctx
-            .endpoint
-            .as_ref()
-            .map(|e| &e.addr as &dyn std::fmt::Display);
+        let upstream = ctx.endpoint.as_ref().map(|e| e.addr);
         crate::decision_log::log(&crate::decision_log::Decision {
             request_id: &ctx.request_id,
             route,

@@ -18,6 +18,13 @@ pub struct Load {
     acks: usize,
 }
 
+impl Load {
+    /// Whether the generator has exited (it runs until told to end).
+    pub fn process_exited(&mut self) -> bool {
+        self.process.try_exit_code().is_some()
+    }
+}
+
 /// A request kind of the spec.
 pub fn kind(name: &str, method: &str, url: String, credential: &str, weight: u32) -> Value {
     json!({"name": name, "method": method, "url": url, "credential": credential, "weight": weight})
@@ -139,6 +146,18 @@ impl crate::Drill {
     /// Starts a load generator named `name` (logs `<name>.out`, `.err`, spec
     /// `<name>.yaml`).
     pub fn start_load(&self, name: &str, kinds: Vec<Value>, rate: u32) -> Result<Load, Abort> {
+        self.start_load_with(name, kinds, rate, &[])
+    }
+
+    /// `start_load` with more `stella-load` arguments (`--resource URL`:
+    /// the tokens' audience; the opaque tokens' gives opaque tokens).
+    pub fn start_load_with(
+        &self,
+        name: &str,
+        kinds: Vec<Value>,
+        rate: u32,
+        args: &[&str],
+    ) -> Result<Load, Abort> {
         let spec = self.run.logs.join(format!("{name}.yaml"));
         let text = serde_yaml::to_string(&json!({ "kinds": kinds }))
             .map_err(|e| Abort(format!("load spec: {e}")))?;
@@ -157,7 +176,8 @@ impl crate::Drill {
                 "3600",
             ])
             .arg("--spec")
-            .arg(&spec);
+            .arg(&spec)
+            .args(args);
         let mut process = Process::start_logged(
             name,
             cmd,
@@ -323,6 +343,40 @@ pub fn summary(err: &str) -> Option<String> {
     })
 }
 
+/// A row of a stella-load table: its cells, trimmed.
+pub fn cells(line: &str) -> Vec<&str> {
+    line.split('|').map(str::trim).collect()
+}
+
+/// (requests, failed, non-2xx) of a step in a load's step table.
+pub fn step_counts(out: &str, step: &str) -> (u64, u64, u64) {
+    out.lines()
+        .map(cells)
+        .find(|c| c.len() >= 6 && c[0] == step)
+        .map(|c| {
+            let n = |i: usize| c[i].parse().unwrap_or(0);
+            (n(1), n(2), n(3))
+        })
+        .unwrap_or_default()
+}
+
+/// The kind table's rows: (failed, results such as `200:12 transport:1`).
+pub fn kind_rows(out: &str) -> Vec<(u64, String)> {
+    out.lines()
+        .map(cells)
+        .filter(|c| c.len() == 4 && c[1].parse::<u64>().is_ok())
+        .map(|c| (c[2].parse().unwrap_or(0), c[3].to_owned()))
+        .collect()
+}
+
+/// The p99 latency (ms) of a step in a load's step table.
+pub fn step_p99(out: &str, step: &str) -> Option<f64> {
+    out.lines()
+        .map(cells)
+        .find(|c| c.len() >= 6 && c[0] == step)
+        .and_then(|c| c[5].parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +388,33 @@ mod tests {
                    stella-load: 1200 requests, 3 failed (0.25 %)\n";
         assert_eq!(summary(err).as_deref(), Some("1200 requests, 3 failed"));
         assert_eq!(summary("stella-load: stopped by a signal\n"), None);
+    }
+
+    const REPORT: &str = "\
+step                     | requests | failed | non-2xx | p50 ms | p99 ms
+-------------------------|----------|--------|---------|--------|-------
+baseline                 |      243 |      0 |       0 |    5.7 |   16.6
+3-gateway-restart-window |       14 |      6 |       9 |    2.6 |    8.0
+total                    |      257 |      6 |       9 |    5.0 |   16.0
+
+kind        | requests | failed | results
+------------|----------|--------|---------------------
+dpop        |      200 |      4 | 200:196 transport:3 503:1
+hybrid-dpop |       57 |      2 | 200:55 timeout:2
+";
+
+    #[test]
+    fn step_and_kind_rows_are_read_from_the_load_report() {
+        assert_eq!(step_counts(REPORT, "baseline"), (243, 0, 0));
+        assert_eq!(step_counts(REPORT, "3-gateway-restart-window"), (14, 6, 9));
+        assert_eq!(step_p99(REPORT, "baseline"), Some(16.6));
+        assert_eq!(step_counts(REPORT, "absent"), (0, 0, 0));
+        assert_eq!(
+            kind_rows(REPORT),
+            [
+                (4, "200:196 transport:3 503:1".to_owned()),
+                (2, "200:55 timeout:2".to_owned())
+            ]
+        );
     }
 }

@@ -72,7 +72,7 @@ impl Drill {
     name = "stella-drill",
     about = "The operations drills: an operation under constant load, every failed request counted",
     after_help = "Drills: key-rotation, trust-flip, routes-policies, replica-restart, slow-clients, \
-authority-outage, binary-upgrade, revocation, replay-capacity, schemathesis; `all` runs the first eight.\n\
+authority-outage, binary-upgrade, revocation, game-day, replay-capacity, schemathesis; `all` runs the first nine.\n\
 Binaries (stella-gateway, stella-load, stella-echo-service) are taken from this program's folder.\n\
 Files and logs: tests/.run/drills/<name>/",
     args_conflicts_with_subcommands = true,
@@ -118,6 +118,7 @@ const ALL: &[&str] = &[
     "authority-outage",
     "binary-upgrade",
     "revocation",
+    "game-day",
 ];
 
 fn main() {
@@ -140,10 +141,16 @@ fn main() {
         if several {
             println!("\n######## {name}");
         }
-        // The outage drill runs four load generators and two probes beside a
-        // stopped and restarted Authority and gateway: on a 2-core machine it
+        // The outage drill runs six load generators and two probes beside a
+        // stopped and restarted Authority and a replaced gateway: on a 2-core machine it
         // gets a third of the default rate unless --rate is given.
-        let default_rate = if name == "authority-outage" { 100 } else { 300 };
+        // The game day runs two gateways, four load generators, a probe and
+        // the faults' own clients: the same third.
+        let default_rate = if matches!(name.as_str(), "authority-outage" | "game-day") {
+            100
+        } else {
+            300
+        };
         let options = Options {
             short: args.short,
             rate: args.rate.unwrap_or(default_rate),

@@ -121,6 +121,19 @@ pub struct AuthorityOptions {
     /// `AUTHORITY_SLOW_MS`: the claims and introspection endpoints answer
     /// this many milliseconds late (to hold a request pending).
     pub slow_ms: Option<u64>,
+    /// `AUTHORITY_TLS_CERT_FILE`, `AUTHORITY_TLS_KEY_FILE`: serve https
+    /// (issuer `https://127.0.0.1:PORT`). Tokens are then fetched trusting
+    /// [`AuthorityTls::ca`]; the helpers that call it over plain http
+    /// (`jwks`, `counts`, `revoke`, shaped tokens) are not for it.
+    pub tls: Option<AuthorityTls>,
+}
+
+/// The Authority's https certificate, its key, and the CA it chains to.
+#[derive(Clone, Debug)]
+pub struct AuthorityTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// What a token shaped as another provider's carries
@@ -152,6 +165,8 @@ pub struct Authority {
     pub port: u16,
     /// Its private JWKS (`AUTHORITY_KEYS_FILE`).
     pub keys_file: PathBuf,
+    /// The CA of its https certificate, when it serves https.
+    ca: Option<PathBuf>,
     tokens: Mutex<HashMap<(Client, TokenRequest), String>>,
     _dir: TempDir,
 }
@@ -244,6 +259,8 @@ impl Authority {
             "AUTHORITY_DPOP_NONCE",
             "AUTHORITY_TEST_MINT",
             "AUTHORITY_SLOW_MS",
+            "AUTHORITY_TLS_CERT_FILE",
+            "AUTHORITY_TLS_KEY_FILE",
         ] {
             cmd.env_remove(name);
         }
@@ -266,6 +283,10 @@ impl Authority {
         if let Some(ttl) = options.access_token_ttl {
             cmd.env("AUTHORITY_AT_TTL", ttl.to_string());
         }
+        if let Some(tls) = &options.tls {
+            cmd.env("AUTHORITY_TLS_CERT_FILE", &tls.cert)
+                .env("AUTHORITY_TLS_KEY_FILE", &tls.key);
+        }
         let process = Process::start("authority", cmd, "AUTHORITY_READY", START_TIMEOUT);
         let issuer = process.ready["issuer"]
             .as_str()
@@ -277,6 +298,7 @@ impl Authority {
             issuer,
             port,
             keys_file,
+            ca: options.tls.map(|t| t.ca),
             tokens: Mutex::new(HashMap::new()),
             _dir: own_dir,
         }
@@ -327,8 +349,11 @@ impl Authority {
         let mut cmd = Command::new("node");
         cmd.current_dir(authority_dir())
             .arg("token.mjs")
-            .args(["--issuer", &self.issuer])
-            .args(["--client", client.id, "--secret", client.secret]);
+            .args(["--issuer", &self.issuer]);
+        if let Some(ca) = &self.ca {
+            cmd.env("NODE_EXTRA_CA_CERTS", ca);
+        }
+        cmd.args(["--client", client.id, "--secret", client.secret]);
         if let Some(scope) = &request.scope {
             cmd.args(["--scope", scope]);
         }
@@ -465,8 +490,11 @@ impl Authority {
         let mut cmd = Command::new("node");
         cmd.current_dir(authority_dir())
             .arg("token.mjs")
-            .args(["--issuer", &self.issuer])
-            .args(["--client", client.id, "--secret", client.secret])
+            .args(["--issuer", &self.issuer]);
+        if let Some(ca) = &self.ca {
+            cmd.env("NODE_EXTRA_CA_CERTS", ca);
+        }
+        cmd.args(["--client", client.id, "--secret", client.secret])
             .arg("--dpop-key-file")
             .arg(key_file);
         if let Some(resource) = resource {

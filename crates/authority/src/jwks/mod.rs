@@ -226,11 +226,15 @@ impl JwksCache {
     ) -> Result<JwksCache, AuthorityError> {
         super::discovery::check_url("issuer", &config.issuer, config.require_https_metadata)
             .map_err(|_| AuthorityError::BadIssuer)?;
-        let fetcher = HttpFetcher::new(config.http_timeout, !config.require_https_metadata)
-            .map_err(|source| AuthorityError::Fetch {
-                document: Document::Discovery,
-                source,
-            })?;
+        let fetcher = HttpFetcher::with_roots(
+            config.http_timeout,
+            !config.require_https_metadata,
+            crate::http::authority_roots(config.ca.as_ref()),
+        )
+        .map_err(|source| AuthorityError::Fetch {
+            document: Document::Discovery,
+            source,
+        })?;
         let refresh_every = config.jwks_refresh;
         Ok(JwksCache {
             issuer: config.issuer.clone(),

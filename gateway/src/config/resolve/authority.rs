@@ -93,6 +93,23 @@ pub(super) fn resolve_authority(
         (100, 60_000),
         &mut effective.http_timeout_ms,
     );
+    let ca = a.ca_file.as_deref().map(str::trim).and_then(|file| {
+        if file.is_empty() {
+            e.add(&at("ca_file"), "must not be empty");
+            return None;
+        }
+        let path = base.join(file);
+        sources.push(path.clone());
+        let problem = match std::fs::read(&path) {
+            Ok(pem) => match CaRoots::from_pem(&pem) {
+                Ok(roots) => return Some(roots),
+                Err(problem) => problem,
+            },
+            Err(err) => format!("cannot be read: {}", err.kind()),
+        };
+        e.add(&at("ca_file"), format!("{}: {problem}", path.display()));
+        None
+    });
     let state_dir = a.state_dir.as_ref().and_then(|d| {
         let dir = base.join(d.trim());
         match stella_authority::lkg::inspect_state_dir(&dir) {
@@ -244,6 +261,7 @@ pub(super) fn resolve_authority(
         jwks_cooldown: Duration::from_secs(cooldown),
         jwks_max_stale: Duration::from_secs(max_stale),
         http_timeout: Duration::from_millis(timeout_ms),
+        ca,
         state_dir,
         tenants,
         client,
@@ -570,4 +588,92 @@ pub(super) fn authorities(
     );
 
     (authorities, token_cache_max_entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    fn resolve_in(dir: &Path, text: &str) -> Result<crate::config::Config, Vec<String>> {
+        let (file, errors) = crate::config::parse(text, "test.yaml", &HashMap::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        super::super::resolve(&file.unwrap(), dir, &HashMap::new())
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    fn yaml(ca_file: &str, second_ca_file: &str) -> String {
+        format!(
+            "gateway:\n  listeners: {{http: \"127.0.0.1:8080\"}}\n  auth:\n    authority:\n      \
+             issuer: https://authority.example\n      audiences: [api]\n      ca_file: {ca_file}\n    \
+             authorities:\n      - {{issuer: https://other.example, audiences: [api], ca_file: {second_ca_file}}}\n\
+             router:\n  identity_envelope_signing_key: a-secret-value-that-is-at-least-32-bytes\n"
+        )
+    }
+
+    #[test]
+    fn an_authority_ca_file_is_read_checked_by_key_path_and_watched() {
+        let dir = std::env::temp_dir().join(format!("stella-authority-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=private authority ca"])
+            .args(["-keyout", "ca.key", "-out", "ca.pem"])
+            .current_dir(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(status.success());
+        let pem = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+        std::fs::write(dir.join("two.pem"), format!("{pem}{pem}")).unwrap();
+
+        let resolved = resolve_in(&dir, &yaml("ca.pem", "two.pem")).unwrap();
+        let counts: Vec<usize> = resolved
+            .authorities
+            .iter()
+            .map(|a| a.ca.as_ref().map_or(0, |ca| ca.len()))
+            .collect();
+        assert_eq!(counts, [1, 2]);
+        assert!(resolved.sources.contains(&dir.join("ca.pem")));
+        assert!(resolved.sources.contains(&dir.join("two.pem")));
+        let printed = crate::config::redacted_yaml(&resolved.effective);
+        assert!(printed.contains("ca_file: ca.pem"), "{printed}");
+
+        // Missing, not pem, a pem block that is no certificate: each said
+        // under its key path, the content never quoted.
+        std::fs::write(dir.join("text.pem"), "hello").unwrap();
+        std::fs::write(
+            dir.join("bad.pem"),
+            "-----BEGIN CERTIFICATE-----\nc2VjcmV0\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let at = |f: &str| dir.join(f).display().to_string();
+        let e = resolve_in(&dir, &yaml("missing.pem", "text.pem")).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                format!(
+                    "gateway.auth.authority.ca_file: {}: cannot be read: entity not found",
+                    at("missing.pem")
+                ),
+                format!(
+                    "gateway.auth.authorities[0].ca_file: {}: holds no pem certificate",
+                    at("text.pem")
+                ),
+            ]
+        );
+        let e = resolve_in(&dir, &yaml("bad.pem", "\"\"")).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                format!(
+                    "gateway.auth.authority.ca_file: {}: certificate 1 is not usable as a root (not valid x.509)",
+                    at("bad.pem")
+                ),
+                "gateway.auth.authorities[0].ca_file: must not be empty".to_owned(),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -34,8 +34,8 @@ pub const SUPPORTED_ALGORITHMS: &[&str] = &["ES256", "ES384", "EdDSA", "PS256", 
 pub use stella_policy::MissingAuthorization;
 
 pub use stella_authority::settings::{
-    AuthorityConfig, ClaimMapping, ClaimPath, ClaimsConfig, ClientCredentials, IntrospectionConfig,
-    RequiredValue, ScopeFormat, Secret, TokenProfile,
+    AuthorityConfig, CaRoots, ClaimMapping, ClaimPath, ClaimsConfig, ClientCredentials,
+    IntrospectionConfig, RequiredValue, ScopeFormat, Secret, TokenProfile,
 };
 
 /// The checked configuration.

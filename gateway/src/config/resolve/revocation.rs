@@ -463,7 +463,7 @@ fn ssf(
             transmitters.push(SsfTransmitterConfig { settings, keys });
         }
     }
-    (e.0.len() == errors_before).then(|| SsfConfig {
+    (e.0.len() == errors_before).then_some(SsfConfig {
         path,
         window: Window {
             max_age,
@@ -560,6 +560,38 @@ mod tests {
                 .iter()
                 .any(|e| e.starts_with("gateway.revocation.store_refresh_seconds:")),
             "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn a_shared_signals_receiver_resolves_with_its_defaults() {
+        let text = "gateway:\n  listeners: {http: \"127.0.0.1:8080\", admin: \"127.0.0.1:9090\"}\n  \
+             auth:\n    authority:\n      issuer: https://authority.example\n      audiences: [api]\n  \
+             revocation:\n    ssf:\n      transmitters:\n        - issuer: https://authority.example\n          \
+             jwks_uri: https://authority.example/ssf/jwks\n          audience: https://gw.example/ssf\n          \
+             opaque_subjects_of: https://authority.example\n\
+             router:\n  identity_envelope_signing_key: \"a-secret-value-that-is-at-least-32-bytes\"\n";
+        let env = std::collections::HashMap::new();
+        let (file, errors) = crate::config::parse(text, "test.yaml", &env);
+        assert!(errors.is_empty(), "{errors:?}");
+        let config = super::super::resolve(&file.unwrap(), Path::new("."), &env).unwrap();
+        let ssf = config.revocation.ssf.expect("a receiver");
+        assert_eq!(ssf.path, DEFAULT_SSF_PATH);
+        assert_eq!(ssf.window.max_age, 600);
+        let t = &ssf.transmitters[0];
+        assert_eq!(t.settings.operator, "ssf@authority.example");
+        assert_eq!(t.settings.revoke_for, 3600);
+        assert_eq!(
+            t.settings.opaque_subjects_of.as_deref(),
+            Some("https://authority.example")
+        );
+        assert_eq!(t.settings.email_subjects_of, None);
+        assert_eq!(
+            t.keys,
+            SsfKeys::Uri {
+                url: "https://authority.example/ssf/jwks".into(),
+                require_https: true
+            }
         );
     }
 

@@ -74,6 +74,15 @@ pub struct Options {
     /// kcachegrind): one file per route, ROUTE.callgrind.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// Compare with a baseline (default bench/baseline.json): exit 1 when
+    /// a route's Ir/request is more than 3 % over it, listing the functions
+    /// that grew the most.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "bench/baseline.json")]
+    check: Option<PathBuf>,
+    /// Write the counts as the new baseline to FILE, with the commit of
+    /// HEAD (a deliberate step: commit it with the reason).
+    #[arg(long, value_name = "FILE")]
+    write_baseline: Option<PathBuf>,
     /// bare, pass, bearer, dpop (default: bare pass bearer).
     #[arg(value_parser = ROUTES)]
     routes: Vec<String>,
@@ -96,7 +105,24 @@ pub fn main(o: Options) -> Result<i32, Abort> {
     } else {
         o.routes.clone()
     };
+    if o.inclusive && (o.check.is_some() || o.write_baseline.is_some()) {
+        return Err(Abort(
+            "--check and --write-baseline compare self costs: drop --inclusive".into(),
+        ));
+    }
     let mut b = Bench::new()?;
+    // Relative to the repository, as the scripts are run from anywhere.
+    let in_root = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            b.root.join(p)
+        }
+    };
+    let check = o.check.as_ref().map(in_root);
+    let write_baseline = o.write_baseline.as_ref().map(in_root);
+    // Read first: a missing or broken baseline fails before the long run.
+    let baseline = check.as_deref().map(super::baseline::read).transpose()?;
     super::require(
         &b.root,
         &[
@@ -284,6 +310,28 @@ pub fn main(o: Options) -> Result<i32, Abort> {
             elapsed: started.elapsed().as_secs(),
         })
     );
+    let now = super::baseline::routes_of(&counted, o.requests);
+    if let Some(path) = &write_baseline {
+        let commit = command_output(Command::new("git").arg("-C").arg(&b.root).args([
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ]))
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+        std::fs::write(path, super::baseline::to_json(&now, &commit, o.requests))
+            .map_err(|e| Abort(format!("--write-baseline {}: {e}", path.display())))?;
+        println!("baseline written to {} (commit {commit})", path.display());
+    }
+    if let Some((base, commit)) = &baseline {
+        let (text, ok) = super::baseline::compare(base, commit, &now);
+        print!("{text}");
+        if !ok {
+            println!("\nFAIL: a route grew more than the tolerance over bench/baseline.json");
+            return Ok(1);
+        }
+        println!("\nok: every route within the tolerance");
+    }
     Ok(0)
 }
 

@@ -18,6 +18,7 @@
 //! examples/bare_proxy, stella-load) are taken from this program's folder:
 //! `bench/stella-drill.sh` builds them in release with one command.
 
+mod baseline;
 mod callgrind;
 mod children;
 mod client;

@@ -3,6 +3,7 @@
 
 mod authority_outage;
 mod binary_upgrade;
+mod game_day;
 mod key_rotation;
 mod replay_capacity;
 mod replica_restart;
@@ -29,6 +30,8 @@ pub fn find(name: &str) -> Option<Entry> {
         "authority-outage" => (authority_outage::run, 25, 3),
         "binary-upgrade" => (binary_upgrade::run, 25, 3),
         "revocation" => (revocation::run, 10, 3),
+        // Its own schedule (game_day::Timing); the step length is unused.
+        "game-day" => (game_day::run, 600, 45),
         // Longer than the proof window: 60 s by default, 10 s with --short.
         "replay-capacity" => (replay_capacity::run, 90, 25),
         "schemathesis" => (schemathesis::run, 25, 3),

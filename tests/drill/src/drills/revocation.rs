@@ -316,10 +316,26 @@ pub fn run(d: &mut Drill) -> Outcome {
         b"",
         Duration::from_secs(5),
     ));
+    // Another DPoP key of the same client as the revoked key.
+    let other_key = Arc::new(DpopKey::generate());
+    let other_file = d.run.dir.join("other-dpop-key.json");
+    other_key.write_private_jwk(&other_file);
+    let other_token = d.command_output(
+        token_command(&d.run.root, &d.stack.issuer, "svc-dpop")
+            .arg("--dpop-key-file")
+            .arg(&other_file),
+    )?;
+    let other = send(
+        &b2,
+        "/dpop/1",
+        &Credential::Dpop(other_token.trim().to_owned(), other_key),
+    );
     d.run.check(
-        public == 200,
-        "other callers pass on the restarted replica B",
-        format!("GET /public/hello on the restarted replica B: {public}"),
+        public == 200 && other == 200,
+        "other callers pass on the restarted replica B (anonymous, svc-dpop with another key)",
+        format!(
+            "on the restarted replica B: GET /public/hello {public}, svc-dpop with another key {other}"
+        ),
     );
     print_table(d, &rows);
     b_process.stop("TERM", Duration::from_secs(15));

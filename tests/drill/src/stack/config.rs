@@ -18,7 +18,17 @@ impl crate::Drill {
         let mut authority = st.authority_settings.clone();
         authority.issuer = Some(st.issuer.clone());
         authority.require_https_metadata = Some(false);
-        authority.audiences = vec![API_AUDIENCE.into()];
+        // The API's audience, and any more the drill asks for (the opaque
+        // tokens' audience).
+        if !authority.audiences.iter().any(|a| a == API_AUDIENCE) {
+            authority.audiences.insert(0, API_AUDIENCE.into());
+        }
+        // The test Authority's claims endpoint, once its issuer is known.
+        if let Some(claims) = authority.claims.as_mut() {
+            claims
+                .endpoint
+                .get_or_insert_with(|| format!("{}/claims", st.issuer));
+        }
         authority.algorithms = ["ES256", "ES384", "EdDSA", "PS256", "RS256"]
             .map(String::from)
             .to_vec();
@@ -101,5 +111,41 @@ impl crate::Drill {
                 self.run.name
             ),
         )
+    }
+
+    /// Writes `config/<name>.yaml`, the configuration of another replica
+    /// of the gateway beside the stack's: the same settings on the ports
+    /// `http` and `admin` (and `tls` for the TLS listener, when the stack
+    /// has one), with its own state folder (`<state_dir>-<name>`). Its
+    /// path.
+    pub fn write_replica_config(
+        &self,
+        name: &str,
+        http: u16,
+        admin: u16,
+        tls: Option<u16>,
+    ) -> Result<std::path::PathBuf, Abort> {
+        let mut config = self.gateway_config();
+        let g = &mut config.gateway;
+        g.public_origin = Some(format!("http://127.0.0.1:{http}"));
+        g.listeners.http = Some(format!("127.0.0.1:{http}"));
+        g.listeners.admin = Some(format!("127.0.0.1:{admin}"));
+        if let (Some(section), Some(port)) = (g.listeners.tls.as_mut(), tls) {
+            section.addr = Some(format!("127.0.0.1:{port}"));
+        }
+        if let Some(dir) = g.auth.authority.state_dir.as_mut() {
+            dir.push_str(&format!("-{name}"));
+            std::fs::create_dir_all(&*dir).map_err(|e| Abort(format!("{dir}: {e}")))?;
+        }
+        let text = yaml_without_nulls(&config)?;
+        let file = self.run.conf.join(format!("{name}.yaml"));
+        write_atomic(
+            &file,
+            &format!(
+                "# Written by stella-drill for the {} drill: replica {name}.\n{text}",
+                self.run.name
+            ),
+        )?;
+        Ok(file)
     }
 }

@@ -10,7 +10,7 @@ mod admin;
 mod config;
 mod processes;
 
-pub use processes::{authority_command, token_command};
+pub use processes::{alive, authority_command, rss_kib, token_command};
 
 use crate::harness::Abort;
 use serde_json::Value;
@@ -110,6 +110,9 @@ pub struct Stack {
     pub replay_store: Option<String>,
     /// `gateway.revocation`.
     pub revocation: Option<RevocationSection>,
+    /// Routes appended to the drill's copy of `policies/echo.yaml` (YAML
+    /// list items, indented as in that file).
+    pub extra_echo_routes: String,
 }
 
 impl Stack {

@@ -3,6 +3,8 @@
 use super::*;
 use crate::harness::{write_atomic, Abort};
 use std::path::{Path, PathBuf};
+use stella_gateway::config::file::{ClaimsSection, IntrospectionSection};
+use stella_test_support::{GATEWAY_CLIENT, OPAQUE_AUDIENCE};
 
 impl crate::Drill {
     /// Generates an HS256 envelope key with `stella-gateway keys generate`.
@@ -219,6 +221,64 @@ impl crate::Drill {
         Ok(ready)
     }
 
+    /// Replaces the gateway process whose configuration is `config` with a
+    /// new one through the socket handover (`stella-gateway upgrade`: the
+    /// new process loads its configuration and persisted state, takes the
+    /// listening sockets over, and the old one drains and exits). The
+    /// command's output and the new process's logs go to `logs/<log>`.
+    /// The old and the new pid, and the command's `upgraded:` line.
+    pub fn upgrade_gateway(&self, config: &Path, log: &str) -> Result<Upgraded, Abort> {
+        let path = self.run.logs.join(log);
+        let file =
+            std::fs::File::create(&path).map_err(|e| Abort(format!("{}: {e}", path.display())))?;
+        let started = std::time::Instant::now();
+        // The new gateway inherits the command's stdout and stderr: a file,
+        // never a pipe this drill would wait on.
+        let status = Command::new(self.run.binary("stella-gateway"))
+            .args(["upgrade", "--config"])
+            .arg(config)
+            .stdout(file.try_clone().map_err(|e| Abort(e.to_string()))?)
+            .stderr(file)
+            .status()
+            .map_err(|e| Abort(format!("cannot run stella-gateway upgrade: {e}")))?;
+        let said = std::fs::read_to_string(&path).unwrap_or_default();
+        if !status.success() {
+            return self
+                .run
+                .abort(format!("stella-gateway upgrade: {status}: {said}"));
+        }
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("upgraded:"))
+            .unwrap_or_default()
+            .to_owned();
+        // `upgraded: pid OLD -> NEW (took)`
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let pid = |i: usize| words.get(i).and_then(|p| p.parse::<u32>().ok());
+        match (pid(2), pid(4)) {
+            (Some(old), Some(new)) if old != new => Ok(Upgraded {
+                old,
+                new,
+                line,
+                millis: started.elapsed().as_millis() as u64,
+            }),
+            _ => self.run.abort(format!(
+                "upgrade did not name an old and a new pid: {said:?}"
+            )),
+        }
+    }
+
+    /// Starts another replica of the gateway from its configuration file
+    /// (`write_replica_config`), logs `logs/<name>.*`; the caller stops it.
+    pub fn start_replica(&self, name: &str, config: &Path) -> Result<Process, Abort> {
+        let mut cmd = Command::new(self.run.binary("stella-gateway"));
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .envs(self.stack.gateway_env.iter().map(|(k, v)| (k, v)));
+        self.start_logged(name, cmd, "GATEWAY_READY")
+            .map_err(|Abort(e)| Abort(format!("replica {name} did not start: {e}")))
+    }
+
     /// Stops the gateway (SIGTERM: it drains and exits).
     pub fn stop_gateway(&mut self) {
         if let Some(mut p) = self.stack.gateway.take() {
@@ -312,7 +372,46 @@ impl crate::Drill {
         Ok(())
     }
 
-    /// Copies `policies/*.yaml` into the drill's configuration.
+    /// Opaque tokens and a claims-dependent route, before `stack_up`: the
+    /// gateway introspects tokens of [`OPAQUE_AUDIENCE`] and reads effective
+    /// claims from the Authority's claims endpoint (as the `gateway`
+    /// client), both cached `cache` seconds and served stale up to
+    /// `max_stale`; `/audit/**` on `echo` needs the role `auditor` and the
+    /// claim `clearance: high`, which the Authority's claims file gives
+    /// `svc-bearer`. The Authority keeps the tokens it issued in a file
+    /// (`AUTHORITY_STORE_FILE`), so once restarted it still introspects
+    /// them.
+    pub fn opaque_and_claims(&mut self, cache: u64, max_stale: u64) -> Result<(), Abort> {
+        let claims = self.run.dir.join("authority-claims.json");
+        write_atomic(
+            &claims,
+            r#"{"svc-bearer": {"roles": ["auditor"], "clearance": "high"}}"#,
+        )?;
+        let store = self.run.dir.join("authority-tokens.json");
+        let env = &mut self.stack.authority_env;
+        env.push(("AUTHORITY_CLAIMS_FILE".into(), claims.display().to_string()));
+        env.push(("AUTHORITY_STORE_FILE".into(), store.display().to_string()));
+        let a = &mut self.stack.authority_settings;
+        a.audiences.push(OPAQUE_AUDIENCE.into());
+        a.client_id = Some(GATEWAY_CLIENT.id.into());
+        a.client_secret = Some(GATEWAY_CLIENT.secret.into());
+        a.introspection = Some(IntrospectionSection {
+            cache_seconds: Some(cache),
+            max_stale_seconds: Some(max_stale),
+            ..IntrospectionSection::default()
+        });
+        a.claims = Some(ClaimsSection {
+            cache_seconds: Some(cache),
+            refresh_ahead_seconds: Some(1),
+            max_stale_seconds: Some(max_stale),
+            ..ClaimsSection::default()
+        });
+        self.stack.extra_echo_routes.push_str(AUDIT_ROUTE);
+        Ok(())
+    }
+
+    /// Copies `policies/*.yaml` into the drill's configuration (with
+    /// `extra_echo_routes` at the end of `echo.yaml`).
     pub fn copy_policies(&self) -> Result<(), Abort> {
         let from = self.run.root.join("policies");
         let entries =
@@ -320,8 +419,14 @@ impl crate::Drill {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "yaml") {
-                let text = std::fs::read_to_string(&path)
+                let mut text = std::fs::read_to_string(&path)
                     .map_err(|e| Abort(format!("{}: {e}", path.display())))?;
+                if entry.file_name() == "echo.yaml" && !self.stack.extra_echo_routes.is_empty() {
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    text.push_str(&self.stack.extra_echo_routes);
+                }
                 write_atomic(
                     &self.run.conf.join("policies").join(entry.file_name()),
                     &text,
@@ -422,6 +527,42 @@ impl crate::Drill {
             p.stop("TERM", GRACE);
         }
     }
+}
+
+/// The claims-dependent route of [`crate::Drill::opaque_and_claims`].
+const AUDIT_ROUTE: &str = "\n  # stella-drill: needs effective claims from the Authority.\n  - id: echo-audit\n    path: /audit/**\n    policy:\n      roles_any: [auditor]\n      claims: {clearance: high}\n";
+
+/// A gateway process replaced by [`crate::Drill::upgrade_gateway`].
+pub struct Upgraded {
+    pub old: u32,
+    pub new: u32,
+    /// The command's `upgraded: pid OLD -> NEW (...)` line.
+    pub line: String,
+    /// How long the command took.
+    pub millis: u64,
+}
+
+/// Whether the process `pid` runs (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .split(") ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('Z'))
+}
+
+/// The resident set size of the process `pid`, in KiB (`VmRSS` of
+/// `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The test Authority (`node tests/authority/server.mjs`, run from the

@@ -1,32 +1,43 @@
 //! The Authority goes away and comes back, under constant mixed load
 //! (runbooks/authority-outage.md). Stages:
-//! 1. authority-down: the Authority is stopped; requests with known keys
-//!    keep succeeding, the gateway's staleness rises;
+//! 1. authority-down: the Authority is stopped; requests with known keys,
+//!    opaque tokens introspected before and claims read before keep
+//!    succeeding, the gateway's staleness rises;
 //! 2. flip-hybrid: the operator flips `echo` GatewayEnforced -> Hybrid (its
 //!    `Router__` file, then POST /reload), no restart;
-//! 3. gateway-restart: the gateway is restarted during the outage and
-//!    serves from its state folder (last-known-good JWKS);
+//! 3. gateway-upgrade: the gateway process is replaced during the outage
+//!    (`stella-gateway upgrade`, the zero-downtime handover: the new
+//!    process loads its configuration and everything persisted in the
+//!    state folder, last-known-good JWKS, introspection results and
+//!    effective claims, then takes the listening sockets over while the old
+//!    one drains). Nothing is refused: the new process serves the same
+//!    JWTs, opaque tokens and claims-dependent routes without the
+//!    Authority;
 //! 4. past-max-stale: the keys' age passes jwks_refresh + jwks_max_stale: a
 //!    token the gateway has not verified yet gets 503 with Retry-After,
-//!    never 401; anonymous and SPIFFE-only requests keep working, and the
-//!    gateway stays ready (`/readyz` 200) with its keys shown as degraded;
+//!    never 401 (so do opaque tokens and claims past their own max-stale);
+//!    anonymous and SPIFFE-only requests keep working, and the gateway
+//!    stays ready (`/readyz` 200) with its keys shown as degraded;
 //! 5. authority-back: the Authority returns on the same port with the same
-//!    keys: staleness back to ~0 without a gateway restart (at the gateway's
-//!    next retry, at most jwks_refresh_seconds later), new tokens served
-//!    again (5-recovered); then `echo` is flipped back to GatewayEnforced
-//!    (5-flip-back).
+//!    keys and the tokens it issued: staleness back to ~0 without a
+//!    gateway restart (at the gateway's next retry, at most
+//!    jwks_refresh_seconds later), new tokens served again (5-recovered);
+//!    then `echo` is flipped back to GatewayEnforced (5-flip-back).
 //!
 //! Load, each class its own stella-load (so each has its own table per
 //! stage), all started before the outage with long-lived tokens: `bearer`
-//! (GatewayEnforced, Hybrid and ServiceEnforced routes), `dpop`, `anon`,
-//! and `refused` (401 without a token, 403 without the scope); and two
-//! probes, a few requests per second each: `fresh`, each request with a
-//! token the gateway has never seen (minted before the outage, so its
-//! verification needs the Authority's keys), and `spiffe`, a SPIFFE client
-//! certificate alone on the TLS listener (/svc). The requests refused while
-//! the gateway itself restarts (stage 3: one process, nothing in front of
-//! it) are counted separately, as the restart window; they must be
-//! connection failures, never a status.
+//! (GatewayEnforced, Hybrid and ServiceEnforced routes), `dpop`, `opaque`
+//! (an opaque token, checked by introspection, on `/items/**` and the
+//! claims-dependent `/audit/**`), `claims` (a JWT on `/audit/**`: role and
+//! claim from the Authority's claims endpoint), `anon`, and `refused` (401
+//! without a token, 403 without the scope); and two probes, a few requests
+//! per second each: `fresh`, each request with a token the gateway has
+//! never seen (minted before the outage, so its verification needs the
+//! Authority's keys), and `spiffe`, a SPIFFE client certificate alone on
+//! the TLS listener (/svc). The only refusals the design promises are the
+//! 503s past max-stale (stage 4, and until the gateway's first fetch after
+//! the Authority's return); every other non-2xx answer or connection
+//! failure fails the drill, the upgrade included.
 
 mod probes;
 mod verdict;
@@ -35,17 +46,21 @@ use probes::{start_probes, Probes};
 use verdict::verdict;
 
 use crate::harness::{Abort, Outcome};
-use crate::load::Load;
+use crate::load::{kind, Load};
+use crate::stack::alive;
 use crate::Drill;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use stella_gateway::config::file::TlsSection;
-use stella_test_support::{curl_https, free_ports, try_request, Pki, TempDir};
+use stella_test_support::{curl_https, free_ports, try_request, Pki, TempDir, OPAQUE_AUDIENCE};
 
 /// Keys are fresh for this long after the last fetch (the smallest allowed).
 const REFRESH: u64 = 10;
-const CLASSES: [&str; 4] = ["bearer", "dpop", "anon", "refused"];
-const WINDOW: &str = "3-gateway-restart-window";
+/// Introspection results and effective claims are fresh this long.
+const CACHE: u64 = 5;
+const CLASSES: [&str; 6] = ["bearer", "dpop", "opaque", "claims", "anon", "refused"];
+/// The stage in which the gateway process is replaced.
+const UPGRADE: &str = "3-gateway-upgrade";
 
 /// What the operator saw at the end of a stage.
 #[derive(Default, Clone)]
@@ -83,6 +98,12 @@ pub fn run(d: &mut Drill) -> Outcome {
     a.jwks_max_stale_seconds = Some(max_stale);
     a.http_timeout_ms = Some(500);
     a.state_dir = Some(state.display().to_string());
+    // Effective claims are read for every token of this Authority, JWTs
+    // included, so they (and introspection results) must outlast the keys:
+    // their last fetch is at most CACHE before the outage, the keys' at its
+    // start, and each serves stale up to max-stale past its CACHE of
+    // freshness; 2 s more cover the drill's polling of the keys' age.
+    d.opaque_and_claims(CACHE, max_age + 2)?;
     // The TLS listener with client certificates: a CA, the gateway's
     // certificate and the SPIFFE X.509-SVID of the workload /svc/** admits.
     let pki_dir = TempDir::new("drill-pki");
@@ -130,7 +151,13 @@ pub fn run(d: &mut Drill) -> Outcome {
     let mut loads = Vec::new();
     for class in CLASSES {
         let (kinds, share) = class_kinds(d, class);
-        let load = d.start_load(&format!("load-{class}"), kinds, d.run.rate * share / 100)?;
+        // The opaque class's tokens are for the opaque tokens' audience.
+        let args: &[&str] = match class {
+            "opaque" => &["--resource", OPAQUE_AUDIENCE],
+            _ => &[],
+        };
+        let rate = (d.run.rate * share / 100).max(1);
+        let load = d.start_load_with(&format!("load-{class}"), kinds, rate, args)?;
         loads.push((class, load));
     }
     let probes = start_probes(d, tokens, tls, &pki);
@@ -218,45 +245,63 @@ fn stages(d: &mut Drill, o: &mut Outage, max_age: u64) -> Outcome {
     std::thread::sleep(step);
     stage_end(d, o);
 
-    // The gateway restarts on the same addresses with the same configuration
-    // (now recording echo as Hybrid). Nothing stands in front of this one
-    // process, so requests sent between its exit and its readiness find no
-    // listener: the restart-window stage counts them apart. The new process
-    // accepts connections a moment before it has loaded its persisted keys
-    // (GATEWAY_READY and /readyz wait for them; a request that does not wait
-    // gets 503 authority_unavailable), so a 503 is expected in the window too.
-    stage(d, o, WINDOW);
-    expect_tokens(d, o, "2xx,503");
-    let pid_before = d.stack.gateway.as_ref().map(|p| p.pid());
+    // The gateway process is replaced through the socket handover, on the
+    // same addresses with the same configuration (now recording echo as
+    // Hybrid). The new process reads the state folder before it takes the
+    // sockets over: nothing is refused, and the opaque and claims-dependent
+    // requests are served from what the old process persisted (it writes
+    // its caches every few seconds and on its way out).
+    stage(d, o, UPGRADE);
     let loads_before = lkg_loads(d);
-    d.stop_gateway();
-    let restart = Instant::now();
-    d.spawn_gateway().map_err(|e| {
-        Abort(format!(
-            "the gateway did not start again during the outage: {e}"
-        ))
-    })?;
-    let restart_ms = restart.elapsed().as_millis();
-    let pid_after = d.stack.gateway.as_ref().map(|p| p.pid());
-    d.run.ok(format!("gateway restarted (pid {pid_before:?} -> {pid_after:?}), ready {restart_ms} ms after its start"));
-    stage(d, o, "3-after-restart");
-    expect_tokens(d, o, "2xx");
+    let config = d.run.conf.join("gateway.yaml");
+    let up = d.upgrade_gateway(&config, "gateway-upgraded.log")?;
+    d.stack.adopted = Some(up.new);
+    d.run.ok(format!(
+        "{} (command took {} ms; the old process drains)",
+        up.line, up.millis
+    ));
+    let gone = d.run.wait_for(Duration::from_secs(30), || !alive(up.old));
+    d.run.check(
+        gone.is_some(),
+        format!("the old process (pid {}) drained and exited", up.old),
+        format!(
+            "the old process (pid {}) still runs 30 s after the handover",
+            up.old
+        ),
+    );
+    if gone.is_some() {
+        // Already gone: nothing left for stop_all to stop.
+        if let Some(mut old) = d.stack.gateway.take() {
+            let _ = old.wait_exit(Duration::from_secs(1));
+        }
+    }
+    std::thread::sleep(step);
+    stage_end(d, o);
+    let pid_after = up.new;
+
+    stage(d, o, "3-after-upgrade");
     let loaded = lkg_loads(d);
     d.run.check(
         loaded >= 1.0,
-        format!("stella_gateway_authority_lkg_loads_total{{what=\"jwks\",result=\"loaded\"}} {loaded} (was {loads_before} in the old process)"),
-        format!("the restarted gateway loaded no persisted JWKS (lkg_loads jwks loaded: {loaded})"),
+        format!("stella_gateway_authority_lkg_loads_total{{what=\"jwks\",result=\"loaded\"}} {loaded} in the new process (was {loads_before} in the old one)"),
+        format!("the new gateway process loaded no persisted JWKS (lkg_loads jwks loaded: {loaded})"),
     );
-    let logged = ["gateway.out", "gateway.err"].iter().any(|f| {
-        std::fs::read_to_string(d.run.logs.join(f))
-            .unwrap_or_default()
-            .contains("persisted authority signing keys loaded")
-    });
-    d.run.check(
-        logged,
-        "log: persisted authority signing keys loaded",
-        "no 'persisted authority signing keys loaded' log line",
-    );
+    let log = std::fs::read_to_string(d.run.logs.join("gateway-upgraded.log")).unwrap_or_default();
+    for line in [
+        "persisted authority signing keys loaded",
+        "persisted introspection results loaded",
+        "persisted authority claims loaded",
+    ] {
+        let found = log.lines().find(|l| l.contains(line));
+        d.run.check(
+            found.is_some(),
+            format!("new process: {}", found.unwrap_or_default().trim()),
+            format!(
+                "the new process did not log '{line}' ({}/gateway-upgraded.log)",
+                d.run.relative(&d.run.logs)
+            ),
+        );
+    }
     let since = unix_now() - outage_at;
     let s = staleness(d);
     d.run.check(
@@ -333,12 +378,7 @@ fn stages(d: &mut Drill, o: &mut Outage, max_age: u64) -> Outcome {
             ))
         }
     }
-    let same = d
-        .stack
-        .gateway
-        .as_mut()
-        .is_some_and(|p| Some(p.pid()) == pid_after && p.try_exit_code().is_none());
-    if !same {
+    if !alive(pid_after) || d.stack.adopted != Some(pid_after) {
         d.run
             .fail("the gateway is not the process that ran before the Authority came back");
     }
@@ -375,10 +415,11 @@ fn class_kinds(d: &Drill, class: &str) -> (Vec<serde_json::Value>, u32) {
     let (kinds, share): (&[(&str, u32)], u32) = match class {
         "bearer" => (
             &[("items-bearer", 3), ("hybrid-bearer", 1), ("legacy", 1)],
-            40,
+            30,
         ),
-        "dpop" => (&[("dpop", 2), ("write-dpop", 1), ("hybrid-dpop", 1)], 25),
-        "anon" => (&[("public", 1)], 25),
+        "dpop" => (&[("dpop", 2), ("write-dpop", 1), ("hybrid-dpop", 1)], 20),
+        "opaque" | "claims" => return (cached_kinds(d, class), 15),
+        "anon" => (&[("public", 1)], 10),
         _ => (&[("anon-refused", 1), ("admin-refused", 1)], 10),
     };
     let all = d.default_kinds();
@@ -391,6 +432,38 @@ fn class_kinds(d: &Drill, class: &str) -> (Vec<serde_json::Value>, u32) {
         })
         .collect();
     (picked, share)
+}
+
+/// The kinds of the `opaque` class (an opaque token on `/items/**` and on
+/// the claims-dependent `/audit/**`) and of the `claims` class (a JWT on
+/// `/audit/**`).
+fn cached_kinds(d: &Drill, class: &str) -> Vec<serde_json::Value> {
+    let gw = d.stack.gw();
+    match class {
+        "opaque" => vec![
+            kind(
+                "items-opaque",
+                "GET",
+                format!("{gw}/items/4"),
+                "bearer:svc-bearer",
+                2,
+            ),
+            kind(
+                "audit-opaque",
+                "GET",
+                format!("{gw}/audit/1"),
+                "bearer:svc-bearer",
+                1,
+            ),
+        ],
+        _ => vec![kind(
+            "audit-jwt",
+            "GET",
+            format!("{gw}/audit/2"),
+            "bearer:svc-bearer",
+            1,
+        )],
+    }
 }
 
 /// Tokens the gateway has never seen, from the Authority's test endpoint.
@@ -456,6 +529,8 @@ fn expect_tokens(d: &Drill, o: &mut Outage, statuses: &str) {
         let kinds: &[&str] = match *class {
             "bearer" => &["items-bearer", "hybrid-bearer", "legacy"],
             "dpop" => &["dpop", "write-dpop", "hybrid-dpop"],
+            "opaque" => &["items-opaque", "audit-opaque"],
+            "claims" => &["audit-jwt"],
             _ => &[],
         };
         for k in kinds {
