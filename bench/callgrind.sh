@@ -5,5 +5,8 @@
 # docs/performance.md).
 #   bench/callgrind.sh [--gateway BIN] [--requests N] [--warmup N]
 #                      [--threads N] [--work-stealing] [--top K]
-#                      [--inclusive] [--keep DIR] [ROUTE...]
+#                      [--inclusive] [--keep DIR] [--check [FILE]]
+#                      [--write-baseline FILE] [ROUTE...]
+# --check compares with bench/baseline.json (CI: .ci/run) and exits 1 when
+# a route grew more than 3 %.
 exec "$(dirname "$0")/stella-drill.sh" bench callgrind "$@"

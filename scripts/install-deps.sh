@@ -5,6 +5,7 @@
 # (tests generate certificates), curl (TLS requests in end-to-end tests),
 # haproxy (the TLS service in front of the sample service for HTTPS upstream
 # tests, gateway/tests/e2e_upstream_tls.rs; the benchmark uses it too),
+# valgrind (the instruction-count check of .ci/run),
 # promtool (scripts/check-metrics.sh: the alerting rules and their tests),
 # the OpenAPI validator, schemathesis and the OTLP messages (tests/.venv, from
 # tests/python-requirements.txt),
@@ -20,6 +21,9 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v curl >/dev/null || missing+=(curl ca-certificates)
+# valgrind: the instruction counts CI checks against bench/baseline.json
+# (bench/callgrind.sh --check, .ci/run).
+command -v valgrind >/dev/null || missing+=(valgrind)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 updated=""

@@ -82,6 +82,9 @@ pub enum Refusal {
     IdentityMismatch,
     /// The Authority (keys, introspection) is needed and unavailable.
     AuthorityUnavailable,
+    /// This node's copy of the shared revocation list is too old to check
+    /// a credential against (`gateway.revocation.when_stale: refuse`).
+    RevocationListStale,
     /// The identity envelope could not be signed; the request is not
     /// forwarded without one.
     EnvelopeUnavailable,
@@ -132,9 +135,9 @@ impl Refusal {
             Refusal::InsufficientScope { .. } => "insufficient_scope",
             Refusal::Forbidden { .. } => "access_denied",
             Refusal::IdentityMismatch => "identity_mismatch",
-            Refusal::AuthorityUnavailable | Refusal::EnvelopeUnavailable => {
-                "temporarily_unavailable"
-            }
+            Refusal::AuthorityUnavailable
+            | Refusal::EnvelopeUnavailable
+            | Refusal::RevocationListStale => "temporarily_unavailable",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "gateway_timeout",
             Refusal::Internal => "internal_error",
@@ -158,6 +161,7 @@ impl Refusal {
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
             Refusal::ReplayShareExceeded => "replay_share_exceeded",
             Refusal::AuthorityUnavailable => "authority_unavailable",
+            Refusal::RevocationListStale => "revocation_list_stale",
             Refusal::UnparsableRequest => "unparsable_request",
             Refusal::TooManyConnections => "connection_limit",
             Refusal::EnvelopeUnavailable => "envelope_signing_failed",
@@ -190,7 +194,8 @@ impl Refusal {
             Refusal::AuthorityUnavailable
             | Refusal::ReplayStoreUnavailable
             | Refusal::TooManyConnections
-            | Refusal::EnvelopeUnavailable => 503,
+            | Refusal::EnvelopeUnavailable
+            | Refusal::RevocationListStale => 503,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
@@ -234,6 +239,9 @@ impl Refusal {
                 "the resource named in the path belongs to another identity than the caller's"
             }
             Refusal::AuthorityUnavailable => "the authority is unavailable; retry later",
+            Refusal::RevocationListStale => {
+                "credentials cannot be checked against a current revocation list now; retry later"
+            }
             Refusal::EnvelopeUnavailable => {
                 "the gateway cannot sign the identity envelope now; retry later"
             }
@@ -413,6 +421,9 @@ impl From<AuthnError> for Refusal {
             // docs/design.md §3.3: a revoked identity's token is refused as
             // invalid, whatever any cache holds.
             AuthnError::Revoked(_) => Refusal::InvalidToken { code: "revoked" },
+            // docs/design.md §3.3: `when_stale: refuse`, and the copy is
+            // past its bound.
+            AuthnError::RevocationListStale => Refusal::RevocationListStale,
         }
     }
 }

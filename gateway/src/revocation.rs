@@ -13,6 +13,15 @@
 //! when the store answers again; the node keeps serving with the list it
 //! has, and `stella_gateway_revocation_store_up` says it is cut off.
 //!
+//! A copy of the shared list is current while the last full read worked
+//! and the subscription is open; once not, it ages from the last full read
+//! that worked. Past [`Staleness::after`] it is stale
+//! (`stella_gateway_revocation_stale`), and under `when_stale: refuse` the
+//! list is distrusted (`Denylist::set_distrusted`): every request with a
+//! credential is refused until a full read works again. A watchdog judges
+//! the age a few times a second, beside the sync loop, so a sync stuck on
+//! an unanswering store does not delay it.
+//!
 //! Audit lines (target `stella_gateway::audit`, level warn so that no
 //! usual log level hides them) carry the operator, the kind, the issuer of a
 //! `sub`, the SHA-256 of the value, the reason and the expiry; never the
@@ -34,6 +43,20 @@ pub const AUDIT: &str = "stella_gateway::audit";
 
 /// How long the sync loop waits before trying an unreachable store again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How often the watchdog judges the age of the copy of the shared list.
+const STALENESS_CHECK: Duration = Duration::from_millis(200);
+
+/// What a node does with its copy of the shared list once it is old
+/// (`gateway.revocation.when_stale`, `stale_after_seconds`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Staleness {
+    /// Refuse every request with a credential while stale (else keep
+    /// checking against the copy).
+    pub refuse: bool,
+    /// How old the copy may get before it is stale.
+    pub after: Duration,
+}
 
 /// Who asked for a change, for the audit line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +89,14 @@ struct Shared {
     refresh: Duration,
     /// The last full read worked and the subscription is open.
     up: AtomicBool,
+    staleness: Staleness,
+    /// When the store was attached: the origin of `last_read_ms`.
+    origin: std::time::Instant,
+    /// When the last full read worked, in milliseconds after `origin` (at
+    /// start: 0, as if the copy had just been read).
+    last_read_ms: AtomicU64,
+    /// The copy is older than `staleness.after`.
+    stale: AtomicBool,
     syncs_ok: AtomicU64,
     syncs_failed: AtomicU64,
     /// The lock also keeps a full read from replacing the list while a
@@ -124,11 +155,15 @@ impl Revocations {
 
     /// At start: share the list through `store` ([`Revocations::follow_store`]
     /// follows it; until its first read, the node serves what its file held).
-    pub fn attach_store(&self, store: RevocationStore, refresh: Duration) {
+    pub fn attach_store(&self, store: RevocationStore, refresh: Duration, staleness: Staleness) {
         let _ = self.shared.set(Shared {
             store,
             refresh,
             up: AtomicBool::new(false),
+            staleness,
+            origin: std::time::Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
             syncs_ok: AtomicU64::new(0),
             syncs_failed: AtomicU64::new(0),
             state: tokio::sync::Mutex::new(SyncState::default()),
@@ -150,6 +185,14 @@ impl Revocations {
                 s.syncs_failed.load(Ordering::Relaxed),
             )
         })
+    }
+
+    /// With a shared store: how old this node's copy of the list is (zero
+    /// while current), and whether that is past the bound.
+    pub fn store_age(&self) -> Option<(Duration, bool)> {
+        self.shared
+            .get()
+            .map(|s| (s.age(), s.stale.load(Ordering::Relaxed)))
     }
 
     /// Failed writes of the state file since start.
@@ -335,12 +378,17 @@ impl Revocations {
         match self.sync(shared, now).await {
             Ok(()) => {
                 shared.syncs_ok.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .last_read_ms
+                    .store(shared.elapsed_ms(), Ordering::Relaxed);
                 if !shared.up.swap(true, Ordering::Relaxed) {
                     tracing::info!(
                         entries = self.list.len(),
                         "revocation store reachable; list in sync"
                     );
                 }
+                // Trusted again at once, not at the watchdog's next look.
+                self.judge_staleness(shared);
                 true
             }
             Err(why) => {
@@ -348,6 +396,36 @@ impl Revocations {
                 self.mark_down(shared, why);
                 false
             }
+        }
+    }
+
+    /// Marks the copy stale or not by its age; under `when_stale: refuse`,
+    /// distrusts the list while stale. Logs each change.
+    fn judge_staleness(&self, shared: &Shared) {
+        let age = shared.age();
+        let stale = age >= shared.staleness.after;
+        if shared.staleness.refuse {
+            self.list.set_distrusted(stale);
+        }
+        if shared.stale.swap(stale, Ordering::Relaxed) == stale {
+            return;
+        }
+        let refuse = shared.staleness.refuse;
+        if stale {
+            tracing::error!(
+                age_seconds = age.as_secs(),
+                stale_after_seconds = shared.staleness.after.as_secs(),
+                when_stale = if refuse { "refuse" } else { "keep_last_copy" },
+                entries = self.list.len(),
+                "{}",
+                if refuse {
+                    "revocation list stale: the shared store has not been read for too long; refusing every request with a credential (503) until it answers"
+                } else {
+                    "revocation list stale: the shared store has not been read for too long; checking requests against the last copy"
+                }
+            );
+        } else {
+            tracing::info!(entries = self.list.len(), "revocation list current again");
         }
     }
 
@@ -362,6 +440,23 @@ impl Revocations {
                 "revocation store unreachable; this node keeps the list it has until it can read the store again"
             );
         }
+    }
+}
+
+impl Shared {
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How old the copy is: zero while current (the last full read worked
+    /// and the subscription is open), else the time since the last full
+    /// read that worked.
+    fn age(&self) -> Duration {
+        if self.up.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        let read = self.last_read_ms.load(Ordering::Relaxed);
+        Duration::from_millis(self.elapsed_ms().saturating_sub(read))
     }
 }
 
@@ -411,6 +506,26 @@ impl Revocations {
         let Some(shared) = self.shared.get() else {
             return;
         };
+        let watchdog = async {
+            let mut tick = tokio::time::interval(STALENESS_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.judge_staleness(shared);
+            }
+        };
+        tokio::select! {
+            _ = self.follow(shared, clock, shutdown) => {}
+            _ = watchdog => {}
+        }
+    }
+
+    async fn follow(
+        &self,
+        shared: &Shared,
+        clock: &dyn stella_core::Clock,
+        shutdown: &mut ShutdownWatch,
+    ) {
         loop {
             match shared.store.subscribe().await {
                 Err(why) => {
@@ -533,7 +648,14 @@ mod tests {
         )
         .unwrap();
         let r = Revocations::new();
-        r.attach_store(RevocationStore::new(connection), Duration::from_secs(30));
+        r.attach_store(
+            RevocationStore::new(connection),
+            Duration::from_secs(30),
+            Staleness {
+                refuse: true,
+                after: Duration::from_secs(3600),
+            },
+        );
         let (_, _, reach) = r.revoke(entry("svc"), &operator(), NOW).await.unwrap();
         assert_eq!(reach.shared, Some(false));
         assert!(!r.list.is_empty());
@@ -543,6 +665,42 @@ mod tests {
         assert_eq!(r.store_status(), Some((false, 0, 1)));
         assert_eq!(r.list.len(), 1);
         assert_eq!(shared.state.lock().await.pending.len(), 1);
+        // Within the bound: still trusted.
+        assert!(!r.list.is_distrusted());
+        assert_eq!(r.store_age().map(|(_, stale)| stale), Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_copy_past_its_bound_is_distrusted_under_refuse_only() {
+        for refuse in [true, false] {
+            let r = Revocations::new();
+            let connection = stella_authn::redis::RedisConnection::with_tls(
+                "redis://127.0.0.1:1",
+                &stella_authn::replay::RedisTls::default(),
+            )
+            .unwrap();
+            r.attach_store(
+                RevocationStore::new(connection),
+                Duration::from_secs(30),
+                Staleness {
+                    refuse,
+                    after: Duration::from_millis(50),
+                },
+            );
+            let shared = r.shared.get().unwrap();
+            r.judge_staleness(shared);
+            assert!(!r.list.is_distrusted());
+            std::thread::sleep(Duration::from_millis(60));
+            r.judge_staleness(shared);
+            assert_eq!(r.store_age().map(|(_, stale)| stale), Some(true));
+            assert_eq!(r.list.is_distrusted(), refuse);
+            assert_eq!(r.list.is_quiet(), !refuse, "an empty list");
+            // A read that works (as if): current again at once.
+            shared.up.store(true, Ordering::Relaxed);
+            r.judge_staleness(shared);
+            assert!(!r.list.is_distrusted());
+            assert_eq!(r.store_age(), Some((Duration::ZERO, false)));
+        }
     }
 
     #[tokio::test]

@@ -132,8 +132,17 @@ pub fn run(path: &Path, upgrade: bool, upgrade_socket: Option<&Path>) -> i32 {
         prepared.snapshot.shared.revocations.attach_store(
             stella_authn::revocation::RevocationStore::new(connection),
             store.refresh,
+            crate::revocation::Staleness {
+                refuse: cfg.revocation.when_stale == crate::config::resolve::WhenStale::Refuse,
+                after: cfg.revocation.stale_after,
+            },
         );
-        tracing::info!(store = ?store.url, "revocation list shared through redis");
+        tracing::info!(
+            store = ?store.url,
+            when_stale = cfg.revocation.when_stale.as_str(),
+            stale_after_seconds = cfg.revocation.stale_after.as_secs(),
+            "revocation list shared through redis"
+        );
     }
     if cfg.listeners.admin.is_some() && cfg.admin.operators.is_none() {
         tracing::warn!(

@@ -727,6 +727,11 @@ struct Pair {
 
 impl Pair {
     fn start(label: &str) -> Pair {
+        Pair::start_with(label, json!({}), json!({}))
+    }
+
+    /// Two nodes with their own `gateway.revocation` sections.
+    fn start_with(label: &str, revocation_a: Value, revocation_b: Value) -> Pair {
         let dir = TempDir::new(label);
         let (operators, _) = token_files(&dir);
         let (authority, echo, redis) = std::thread::scope(|s| {
@@ -739,16 +744,17 @@ impl Pair {
                 redis.join().expect("redis started"),
             )
         });
-        let node = || {
+        let node = |revocation: Value| {
             GatewaySetup::new(&authority.issuer)
                 .service("echo", echo.addr())
                 .auth("dpop", json!({"replay_store": redis.url()}))
                 .gateway("admin", json!({"operator_token_file": operators}))
+                .gateway("revocation", revocation)
                 .start(&dir)
         };
         let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(node);
-            let b = node();
+            let a = s.spawn(|| node(revocation_a));
+            let b = node(revocation_b);
             (a.join().expect("gateway a started"), b)
         });
         for node in [&a, &b] {
@@ -863,4 +869,183 @@ fn a_gateway_cut_off_from_the_store_keeps_its_list_and_catches_up_when_it_return
         let listed = admin(node, "GET", "/revocations", Some(OPERATOR_TOKEN), None).json();
         assert_eq!(listed["count"], 2, "{listed}");
     }
+}
+
+/// `gateway.revocation.when_stale`: a node whose copy of the shared list is
+/// older than `stale_after_seconds` refuses every request with a credential
+/// under `refuse` (503, `Retry-After`, reason `revocation_list_stale`, the
+/// service not called) and still serves anonymous ones; under the default
+/// it keeps checking against its last copy. Both recover by themselves
+/// when the store is back.
+#[test]
+fn past_its_bound_a_node_cut_off_from_the_store_refuses_credentials_only_when_told_to() {
+    let mut p = Pair::start_with(
+        "revoke-stale",
+        json!({"when_stale": "refuse", "stale_after_seconds": 5}),
+        json!({"stale_after_seconds": 5}),
+    );
+    let (refusing, keeping) = (&p.a, &p.b);
+    let token = p.authority.token(BEARER);
+    let revoked = p.authority.token(READONLY);
+    revoke(refusing, "client_id", "svc-readonly", 3600);
+    time_until(keeping, &revoked, true, Duration::from_secs(1));
+    for node in [refusing, keeping] {
+        assert_reached_via_envelope(&node.get_with_token("/items/1", &token));
+        assert_eq!(metric(node, "stella_gateway_revocation_stale", &[]), 0.0);
+    }
+
+    p.redis.kill();
+    let killed = std::time::Instant::now();
+    for node in [refusing, keeping] {
+        assert!(
+            wait_until(Duration::from_secs(15), || {
+                metric(node, "stella_gateway_revocation_stale", &[]) == 1.0
+            }),
+            "not stale"
+        );
+    }
+    let waited = killed.elapsed();
+    assert!(waited >= Duration::from_secs(4), "stale after {waited:?}");
+    assert!(metric(refusing, "stella_gateway_revocation_store_age_seconds", &[]) >= 5.0);
+
+    // refuse: a credential gets 503, whatever it is; no credential passes.
+    let before = p.echo.requests();
+    for r in [
+        refusing.get_with_token("/items/2", &token),
+        refusing.get_with_token("/items/3", &revoked),
+    ] {
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("5"), "{r:?}");
+        assert_eq!(r.json()["error"], "temporarily_unavailable", "{}", r.text());
+        assert_eq!(refusing.reason_for(&r), "revocation_list_stale");
+    }
+    assert_eq!(p.echo.requests(), before, "the service was called");
+    assert_eq!(refusing.get("/public/x", &[]).status, 200);
+    assert!(refusing.log_lines().iter().any(|l| l["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("revocation list stale"))
+        && l["when_stale"] == "refuse"));
+
+    // keep_last_copy (the default): the last copy keeps deciding.
+    assert_reached_via_envelope(&keeping.get_with_token("/items/4", &token));
+    assert_revoked(keeping, &p.echo, || {
+        keeping.get_with_token("/items/5", &revoked)
+    });
+    assert_eq!(keeping.get("/public/x", &[]).status, 200);
+
+    // The store is back (empty: the nodes write their lists back): the
+    // refusing node serves again by itself, and the revocation holds.
+    p.redis.restart();
+    let back = std::time::Instant::now();
+    time_until(refusing, &token, false, Duration::from_secs(10));
+    eprintln!(
+        "serving again {:?} after the store came back",
+        back.elapsed()
+    );
+    for node in [refusing, keeping] {
+        assert_eq!(metric(node, "stella_gateway_revocation_stale", &[]), 0.0);
+        assert_reached_via_envelope(&node.get_with_token("/items/6", &token));
+        assert_revoked(node, &p.echo, || node.get_with_token("/items/7", &revoked));
+    }
+}
+
+/// `jti`, `client_id` and `sid` are each Authority's own names: an entry
+/// may name the issuer (`"issuer"` in `POST /revocations`, `--issuer` of
+/// the CLI) and then leaves the same name at another Authority alone;
+/// without one it refuses every issuer's. Two real Authorities issue
+/// tokens for a client of the same id.
+#[test]
+fn a_client_id_revoked_for_one_issuer_leaves_the_same_client_of_another_issuer_alone() {
+    let dir = TempDir::new("revoke-per-issuer");
+    let (operators, _) = token_files(&dir);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(Authority::start);
+        let b = Authority::start();
+        (a.join().expect("authority a started"), b)
+    });
+    let echo = Echo::gateway_enforced();
+    let gw = GatewaySetup::new(&a.issuer)
+        .auth(
+            "authorities",
+            json!([{
+                "issuer": b.issuer,
+                "require_https_metadata": false,
+                "audiences": [API_AUDIENCE],
+            }]),
+        )
+        .gateway("admin", json!({"operator_token_file": operators}))
+        .service("echo", echo.addr())
+        .start(&dir);
+    let (from_a, from_b) = (a.token(BEARER), b.token(BEARER));
+    for token in [&from_a, &from_b] {
+        assert_reached_via_envelope(&gw.get_with_token("/items/1", token));
+    }
+    let body = |issuer: &str, kind: &str, value: &str| {
+        json!({"kind": kind, "value": value, "issuer": issuer, "for_seconds": 3600,
+            "reason": "e2e incident 7"})
+    };
+
+    // B's svc-bearer only.
+    let r = admin(
+        &gw,
+        "POST",
+        "/revocations",
+        Some(OPERATOR_TOKEN),
+        Some(&body(&b.issuer, "client_id", "svc-bearer")),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["revocation"]["issuer"], json!(b.issuer));
+    assert_revoked(&gw, &echo, || gw.get_with_token("/items/2", &from_b));
+    assert_reached_via_envelope(&gw.get_with_token("/items/3", &from_a));
+
+    // An issuer that is not a configured Authority, and an issuer on a
+    // kind that has none: refused, nothing added.
+    for (request, says) in [
+        (
+            body("https://stranger.example", "client_id", "svc-bearer"),
+            "issuer is not one of the configured Authorities",
+        ),
+        (
+            body(&a.issuer, "tenant", "acme"),
+            "issuer is only for kinds sub, jti, client_id and sid",
+        ),
+    ] {
+        let r = admin(
+            &gw,
+            "POST",
+            "/revocations",
+            Some(OPERATOR_TOKEN),
+            Some(&request),
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains(says), "{}", r.text());
+    }
+
+    // Without an issuer: every issuer's svc-bearer. Removing B's entry
+    // (`?issuer=`) leaves that one in force for both.
+    revoke(&gw, "client_id", "svc-bearer", 3600);
+    assert_revoked(&gw, &echo, || gw.get_with_token("/items/4", &from_a));
+    let path = format!(
+        "/revocations/client_id/svc-bearer?issuer={}",
+        encode(&b.issuer)
+    );
+    let r = admin(&gw, "DELETE", &path, Some(OPERATOR_TOKEN), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["removed"].as_array().map(Vec::len), Some(1));
+    assert_revoked(&gw, &echo, || gw.get_with_token("/items/5", &from_b));
+    unrevoke(&gw, "client_id", "svc-bearer");
+    assert_reached_via_envelope(&gw.get_with_token("/items/6", &from_b));
+
+    // A jti of A's, for A only (the token's own jti).
+    let jti = jwt_claims(&from_a)["jti"].as_str().unwrap().to_owned();
+    let r = admin(
+        &gw,
+        "POST",
+        "/revocations",
+        Some(OPERATOR_TOKEN),
+        Some(&body(&a.issuer, "jti", &jti)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_revoked(&gw, &echo, || gw.get_with_token("/items/7", &from_a));
+    assert_reached_via_envelope(&gw.get_with_token("/items/8", &from_b));
 }

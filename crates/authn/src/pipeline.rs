@@ -140,6 +140,11 @@ pub enum AuthnError {
     /// The caller's identity is on the revocation list
     /// (`invalid_token`, reason `revoked`).
     Revoked(Revoked),
+    /// This node's copy of the shared revocation list is older than its
+    /// bound and the configuration says to refuse then
+    /// (`gateway.revocation.when_stale: refuse`): the caller presented a
+    /// credential that cannot be checked against a current list (503).
+    RevocationListStale,
 }
 
 /// Which entry of the revocation list refused a caller: its kind and the
@@ -232,8 +237,13 @@ impl Authenticator {
         let identity = envelope_identity(&caller, request.client_cert.as_ref());
         // Emergency revocation, on every request: after the token was
         // verified (a cache hit included), before the policy. An empty list
-        // costs one atomic load.
-        if !self.revocations.is_empty() {
+        // in date costs one atomic load.
+        if !self.revocations.is_quiet() {
+            // A distrusted list (a stale copy, `when_stale: refuse`) lets
+            // only anonymous callers through: nothing of theirs can be on it.
+            if !matches!(caller, Caller::Anonymous) && self.revocations.is_distrusted() {
+                return Err(AuthnError::RevocationListStale);
+            }
             let ids = CallerIds {
                 caller: &caller,
                 identity: &identity,

@@ -65,7 +65,14 @@ fn is_token68(s: &str) -> bool {
 fn is_token68_char(b: u8) -> bool {
     let letter = (b | 0x20).wrapping_sub(b'a') < 26;
     let digit = b.wrapping_sub(b'0') < 10;
-    letter | digit | (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~') | (b == b'+') | (b == b'/')
+    letter
+        | digit
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
 }
 
 /// Reads the credential from all `Authorization` and `DPoP` field lines.

@@ -258,6 +258,18 @@ fn revocation_entries_metric(gw: &Snapshot) -> String {
             u8::from(up)
         ));
     }
+    if let Some((age, stale)) = gw.shared.revocations.store_age() {
+        text.push_str(&format!(
+            "# HELP stella_gateway_revocation_store_age_seconds How old this node's copy of the shared revocation list is: 0 while current, else the time since the last full read that worked\n\
+             # TYPE stella_gateway_revocation_store_age_seconds gauge\n\
+             stella_gateway_revocation_store_age_seconds {:.3}\n\
+             # HELP stella_gateway_revocation_stale 1 when this node's copy of the shared revocation list is older than gateway.revocation.stale_after_seconds (with when_stale: refuse, requests with a credential get 503)\n\
+             # TYPE stella_gateway_revocation_stale gauge\n\
+             stella_gateway_revocation_stale {}\n",
+            age.as_secs_f64(),
+            u8::from(stale)
+        ));
+    }
     text
 }
 

@@ -1,9 +1,11 @@
 //! The revocation calls of the admin listener (docs/design.md §3.8):
 //!
 //! - `POST /revocations` with `{"kind", "value", "reason", "for_seconds"
-//!   or "expires_at", "issuer" (sub only)}`: 201 added, 200 replaced;
+//!   or "expires_at", "issuer" (sub: default the only Authority; jti,
+//!   client_id, sid: optional, default any issuer)}`: 201 added, 200
+//!   replaced;
 //! - `DELETE /revocations/{kind}/{value, its SHA-256 or a prefix of at
-//!   least 8 hex digits}` (`?issuer=` narrows a `sub`): 200 with what was
+//!   least 8 hex digits}` (`?issuer=` narrows it to one issuer's): 200 with what was
 //!   removed, 404 when nothing matched, 409 when a prefix is ambiguous;
 //! - `GET /revocations`: every entry as kind, issuer, a prefix of the
 //!   value's SHA-256, reason, operator, times and hits; never the value.
@@ -27,7 +29,9 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 struct RevokeRequest {
     kind: String,
     value: String,
-    /// For `sub`: the issuer (default: the only configured Authority).
+    /// For `sub`: the issuer (default: the only configured Authority);
+    /// for `jti`, `client_id`, `sid`: the issuer if only its identifier is
+    /// meant (default: any issuer's).
     #[serde(default)]
     issuer: Option<String>,
     reason: String,
@@ -122,7 +126,7 @@ async fn revoke(gw: &Snapshot, body: &[u8], operator: Operator, now: u64) -> Res
             return problem(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "the body must be a json object with kind, value, reason and for_seconds or expires_at (issuer for sub)",
+                "the body must be a json object with kind, value, reason and for_seconds or expires_at (issuer for sub, jti, client_id, sid)",
             )
         }
     };
@@ -151,7 +155,7 @@ async fn revoke(gw: &Snapshot, body: &[u8], operator: Operator, now: u64) -> Res
                 )
             }
         },
-        (Kind::Sub, Some(issuer)) => {
+        (Kind::Sub | Kind::Jti | Kind::ClientId | Kind::Sid, Some(issuer)) => {
             if gw.authn.issuers.by_issuer(&issuer).is_none() {
                 return problem(
                     StatusCode::BAD_REQUEST,

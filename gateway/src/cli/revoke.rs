@@ -58,7 +58,8 @@ pub struct RevokeArgs {
     #[arg(long)]
     pub reason: String,
     /// For sub: the issuer whose subject this is (default: the gateway's
-    /// only Authority).
+    /// only Authority). For jti, client_id and sid: revoke only that
+    /// issuer's (default: every issuer's identifier of that value).
     #[arg(long)]
     pub issuer: Option<String>,
 }
@@ -80,7 +81,8 @@ pub struct UnrevokeArgs {
     /// digits, as `revocations list` shows it.
     #[arg(long, group = "which")]
     pub hash: Option<String>,
-    /// For sub: remove the entry of this issuer only.
+    /// For sub, jti, client_id, sid: remove the entry of this issuer only
+    /// (without it, every entry of that value goes).
     #[arg(long)]
     pub issuer: Option<String>,
 }

@@ -137,6 +137,20 @@ pub struct RevocationSection {
     /// The whole shared list is read again this often (default 30), besides
     /// on every change notice and on every reconnection.
     pub store_refresh_seconds: Option<u64>,
+    /// What a node does once its copy of the shared list is older than
+    /// `stale_after_seconds` (it could not read the store, or lost its
+    /// change subscription, for that long): `keep_last_copy` (the default:
+    /// it checks requests against the list it has; revocations made
+    /// meanwhile on other nodes do not reach it) or `refuse` (every request
+    /// that presents a credential gets 503 until the store answers again;
+    /// anonymous requests are still served). `refuse` needs a shared store.
+    pub when_stale: Option<String>,
+    /// How old a node's copy of the shared list may get before it counts
+    /// as stale, in seconds (default 60): `stella_gateway_revocation_stale`
+    /// turns 1, and with `when_stale: refuse` credentials are refused. The
+    /// age counts from the last full read of the store that worked, once
+    /// the change subscription is lost or a read fails.
+    pub stale_after_seconds: Option<u64>,
     /// An OpenID Shared Signals (SSF 1.0) receiver on the admin listener:
     /// transmitters push Security Event Tokens (RFC 8935) whose CAEP
     /// `session-revoked`, `credential-change` and RISC `account-disabled`
@@ -832,6 +846,8 @@ pub fn schema_sample() -> FileConfig {
                 state_file: s(),
                 store: s(),
                 store_refresh_seconds: Some(0),
+                when_stale: s(),
+                stale_after_seconds: Some(0),
                 ssf: Some(SsfSection {
                     path: s(),
                     max_age_seconds: Some(0),

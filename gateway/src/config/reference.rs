@@ -411,6 +411,18 @@ pub const STATED_DEFAULTS: &[(&str, Stated)] = &[
             "`revocations.json` in the Authority's `state_dir` when it has one; else the list is kept in memory only",
         ),
     ),
+    (
+        "gateway.revocation.store_refresh_seconds",
+        Stated::Value("30"),
+    ),
+    (
+        "gateway.revocation.when_stale",
+        Stated::Value("keep_last_copy"),
+    ),
+    (
+        "gateway.revocation.stale_after_seconds",
+        Stated::Value("60"),
+    ),
     ("gateway.revocation.ssf.path", Stated::Value("/ssf/push")),
     ("gateway.revocation.ssf.max_age_seconds", Stated::Value("600")),
     (

@@ -263,6 +263,7 @@ pub fn authn_errors() -> Vec<AuthnError> {
             kind: RevokedKind::Jti,
             value_sha256: String::new(),
         }),
+        AuthnError::RevocationListStale,
     ]);
     all
 }
@@ -401,9 +402,9 @@ pub const ERRORS: &[Entry] = &[
     ),
     e(
         "temporarily_unavailable",
-        "Something the request needs cannot answer now: the Authority (keys, introspection, claims), the DPoP replay store, the envelope signer, or the listener is at its connection limit. The gateway could not check, so it does not guess: 503 with `Retry-After`, never 401.",
-        "An Authority outage longer than the configured max-stale; an unreachable Redis replay store; a listener at `gateway.limits.max_connections`.",
-        "Look up the decision log's `reason` below (`authority_unavailable`, `replay_store_unavailable`, `envelope_signing_failed`, `connection_limit`). Clients should retry after `Retry-After` seconds.",
+        "Something the request needs cannot answer now: the Authority (keys, introspection, claims), the DPoP replay store, a current copy of the shared revocation list (with `when_stale: refuse`), the envelope signer, or the listener is at its connection limit. The gateway could not check, so it does not guess: 503 with `Retry-After`, never 401.",
+        "An Authority outage longer than the configured max-stale; an unreachable Redis replay store or revocation store; a listener at `gateway.limits.max_connections`.",
+        "Look up the decision log's `reason` below (`authority_unavailable`, `replay_store_unavailable`, `revocation_list_stale`, `envelope_signing_failed`, `connection_limit`). Clients should retry after `Retry-After` seconds.",
     ),
     e(
         "not_found",
@@ -1139,6 +1140,12 @@ pub const REASONS: &[Entry] = &[
         "Follow [authority-outage](../runbooks/authority-outage.md); `stella_gateway_authority_staleness_seconds` and `StellaGatewayAuthorityStale*` show how long the keys have left.",
     ),
     e(
+        "revocation_list_stale",
+        "The gateway is configured with `gateway.revocation.when_stale: refuse`, and this node has not read the shared revocation list for more than `gateway.revocation.stale_after_seconds`: it cannot tell whether the caller's credential was revoked meanwhile, so every request that presents one (a token or a client certificate) gets 503 with `Retry-After`; anonymous requests are still served. It ends by itself at the first good read of the store.",
+        "Redis (the shared revocation store) down or unreachable from this node: an outage, a failover, a network partition, wrong credentials.",
+        "Check Redis and `stella_gateway_revocation_store_up` (`StellaGatewayRevocationStoreDown`); `stella_gateway_revocation_stale` shows the nodes past the bound. To serve with the last copy instead while the store is repaired, set `when_stale: keep_last_copy` and restart ([runbooks/emergency-revocation.md](../runbooks/emergency-revocation.md)).",
+    ),
+    e(
         "envelope_signing_failed",
         "The identity envelope or transaction token for the service could not be signed, so the request was not forwarded: 503.",
         "A key the signer cannot use; a fault in signing.",
@@ -1549,7 +1556,8 @@ mod tests {
             | AuthnError::Token(_)
             | AuthnError::ReplayShareExceeded
             | AuthnError::ReplayStoreUnavailable
-            | AuthnError::Revoked(_) => {}
+            | AuthnError::Revoked(_)
+            | AuthnError::RevocationListStale => {}
         }
         match n {
             Denial::AuthenticationRequired
@@ -1587,7 +1595,8 @@ mod tests {
             | Refusal::InvalidToken { .. }
             | Refusal::InvalidDpopProof { .. }
             | Refusal::UseDpopNonce { .. }
-            | Refusal::AuthorityUnavailable => {}
+            | Refusal::AuthorityUnavailable
+            | Refusal::RevocationListStale => {}
             // From the policy's denials (`denials`).
             Refusal::AuthenticationRequired
             | Refusal::SenderConstraintRequired

@@ -16,6 +16,10 @@ pub struct Options {
     pub rate: u32,
     /// Seconds of load per step (default: the drill's full or short length).
     pub step_seconds: Option<u64>,
+    /// How many times a drill that measures one operation repeats it
+    /// (revocation: revoke, measure, remove, per identity), for
+    /// percentiles over the runs.
+    pub runs: u32,
 }
 
 /// A failure the drill cannot go on after (the stack is stopped, the load
@@ -46,6 +50,8 @@ pub struct Run {
     pub short: bool,
     pub rate: u32,
     pub step: Duration,
+    /// [`Options::runs`].
+    pub runs: u32,
     failures: Cell<u32>,
     started: Instant,
 }
@@ -95,6 +101,7 @@ impl Run {
             short: options.short,
             rate: options.rate,
             step: Duration::from_secs(step),
+            runs: options.runs.max(1),
             failures: Cell::new(0),
             started: Instant::now(),
         };

@@ -91,6 +91,10 @@ struct Args {
     /// Seconds of load per step.
     #[arg(long)]
     step_seconds: Option<u64>,
+    /// revocation: revoke/measure cycles per identity (each but the last
+    /// removes the entry again), for p50/p99/max over the runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
     /// The drills to run.
     #[arg(required = true)]
     drills: Vec<String>,
@@ -155,6 +159,7 @@ fn main() {
             short: args.short,
             rate: args.rate.unwrap_or(default_rate),
             step_seconds: args.step_seconds,
+            runs: args.runs,
         };
         let started = Instant::now();
         let passed = run_one(name, &options);

@@ -5,16 +5,22 @@
 //! reason `revoked`), whatever any cache says about the token.
 //!
 //! An entry names one identifier of a caller ([`Kind`]: a token's `jti`,
-//! `sub` per issuer, `client_id`, `sid`, `tenant`; a DPoP key's thumbprint
+//! `sub` per issuer, `client_id`, `sid` (each of these three for one
+//! issuer or for any), `tenant`; a DPoP key's thumbprint
 //! `jkt`; a client certificate's `x5t#S256`; a SPIFFE ID) and lives until
 //! its `expires_at`. Values are kept as given, because they are compared
 //! exactly, and are never logged or shown: logs and listings carry the
 //! value's SHA-256 ([`Record::value_sha256`]).
 //!
 //! [`Denylist`] is the live list: one atomic mask of the kinds that have
-//! entries (zero when the list is empty: a request then pays one atomic
-//! load and nothing else), and an immutable index swapped whole on every
-//! change, so a lookup takes no lock and allocates nothing. Changes are
+//! entries, and of whether the list is to be distrusted (zero when the
+//! list is empty and in date: a request then pays one atomic load and
+//! nothing else), and an immutable index swapped whole on every change, so
+//! a lookup takes no lock and allocates nothing. A node whose copy of a
+//! shared list is too old, under `when_stale: refuse`, raises the
+//! distrust bit ([`Denylist::set_distrusted`]): every caller that
+//! presents a credential is then refused until the copy is current again
+//! (docs/design.md §3.3). Changes are
 //! rare (an operator's command, a store's update) and rebuild the index.
 //! [`StateFile`] persists the list for a restart; [`RevocationStore`]
 //! shares it between nodes through Redis; [`ssf`] turns Shared Signals
@@ -30,7 +36,7 @@ pub use redis::{Loaded, RevocationStore, DEFAULT_CHANNEL, DEFAULT_KEY};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Entries one list holds at most: a change beyond it is refused.
@@ -117,8 +123,8 @@ impl Kind {
         self as usize
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -133,7 +139,9 @@ impl std::fmt::Display for Kind {
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub kind: Kind,
-    /// For `sub` only: the issuer whose subject this is.
+    /// The issuer whose identifier this is: always for `sub`; for `jti`,
+    /// `client_id` and `sid` when given (else any issuer's); never for the
+    /// others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     /// The identifier itself, compared byte for byte. Never logged.
@@ -180,7 +188,7 @@ pub enum RevocationError {
     SpiffeId,
     #[error("issuer is required for kind sub (subjects are per issuer)")]
     IssuerRequired,
-    #[error("issuer is only for kind sub")]
+    #[error("issuer is only for kinds sub, jti, client_id and sid")]
     IssuerNotAllowed,
     #[error("reason is required")]
     EmptyReason,
@@ -226,15 +234,23 @@ impl Entry {
             }
             _ => {}
         }
+        // A subject is only unique within its issuer: `sub` always names
+        // one. A token's `jti`, `client_id` and `sid` are the issuer's
+        // too, and may name one to leave another Authority's clients of
+        // the same name alone; without one they match every issuer.
         match (self.kind, &self.issuer) {
             (Kind::Sub, None) => return Err(RevocationError::IssuerRequired),
-            (Kind::Sub, Some(issuer)) if issuer.is_empty() => {
+            (Kind::Sub | Kind::Jti | Kind::ClientId | Kind::Sid, Some(issuer))
+                if issuer.is_empty() =>
+            {
                 return Err(RevocationError::IssuerRequired)
             }
-            (Kind::Sub, Some(issuer)) if issuer.chars().any(char::is_control) => {
+            (Kind::Sub | Kind::Jti | Kind::ClientId | Kind::Sid, Some(issuer))
+                if issuer.chars().any(char::is_control) =>
+            {
                 return Err(RevocationError::ControlCharacter("issuer"))
             }
-            (Kind::Sub, Some(_)) | (_, None) => {}
+            (Kind::Sub | Kind::Jti | Kind::ClientId | Kind::Sid, Some(_)) | (_, None) => {}
             (_, Some(_)) => return Err(RevocationError::IssuerNotAllowed),
         }
         if self.reason.trim().is_empty() {
@@ -352,8 +368,8 @@ pub trait Identifiers {
 /// (kind, issuer, value): what makes an entry unique.
 type Key = (Kind, Option<String>, String);
 
-/// The entries of one kind, by value (several per value only for `sub`,
-/// one per issuer).
+/// The entries of one kind, by value (several per value only for the
+/// kinds with an issuer: one per issuer, and one for any issuer).
 type ByValue = HashMap<Box<str>, Box<[Arc<Record>]>>;
 
 /// The lookup structure: one [`ByValue`] per kind.
@@ -362,10 +378,10 @@ struct Index {
 }
 
 impl Index {
-    fn build(entries: &BTreeMap<Key, Arc<Record>>) -> (Index, u8) {
+    fn build(entries: &BTreeMap<Key, Arc<Record>>) -> (Index, u16) {
         let mut by_kind: [HashMap<Box<str>, Vec<Arc<Record>>>; 8] =
             std::array::from_fn(|_| HashMap::new());
-        let mut mask = 0u8;
+        let mut mask = 0u16;
         for record in entries.values() {
             let kind = record.kind();
             mask |= kind.bit();
@@ -391,11 +407,18 @@ pub enum Upserted {
     Replaced,
 }
 
+/// The bit of [`Denylist::mask`] that says the list is distrusted: above
+/// the kinds' bits ([`Kind::bit`]).
+const DISTRUSTED: u16 = 1 << 8;
+/// The kinds' bits of [`Denylist::mask`].
+const KINDS: u16 = DISTRUSTED - 1;
+
 /// The live denylist. Shared by every snapshot of the configuration: a
 /// reload never changes it.
 pub struct Denylist {
-    /// One bit per kind that has entries ([`Kind::bit`]); zero: empty.
-    mask: AtomicU8,
+    /// One bit per kind that has entries ([`Kind::bit`]), and
+    /// [`DISTRUSTED`]; zero: nothing to check.
+    mask: AtomicU16,
     index: ArcSwap<Index>,
     /// The entries, by identifier; writers take this lock, readers never.
     entries: Mutex<BTreeMap<Key, Arc<Record>>>,
@@ -421,24 +444,49 @@ impl std::fmt::Debug for Denylist {
 impl Denylist {
     pub fn new() -> Denylist {
         Denylist {
-            mask: AtomicU8::new(0),
+            mask: AtomicU16::new(0),
             index: ArcSwap::from_pointee(Index::build(&BTreeMap::new()).0),
             entries: Mutex::new(BTreeMap::new()),
             version: AtomicU64::new(0),
         }
     }
 
-    /// No entry at all: the request path skips the check. One atomic load.
+    /// No entry at all, and not distrusted: the request path skips the
+    /// check. One atomic load.
     #[inline]
-    pub fn is_empty(&self) -> bool {
+    pub fn is_quiet(&self) -> bool {
         self.mask.load(Ordering::Acquire) == 0
+    }
+
+    /// No entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.mask.load(Ordering::Acquire) & KINDS == 0
+    }
+
+    /// Whether the list is distrusted: every caller with a credential is
+    /// to be refused ([`Denylist::set_distrusted`]).
+    #[inline]
+    pub fn is_distrusted(&self) -> bool {
+        self.mask.load(Ordering::Acquire) & DISTRUSTED != 0
+    }
+
+    /// Marks the list as distrusted (a copy of a shared list older than its
+    /// bound, under `when_stale: refuse`) or trusted again; returns whether
+    /// that changed anything. Entries are kept and checked as before.
+    pub fn set_distrusted(&self, distrusted: bool) -> bool {
+        let before = if distrusted {
+            self.mask.fetch_or(DISTRUSTED, Ordering::AcqRel)
+        } else {
+            self.mask.fetch_and(!DISTRUSTED, Ordering::AcqRel)
+        };
+        (before & DISTRUSTED != 0) != distrusted
     }
 
     /// The live entry that refuses a caller with these identifiers at
     /// `now`, if any. Takes no lock and allocates nothing; counts the hit
     /// on the entry.
     pub fn check(&self, ids: &dyn Identifiers, now: u64) -> Option<Arc<Record>> {
-        let mask = self.mask.load(Ordering::Acquire);
+        let mask = self.mask.load(Ordering::Acquire) & KINDS;
         if mask == 0 {
             return None;
         }
@@ -619,11 +667,16 @@ impl Denylist {
     }
 
     /// Makes `entries` what requests see: the index first, then the mask,
-    /// so a request that sees a kind's bit finds its entries.
+    /// so a request that sees a kind's bit finds its entries. The kinds'
+    /// bits change by two read-modify-writes (the new bits set, then the
+    /// old ones cleared) so that a concurrent [`Denylist::set_distrusted`]
+    /// is never undone; in between, a request may look up a kind that has
+    /// no entry left, which finds nothing.
     fn publish(&self, entries: &BTreeMap<Key, Arc<Record>>) {
         let (index, mask) = Index::build(entries);
         self.index.store(Arc::new(index));
-        self.mask.store(mask, Ordering::Release);
+        self.mask.fetch_or(mask, Ordering::AcqRel);
+        self.mask.fetch_and(mask | DISTRUSTED, Ordering::AcqRel);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 }

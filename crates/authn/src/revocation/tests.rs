@@ -74,6 +74,25 @@ fn an_empty_list_refuses_nobody_and_says_so_with_one_flag() {
 }
 
 #[test]
+fn a_distrusted_list_stays_distrusted_through_changes_and_its_entries_still_refuse() {
+    let list = Denylist::new();
+    assert!(list.is_quiet());
+    assert!(list.set_distrusted(true));
+    assert!(!list.set_distrusted(true), "no change the second time");
+    assert!(!list.is_quiet() && list.is_distrusted() && list.is_empty());
+    list.upsert(entry(Kind::Jti, "t1"), NOW).unwrap();
+    assert!(list.is_distrusted(), "a change keeps the flag");
+    assert_eq!(
+        hit_kind(&list, &Ids::of(Kind::Jti, "t1"), NOW),
+        Some(Kind::Jti)
+    );
+    list.replace_all(Vec::new(), NOW);
+    assert!(list.is_distrusted() && list.is_empty());
+    assert!(list.set_distrusted(false));
+    assert!(list.is_quiet());
+}
+
+#[test]
 fn each_kind_refuses_exactly_the_callers_with_that_identifier() {
     for kind in Kind::ALL {
         let list = Denylist::new();
@@ -138,6 +157,36 @@ fn a_subject_is_revoked_for_its_issuer_only() {
     ids.issuer = Some("https://other.example");
     assert_eq!(hit_kind(&list, &ids, NOW), Some(Kind::Sub));
     assert_eq!(list.len(), 2);
+}
+
+#[test]
+fn a_jti_client_id_or_sid_can_be_revoked_for_one_issuer_or_for_any() {
+    for kind in [Kind::Jti, Kind::ClientId, Kind::Sid] {
+        let list = Denylist::new();
+        let mut scoped = entry(kind, "web");
+        scoped.issuer = Some(ISSUER.into());
+        list.upsert(scoped, NOW).unwrap();
+        let mut ids = Ids::of(kind, "web");
+        assert_eq!(hit_kind(&list, &ids, NOW), Some(kind), "{kind}");
+        ids.issuer = Some("https://other.example");
+        assert_eq!(hit_kind(&list, &ids, NOW), None, "{kind}: another issuer's");
+        // One for any issuer beside it: a second entry, which refuses both.
+        list.upsert(entry(kind, "web"), NOW).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(hit_kind(&list, &ids, NOW), Some(kind), "{kind}");
+        // Removing the scoped one leaves the one for any issuer.
+        assert_eq!(list.remove(kind, "web", Some(ISSUER)).unwrap().len(), 1);
+        assert_eq!(list.entries()[0].issuer, None);
+    }
+    for kind in [Kind::Jkt, Kind::X5tS256, Kind::SpiffeId, Kind::Tenant] {
+        let mut e = entry(kind, &value(kind, "k"));
+        e.issuer = Some(ISSUER.into());
+        assert_eq!(
+            e.check(NOW),
+            Err(RevocationError::IssuerNotAllowed),
+            "{kind}"
+        );
+    }
 }
 
 #[test]
@@ -280,8 +329,15 @@ fn invalid_entries_are_refused_without_quoting_the_value() {
             RevocationError::ControlCharacter("value"),
         ),
         (
-            Box::new(|e| e.issuer = Some(ISSUER.into())),
+            Box::new(|e| {
+                e.kind = Kind::Tenant;
+                e.issuer = Some(ISSUER.into());
+            }),
             RevocationError::IssuerNotAllowed,
+        ),
+        (
+            Box::new(|e| e.issuer = Some(String::new())),
+            RevocationError::IssuerRequired,
         ),
         (
             Box::new(|e| e.reason = " ".into()),

@@ -97,7 +97,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 /// `gateway.revocation`, checked. A process setting: a reload that changes
 /// it is refused.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevocationConfig {
     /// Where the list is persisted; `None`: memory only.
     pub state_file: Option<PathBuf>,
@@ -105,7 +105,48 @@ pub struct RevocationConfig {
     pub store: Option<RevocationStoreConfig>,
     /// The Shared Signals receiver; `None`: none.
     pub ssf: Option<SsfConfig>,
+    /// What a node does with a copy of the shared list older than
+    /// `stale_after`.
+    pub when_stale: WhenStale,
+    /// How old a copy of the shared list may get before it is stale.
+    pub stale_after: Duration,
 }
+
+impl Default for RevocationConfig {
+    fn default() -> RevocationConfig {
+        RevocationConfig {
+            state_file: None,
+            store: None,
+            ssf: None,
+            when_stale: WhenStale::KeepLastCopy,
+            stale_after: Duration::from_secs(DEFAULT_STALE_AFTER_SECONDS),
+        }
+    }
+}
+
+/// `gateway.revocation.when_stale`: the choice between failing open and
+/// failing closed for a node cut off from the shared list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenStale {
+    /// Check requests against the list the node has (fail open for the
+    /// revocations made meanwhile elsewhere).
+    #[default]
+    KeepLastCopy,
+    /// Refuse every request that presents a credential (fail closed).
+    Refuse,
+}
+
+impl WhenStale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenStale::KeepLastCopy => "keep_last_copy",
+            WhenStale::Refuse => "refuse",
+        }
+    }
+}
+
+/// The default of `gateway.revocation.stale_after_seconds`.
+pub const DEFAULT_STALE_AFTER_SECONDS: u64 = 60;
 
 /// `gateway.revocation.ssf`, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +244,24 @@ pub(super) fn revocation(
         (1, 3_600),
     );
     let refresh = Duration::from_secs(refresh);
+    let stale_after = Duration::from_secs(seconds(
+        e,
+        "gateway.revocation.stale_after_seconds",
+        file.and_then(|r| r.stale_after_seconds),
+        DEFAULT_STALE_AFTER_SECONDS,
+        (5, 86_400),
+    ));
+    let when_stale = match file.and_then(|r| r.when_stale.as_deref()).map(str::trim) {
+        None | Some("keep_last_copy") => WhenStale::KeepLastCopy,
+        Some("refuse") => WhenStale::Refuse,
+        Some(_) => {
+            e.add(
+                "gateway.revocation.when_stale",
+                "must be keep_last_copy or refuse",
+            );
+            WhenStale::KeepLastCopy
+        }
+    };
     // The replay store's Redis (its TLS files and timeout too): the
     // default, and what a `store` naming the same URL means.
     let replay_redis = match replay_store {
@@ -244,6 +303,12 @@ pub(super) fn revocation(
             }
         }
     };
+    if when_stale == WhenStale::Refuse && store.is_none() {
+        e.add(
+            "gateway.revocation.when_stale",
+            "refuse needs a shared store (gateway.revocation.store, or a redis replay store): a node's own list is never stale",
+        );
+    }
     let configured = file
         .and_then(|r| r.state_file.as_deref())
         .map(str::trim)
@@ -258,6 +323,8 @@ pub(super) fn revocation(
                 );
                 return RevocationConfig {
                     ssf,
+                    when_stale,
+                    stale_after,
                     ..RevocationConfig::default()
                 };
             }
@@ -277,6 +344,8 @@ pub(super) fn revocation(
         state_file,
         store,
         ssf,
+        when_stale,
+        stale_after,
     }
 }
 
@@ -561,6 +630,45 @@ mod tests {
                 .any(|e| e.starts_with("gateway.revocation.store_refresh_seconds:")),
             "{paths:?}"
         );
+    }
+
+    #[test]
+    fn a_node_keeps_its_last_copy_when_stale_unless_told_to_refuse_which_needs_a_shared_store() {
+        let redis = "{replay_store: \"redis://cache:6379\"}";
+        let default = resolved("{}", redis).unwrap();
+        assert_eq!(default.when_stale, WhenStale::KeepLastCopy);
+        assert_eq!(default.stale_after, Duration::from_secs(60));
+        let refuse = resolved("{when_stale: refuse, stale_after_seconds: 10}", redis).unwrap();
+        assert_eq!(refuse.when_stale, WhenStale::Refuse);
+        assert_eq!(refuse.stale_after, Duration::from_secs(10));
+        for (section, replay, key) in [
+            (
+                "{when_stale: refuse}",
+                "{}",
+                "gateway.revocation.when_stale:",
+            ),
+            (
+                "{when_stale: refuse, store: none}",
+                redis,
+                "gateway.revocation.when_stale:",
+            ),
+            (
+                "{when_stale: fail_open}",
+                redis,
+                "gateway.revocation.when_stale:",
+            ),
+            (
+                "{stale_after_seconds: 1}",
+                redis,
+                "gateway.revocation.stale_after_seconds:",
+            ),
+        ] {
+            let errors = resolved(section, replay).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.to_string().starts_with(key)),
+                "{section}: {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,26 +3,33 @@
 //! `redis-server` (the DPoP replay store, through which the revocation list
 //! is shared). Constant load from several clients on both replicas (an
 //! anonymous one, `svc-bearer`, `svc-readonly`, `svc-dpop` with the load's
-//! own key). Then, one after another:
+//! own key). Both replicas also have a TLS listener that takes client
+//! certificates from the drill's CA (made with `openssl`,
+//! `stella_test_support::Pki`), where `/svc/**` admits the SPIFFE
+//! X.509-SVID of `spiffe://stella.test/ns/default/sa/orders` alone. Then,
+//! one after another:
 //! 1. a DPoP key (`jkt`) of `svc-dpop` that only the probes use, revoked
 //!    on A's admin listener;
 //! 2. the client `svc-readonly` (`client_id`), revoked on A;
-//! 3. the subject of `svc-bearer`, by a CAEP `session-revoked` event the
+//! 3. the workload's SPIFFE ID (`spiffe_id`), revoked on A;
+//! 4. the subject of `svc-bearer`, by a CAEP `session-revoked` event the
 //!    drill signs as a Shared Signals transmitter and pushes to A's
 //!    receiver.
 //!
-//! (A SPIFFE ID is not among them: the drill's stack has no TLS listener
-//! with SPIFFE roots and no SVIDs; the e2e tests cover that kind.)
-//!
 //! For each, a probe per replica sends the revoked identity's request every
-//! few milliseconds and records when each was sent and how it was answered.
-//! Measured per replica: from the revoke call's return to the last request
-//! still let through, and to the first refused; every request sent 1 s or
-//! more after the return must be refused. The load checks that no other
-//! client got a refusal (its kinds expect 2xx; the revoked identity's kind
-//! expects 2xx or 401 during the switch, 401 after). Then replica B is
-//! restarted: every revocation still holds on it, other clients still
-//! pass.
+//! few milliseconds (the SPIFFE probe: one `curl` with the SVID per request,
+//! a new TLS handshake each, so every 20 to 40 ms) and records when each
+//! was sent and how it was answered. Measured per replica: from the revoke
+//! call's return to the last request still let through, and to the first
+//! refused; every request sent 1 s or more after the return must be
+//! refused. With `--runs N` each identity is revoked N times: every run but
+//! the last removes the entry again (on B) and waits until both replicas
+//! let the identity through, and the drill prints p50, p99 and max of the
+//! time to the last accepted request per identity and replica, and per
+//! replica over every identity. The load checks that no other client got a
+//! refusal (its kinds expect 2xx; the revoked identity's kind expects 2xx
+//! or 401 while its runs go on, 401 after). Then replica B is restarted:
+//! every revocation still holds on it, other clients still pass.
 
 use crate::harness::{write_atomic, Abort, Outcome};
 use crate::load::{kind, kind_expecting};
@@ -30,13 +37,17 @@ use crate::stack::token_command;
 use crate::Drill;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stella_gateway::config::file::{RevocationSection, SsfSection, SsfTransmitterSection};
+use stella_gateway::config::file::{
+    RevocationSection, SsfSection, SsfTransmitterSection, TlsSection,
+};
 use stella_test_support::{
-    free_ports, now, try_request, unique_jti, AttackerKey, DpopKey, Process, RedisServer,
+    curl_https, free_ports, now, try_request, unique_jti, AttackerKey, DpopKey, Pki, Process,
+    RedisServer, TempDir, SPIFFE_ID,
 };
 
 const TRANSMITTER: &str = "https://transmitter.drill.example";
@@ -52,18 +63,27 @@ struct Replica {
     name: &'static str,
     origin: String,
     http: SocketAddr,
+    /// The TLS listener (client certificates from the drill's CA).
+    tls: SocketAddr,
 }
 
-/// What a probe sends: a Bearer token, or a DPoP-bound token and its key.
+/// What a probe sends: a Bearer token, a DPoP-bound token and its key, or
+/// a client certificate alone over TLS (curl: the CA, the certificate and
+/// its key).
 #[derive(Clone)]
 enum Credential {
     Bearer(String),
     Dpop(String, Arc<DpopKey>),
+    Certificate(Arc<(PathBuf, PathBuf, PathBuf)>),
 }
 
 /// One identity to revoke.
 struct Target {
     name: &'static str,
+    /// The kind in `/revocations`, and the value (for `sub`, its issuer too).
+    kind: &'static str,
+    value: String,
+    issuer: Option<String>,
     path: &'static str,
     credential: Credential,
     /// The load's kind (per replica: `<kind>@a`, `<kind>@b`) that carries
@@ -81,6 +101,18 @@ pub fn run(d: &mut Drill) -> Outcome {
         &d.run.conf.join("transmitter-jwks.json"),
         &json!({"keys": [tx_key.jwk(TRANSMITTER_KID)]}).to_string(),
     )?;
+    let pki_dir = TempDir::new("drill-pki");
+    let pki = Pki::generate(&pki_dir);
+    let tls_a = free_ports(1)[0];
+    d.stack.tls = Some(TlsSection {
+        addr: Some(format!("127.0.0.1:{tls_a}")),
+        cert_file: Some(pki.server_cert.display().to_string()),
+        key_file: Some(pki.server_key.display().to_string()),
+        client_certificates: Some("optional".into()),
+        client_ca_file: Some(pki.ca.display().to_string()),
+        http2: Some(false),
+        ..TlsSection::default()
+    });
     d.stack.replay_store = Some(redis.url());
     d.stack.revocation = Some(RevocationSection {
         ssf: Some(SsfSection {
@@ -100,14 +132,17 @@ pub fn run(d: &mut Drill) -> Outcome {
         name: "A",
         origin: d.stack.gw(),
         http: addr(d.stack.http_port),
+        tls: addr(tls_a),
     };
     let admin_a = addr(d.stack.admin_port);
     let (mut b_process, b, admin_b) = start_replica_b(d, None)?;
     d.run.ok(format!(
-        "two replicas sharing redis {}: A {} and B {}",
+        "two replicas sharing redis {}: A {} (tls {}) and B {} (tls {})",
         redis.url(),
         a.origin,
-        b.origin
+        a.tls,
+        b.origin,
+        b.tls
     ));
     for admin in [admin_a, admin_b] {
         if d.run
@@ -137,21 +172,53 @@ pub fn run(d: &mut Drill) -> Outcome {
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let svid = Credential::Certificate(Arc::new((
+        pki.ca.clone(),
+        pki.spiffe_cert.clone(),
+        pki.spiffe_key.clone(),
+    )));
+    for r in [&a, &b] {
+        let status = send(r, "/svc/x", &svid);
+        if status != 200 {
+            return d.run.abort(format!(
+                "the SPIFFE SVID on replica {}'s TLS listener: {status}, wanted 200",
+                r.name
+            ));
+        }
+    }
     let targets = vec![
         Target {
             name: "jkt",
+            kind: "jkt",
+            value: probe_key.thumbprint(),
+            issuer: None,
             path: "/dpop/1",
             credential: Credential::Dpop(dpop_token.trim().to_owned(), probe_key.clone()),
             load_kind: None,
         },
         Target {
             name: "client_id",
+            kind: "client_id",
+            value: "svc-readonly".into(),
+            issuer: None,
             path: "/items/2",
             credential: Credential::Bearer(readonly),
             load_kind: Some("readonly"),
         },
         Target {
+            name: "spiffe_id",
+            kind: "spiffe_id",
+            value: SPIFFE_ID.into(),
+            issuer: None,
+            path: "/svc/x",
+            credential: svid,
+            load_kind: None,
+        },
+        Target {
             name: "sub (caep)",
+            kind: "sub",
+            value: bearer_sub.clone(),
+            issuer: Some(d.stack.issuer.clone()),
             path: "/items/1",
             credential: Credential::Bearer(bearer),
             load_kind: Some("bearer"),
@@ -203,6 +270,12 @@ pub fn run(d: &mut Drill) -> Outcome {
     d.step("baseline");
     d.hold()?;
 
+    let runs = d.run.runs;
+    if runs > 1 {
+        d.run.say(format!(
+            "{runs} runs per identity: revoke on A, measure, remove on B, wait until both let it through again"
+        ));
+    }
     let mut rows = Vec::new();
     for target in &targets {
         d.step(&format!(
@@ -214,58 +287,48 @@ pub fn run(d: &mut Drill) -> Outcome {
                 d.expect(&format!("{k}@{r}"), "2xx,401");
             }
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let probes: Vec<_> = [&a, &b]
-            .into_iter()
-            .map(|r| {
-                probe(
-                    r.clone(),
-                    target.path,
-                    target.credential.clone(),
-                    stop.clone(),
-                )
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(300));
-        let started = Instant::now();
-        let status = match target.name {
-            "jkt" => revoke(admin_a, "jkt", &probe_key.thumbprint()),
-            "client_id" => revoke(admin_a, "client_id", "svc-readonly"),
-            _ => push_set(admin_a, &tx_key, &bearer_sub, &d.stack.issuer),
-        };
-        let returned = Instant::now();
-        let wanted = if target.name.starts_with("sub") {
-            202
-        } else {
-            201
-        };
-        if status != wanted {
-            stop.store(true, Ordering::Relaxed);
-            return d.run.abort(format!(
-                "revoking {}: status {status}, wanted {wanted}",
-                target.name
-            ));
-        }
-        std::thread::sleep(BOUND + Duration::from_millis(500));
-        stop.store(true, Ordering::Relaxed);
-        for (r, handle) in [&a, &b].into_iter().zip(probes) {
-            let seen = handle.join().unwrap_or_default();
-            let row = judge(target.name, r.name, &seen, started, returned);
-            d.run.check(
-                row.late == 0 && row.other == 0,
-                format!(
-                    "{} on {}: last accepted {} after the revoke returned, refused from {}",
-                    target.name,
-                    r.name,
-                    ms(row.last_accepted),
-                    ms(row.first_refused)
-                ),
-                format!(
-                    "{} on {}: {} requests accepted 1 s or more after the revoke returned, {} neither 200 nor 401",
-                    target.name, r.name, row.late, row.other
-                ),
-            );
-            rows.push(row);
+        for run in 1..=runs {
+            for row in measure(d, target, run, [&a, &b], admin_a, &tx_key)? {
+                let label = if runs > 1 {
+                    format!("{} on {} (run {run})", target.name, row.replica)
+                } else {
+                    format!("{} on {}", target.name, row.replica)
+                };
+                d.run.check(
+                    row.late == 0 && row.other == 0,
+                    format!(
+                        "{label}: last accepted {} after the revoke returned, refused from {}",
+                        ms(row.last_accepted),
+                        ms(row.first_refused)
+                    ),
+                    format!(
+                        "{label}: {} requests accepted 1 s or more after the revoke returned, {} neither 200 nor 401",
+                        row.late, row.other
+                    ),
+                );
+                rows.push(row);
+            }
+            if run < runs {
+                // Removed on the other replica, so both directions of the
+                // store's notices are exercised; both must let it back in.
+                let removed = unrevoke(admin_b, target);
+                if removed != 200 {
+                    return d
+                        .run
+                        .abort(format!("removing {} again: status {removed}", target.name));
+                }
+                for r in [&a, &b] {
+                    let back = d.run.wait_for(Duration::from_secs(5), || {
+                        send(r, target.path, &target.credential) == 200
+                    });
+                    if back.is_none() {
+                        return d.run.abort(format!(
+                            "{} not let through on {} within 5 s of its removal",
+                            target.name, r.name
+                        ));
+                    }
+                }
+            }
         }
         if let Some(k) = target.load_kind {
             for r in ["a", "b"] {
@@ -278,10 +341,10 @@ pub fn run(d: &mut Drill) -> Outcome {
 
     // Restart replica B: the list comes back from the store.
     d.run.say("== restart replica B");
-    let port = b.http.port();
+    let ports = (b.http.port(), admin_b.port(), b.tls.port());
     b_process.stop("TERM", Duration::from_secs(15));
     let restarted = Instant::now();
-    let (process, b2, admin_b2) = start_replica_b(d, Some((port, admin_b.port())))?;
+    let (process, b2, admin_b2) = start_replica_b(d, Some(ports))?;
     b_process = process;
     d.run.ok(format!(
         "replica B back on {} after {} ms",
@@ -290,8 +353,11 @@ pub fn run(d: &mut Drill) -> Outcome {
     ));
     let listed = get(admin_b2, "/revocations");
     d.run.check(
-        listed["count"] == 3,
-        "replica B lists the 3 revocations after its restart",
+        listed["count"] == targets.len(),
+        format!(
+            "replica B lists the {} revocations after its restart",
+            targets.len()
+        ),
         format!(
             "replica B lists {} revocations after its restart",
             listed["count"]
@@ -337,7 +403,13 @@ pub fn run(d: &mut Drill) -> Outcome {
             "on the restarted replica B: GET /public/hello {public}, svc-dpop with another key {other}"
         ),
     );
-    print_table(d, &rows);
+    // One row per revocation; with several runs, the percentiles instead
+    // (each run's figures are in its check line above).
+    if runs == 1 {
+        print_table(d, &rows);
+    } else {
+        print_percentiles(d, &targets, &rows);
+    }
     b_process.stop("TERM", Duration::from_secs(15));
     drop(redis);
     Ok(())
@@ -345,20 +417,23 @@ pub fn run(d: &mut Drill) -> Outcome {
 
 /// Starts replica B: the stack's configuration with B's own listeners and
 /// public origin (DPoP proofs name the replica they are sent to), in
-/// `config/gateway-b.yaml`. `ports`: (http, admin) to reuse.
+/// `config/gateway-b.yaml`. `ports`: (http, admin, tls) to reuse.
 fn start_replica_b(
     d: &Drill,
-    ports: Option<(u16, u16)>,
+    ports: Option<(u16, u16, u16)>,
 ) -> Result<(Process, Replica, SocketAddr), Abort> {
-    let (http, admin) = ports.unwrap_or_else(|| {
-        let p = free_ports(2);
-        (p[0], p[1])
+    let (http, admin, tls) = ports.unwrap_or_else(|| {
+        let p = free_ports(3);
+        (p[0], p[1], p[2])
     });
     let mut config = d.gateway_config();
     let origin = format!("http://127.0.0.1:{http}");
     config.gateway.public_origin = Some(origin.clone());
     config.gateway.listeners.http = Some(format!("127.0.0.1:{http}"));
     config.gateway.listeners.admin = Some(format!("127.0.0.1:{admin}"));
+    if let Some(section) = config.gateway.listeners.tls.as_mut() {
+        section.addr = Some(format!("127.0.0.1:{tls}"));
+    }
     let text = crate::stack::yaml_without_nulls(&config)?;
     let file = d.run.conf.join("gateway-b.yaml");
     write_atomic(
@@ -382,6 +457,7 @@ fn start_replica_b(
             name: "B",
             origin,
             http: addr(http),
+            tls: addr(tls),
         },
         addr(admin),
     ))
@@ -399,6 +475,12 @@ fn claims(token: &str) -> Value {
 /// answer).
 fn send(replica: &Replica, path: &str, credential: &Credential) -> u16 {
     let (auth, proof) = match credential {
+        Credential::Certificate(files) => {
+            let (ca, cert, key) = &**files;
+            return curl_https(replica.tls, path, ca, Some((cert, key)), &[])
+                .response
+                .map_or(0, |r| r.status);
+        }
         Credential::Bearer(token) => (format!("Bearer {token}"), None),
         Credential::Dpop(token, key) => (
             format!("DPoP {token}"),
@@ -439,10 +521,94 @@ fn probe(
         while !stop.load(Ordering::Relaxed) {
             let sent = Instant::now();
             seen.push((sent, send(&replica, path, &credential)));
-            std::thread::sleep(Duration::from_millis(2));
+            if !matches!(credential, Credential::Certificate(_)) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
         seen
     })
+}
+
+/// One run for `target`: probes on both replicas, the revocation on A
+/// (`POST /revocations`, or a CAEP event for `sub`), then the probes'
+/// verdict per replica.
+fn measure(
+    d: &Drill,
+    target: &Target,
+    run: u32,
+    replicas: [&Replica; 2],
+    admin_a: SocketAddr,
+    tx_key: &AttackerKey,
+) -> Result<Vec<Row>, Abort> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let probes: Vec<_> = replicas
+        .into_iter()
+        .map(|r| {
+            probe(
+                r.clone(),
+                target.path,
+                target.credential.clone(),
+                stop.clone(),
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (status, wanted) = match (target.kind, &target.issuer) {
+        ("sub", Some(issuer)) => (push_set(admin_a, tx_key, &target.value, issuer), 202),
+        (kind, _) => (revoke(admin_a, kind, &target.value), 201),
+    };
+    let returned = Instant::now();
+    if status != wanted {
+        stop.store(true, Ordering::Relaxed);
+        return d.run.abort(format!(
+            "revoking {} (run {run}): status {status}, wanted {wanted}",
+            target.name
+        ));
+    }
+    std::thread::sleep(BOUND + Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    Ok(replicas
+        .into_iter()
+        .zip(probes)
+        .map(|(r, handle)| {
+            let seen = handle.join().unwrap_or_default();
+            judge(target.name, r.name, &seen, started, returned)
+        })
+        .collect())
+}
+
+/// `DELETE /revocations/{kind}/{value}` on `admin` (`?issuer=` for a
+/// `sub`): its status.
+fn unrevoke(admin: SocketAddr, target: &Target) -> u16 {
+    let mut path = format!(
+        "/revocations/{}/{}",
+        encode(target.kind),
+        encode(&target.value)
+    );
+    if let Some(issuer) = &target.issuer {
+        path.push_str(&format!("?issuer={}", encode(issuer)));
+    }
+    status_of(try_request(
+        admin,
+        "DELETE",
+        &path,
+        &[],
+        b"",
+        Duration::from_secs(5),
+    ))
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `POST /revocations` on `admin`: its status.
@@ -590,6 +756,67 @@ fn print_table(d: &Drill, rows: &[Row]) {
         ms(worst),
         BOUND.as_millis()
     ));
+}
+
+/// The value at quantile `q` (0 to 1) of `sorted` (ascending), by the
+/// nearest rank: with fewer than 100 values, p99 is the largest.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// p50, p99 and max of the time from the revoke call's return to the last
+/// accepted request, per identity and replica over the runs, and per
+/// replica over every identity and run; and the p99 of the first refusal.
+fn print_percentiles(d: &Drill, targets: &[Target], rows: &[Row]) {
+    d.run.say("");
+    d.run.say(format!(
+        "time from the revoke call's return to the last accepted request, over {} runs per identity (nearest rank; negative: sent before the return)",
+        d.run.runs
+    ));
+    d.run.say(format!(
+        "{:<11} | {:<7} | {:>5} | {:>11} | {:>11} | {:>11} | {:>18}",
+        "revoked", "replica", "runs", "p50", "p99", "max", "first refused p99"
+    ));
+    d.run.say(format!(
+        "{:-<12}|{:-<9}|{:-<7}|{:-<13}|{:-<13}|{:-<13}|{:-<19}",
+        "", "", "", "", "", "", ""
+    ));
+    let line = |name: &str, replica: &str, of: &[&Row]| {
+        let sorted = |f: fn(&Row) -> f64| {
+            let mut v: Vec<f64> = of.iter().map(|r| f(r)).filter(|v| !v.is_nan()).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let last = sorted(|r| r.last_accepted);
+        let first = sorted(|r| r.first_refused);
+        format!(
+            "{:<11} | {:<7} | {:>5} | {:>11} | {:>11} | {:>11} | {:>18}",
+            name,
+            replica,
+            of.len(),
+            ms(quantile(&last, 0.5)),
+            ms(quantile(&last, 0.99)),
+            ms(last.last().copied().unwrap_or(f64::NAN)),
+            ms(quantile(&first, 0.99)),
+        )
+    };
+    for target in targets {
+        for replica in ["A", "B"] {
+            let of: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.target == target.name && r.replica == replica)
+                .collect();
+            d.run.say(line(target.name, replica, &of));
+        }
+    }
+    for replica in ["A", "B"] {
+        let of: Vec<&Row> = rows.iter().filter(|r| r.replica == replica).collect();
+        d.run.say(line("(all)", replica, &of));
+    }
 }
 
 /// The status of an answer; 0 for none.

@@ -32,8 +32,9 @@
 //! 503 (the Authority unreachable or a refetch cooling down). Every refusal
 //! the gateways logged is counted by status and reason. The resident set of
 //! each replica at the end is within 10 % of its size after the warm-up
-//! (replica B's new process against the old one's). p99 per phase and load
-//! class is printed.
+//! (replica B's new process against the old one's; 25 % with `--short`,
+//! whose 6 s warm-up ends before the allocator and caches settle). p99 per
+//! phase and load class is printed.
 
 mod faults;
 mod report;
