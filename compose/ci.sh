@@ -2,9 +2,12 @@
 # Brings the compose stack (compose/docker-compose.yml) up for real with
 # podman + podman-compose, with the gateway and sample-service images made
 # from binaries already built on this machine (compose/docker-compose.ci.yml;
-# the Go sample built here, static), then: waits for readiness, runs
-# `stella-gateway smoke` inside the stack (the echo services' routes and
-# sample-go's), checks sample-go refuses a request around the gateway,
+# the Go sample built here, static; the Python and Node samples with the
+# packages samples/prepare.sh installs), then: waits for readiness, runs
+# `stella-gateway smoke` inside the stack (the echo services' routes and the
+# samples'), checks each sample names the caller through the gateway and
+# refuses a request around it, and that one service's key makes no
+# envelope another accepts,
 # switches `echo` to Hybrid by its environment (recreated) and back by its
 # runtime reload (not recreated), smoke after each, validates the file with
 # `docker-compose config`, and always tears the stack down.
@@ -108,10 +111,22 @@ done
 # The stack's gateway config (its envelope key comes from the compose file's
 # environment) and the decision tests of its routes.
 # (Whole outputs captured, then cut: a pipe into `head` closes early.)
-out=$(Router__IdentityEnvelopeSigningKeyId=local-1 \
-  Router__IdentityEnvelopeSigningKey=hs256:bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1lbnZlbG9wZS1rZXktMDAx \
-  STELLA_SAMPLE_GO_ENVELOPE_KEY=$(sed -n 's/.*STELLA_SAMPLE_GO_ENVELOPE_KEY:-\([^}]*\)}.*/\1/p' compose/docker-compose.yml) \
-  "$BIN_DIR/stella-gateway" check --config compose/gateway/gateway.yaml) || die "check compose/gateway/gateway.yaml: $out"
+# A key per service: the defaults the compose file gives the gateway.
+compose_default() { sed -n "s/.*\${$1:-\([^}]*\)}.*/\1/p" compose/docker-compose.yml | head -n 1; }
+key_vars=(STELLA_ECHO_ENVELOPE_KEY STELLA_ECHO_HYBRID_ENVELOPE_KEY STELLA_ECHO_LEGACY_ENVELOPE_KEY
+  STELLA_SAMPLE_GO_ENVELOPE_KEY STELLA_SAMPLE_PYTHON_ENVELOPE_KEY STELLA_SAMPLE_NODE_ENVELOPE_KEY)
+key_env=()
+for v in "${key_vars[@]}"; do
+  d=$(compose_default "$v")
+  [ -n "$d" ] || die "compose/docker-compose.yml gives no default for $v"
+  key_env+=("$v=$d")
+done
+out=$(env "${key_env[@]}" "$BIN_DIR/stella-gateway" check --config compose/gateway/gateway.yaml) ||
+  die "check compose/gateway/gateway.yaml: $out"
+# No two services share a key.
+kids=$(printf '%s\n' "$out" | sed -n 's/^# service \([^:]*\): identity envelope, key \(.*\)$/\2/p')
+[ "$(printf '%s\n' "$kids" | wc -l)" -ge 6 ] || die "fewer than six services with an envelope key: $kids"
+[ -z "$(printf '%s\n' "$kids" | sort | uniq -d)" ] || die "services share an envelope key: $(printf '%s\n' "$kids" | sort | uniq -d)"
 printf '%s\n' "$out" | grep '^#'
 out=$("$BIN_DIR/stella-gateway" policy test compose/policies) || { printf '%s\n' "$out"; die "policy test compose/policies"; }
 printf '%s\n' "$out" | tail -n 1
@@ -130,6 +145,24 @@ strip --strip-debug "$STAGE/bin/"* 2>/dev/null || true
 # shellcheck source=../sdk/go/goenv.sh
 (. sdk/go/goenv.sh >/dev/null && cd samples/go && CGO_ENABLED=0 go build -o "$STAGE/bin/stella-sample-go" .) ||
   die "go build samples/go"
+# sample-python and sample-node: what samples/prepare.sh installs (pinned
+# Python packages, npm ci), copied beside the SDKs' sources; the images add
+# Debian's python3 (bookworm) and nodejs (trixie).
+bash samples/prepare.sh >/dev/null || die "samples/prepare.sh"
+site=(samples/python/.venv/lib/python3.11/site-packages)
+[ -d "${site[0]}" ] || die "samples/python/.venv is not Python 3.11 (Debian bookworm's python3): $(ls samples/python/.venv/lib)"
+mkdir -p "$STAGE/bin/sample-python/lib"
+cp -a "${site[0]}/." "$STAGE/bin/sample-python/lib/"
+# Not needed to run (installers, the editable install's hook to this checkout).
+(cd "$STAGE/bin/sample-python/lib" && rm -rf pip pip-* setuptools setuptools-* _distutils_hack ./*.pth __editable__* stella_envelope-*)
+find "$STAGE/bin/sample-python/lib" -name __pycache__ -prune -exec rm -rf {} +
+cp -a sdk/python/src/stella_envelope "$STAGE/bin/sample-python/lib/"
+cp samples/python/app.py "$STAGE/bin/sample-python/"
+mkdir -p "$STAGE/bin/sample-node"
+cp -a samples/node/server.mjs samples/node/package.json samples/node/node_modules "$STAGE/bin/sample-node/"
+rm -rf "$STAGE/bin/sample-node/node_modules/@stellaops/envelope"
+mkdir -p "$STAGE/bin/sample-node/node_modules/@stellaops/envelope"
+cp -a sdk/node/package.json sdk/node/src "$STAGE/bin/sample-node/node_modules/@stellaops/envelope/"
 docker-compose "${FILES[@]}" config -q
 echo "docker-compose config -q: with compose/docker-compose.ci.yml valid"
 # The ports published on the host: unusual ones, so a dev stack on
@@ -149,7 +182,7 @@ teardown() {
   phase "tear down"
   if [ "$status" -ne 0 ]; then
     echo "-- logs of the stack (failure) --"
-    for s in authority redis echo echo-hybrid echo-legacy sample-go gateway prometheus; do
+    for s in authority redis echo echo-hybrid echo-legacy sample-go sample-python sample-node gateway prometheus; do
       echo "--- $s"
       podman logs --tail 25 "${PROJECT}_${s}_1" 2>&1 || true
     done
@@ -184,7 +217,9 @@ authority_build=$!
 # The others as the compose files say (echo once: three services share it).
 # podman-compose 1.0.3 exits 0 when a build fails; it logs "exit code: N".
 from=$(($(wc -l <"$LOG") + 1))
-compose build redis echo sample-go gateway prometheus >>"$LOG" 2>&1 || true
+build_start=$SECONDS
+compose build redis echo sample-go sample-python sample-node gateway prometheus >>"$LOG" 2>&1 || true
+echo "podman-compose build: $((SECONDS - build_start))s"
 if tail -n +"$from" "$LOG" | grep -q '^exit code: [1-9]'; then
   tail -n 40 "$LOG" >&2
   die "an image build failed (podman-compose build; log: ${LOG#"$ROOT"/})"
@@ -214,7 +249,9 @@ wait_until 60 "Authority discovery (host port $STELLA_AUTHORITY_PORT)" \
 for s in echo echo-hybrid echo-legacy; do
   wait_until 60 "$s /__echo/health" in_gw curl -fsS --max-time 2 "http://$s:8080/__echo/health"
 done
-wait_until 60 "sample-go /health" in_gw curl -fsS --max-time 2 http://sample-go:8080/health
+for s in sample-go sample-python sample-node; do
+  wait_until 60 "$s /health" in_gw curl -fsS --max-time 2 "http://$s:8080/health"
+done
 wait_until 60 "gateway /readyz" in_gw curl -fsS --max-time 2 http://127.0.0.1:9090/readyz
 issuer=$(curl -fsS "http://127.0.0.1:$STELLA_AUTHORITY_PORT/.well-known/openid-configuration" |
   sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p')
@@ -254,6 +291,40 @@ direct_go=$(podman exec "${PROJECT}_sample-go_1" curl -s -o /dev/null -w '%{http
   -H "Authorization: Bearer $token" http://127.0.0.1:8080/go/whoami)
 [ "$direct_go" = 401 ] || die "straight to sample-go with a token but no envelope: $direct_go, wanted 401"
 echo "host: GET /go/whoami with a token 200 (sample-go names svc-bearer); straight to sample-go without an envelope 401"
+# sample-python (GatewayEnforced) and sample-node (Hybrid, no authentication
+# of its own): through the gateway they name the caller; straight to them
+# (from the gateway's container, no envelope) 401.
+for lang in python node; do
+  body=$(curl -fsS "http://127.0.0.1:$STELLA_HTTP_PORT/$lang/whoami" -H "Authorization: Bearer $token") ||
+    die "GET /$lang/whoami with a token on the host port failed"
+  printf '%s' "$body" | grep -q '"subject":"svc-bearer"' || die "GET /$lang/whoami: unexpected answer $body"
+  printf '%s' "$body" | grep -q "\"language\":\"$lang\"" || die "GET /$lang/whoami: not from sample-$lang: $body"
+  direct_body=$(in_gw curl -s -w ' %{http_code}' --max-time 3 -H "Authorization: Bearer $token" "http://sample-$lang:8080/$lang/whoami")
+  [ "${direct_body##* }" = 401 ] || die "straight to sample-$lang with a token but no envelope: $direct_body, wanted 401"
+  echo "host: GET /$lang/whoami with a token 200 (sample-$lang, $(jfield "$body" mode), names svc-bearer); straight to it without an envelope 401 ($(jfield "$direct_body" error))"
+done
+# A key per service: an envelope made with echo's HS256 key (which echo
+# holds) for sample-node's audience and issuer is refused by sample-node
+# (401 envelope_invalid, unknown kid); made with sample-node's own key, the
+# same request passes.
+mint() { # key-var kid: curl -H arguments of an envelope for sample-node's /node/whoami
+  # The gateway's container holds every key (key_env): signed there.
+  in_gw stella-gateway envelope mint --key-env "$1" --kid "$2" --issuer stella-gateway-compose --audience sample-node --path /node/whoami --subject mallory
+}
+to_node() { # curl -H arguments...
+  local args=()
+  while IFS= read -r line; do
+    line=${line#-H }
+    line=${line#\'}
+    args+=(-H "${line%\'}")
+  done <<<"$1"
+  in_gw curl -s -w ' %{http_code}' --max-time 3 "${args[@]}" http://sample-node:8080/node/whoami
+}
+forged=$(to_node "$(mint STELLA_ECHO_ENVELOPE_KEY compose-echo)")
+[ "${forged##* }" = 401 ] || die "sample-node accepted an envelope made with echo's key: $forged"
+own=$(to_node "$(mint STELLA_SAMPLE_NODE_ENVELOPE_KEY compose-sample-node)")
+[ "${own##* }" = 200 ] || die "sample-node refused an envelope made with its own key: $own"
+echo "sample-node: an envelope made with echo's key 401 ($(jfield "$forged" error)), with its own key 200"
 
 # ---------------------------------------------------------------------------
 phase "toggle: echo to Hybrid by env"

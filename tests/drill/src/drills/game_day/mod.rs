@@ -1,5 +1,5 @@
 //! Game day: the faults the other drills inject one at a time, overlapping,
-//! under one constant mixed load (runbooks/drills.md). Two gateway replicas
+//! under one constant mixed load (runbooks/game-day.md). Two gateway replicas
 //! (A, the stack's, and B beside it) share one `redis-server` (the DPoP
 //! replay store); `echo` runs as two instances. Load, each class its own
 //! stella-load sending to both replicas: `bearer` (GatewayEnforced, Hybrid,
@@ -105,15 +105,15 @@ impl Timing {
             }
         } else {
             Timing {
-                warmup: 30,
+                warmup: 60,
                 outage: 90,
-                authority_down: [30, 300],
-                redis_restart: 60,
-                kill_upstream: 90,
-                start_upstream: 105,
-                slow_clients: 180,
-                upgrade: 190,
-                kid_burst: 330,
+                authority_down: [60, 330],
+                redis_restart: 90,
+                kill_upstream: 120,
+                start_upstream: 135,
+                slow_clients: 210,
+                upgrade: 220,
+                kid_burst: 360,
                 end: 600,
                 reload_every: 20,
                 slow_count: 1000,
@@ -177,6 +177,8 @@ struct Phase {
     seconds: u64,
     /// The faults under way when it began.
     active: String,
+    /// Each replica's resident set when it began, KiB.
+    rss: Vec<Option<u64>>,
 }
 
 /// A gateway replica: its addresses, the pid serving it, its config file.
@@ -321,6 +323,7 @@ pub fn run(d: &mut Drill) -> Outcome {
             name: "warmup".into(),
             seconds: 0,
             active: String::new(),
+            rss: Vec::new(),
         }],
         replicas,
         started: Instant::now(),
@@ -602,10 +605,12 @@ fn phase(d: &mut Drill, g: &mut GameDay, name: &str, active: String) {
         d.command(load, &format!("step {name}"));
     }
     g.probe.set_phase(name);
+    let rss = g.replicas.iter().map(|r| rss_kib(r.pid)).collect();
     g.phases.push(Phase {
         name: name.into(),
         seconds: elapsed,
         active,
+        rss,
     });
 }
 

@@ -29,15 +29,16 @@ pub(super) fn verdict(d: &mut Drill, mut g: GameDay, t: &Timing) {
 
     d.run.say("");
     d.run.say("Per phase (from one injected event to the next; reloads run throughout): each load class as");
-    d.run.say("requests/failed p99 ms (dpop: requests/503/failed p99), the mTLS probe as ok/failed p99 ms.");
+    d.run.say("requests/failed p99 ms (dpop: requests/503/failed p99), the mTLS probe as ok/failed p99 ms, each");
+    d.run.say("replica's resident set when the phase began.");
     let mut head = format!("{:<24} | {:>4} | {:<38}", "phase", "s", "during");
     let mut rule = format!("{:-<25}|{:-<6}|{:-<40}", "", "", "");
     for (class, _, _) in &outs {
         head.push_str(&format!(" | {class:<22}"));
         rule.push_str(&format!("|{:-<24}", ""));
     }
-    head.push_str(&format!(" | {:<18}", "mtls"));
-    rule.push_str(&format!("|{:-<19}", ""));
+    head.push_str(&format!(" | {:<18} | {:<11}", "mtls", "rss MB a/b"));
+    rule.push_str(&format!("|{:-<20}|{:-<12}", "", ""));
     d.run.say(head);
     d.run.say(rule);
     for ph in &g.phases {
@@ -59,9 +60,15 @@ pub(super) fn verdict(d: &mut Drill, mut g: GameDay, t: &Timing) {
         let p99 = (!ms.is_empty())
             .then(|| ms[((ms.len() * 99).div_ceil(100)).saturating_sub(1)])
             .map_or("-".into(), |v| format!("{v:.1}"));
+        let rss: Vec<String> = ph
+            .rss
+            .iter()
+            .map(|k| k.map_or("-".into(), |k| format!("{:.0}", k as f64 / 1024.0)))
+            .collect();
         row.push_str(&format!(
-            " | {:<18}",
-            format!("{ok}/{} {p99}", mine.len() - ok)
+            " | {:<18} | {:<11}",
+            format!("{ok}/{} {p99}", mine.len() - ok),
+            rss.join("/")
         ));
         d.run.say(row);
     }
