@@ -25,6 +25,75 @@
 //! `Proxy::new_ctx` within the connection's task. HTTP/2 connections are
 //! passed to Pingora unchanged (counted and limited only).
 
+/// The Pingora stream traits a wrapper of a [`Stream`] (field `inner`)
+/// answers from the stream it wraps: identity, TLS, timing, proxy and
+/// socket digests, peeking. Used by [`Guarded`] and by the TLS handshake's
+/// plain-TCP view (`handshake.rs`).
+macro_rules! delegate_stream_digests {
+    ($wrapper:ty) => {
+        impl UniqueID for $wrapper {
+            fn id(&self) -> UniqueIDType {
+                self.inner.id()
+            }
+        }
+
+        impl Ssl for $wrapper {
+            fn get_ssl(&self) -> Option<&TlsRef> {
+                self.inner.get_ssl()
+            }
+
+            fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+                self.inner.get_ssl_digest()
+            }
+
+            fn selected_alpn_proto(&self) -> Option<ALPN> {
+                self.inner.selected_alpn_proto()
+            }
+        }
+
+        impl GetTimingDigest for $wrapper {
+            fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+                self.inner.get_timing_digest()
+            }
+
+            fn get_read_pending_time(&self) -> Duration {
+                self.inner.get_read_pending_time()
+            }
+
+            fn get_write_pending_time(&self) -> Duration {
+                self.inner.get_write_pending_time()
+            }
+        }
+
+        impl GetProxyDigest for $wrapper {
+            fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+                self.inner.get_proxy_digest()
+            }
+
+            fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+                self.inner.set_proxy_digest(digest)
+            }
+        }
+
+        impl GetSocketDigest for $wrapper {
+            fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+                self.inner.get_socket_digest()
+            }
+
+            fn set_socket_digest(&mut self, digest: SocketDigest) {
+                self.inner.set_socket_digest(digest)
+            }
+        }
+
+        #[async_trait]
+        impl Peek for $wrapper {
+            async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+                self.inner.try_peek(buf).await
+            }
+        }
+    };
+}
+
 mod handshake;
 
 pub use handshake::h2_settings;
@@ -631,66 +700,7 @@ impl Shutdown for Guarded {
     }
 }
 
-impl UniqueID for Guarded {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for Guarded {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
-    }
-
-    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for Guarded {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for Guarded {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest)
-    }
-}
-
-impl GetSocketDigest for Guarded {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest)
-    }
-}
-
-#[async_trait]
-impl Peek for Guarded {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
-    }
-}
+delegate_stream_digests!(Guarded);
 
 #[cfg(test)]
 mod tests {
