@@ -3,7 +3,7 @@
 //! A token that is not a JWS goes to the introspection endpoint of the one
 //! Authority configured for opaque tokens, with the gateway's client
 //! credentials (`client_secret_basic`). The answer is cached by the
-//! token's SHA-256, in a cache that belongs to this Authority alone:
+//! token's hash (BLAKE3, [`crate::TokenKey`]), in a cache that belongs to this Authority alone:
 //! - `active: true`: its claims are checked as a JWT's are (issuer,
 //!   audience, times; `cnf` as the binding) and reused for
 //!   `cache_seconds`, never past the token's `exp`;

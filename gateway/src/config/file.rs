@@ -533,7 +533,7 @@ pub struct IntrospectionSection {
     /// Active results written to the Authority's `state_dir` (when it has
     /// one), so a gateway restarted during an outage still serves them up to
     /// `max_stale_seconds` (default 10000, the most recent first; 0: never
-    /// written). Keyed by the token's SHA-256, never the token.
+    /// written). Keyed by the token's BLAKE3 hash, never the token.
     pub persist_max_entries: Option<u64>,
 }
 
