@@ -199,7 +199,7 @@ impl MtlsProbe {
             let mut n = 0usize;
             while !s.load(Ordering::Relaxed) {
                 let addr = addrs[n % addrs.len()];
-                let kind = if (n / addrs.len()) % 2 == 0 {
+                let kind = if (n / addrs.len()).is_multiple_of(2) {
                     "spiffe"
                 } else {
                     "bound"

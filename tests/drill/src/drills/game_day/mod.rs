@@ -344,8 +344,7 @@ pub fn run(d: &mut Drill) -> Outcome {
         &original,
         kid_tokens,
     );
-    report::verdict(d, g, &t);
-    drop(b_process);
+    report::verdict(d, g, &t, b_process);
     drop(redis);
     drop(pki_dir);
     result

@@ -5,10 +5,16 @@
 
 use super::{GameDay, Timing};
 use crate::load::{kind_rows, step_counts, step_p99};
+use crate::stack::alive;
 use crate::Drill;
 use std::collections::BTreeMap;
+use std::time::Duration;
+use stella_test_support::Process;
 
-pub(super) fn verdict(d: &mut Drill, mut g: GameDay, t: &Timing) {
+/// Ends the load and the faults' threads, stops both replicas (so their
+/// decision logs are complete), prints the tables and judges. `b` is
+/// replica b's first process (exited already if it was upgraded).
+pub(super) fn verdict(d: &mut Drill, mut g: GameDay, t: &Timing, mut b: Process) {
     let elapsed = g.started.elapsed().as_secs();
     if let Some(last) = g.phases.last_mut() {
         last.seconds = elapsed.saturating_sub(last.seconds);
@@ -24,6 +30,21 @@ pub(super) fn verdict(d: &mut Drill, mut g: GameDay, t: &Timing) {
     for (class, load) in g.loads.drain(..) {
         let (code, out) = d.end_load_quietly(load);
         outs.push((class, code, out));
+    }
+    // The gateways write their decision lines in batches: stopped (SIGTERM,
+    // they drain and flush), every line is in their logs.
+    d.stop_gateway();
+    b.stop("TERM", Duration::from_secs(15));
+    if let Some(pid) = d.stack.adopted.take() {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid.to_string()])
+            .status();
+        if d.run
+            .wait_for(Duration::from_secs(15), || !alive(pid))
+            .is_none()
+        {
+            d.stack.adopted = Some(pid);
+        }
     }
     let probed = g.probe.seen.lock().map(|v| v.clone()).unwrap_or_default();
 
