@@ -377,6 +377,20 @@ pub fn step_p99(out: &str, step: &str) -> Option<f64> {
         .and_then(|c| c[5].parse().ok())
 }
 
+/// Each load class's report as a drill prints it at the end: the exit code,
+/// then stella-load's table without its machine-read `LOAD_` lines.
+pub fn say_outputs(run: &crate::harness::Run, outs: &[(&'static str, Option<i32>, String)]) {
+    for (class, code, out) in outs {
+        run.say(format!("-- load class {class} (stella-load exit {code:?})"));
+        run.say(
+            out.lines()
+                .filter(|l| !l.starts_with("LOAD_"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

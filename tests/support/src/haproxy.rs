@@ -70,15 +70,7 @@ impl TlsTerminator {
     }
 
     fn try_start(port: u16, config: PathBuf) -> Option<TlsTerminator> {
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run haproxy (is it installed? apt-get install -y haproxy)");
+        let child = spawn(&config);
         let mut t = TlsTerminator {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -167,15 +159,7 @@ impl LoadBalancer {
                 ),
             )
             .expect("write haproxy config");
-            let child = Command::new("haproxy")
-                .arg("-db")
-                .arg("-f")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("run haproxy (is it installed? apt-get install -y haproxy)");
+            let child = spawn(&config);
             let mut lb = LoadBalancer {
                 child,
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -198,4 +182,18 @@ impl Drop for LoadBalancer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// HAProxy in the foreground with `config`, its own log on the test's
+/// stderr.
+fn spawn(config: &std::path::Path) -> std::process::Child {
+    Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run haproxy (is it installed? apt-get install -y haproxy)")
 }

@@ -372,6 +372,34 @@ impl crate::Drill {
         Ok(())
     }
 
+    /// The Authority settings of a drill that takes the Authority away:
+    /// keys fresh `refresh` seconds after a fetch, then stale for at most
+    /// `max_stale`, a short deadline per call, the last good documents in a
+    /// `state` folder of the run; and opaque tokens and claims
+    /// ([`Drill::opaque_and_claims`], cached `cache` seconds) that outlast
+    /// the keys. Effective claims are read for every token of this
+    /// Authority, JWTs included, so they (and introspection results) must
+    /// serve as long as the keys: their last fetch is at most `cache` before
+    /// the outage, the keys' at its start, and each serves stale up to its
+    /// max-stale past its freshness; 2 s more cover the drills' polling of
+    /// the keys' age.
+    pub fn outage_ready_authority(
+        &mut self,
+        refresh: u64,
+        max_stale: u64,
+        cache: u64,
+    ) -> Result<(), Abort> {
+        let state = self.run.dir.join("state");
+        std::fs::create_dir_all(&state).map_err(|e| Abort(format!("{}: {e}", state.display())))?;
+        let a = &mut self.stack.authority_settings;
+        a.jwks_refresh_seconds = Some(refresh);
+        a.jwks_cooldown_seconds = Some(2);
+        a.jwks_max_stale_seconds = Some(max_stale);
+        a.http_timeout_ms = Some(500);
+        a.state_dir = Some(state.display().to_string());
+        self.opaque_and_claims(cache, refresh + max_stale + 2)
+    }
+
     /// Opaque tokens and a claims-dependent route, before `stack_up`: the
     /// gateway introspects tokens of [`OPAQUE_AUDIENCE`] and reads effective
     /// claims from the Authority's claims endpoint (as the `gateway`

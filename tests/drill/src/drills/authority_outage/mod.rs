@@ -90,20 +90,7 @@ pub fn run(d: &mut Drill) -> Outcome {
         ("AUTHORITY_KEYS_FILE".into(), keys.display().to_string()),
         ("AUTHORITY_TEST_MINT".into(), "1".into()),
     ];
-    let state = d.run.dir.join("state");
-    std::fs::create_dir_all(&state).map_err(|e| Abort(format!("{}: {e}", state.display())))?;
-    let a = &mut d.stack.authority_settings;
-    a.jwks_refresh_seconds = Some(REFRESH);
-    a.jwks_cooldown_seconds = Some(2);
-    a.jwks_max_stale_seconds = Some(max_stale);
-    a.http_timeout_ms = Some(500);
-    a.state_dir = Some(state.display().to_string());
-    // Effective claims are read for every token of this Authority, JWTs
-    // included, so they (and introspection results) must outlast the keys:
-    // their last fetch is at most CACHE before the outage, the keys' at its
-    // start, and each serves stale up to max-stale past its CACHE of
-    // freshness; 2 s more cover the drill's polling of the keys' age.
-    d.opaque_and_claims(CACHE, max_age + 2)?;
+    d.outage_ready_authority(REFRESH, max_stale, CACHE)?;
     // The TLS listener with client certificates: a CA, the gateway's
     // certificate and the SPIFFE X.509-SVID of the workload /svc/** admits.
     let pki_dir = TempDir::new("drill-pki");
@@ -122,7 +109,7 @@ pub fn run(d: &mut Drill) -> Outcome {
     let tls = SocketAddr::from(([127, 0, 0, 1], tls_port));
     d.run.ok(format!(
         "keys fresh for {REFRESH}s after a fetch, then stale for at most {max_stale}s (max age {max_age}s); state folder {}",
-        d.run.relative(&state)
+        d.run.relative(&d.run.dir.join("state"))
     ));
 
     // Tokens for the fresh probe, minted now: the Authority will be gone.

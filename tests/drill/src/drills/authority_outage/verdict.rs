@@ -211,14 +211,5 @@ pub(super) fn verdict(d: &mut Drill, mut o: Outage) {
         "gateway decision log: {lines} lines with reason authority_unavailable"
     ));
     d.run.say("");
-    for (class, code, out) in &outs {
-        d.run
-            .say(format!("-- load class {class} (stella-load exit {code:?})"));
-        d.run.say(
-            out.lines()
-                .filter(|l| !l.starts_with("LOAD_"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
-    }
+    crate::load::say_outputs(&d.run, &outs);
 }

@@ -219,22 +219,11 @@ pub fn run(d: &mut Drill) -> Outcome {
     // start is at most REFRESH, and a fetch between the outages may wait
     // for the gateway's next retry.
     let max_stale = t.outage + if d.run.short { 35 } else { 30 };
-    let max_age = REFRESH + max_stale;
     d.stack.authority_env = vec![(
         "AUTHORITY_KEYS_FILE".into(),
         d.run.dir.join("authority-keys.json").display().to_string(),
     )];
-    let state = d.run.dir.join("state");
-    std::fs::create_dir_all(&state).map_err(|e| Abort(format!("{}: {e}", state.display())))?;
-    let a = &mut d.stack.authority_settings;
-    a.jwks_refresh_seconds = Some(REFRESH);
-    a.jwks_cooldown_seconds = Some(2);
-    a.jwks_max_stale_seconds = Some(max_stale);
-    a.http_timeout_ms = Some(500);
-    a.state_dir = Some(state.display().to_string());
-    // Introspection results and claims (read for every token) outlast the
-    // keys: see the authority-outage drill.
-    d.opaque_and_claims(CACHE, max_age + 2)?;
+    d.outage_ready_authority(REFRESH, max_stale, CACHE)?;
     let pki_dir = TempDir::new("drill-pki");
     let pki = Pki::generate(&pki_dir);
     let ports = free_ports(4);

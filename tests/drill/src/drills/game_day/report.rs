@@ -246,14 +246,5 @@ pub(super) fn verdict(d: &mut Drill, mut g: GameDay, t: &Timing, mut b: Process)
         "failed requests in total: {failed_total} (loads and mtls probe)"
     ));
     d.run.say("");
-    for (class, code, out) in &outs {
-        d.run
-            .say(format!("-- load class {class} (stella-load exit {code:?})"));
-        d.run.say(
-            out.lines()
-                .filter(|l| !l.starts_with("LOAD_"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
-    }
+    crate::load::say_outputs(&d.run, &outs);
 }
