@@ -7,16 +7,27 @@
 #   sample-python  GatewayEnforced, EdDSA key        127.0.0.1:9111  (samples/python, Starlette)
 #   sample-node    Hybrid, HS256 key                 127.0.0.1:9112  (samples/node, Express)
 #   sample-go      GatewayEnforced, EdDSA key        127.0.0.1:9113  (samples/go, net/http)
-#   gateway        http://127.0.0.1:8080, admin http://127.0.0.1:9090
+#   gateway        http://127.0.0.1:8080, https://127.0.0.1:8443 (client
+#                  certificates optional), admin http://127.0.0.1:9090
 # then prints working curl commands with a real token. Ctrl-C stops it all.
-# The samples need python3, node and go (samples/prepare.sh builds them).
+# The samples need python3, node and go (samples/prepare.sh builds them);
+# the local certificates need openssl.
+# The Authority also listens on https://127.0.0.1:7143 for certificate-bound
+# tokens (RFC 8705 mtls_endpoint_aliases). Certificates come from a local CA
+# made at every start (tests/.run/dev/tls/): the gateway's and that
+# listener's (127.0.0.1, localhost) and a workload's client certificate
+# with the SPIFFE ID spiffe://stella.test/ns/default/sa/orders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v node >/dev/null || { echo "dev-up: node (20+) is required"; exit 2; }
 command -v python3 >/dev/null || { echo "dev-up: python3 is required (samples/python)"; exit 2; }
+command -v openssl >/dev/null || { echo "dev-up: openssl is required (local certificates)"; exit 2; }
 [ -d tests/authority/node_modules ] || (cd tests/authority && npm ci --no-audit --no-fund)
-cargo build -q -p stella-gateway -p stella-echo-service
+# DEV_UP_NO_BUILD=1: use the binaries already in target/debug (the test
+# script builds the whole workspace first; building two packages alone can
+# unify dependency features differently and rebuild them).
+[ "${DEV_UP_NO_BUILD:-}" = 1 ] || cargo build -q -p stella-gateway -p stella-echo-service
 samples/prepare.sh
 bin=target/debug
 run=tests/.run/dev
@@ -33,7 +44,33 @@ wait_line() { # file marker
   echo "dev-up: $2 not seen; see $1 and ${1%.out}.err" >&2; exit 1
 }
 
-(cd tests/authority && AUTHORITY_PORT=7100 AUTHORITY_AT_TTL=3600 exec node server.mjs >"../../$run/authority.out" 2>"../../$run/authority.err") &
+# Local certificates: a CA, a server certificate for the gateway's TLS
+# listener and the Authority's mTLS listener, and a client certificate that
+# is an X.509-SVID (SPIFFE X509-SVID §4: one URI SAN, not a CA, key usage
+# digitalSignature only, extended key usage serverAuth and clientAuth).
+tls=$run/tls
+rm -rf "$tls"
+mkdir -p "$tls"
+issue() { # name subject extensions
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$2" \
+    -keyout "$tls/$1.key" -out "$tls/$1.csr" 2>/dev/null
+  printf '%b\n' "$3" >"$tls/$1.ext"
+  openssl x509 -req -in "$tls/$1.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 30 -extfile "$tls/$1.ext" -out "$tls/$1.pem" 2>/dev/null
+  chmod 600 "$tls/$1.key"
+}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  -subj "/CN=Stella Gateway local development CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+issue server "/CN=localhost" \
+  "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost"
+issue orders "/O=stella.test" \
+  "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=critical,URI:spiffe://stella.test/ns/default/sa/orders"
+
+(cd tests/authority && AUTHORITY_PORT=7100 AUTHORITY_AT_TTL=3600 \
+  AUTHORITY_MTLS_PORT=7143 AUTHORITY_MTLS_CERT_FILE="../../$tls/server.pem" AUTHORITY_MTLS_KEY_FILE="../../$tls/server.key" \
+  exec node server.mjs >"../../$run/authority.out" 2>"../../$run/authority.err") &
 pids+=($!)
 wait_line "$run/authority.out" AUTHORITY_READY
 
@@ -78,7 +115,17 @@ start_sample sample-go 9113 GatewayEnforced \
 rm -rf "$run/policies"
 mkdir -p "$run/policies"
 ln -s "$PWD"/policies/*.yaml "$PWD"/samples/policies/*.yaml "$run/policies/"
+# The TLS listener is added here (config/local.yaml has none: its files
+# exist only once this script made them): client certificates optional,
+# verified against the local CA, as SPIFFE roots of stella.test too.
 Gateway__Policies_Dir="$PWD/$run/policies" \
+  Gateway__Listeners__Tls__Addr=127.0.0.1:8443 \
+  Gateway__Listeners__Tls__CertFile="$PWD/$tls/server.pem" \
+  Gateway__Listeners__Tls__KeyFile="$PWD/$tls/server.key" \
+  Gateway__Listeners__Tls__ClientCertificates=optional \
+  Gateway__Listeners__Tls__ClientCaFile="$PWD/$tls/ca.pem" \
+  Gateway__Listeners__Tls__SpiffeRoots__0__TrustDomain=stella.test \
+  Gateway__Listeners__Tls__SpiffeRoots__0__CaFile="$PWD/$tls/ca.pem" \
   "$bin/stella-gateway" run --config config/local.yaml >"$run/gateway.out" 2>"$run/gateway.err" &
 pids+=($!)
 wait_line "$run/gateway.out" GATEWAY_READY
@@ -88,24 +135,10 @@ token=$(node tests/authority/token.mjs --issuer http://127.0.0.1:7100 \
 readonly_token=$(node tests/authority/token.mjs --issuer http://127.0.0.1:7100 \
   --client svc-readonly --secret svc-readonly-secret --scope "echo.read")
 
-# A DPoP profile for `stella-gateway call` (README, "Call a DPoP route"):
-# the test Authority's DPoP client, whose secret is a published test value.
-printf '%s\n' svc-dpop-secret >"$run/svc-dpop.secret"
-printf '%s\n' svc-readonly-secret >"$run/svc-readonly.secret"
-cat >"$run/profiles.yaml" <<YAML
-profiles:
-  default:
-    issuer: http://127.0.0.1:7100
-    client_id: svc-dpop
-    secret_file: svc-dpop.secret
-    mode: dpop
-    key_file: svc-dpop.jwk
-  reader:
-    issuer: http://127.0.0.1:7100
-    client_id: svc-readonly
-    secret_file: svc-readonly.secret
-    mode: bearer
-YAML
+# Credential profiles for `stella-gateway token`, `call` and `smoke`:
+# config/smoke/profiles.yaml (DPoP, read-only Bearer, and a workload with
+# this script's client certificate).
+profiles=config/smoke/profiles.yaml
 
 cat <<MSG
 
@@ -132,12 +165,18 @@ The sample services in Python, Node and Go (samples/README.md), each with its SD
   curl -s http://127.0.0.1:8080/node/orders/42 -H "Authorization: Bearer \$TOKEN"
   curl -s http://127.0.0.1:8080/go/whoami -H "Authorization: Bearer \$TOKEN"
 Placing an order takes a DPoP-bound token (a Bearer token gets 401 invalid_token with a DPoP challenge):
-  $bin/stella-gateway call --profiles $run/profiles.yaml POST http://127.0.0.1:8080/go/orders/7
+  $bin/stella-gateway call --profiles $profiles POST http://127.0.0.1:8080/go/orders/7
 Around the gateway, a GatewayEnforced sample refuses a request without an envelope (401 envelope_required):
   curl -i http://127.0.0.1:9111/python/whoami
 
-Smoke-test every route the gateway serves (the same policies folder as the gateway):
-  Gateway__Policies_Dir=$PWD/$run/policies $bin/stella-gateway smoke --config config/local.yaml --profiles $run/profiles.yaml
+Over TLS, with the workload's client certificate and a token bound to it (RFC 8705):
+  $bin/stella-gateway call --profiles $profiles --profile workload GET https://127.0.0.1:8443/mtls/1
+The same certificate alone on the SPIFFE route (no token; curl --cert does the same):
+  $bin/stella-gateway call --profiles $profiles --profile svid GET https://127.0.0.1:8443/svc/1
+
+Smoke-test every route the gateway serves, each once without credentials and once with a
+profile (DPoP by default; the certificate routes with the workload and svid profiles, over TLS):
+  Gateway__Policies_Dir=$PWD/$run/policies $bin/stella-gateway smoke --config config/local.yaml --profiles $profiles --profile default
 
 Press Ctrl-C to stop.
 MSG

@@ -28,6 +28,9 @@ samples/txn-token/prepare.sh
 cargo build -q --workspace --all-targets
 # Each change under load, zero failed requests (README, Drills).
 DRILL_NO_BUILD=1 ./scripts/drills/run-all.sh --short
+# The README's first command: the local stack comes up and the smoke
+# command it prints passes every route, the mTLS and SPIFFE ones included.
+DEV_UP_NO_BUILD=1 ./scripts/dev-up-check.sh
 # Requests generated from the gateway's OpenAPI document: no 5xx.
 DRILL_NO_BUILD=1 ./scripts/schemathesis.sh --short
 # Doc tests (nextest does not run them): the compile_fail examples prove

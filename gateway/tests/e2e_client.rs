@@ -568,3 +568,158 @@ fn token_retries_a_dpop_token_request_with_the_nonce_the_authority_demands() {
     let token = cache["access_token"].as_str().unwrap();
     assert_eq!(jwt_claims(token)["cnf"]["jkt"], key.thumbprint());
 }
+
+const SMOKE_TLS: &str = "service: echo
+routes:
+  - id: echo-dpop
+    path: /dpop/**
+    policy: {sender_constraint: dpop}
+  - id: echo-mtls
+    path: /mtls/**
+    policy: {sender_constraint: mtls}
+    smoke: {profile: workload}
+  - id: echo-svc
+    path: /svc/**
+    policy: {spiffe_ids: [spiffe://stella.test/ns/default/sa/orders]}
+    smoke: {profile: svid}
+";
+
+/// The local stack's smoke run in small (scripts/dev-up.sh and
+/// config/smoke/profiles.yaml): DPoP probes on the plain listener, and the
+/// certificate routes over TLS with the profiles' own `base_url`: a token
+/// bound at the Authority's mTLS listener to the certificate presented
+/// there (`mode: mtls`), and the SPIFFE certificate alone (`mode:
+/// certificate`). A stale cached token is replaced once.
+#[test]
+fn smoke_probes_certificate_routes_over_tls_with_a_token_bound_at_the_authority_mtls_listener() {
+    let pki_dir = TempDir::new("client-smoke-tls-pki");
+    let pki = Pki::generate(&pki_dir);
+    let policies_dir = TempDir::new("client-smoke-tls-policies");
+    std::fs::write(policies_dir.join("echo.yaml"), SMOKE_TLS).unwrap();
+    let dir = TempDir::new("client-smoke-tls");
+    let echo = Echo::gateway_enforced();
+    let authority = Authority::start_with(AuthorityOptions {
+        mtls_listener: Some(AuthorityTls {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+            ca: pki.ca.clone(),
+        }),
+        ..Default::default()
+    });
+    let alias = authority.mtls.clone().expect("mtls listener origin");
+    let gateway = GatewaySetup::new(&authority.issuer)
+        .service("echo", echo.addr())
+        .public_origin("http://127.0.0.1:{http}")
+        .policies(policies_dir.path())
+        .tls(pki.listener("optional"))
+        .start(&dir);
+    let tls = format!("https://{}", gateway.tls.expect("tls listener"));
+    for client in [DPOP, MTLS] {
+        std::fs::write(
+            dir.join(&format!("{}.secret", client.id)),
+            format!("{}\n", client.secret),
+        )
+        .unwrap();
+    }
+    let profiles = dir.join("profiles.yaml");
+    let text = json!({"profiles": {
+        "dpop": {"issuer": authority.issuer, "client_id": DPOP.id,
+                 "secret_file": format!("{}.secret", DPOP.id), "mode": "dpop"},
+        "workload": {"issuer": authority.issuer, "client_id": MTLS.id,
+                     "secret_file": format!("{}.secret", MTLS.id), "mode": "mtls",
+                     "cert_file": pki.spiffe_cert, "cert_key_file": pki.spiffe_key,
+                     "ca_file": pki.ca, "base_url": tls},
+        "svid": {"mode": "certificate", "cert_file": pki.spiffe_cert,
+                 "cert_key_file": pki.spiffe_key, "ca_file": pki.ca, "base_url": tls},
+    }});
+    std::fs::write(&profiles, serde_yaml::to_string(&text).unwrap()).unwrap();
+    let p = profiles.to_str().unwrap();
+    let config = gateway.config.to_str().unwrap().to_owned();
+    let smoke = || {
+        run(&[
+            "smoke",
+            "--config",
+            &config,
+            "--profiles",
+            p,
+            "--profile",
+            "dpop",
+        ])
+    };
+
+    let out = smoke();
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout.lines().last().unwrap_or_default(),
+        "PASS 6 rows: ok=6 failed=0 2xx=3 3xx=0 4xx=3 5xx=0 error=0",
+        "{}",
+        out.stdout
+    );
+    let row = |route: &str, credential: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{route} ")) && l.contains(&format!(" {credential} ")))
+            .unwrap_or_else(|| panic!("no {route} {credential} row: {}", out.stdout))
+            .to_owned()
+    };
+    assert!(
+        row("echo-mtls", "workload").ends_with(" ok"),
+        "{}",
+        out.stdout
+    );
+    assert!(row("echo-svc", "svid").ends_with(" ok"), "{}", out.stdout);
+    // What the service receives with the same profiles (`call`): a
+    // certificate-bound token (bound at the Authority's mTLS listener; the
+    // test-only header is never sent), and the certificate alone.
+    let out = run(&[
+        "call",
+        "--profiles",
+        p,
+        "--profile",
+        "workload",
+        "GET",
+        &format!("{tls}/mtls/1"),
+    ]);
+    let (status, body) = parse_call(&out);
+    assert_eq!(status, 200, "{}", out.stdout);
+    let mtls = &body["identity"];
+    assert_eq!(mtls["auth_method"], "mtls", "{body}");
+    assert_eq!(mtls["client_id"], MTLS.id, "{body}");
+    assert!(mtls["confirmation"]["x5t#S256"].is_string(), "{body}");
+    let out = run(&[
+        "call",
+        "--profiles",
+        p,
+        "--profile",
+        "svid",
+        "GET",
+        &format!("{tls}/svc/1"),
+    ]);
+    let (status, body) = parse_call(&out);
+    assert_eq!(status, 200, "{}", out.stdout);
+    assert_eq!(body["identity"]["auth_method"], "spiffe", "{body}");
+    assert_eq!(body["identity"]["subject"], SPIFFE_ID, "{body}");
+    assert!(alias.starts_with("https://127.0.0.1:"), "{alias}");
+
+    // `token` on a certificate profile: no token, a clear refusal.
+    let out = run(&["token", "--profiles", p, "--profile", "svid"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("mode certificate"), "{}", out.stderr);
+
+    // A cached token the gateway refuses (here: no longer valid for the
+    // Authority's keys, simulated by a token of another client's binding
+    // written over the cache) is replaced once, and the row passes.
+    let cache = dir.join("dpop.token.json");
+    let mut cached: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let token = cached["access_token"].as_str().unwrap().to_owned();
+    let (head, rest) = token.split_once('.').unwrap();
+    let (_, sig) = rest.split_once('.').unwrap();
+    let forged = format!("{head}.{}.{sig}", b64url(br#"{"sub":"nobody"}"#));
+    cached["access_token"] = Value::String(forged);
+    std::fs::write(&cache, cached.to_string()).unwrap();
+    let out = smoke();
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let renewed: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    assert_ne!(renewed["access_token"], cached["access_token"]);
+}

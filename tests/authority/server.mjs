@@ -43,6 +43,16 @@
 //                           PEM certificate chain and key: serve https
 //                           instead of http (the production compose's CI run
 //                           puts this Authority behind an https issuer URL)
+//   AUTHORITY_MTLS_PORT, AUTHORITY_MTLS_CERT_FILE, AUTHORITY_MTLS_KEY_FILE
+//                           a second, https listener that asks for a client
+//                           certificate (RFC 8705 section 5): discovery names
+//                           its token endpoint in mtls_endpoint_aliases, and a
+//                           token issued there to a client with
+//                           tls_client_certificate_bound_access_tokens is
+//                           bound to the certificate presented on TLS (the
+//                           local stack, scripts/dev-up.sh). Any certificate
+//                           is accepted for binding: the client still
+//                           authenticates with its secret.
 
 import { promisify } from 'node:util';
 import * as crypto from 'node:crypto';
@@ -278,13 +288,16 @@ function fileAdapter(file) {
 const STORE_FILE = process.env.AUTHORITY_STORE_FILE || '';
 
 // ---------------------------------------------------------------------------
-// test-only client certificate header
+// client certificate: the one presented on the mTLS listener
+// (AUTHORITY_MTLS_PORT), else the test-only request header
 
 // The header value is the client certificate PEM, URL-encoded
 // (encodeURIComponent, like nginx's $ssl_client_escaped_cert). Also accepted:
 // a PEM whose newlines are written as the two characters "\n", or the bare
 // base64 DER. Returns the certificate as a PEM string, or undefined.
 function certificateFromHeader(ctx) {
+  const peer = ctx.req.socket.getPeerCertificate?.();
+  if (peer?.raw) return new crypto.X509Certificate(peer.raw).toString();
   let value = ctx.get(CERT_HEADER);
   if (!value) return undefined;
   if (value.includes('%')) value = decodeURIComponent(value);
@@ -320,6 +333,31 @@ await new Promise((resolve, reject) => {
 });
 const { port } = server.address();
 const issuer = ISSUER || `${TLS_CERT_FILE ? 'https' : 'http'}://127.0.0.1:${port}`;
+
+const MTLS_PORT = intEnv('AUTHORITY_MTLS_PORT', -1); // unset: no mTLS listener; 0: ephemeral
+const MTLS_CERT_FILE = process.env.AUTHORITY_MTLS_CERT_FILE || '';
+const MTLS_KEY_FILE = process.env.AUTHORITY_MTLS_KEY_FILE || '';
+if (MTLS_PORT >= 0 && !(MTLS_CERT_FILE && MTLS_KEY_FILE)) {
+  throw new Error('AUTHORITY_MTLS_PORT needs AUTHORITY_MTLS_CERT_FILE and AUTHORITY_MTLS_KEY_FILE');
+}
+const mtlsServer = MTLS_PORT >= 0
+  ? https.createServer({
+    cert: fs.readFileSync(MTLS_CERT_FILE),
+    key: fs.readFileSync(MTLS_KEY_FILE),
+    requestCert: true,
+    rejectUnauthorized: false,
+  })
+  : undefined;
+if (mtlsServer) {
+  await new Promise((resolve, reject) => {
+    mtlsServer.once('error', reject);
+    mtlsServer.listen(MTLS_PORT, HOST, () => {
+      mtlsServer.off('error', reject);
+      resolve();
+    });
+  });
+}
+const mtlsOrigin = mtlsServer ? `https://127.0.0.1:${mtlsServer.address().port}` : '';
 
 const configuration = {
   clients,
@@ -397,6 +435,18 @@ const configuration = {
 };
 
 const provider = new Provider(issuer, configuration);
+
+// The mTLS listener's token endpoint in discovery (RFC 8705 section 5);
+// oidc-provider does not write mtls_endpoint_aliases itself.
+if (mtlsServer) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path.endsWith('/.well-known/openid-configuration') && ctx.body?.token_endpoint) {
+      const path = new URL(ctx.body.token_endpoint).pathname;
+      ctx.body.mtls_endpoint_aliases = { token_endpoint: `${mtlsOrigin}${path}` };
+    }
+  });
+}
 
 provider.on('server_error', (ctx, err) => log('server_error', err));
 provider.on('grant.error', (ctx, err) => log('grant.error', err?.message, err?.error_description ?? '', err?.error_detail ?? ''));
@@ -752,6 +802,9 @@ function countIntrospection(req) {
   }
 }
 const handle = provider.callback();
+// The mTLS listener serves the provider only (the token endpoint is what
+// clients use it for).
+mtlsServer?.on('request', (req, res) => handle(req, res));
 server.on('request', (req, res) => {
   const path = (req.url || '').split('?')[0];
   if (path === '/__test/jwks-count') {
@@ -793,7 +846,7 @@ server.on('request', (req, res) => {
   handle(req, res);
 });
 
-process.stdout.write(`AUTHORITY_READY ${JSON.stringify({ issuer, port })}\n`);
+process.stdout.write(`AUTHORITY_READY ${JSON.stringify({ issuer, port, ...(mtlsServer ? { mtls: mtlsOrigin } : {}) })}\n`);
 log(`issuer ${issuer}, ${clients.length} clients, access token TTL ${AT_TTL}s, default resource ${DEFAULT_RESOURCE}`
   + `${TEST_MINT ? ', test-only token minting ON (POST /__test/mint)' : ''}`
   + `${DPOP_NONCE ? ', DPoP nonces required at the token endpoint' : ''}`);
@@ -805,6 +858,8 @@ function shutdown(signal) {
   log(`${signal} received, shutting down`);
   server.close(() => process.exit(0));
   server.closeAllConnections?.();
+  mtlsServer?.close();
+  mtlsServer?.closeAllConnections?.();
   setTimeout(() => process.exit(0), 2000).unref();
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -316,6 +317,57 @@ describe('test authority', () => {
     } finally {
       const code = await stop(second.proc);
       assert.equal(code, 0, 'clean exit on SIGTERM');
+    }
+  });
+  test('AUTHORITY_MTLS_PORT: a token from the mtls_endpoint_aliases endpoint is bound to the certificate presented on TLS', async () => {
+    const selfSigned = (name, extra = []) => {
+      execFileSync('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+        '-subj', `/CN=${name}`, '-days', '1', '-keyout', path.join(tmp, `${name}.key`),
+        '-out', path.join(tmp, `${name}.pem`), ...extra,
+      ], { stdio: 'ignore' });
+      return { cert: fs.readFileSync(path.join(tmp, `${name}.pem`)), key: fs.readFileSync(path.join(tmp, `${name}.key`)) };
+    };
+    const server = selfSigned('mtls-server', ['-addext', 'subjectAltName=IP:127.0.0.1']);
+    const client = selfSigned('mtls-client');
+    const expected = crypto.createHash('sha256').update(new crypto.X509Certificate(client.cert).raw).digest('base64url');
+    const withAlias = startAuthority({
+      AUTHORITY_MTLS_PORT: '0',
+      AUTHORITY_MTLS_CERT_FILE: path.join(tmp, 'mtls-server.pem'),
+      AUTHORITY_MTLS_KEY_FILE: path.join(tmp, 'mtls-server.key'),
+    });
+    try {
+      const ready = await withAlias.ready;
+      assert.match(ready.mtls, /^https:\/\/127\.0\.0\.1:\d+$/);
+      const meta = await (await fetch(`${ready.issuer}/.well-known/openid-configuration`)).json();
+      assert.equal(meta.mtls_endpoint_aliases.token_endpoint, `${ready.mtls}/token`);
+      const post = (tls) => new Promise((resolve, reject) => {
+        const req = https.request(`${ready.mtls}/token`, {
+          method: 'POST',
+          ca: server.cert,
+          ...tls,
+          headers: {
+            authorization: `Basic ${Buffer.from('svc-mtls:svc-mtls-secret').toString('base64')}`,
+            'content-type': 'application/x-www-form-urlencoded',
+          },
+        }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => { body += d; });
+          res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(body) }));
+        });
+        req.on('error', reject);
+        req.end('grant_type=client_credentials');
+      });
+      const bound = await post({ cert: client.cert, key: client.key });
+      assert.equal(bound.status, 200, JSON.stringify(bound.body));
+      assert.equal(decodeJwt(bound.body.access_token).payload.cnf['x5t#S256'], expected);
+      // No certificate on the connection: nothing to bind to.
+      const unbound = await post({});
+      assert.equal(unbound.status, 400, JSON.stringify(unbound.body));
+      assert.equal(unbound.body.error, 'invalid_grant');
+    } finally {
+      assert.equal(await stop(withAlias.proc), 0, 'clean exit on SIGTERM');
     }
   });
   test('AUTHORITY_ISSUER and AUTHORITY_HOST: the issuer is the configured name, not the bound address', async () => {

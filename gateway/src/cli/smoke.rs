@@ -4,13 +4,15 @@
 //! credentials (expected 401, any 2xx on anonymous routes, or the block's
 //! `anonymous_status`) and with the credential profile the block names or
 //! `--profile` gives (expected any 2xx, or the block's `status`), with
-//! DPoP proofs made per request and the profile's client certificate.
+//! DPoP proofs made per request and the profile's client certificate,
+//! to the profile's `base_url` if it has one (a client-certificate profile
+//! probing the TLS listener) or else the one base URL of the run.
 //! Prints one row per probe and a summary; exit 0 only when every row got
 //! what it expected and no answer was a 5xx, 1 otherwise, 2 for invalid
 //! files or arguments.
 
-use crate::cli::client::call::send_with;
-use crate::cli::client::profile::{self, Profile};
+use crate::cli::client::call::{send_with, token_refused};
+use crate::cli::client::profile::{self, Mode, Profile};
 use crate::cli::client::token::{obtain, Credential};
 use crate::cli::client::Http;
 use bytes::Bytes;
@@ -38,7 +40,7 @@ pub struct SmokeArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// Where the gateway answers (default: gateway.public_origin, else the
-    /// plain listener).
+    /// plain listener). A profile's own `base_url` wins for its probes.
     #[arg(long)]
     pub base_url: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
@@ -348,11 +350,16 @@ pub fn main(args: &SmokeArgs) -> i32 {
     };
     // One client and one token per profile; a failure is reported on
     // each of its rows.
-    let mut sessions: BTreeMap<String, Result<(Http, Credential), String>> = BTreeMap::new();
+    // A certificate profile has its client and no token.
+    let mut sessions: BTreeMap<String, Result<(Http, Option<Credential>), String>> =
+        BTreeMap::new();
     for (name, p) in &profiles {
         let session = Http::new(p.ca_file.as_deref(), p.cert.as_ref()).and_then(|http| {
+            if p.mode == Mode::Certificate {
+                return Ok((http, None));
+            }
             obtain(p, &http, false)
-                .map(|c| (http, c))
+                .map(|c| (http, Some(c)))
                 .map_err(|e| format!("no token: {e}"))
         });
         sessions.insert(name.clone(), session);
@@ -373,7 +380,15 @@ pub fn main(args: &SmokeArgs) -> i32 {
                 _ => note = Some("probe reaches no route; set smoke.path".into()),
             }
         }
-        let url = format!("{}{}", target.base_url, probe.path);
+        // A profile may send its probes elsewhere (a client-certificate
+        // profile to the TLS listener).
+        let base = probe
+            .profile
+            .as_deref()
+            .and_then(|name| profiles.get(name))
+            .and_then(|p| p.base_url.as_deref())
+            .unwrap_or(&target.base_url);
+        let url = format!("{base}{}", probe.path);
         let headers: Vec<(String, String)> = probe
             .host
             .iter()
@@ -390,15 +405,29 @@ pub fn main(args: &SmokeArgs) -> i32 {
                 &headers,
                 &Bytes::new(),
             ),
-            Some(name) => match sessions.get(name) {
-                Some(Ok((http, credential))) => send_with(
-                    http,
-                    Some(credential),
-                    &method,
-                    &url,
-                    &headers,
-                    &Bytes::new(),
-                ),
+            Some(name) => match sessions.get_mut(name) {
+                Some(Ok((http, credential))) => {
+                    let send = |c: Option<&Credential>| {
+                        send_with(http, c, &method, &url, &headers, &Bytes::new())
+                    };
+                    let first = send(credential.as_ref());
+                    // A cached token the gateway refuses (the Authority's
+                    // keys changed, say): once more with a new one, kept for
+                    // the next rows, as `call` does.
+                    let stale = credential.as_ref().is_some_and(|c| !c.fresh)
+                        && first.as_ref().is_ok_and(|s| token_refused(&s.answer));
+                    match (stale, profiles.get(name)) {
+                        (true, Some(p)) => match obtain(p, http, true) {
+                            Ok(fresh) => {
+                                let again = send(Some(&fresh));
+                                *credential = Some(fresh);
+                                again
+                            }
+                            Err(e) => Err(format!("no token: {e}")),
+                        },
+                        _ => first,
+                    }
+                }
                 Some(Err(e)) => Err(e.clone()),
                 None => Err(format!("profile {name} not loaded")),
             },

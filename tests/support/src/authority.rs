@@ -126,6 +126,13 @@ pub struct AuthorityOptions {
     /// [`AuthorityTls::ca`]; the helpers that call it over plain http
     /// (`jwks`, `counts`, `revoke`, shaped tokens) are not for it.
     pub tls: Option<AuthorityTls>,
+    /// `AUTHORITY_MTLS_PORT` (ephemeral), `AUTHORITY_MTLS_CERT_FILE`,
+    /// `AUTHORITY_MTLS_KEY_FILE`: a second, https listener asking for a
+    /// client certificate, named in discovery's `mtls_endpoint_aliases`;
+    /// tokens issued there are bound to the certificate presented on TLS
+    /// (its `ca` is not used by the Authority). Its origin is
+    /// [`Authority::mtls`].
+    pub mtls_listener: Option<AuthorityTls>,
 }
 
 /// The Authority's https certificate, its key, and the CA it chains to.
@@ -165,6 +172,9 @@ pub struct Authority {
     pub port: u16,
     /// Its private JWKS (`AUTHORITY_KEYS_FILE`).
     pub keys_file: PathBuf,
+    /// The origin of its mTLS listener (`https://127.0.0.1:PORT`), when
+    /// [`AuthorityOptions::mtls_listener`] asked for one.
+    pub mtls: Option<String>,
     /// The CA of its https certificate, when it serves https.
     ca: Option<PathBuf>,
     tokens: Mutex<HashMap<(Client, TokenRequest), String>>,
@@ -261,6 +271,9 @@ impl Authority {
             "AUTHORITY_SLOW_MS",
             "AUTHORITY_TLS_CERT_FILE",
             "AUTHORITY_TLS_KEY_FILE",
+            "AUTHORITY_MTLS_PORT",
+            "AUTHORITY_MTLS_CERT_FILE",
+            "AUTHORITY_MTLS_KEY_FILE",
         ] {
             cmd.env_remove(name);
         }
@@ -287,17 +300,24 @@ impl Authority {
             cmd.env("AUTHORITY_TLS_CERT_FILE", &tls.cert)
                 .env("AUTHORITY_TLS_KEY_FILE", &tls.key);
         }
+        if let Some(tls) = &options.mtls_listener {
+            cmd.env("AUTHORITY_MTLS_PORT", "0")
+                .env("AUTHORITY_MTLS_CERT_FILE", &tls.cert)
+                .env("AUTHORITY_MTLS_KEY_FILE", &tls.key);
+        }
         let process = Process::start("authority", cmd, "AUTHORITY_READY", START_TIMEOUT);
         let issuer = process.ready["issuer"]
             .as_str()
             .expect("ready line has issuer")
             .to_owned();
         let port = process.ready["port"].as_u64().expect("ready line has port") as u16;
+        let mtls = process.ready["mtls"].as_str().map(str::to_owned);
         Authority {
             process,
             issuer,
             port,
             keys_file,
+            mtls,
             ca: options.tls.map(|t| t.ca),
             tokens: Mutex::new(HashMap::new()),
             _dir: own_dir,

@@ -111,7 +111,7 @@ pub fn send_with(
 }
 
 /// A 401 whose challenge says the token itself is no good.
-fn token_refused(answer: &Answer) -> bool {
+pub fn token_refused(answer: &Answer) -> bool {
     answer.status == http::StatusCode::UNAUTHORIZED
         && answer.challenges().contains("error=\"invalid_token\"")
 }
@@ -176,18 +176,22 @@ pub fn main(args: &CallArgs) -> i32 {
             return 2;
         }
     };
-    let credential = match super::token::obtain(&profile, &http, false) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("token: {e}");
-            return 1;
-        }
+    // A certificate profile sends its client certificate alone.
+    let credential = match profile.mode {
+        Mode::Certificate => None,
+        _ => match super::token::obtain(&profile, &http, false) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("token: {e}");
+                return 1;
+            }
+        },
     };
     let body = Bytes::from(args.data.clone().unwrap_or_default());
-    let send = |credential: &Credential| {
-        send_with(&http, Some(credential), &method, &args.url, &headers, &body)
+    let send = |credential: Option<&Credential>| {
+        send_with(&http, credential, &method, &args.url, &headers, &body)
     };
-    let mut sent = match send(&credential) {
+    let mut sent = match send(credential.as_ref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -196,11 +200,11 @@ pub fn main(args: &CallArgs) -> i32 {
     };
     // A cached token the server no longer accepts (revoked, signed with a
     // retired key): one more try with a new one.
-    if !credential.fresh && token_refused(&sent.answer) {
+    if credential.as_ref().is_some_and(|c| !c.fresh) && token_refused(&sent.answer) {
         eprintln!("* the cached token was refused; asking the Authority for a new one");
         let retried = super::token::obtain(&profile, &http, true)
             .map_err(|e| format!("token: {e}"))
-            .and_then(|fresh| send(&fresh));
+            .and_then(|fresh| send(Some(&fresh)));
         sent = match retried {
             Ok(s) => s,
             Err(e) => {

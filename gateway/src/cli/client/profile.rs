@@ -7,7 +7,7 @@
 //!     issuer: https://authority.example.com
 //!     client_id: svc-dpop
 //!     secret_file: svc-dpop.secret     # the client secret, one line
-//!     mode: dpop                       # bearer (default), dpop or mtls
+//!     mode: dpop                       # bearer (default), dpop, mtls or certificate
 //!     key_file: svc-dpop.jwk           # DPoP key (private JWK); made if missing
 //!     cert_file: client.pem            # client certificate (mtls; any mode may send one)
 //!     cert_key_file: client.key
@@ -15,7 +15,12 @@
 //!     scope: echo.read echo.write      # optional
 //!     resource: https://api.example.com  # optional (RFC 8707)
 //!     cache_file: default.token.json   # default <name>.token.json
+//!     base_url: https://gw.example.com:8443  # smoke: where this profile's probes go
 //! ```
+//!
+//! `certificate` gets no token: the client certificate alone (SPIFFE
+//! routes); it needs `cert_file` and `cert_key_file`, not `issuer` or
+//! `client_id`.
 //!
 //! Relative paths are relative to the profiles file. The file is read into
 //! [`Profile`], where every path is resolved and every mode has what it
@@ -32,6 +37,8 @@ pub enum Mode {
     Bearer,
     Dpop,
     Mtls,
+    /// No token: the client certificate alone (SPIFFE routes).
+    Certificate,
 }
 
 impl Mode {
@@ -40,6 +47,7 @@ impl Mode {
             Mode::Bearer => "bearer",
             Mode::Dpop => "dpop",
             Mode::Mtls => "mtls",
+            Mode::Certificate => "certificate",
         }
     }
 }
@@ -53,8 +61,8 @@ struct ProfilesFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileProfile {
-    issuer: String,
-    client_id: String,
+    issuer: Option<String>,
+    client_id: Option<String>,
     secret_file: Option<PathBuf>,
     mode: Option<Mode>,
     key_file: Option<PathBuf>,
@@ -64,13 +72,16 @@ struct FileProfile {
     scope: Option<String>,
     resource: Option<String>,
     cache_file: Option<PathBuf>,
+    base_url: Option<String>,
 }
 
 /// A checked profile; paths are absolute or relative to the working folder.
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
+    /// Empty in certificate mode (no token).
     pub issuer: String,
+    /// Empty in certificate mode (no token).
     pub client_id: String,
     pub secret_file: Option<PathBuf>,
     pub mode: Mode,
@@ -82,6 +93,10 @@ pub struct Profile {
     pub scope: Option<String>,
     pub resource: Option<String>,
     pub cache_file: PathBuf,
+    /// Where `smoke` sends the probes made with this profile, e.g. the TLS
+    /// listener for a client-certificate profile; no trailing slash. Unset:
+    /// smoke's `--base-url` (or its default).
+    pub base_url: Option<String>,
 }
 
 /// `--profiles`, else `$STELLA_GATEWAY_PROFILES`, else
@@ -131,8 +146,28 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Profile>, Vec<String>> {
         let at = |key: &str| format!("{shown}: profiles.{name}.{key}");
         let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
         let mode = p.mode.unwrap_or(Mode::Bearer);
-        if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
-            errors.push(format!("{}: must be an http(s) url", at("issuer")));
+        let tokens = mode != Mode::Certificate;
+        match &p.issuer {
+            Some(i) if !(i.starts_with("https://") || i.starts_with("http://")) => {
+                errors.push(format!("{}: must be an http(s) url", at("issuer")));
+            }
+            None if tokens => errors.push(format!("{}: is required", at("issuer"))),
+            _ => {}
+        }
+        if p.client_id.is_none() && tokens {
+            errors.push(format!("{}: is required", at("client_id")));
+        }
+        if let Some(url) = &p.base_url {
+            let usable = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#']));
+            if !usable {
+                errors.push(format!(
+                    "{}: must be an http(s) url without query",
+                    at("base_url")
+                ));
+            }
         }
         let cert = match (resolve(&p.cert_file), resolve(&p.cert_key_file)) {
             (Some(c), Some(k)) => Some((c, k)),
@@ -145,10 +180,11 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Profile>, Vec<String>> {
                 None
             }
         };
-        if mode == Mode::Mtls && cert.is_none() {
+        if matches!(mode, Mode::Mtls | Mode::Certificate) && cert.is_none() {
             errors.push(format!(
-                "{}: mtls needs cert_file and cert_key_file",
-                at("mode")
+                "{}: {} needs cert_file and cert_key_file",
+                at("mode"),
+                mode.as_str()
             ));
         }
         let key_file = match mode {
@@ -163,8 +199,11 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Profile>, Vec<String>> {
             name.clone(),
             Profile {
                 name: name.clone(),
-                issuer: p.issuer.trim_end_matches('/').to_owned(),
-                client_id: p.client_id,
+                issuer: p
+                    .issuer
+                    .map(|i| i.trim_end_matches('/').to_owned())
+                    .unwrap_or_default(),
+                client_id: p.client_id.unwrap_or_default(),
                 secret_file: resolve(&p.secret_file),
                 mode,
                 key_file,
@@ -173,6 +212,7 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Profile>, Vec<String>> {
                 scope: p.scope,
                 resource: p.resource,
                 cache_file,
+                base_url: p.base_url.map(|u| u.trim_end_matches('/').to_owned()),
             },
         );
     }
@@ -234,5 +274,42 @@ mod tests {
         );
         let e = load(&path).unwrap_err();
         assert!(!e[0].contains("hunter2"), "{e:?}");
+    }
+
+    #[test]
+    fn base_url_is_an_http_origin_or_prefix() {
+        let (_, path) = write(
+            "profiles:\n  t:\n    issuer: http://a.test\n    client_id: c\n    base_url: https://127.0.0.1:8443/\n",
+        );
+        let p = load_one(&path, "t").unwrap();
+        assert_eq!(p.base_url.as_deref(), Some("https://127.0.0.1:8443"));
+        let (_, path) = write(
+            "profiles:\n  t:\n    issuer: http://a.test\n    client_id: c\n    base_url: 127.0.0.1:8443\n",
+        );
+        let e = load(&path).unwrap_err();
+        assert!(
+            e[0].contains("profiles.t.base_url: must be an http(s) url"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn certificate_mode_needs_a_certificate_and_no_authority() {
+        let (_, path) = write(
+            "profiles:\n  w:\n    mode: certificate\n    cert_file: c.pem\n    cert_key_file: c.key\n",
+        );
+        let p = load_one(&path, "w").unwrap();
+        assert_eq!(p.mode, Mode::Certificate);
+        assert!(p.issuer.is_empty());
+        let (_, path) = write("profiles:\n  w:\n    mode: certificate\n");
+        let e = load(&path).unwrap_err();
+        assert!(
+            e[0].contains("profiles.w.mode: certificate needs cert_file"),
+            "{e:?}"
+        );
+        let (_, path) = write("profiles:\n  b:\n    mode: bearer\n");
+        let e = load(&path).unwrap_err();
+        assert!(e[0].contains("profiles.b.issuer: is required"), "{e:?}");
+        assert!(e[1].contains("profiles.b.client_id: is required"), "{e:?}");
     }
 }

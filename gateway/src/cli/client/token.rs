@@ -103,7 +103,7 @@ pub fn main(args: &TokenArgs) -> i32 {
                     match credential.mode {
                         Mode::Dpop => "DPoP-bound",
                         Mode::Mtls => "certificate-bound",
-                        Mode::Bearer => "Bearer",
+                        Mode::Bearer | Mode::Certificate => "Bearer",
                     },
                     profile.client_id,
                     credential
@@ -132,6 +132,12 @@ pub fn main(args: &TokenArgs) -> i32 {
 /// The profile's token: the cached one while it is good, else a new one
 /// (then cached).
 pub fn obtain(profile: &Profile, http: &Http, force: bool) -> Result<Credential, String> {
+    if profile.mode == Mode::Certificate {
+        return Err(format!(
+            "profile {} is mode certificate: it sends its client certificate alone, no token",
+            profile.name
+        ));
+    }
     let key = match (&profile.mode, &profile.key_file) {
         (Mode::Dpop, Some(path)) => Some(DpopKey::load_or_generate(path)?),
         _ => None,
@@ -142,7 +148,7 @@ pub fn obtain(profile: &Profile, http: &Http, force: bool) -> Result<Credential,
             Some((cert, _)) => Some(certificate_thumbprint(cert)?),
             None => None,
         },
-        Mode::Bearer => None,
+        Mode::Bearer | Mode::Certificate => None,
     };
     let issued = Issued {
         issuer: profile.issuer.clone(),
@@ -312,7 +318,7 @@ fn request(
     let token_type = body["token_type"].as_str().unwrap_or_default().to_owned();
     let expected = match profile.mode {
         Mode::Dpop => "DPoP",
-        Mode::Bearer | Mode::Mtls => "Bearer",
+        Mode::Bearer | Mode::Mtls | Mode::Certificate => "Bearer",
     };
     if !token_type.eq_ignore_ascii_case(expected) {
         return Err(format!(
