@@ -23,7 +23,46 @@
 //! The stream wrapper ([`Guarded`]) learns that Pingora has handed the
 //! request to the gateway from [`request_accepted`], called by
 //! `Proxy::new_ctx` within the connection's task. HTTP/2 connections are
-//! passed to Pingora unchanged (counted and limited only).
+//! passed to Pingora counted, limited, and with their preface due within the
+//! handshake deadline ([`handshake::preface_within`]).
+
+/// `AsyncWrite` of a stream wrapper, passed to its `inner` stream.
+macro_rules! delegate_async_write {
+    ($wrapper:ty) => {
+        impl AsyncWrite for $wrapper {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.inner).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.inner.is_write_vectored()
+            }
+
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.inner).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.inner).poll_shutdown(cx)
+            }
+        }
+    };
+}
 
 /// The Pingora stream traits a wrapper of a [`Stream`] (field `inner`)
 /// answers from the stream it wraps: identity, TLS, timing, proxy and
@@ -101,7 +140,7 @@ pub use handshake::h2_settings;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -144,6 +183,7 @@ struct ListenerMetrics {
     tls_handshake_timeouts: IntCounter,
     tls_handshake_failures: IntCounter,
     h2_idle: IntCounter,
+    h2_preface_timeouts: IntCounter,
     proxy_protocol: IntCounter,
 }
 
@@ -185,6 +225,9 @@ impl<A> Front<A> {
             h2_idle: m
                 .connections_closed
                 .with_label_values(&[listener, "h2_idle_timeout"]),
+            h2_preface_timeouts: m
+                .connections_closed
+                .with_label_values(&[listener, "h2_preface_timeout"]),
             proxy_protocol: m
                 .connections_closed
                 .with_label_values(&[listener, "proxy_protocol"]),
@@ -291,7 +334,16 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
         }
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             drop(snap);
-            let reused = self.proxy.process_new(stream, shutdown).await;
+            // Pingora waits for the client's preface without a bound.
+            let read = Arc::new(AtomicU64::new(0));
+            let stream: Stream = Box::new(handshake::Counted::new(stream, read.clone()));
+            let serve = self.proxy.process_new(stream, shutdown);
+            let Some(reused) =
+                handshake::preface_within(serve, &read, limits.tls_handshake_timeout).await
+            else {
+                self.metrics.h2_preface_timeouts.inc();
+                return None;
+            };
             if activity.is_some_and(|a| a.closed_idle(limits.h2_idle_timeout))
                 && !*shutdown.borrow()
                 && !self.gateway.shared.is_draining()

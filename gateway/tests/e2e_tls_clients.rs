@@ -281,3 +281,64 @@ async fn h2_streams_over_the_concurrency_limit_are_refused() {
     let settings = seen.iter().filter(|(k, _)| *k == 0x4).count();
     assert!(settings >= 1, "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_that_sends_no_preface_after_the_handshake_is_closed_at_the_deadline() {
+    let pki_dir = TempDir::new("h2-preface-pki");
+    let (stack, pki) = tokio::task::block_in_place(|| {
+        tls_stack(
+            "h2-preface",
+            &pki_dir,
+            json!({"tls_handshake_timeout_ms": 1000, "h2_idle_timeout_seconds": 60}),
+        )
+    });
+    let addr = stack.gateway.tls.unwrap();
+    // Handshakes done with h2 agreed; then nothing, or part of the preface.
+    let mut silent = tls_h2(addr, &pki.ca).await;
+    let mut partial = tls_h2(addr, &pki.ca).await;
+    partial.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    partial.flush().await.unwrap();
+    let started = Instant::now();
+    // A client that speaks is served meanwhile, and past the deadline.
+    let tls = tls_h2(addr, &pki.ca).await;
+    let (mut client, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    for stalled in [&mut silent, &mut partial] {
+        let mut buf = [0u8; 1024];
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stalled.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "a connection without a preface was open after {:?}",
+            started.elapsed()
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
+        "closed after {waited:?}, the deadline is 1 s"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (response, _) = client.send_request(get("/public/x"), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let closed = tokio::task::block_in_place(|| {
+        stack.gateway.wait_for_metric(
+            "stella_gateway_connections_closed_total",
+            &[("listener", "tls"), ("reason", "h2_preface_timeout")],
+            2.0,
+        )
+    });
+    assert_eq!(closed, 2.0);
+    assert_eq!(
+        stack.echo.requests(),
+        1,
+        "only the speaking client got through"
+    );
+}

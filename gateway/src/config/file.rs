@@ -231,7 +231,9 @@ pub struct LimitsSection {
     pub max_connections: Option<u64>,
     /// A TLS handshake must be complete within this time from accept
     /// (default 10000); else the connection is closed (Pingora's own bound
-    /// is 60 s).
+    /// is 60 s). On an HTTP/2 connection the client's connection preface
+    /// must then arrive within the same time after the handshake (Pingora
+    /// waits for it without a bound).
     pub tls_handshake_timeout_ms: Option<u64>,
     /// HTTP/2 connections with no request in flight are closed after this
     /// (default 60).

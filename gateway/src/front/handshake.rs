@@ -10,12 +10,16 @@
 //! `gateway.limits.tls_handshake_timeout_ms`.
 //!
 //! HTTP/2 is Pingora's: the idle timeout, the concurrent-stream limit and the
-//! header-list limit are the proxy's options ([`h2_settings`]). To count
+//! header-list limit are the proxy's options ([`h2_settings`]). Pingora
+//! waits for the client's connection preface without a bound, so the
+//! preface must arrive within the handshake deadline too ([`Counted`],
+//! [`preface_within`]). To count
 //! connections closed for idleness, the raw socket of a TLS connection
 //! records when it last read data and whether the client closed it
 //! ([`RawTcp`]); an h2 connection that ended without the client closing it,
 //! and with nothing read for the idle timeout, was closed for idleness.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +52,71 @@ pub fn h2_settings<SV>(proxy: &mut pingora::proxy::HttpProxy<SV>, limits: &Limit
         .max_header_list_size(limits.h2_max_header_list_bytes);
     proxy.h2_options = Some(h2);
 }
+
+/// The HTTP/2 client connection preface (RFC 9113 section 3.4), in bytes.
+pub const H2_PREFACE_LEN: u64 = 24;
+
+/// Serves an HTTP/2 connection (`serve`), closing it (by dropping `serve`,
+/// `None`) when fewer than [`H2_PREFACE_LEN`] bytes came from the client
+/// within `deadline` after the TLS handshake: a client that agreed on h2 and
+/// then sent nothing, or part of the preface, holds no task past it.
+pub async fn preface_within<F: Future>(
+    serve: F,
+    read: &AtomicU64,
+    deadline: Duration,
+) -> Option<F::Output> {
+    let serve = std::pin::pin!(serve);
+    let mut serve = serve;
+    tokio::select! {
+        out = serve.as_mut() => return Some(out),
+        () = tokio::time::sleep(deadline) => {}
+    }
+    if read.load(Ordering::Relaxed) < H2_PREFACE_LEN {
+        return None;
+    }
+    Some(serve.await)
+}
+
+/// A TLS stream on which HTTP/2 was agreed, counting the bytes the client
+/// sent after the handshake (for [`preface_within`]).
+#[derive(Debug)]
+pub struct Counted {
+    inner: Stream,
+    read: Arc<AtomicU64>,
+}
+
+impl Counted {
+    pub fn new(inner: Stream, read: Arc<AtomicU64>) -> Counted {
+        Counted { inner, read }
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let got = buf.filled().len().saturating_sub(before) as u64;
+        if got > 0 {
+            self.read.fetch_add(got, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+delegate_async_write!(Counted);
+
+#[async_trait]
+impl Shutdown for Counted {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(self.inner.as_mut()).await;
+    }
+}
+
+delegate_stream_digests!(Counted);
 
 /// How a TLS handshake ended.
 pub enum Handshake {
@@ -134,35 +203,7 @@ impl AsyncRead for RawTcp {
     }
 }
 
-impl AsyncWrite for RawTcp {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+delegate_async_write!(RawTcp);
 
 #[async_trait]
 impl Shutdown for RawTcp {
@@ -176,6 +217,29 @@ delegate_stream_digests!(RawTcp);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_h2_connection_is_dropped_when_its_preface_did_not_arrive_in_time() {
+        let read = AtomicU64::new(0);
+        let deadline = Duration::from_secs(1);
+        // Nothing read: the connection's future is dropped at the deadline.
+        let pending = std::future::pending::<()>();
+        assert!(preface_within(pending, &read, deadline).await.is_none());
+        // Part of the preface is not enough.
+        read.store(H2_PREFACE_LEN - 1, Ordering::Relaxed);
+        let pending = std::future::pending::<()>();
+        assert!(preface_within(pending, &read, deadline).await.is_none());
+        // The preface came: served to the end, past the deadline.
+        read.store(H2_PREFACE_LEN, Ordering::Relaxed);
+        let serve = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            7
+        };
+        assert_eq!(preface_within(serve, &read, deadline).await, Some(7));
+        // A connection that ends before the deadline ends as it does.
+        read.store(0, Ordering::Relaxed);
+        assert_eq!(preface_within(async { 3 }, &read, deadline).await, Some(3));
+    }
 
     #[test]
     fn a_connection_is_idle_only_when_the_client_neither_closed_nor_spoke_for_the_timeout() {
