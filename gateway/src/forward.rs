@@ -228,13 +228,35 @@ pub fn random_hex(bytes: usize) -> String {
     let mut remaining = bytes;
     while remaining > 0 {
         let word = next_u64().to_le_bytes();
-        for b in word.iter().take(remaining.min(8)) {
-            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-        }
-        remaining = remaining.saturating_sub(8);
+        let take = remaining.min(8);
+        push_hex(&mut out, &word[..take]);
+        remaining -= take;
     }
     out
+}
+
+/// `bytes` in lowercase hex (trace and span ids), without `fmt`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Written as bytes into a buffer and appended once a block: pushing the
+/// digits one `char` at a time costs several times more.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buffer = [0u8; 32];
+    for block in bytes.chunks(16) {
+        for (pair, b) in buffer.chunks_exact_mut(2).zip(block) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 15)];
+        }
+        // Always ASCII: only digits and `a`-`f` were written.
+        if let Ok(text) = std::str::from_utf8(&buffer[..block.len() * 2]) {
+            out.push_str(text);
+        }
+    }
 }
 
 /// The trace context for the upstream hop: the client's trace continued
@@ -396,6 +418,16 @@ mod tests {
     fn client_certificate_headers_pass_only_from_a_trusted_tls_terminator() {
         assert!(!is_stripped("Client-Cert", false, true));
         assert!(is_stripped("X-StellaOps-Identity-Envelope", false, true));
+    }
+
+    #[test]
+    fn ids_are_written_in_lowercase_hex_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0xab, 0x0f, 0xf0, 0x9c]), "00ab0ff09c");
+        assert_eq!(hex(&[]), "");
+        // Past one block of 16 bytes.
+        let long: Vec<u8> = (0..=40).collect();
+        let expected: String = long.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&long), expected);
     }
 
     #[test]

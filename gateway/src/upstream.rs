@@ -32,6 +32,9 @@ use tls::UpstreamTls;
 /// One resolved address of a service.
 pub struct Endpoint {
     pub addr: SocketAddr,
+    /// `addr`'s IP as text, made once (the upstream span's
+    /// `server.address`).
+    pub ip_text: std::sync::Arc<str>,
     /// Index of the configured target this address came from.
     target: usize,
     /// Built once; the request path clones it.
@@ -61,6 +64,7 @@ impl Endpoint {
         peer.options.read_timeout = Some(service.read_timeout);
         Endpoint {
             addr,
+            ip_text: addr.ip().to_string().into(),
             target,
             peer,
             consecutive_failures: AtomicU32::new(0),

@@ -174,8 +174,25 @@ fn a_bearer_request_continues_the_clients_trace_with_authentication_and_upstream
         authn["attributes"]["stella.auth_method"], "bearer",
         "{authn}"
     );
+    assert_eq!(attributes["http.route"], route, "{server}");
     let (_, upstream) = server_and_child(&spans, CLIENT_SPAN, "upstream");
     assert_eq!(upstream["attributes"]["http.response.status_code"], 200);
+    // Set when the span starts: the service and the address called.
+    let echo = stack.echo.addr();
+    assert_eq!(
+        upstream["attributes"]["stella.service"], "echo",
+        "{upstream}"
+    );
+    assert_eq!(
+        upstream["attributes"]["server.address"],
+        echo.ip().to_string(),
+        "{upstream}"
+    );
+    assert_eq!(
+        upstream["attributes"]["server.port"],
+        echo.port(),
+        "{upstream}"
+    );
     assert_upstream_continues(&body, &spans, TRACE_ID);
     assert!(
         !spans.iter().any(|s| s["name"] == "replay_store"),

@@ -39,6 +39,27 @@ pub fn start_child(parent: &Context, name: &'static str, kind: SpanKind) -> Cont
     }
 }
 
+/// [`start_child`] with `attributes` set at the start: one step, where
+/// setting them one by one afterwards locks and dispatches per attribute.
+pub fn start_child_with(
+    parent: &Context,
+    name: &'static str,
+    kind: SpanKind,
+    attributes: Vec<KeyValue>,
+) -> Context {
+    match tracer() {
+        Some(tracer) => {
+            let span = tracer
+                .span_builder(name)
+                .with_kind(kind)
+                .with_attributes(attributes)
+                .start_with_context(tracer, parent);
+            parent.with_span(span)
+        }
+        None => parent.clone(),
+    }
+}
+
 /// Sets an attribute on a span's context.
 pub fn set(cx: &Context, attribute: KeyValue) {
     cx.span().set_attribute(attribute);

@@ -435,23 +435,24 @@ impl ProxyHttp for Proxy {
             e
         })?;
         let peer = Box::new(endpoint.peer.clone());
-        if let Some(trace) = ctx.trace.as_ref().filter(|_| ctx.upstream_span.is_none()) {
-            let cx = trace.child("upstream", SpanKind::Client);
-            otel::set(
-                &cx,
-                KeyValue::new("stella.service", pool.service.name.clone()),
-            );
-            ctx.upstream_span = Some(cx);
-        }
-        if let Some(cx) = &ctx.upstream_span {
-            otel::set(
-                cx,
-                KeyValue::new("server.address", endpoint.addr.ip().to_string()),
-            );
-            otel::set(
-                cx,
+        let address = || {
+            [
+                KeyValue::new("server.address", endpoint.ip_text.clone()),
                 KeyValue::new("server.port", i64::from(endpoint.addr.port())),
-            );
+            ]
+        };
+        match (&ctx.trace, &ctx.upstream_span) {
+            // The first try: the span starts with its attributes.
+            (Some(trace), None) => {
+                let mut attributes = Vec::with_capacity(3);
+                attributes.push(KeyValue::new("stella.service", pool.service.name.clone()));
+                attributes.extend(address());
+                ctx.upstream_span =
+                    Some(trace.child_with("upstream", SpanKind::Client, attributes));
+            }
+            // A retry on another address: the span says the last one tried.
+            (_, Some(cx)) => address().into_iter().for_each(|a| otel::set(cx, a)),
+            (None, None) => {}
         }
         ctx.endpoint = Some(endpoint);
         Ok(peer)
