@@ -103,9 +103,7 @@ pub fn run(d: &mut Drill) -> Outcome {
     )?;
     let pki_dir = TempDir::new("drill-pki");
     let pki = Pki::generate(&pki_dir);
-    let tls_a = free_ports(1)[0];
     d.stack.tls = Some(TlsSection {
-        addr: Some(format!("127.0.0.1:{tls_a}")),
         cert_file: Some(pki.server_cert.display().to_string()),
         key_file: Some(pki.server_key.display().to_string()),
         client_certificates: Some("optional".into()),
@@ -128,6 +126,7 @@ pub fn run(d: &mut Drill) -> Outcome {
         ..RevocationSection::default()
     });
     d.stack_up()?;
+    let tls_a = d.stack.tls_port().unwrap_or_default();
     let a = Replica {
         name: "A",
         origin: d.stack.gw(),
@@ -419,6 +418,27 @@ pub fn run(d: &mut Drill) -> Outcome {
 /// public origin (DPoP proofs name the replica they are sent to), in
 /// `config/gateway-b.yaml`. `ports`: (http, admin, tls) to reuse.
 fn start_replica_b(
+    d: &Drill,
+    ports: Option<(u16, u16, u16)>,
+) -> Result<(Process, Replica, SocketAddr), Abort> {
+    if ports.is_some() {
+        return start_replica_b_on(d, ports);
+    }
+    // Free ports: a lost race for one is retried with others.
+    let mut last = Abort(String::new());
+    for _ in 0..3 {
+        match start_replica_b_on(d, None) {
+            Ok(started) => return Ok(started),
+            Err(e) => {
+                eprintln!("{}; retrying on other ports", e.0);
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+fn start_replica_b_on(
     d: &Drill,
     ports: Option<(u16, u16, u16)>,
 ) -> Result<(Process, Replica, SocketAddr), Abort> {

@@ -135,6 +135,12 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.admin_port)
     }
 
+    /// The port of the TLS listener, when the stack has one.
+    pub fn tls_port(&self) -> Option<u16> {
+        let addr = self.tls.as_ref()?.addr.as_deref()?;
+        addr.rsplit(':').next()?.parse().ok()
+    }
+
     pub fn service(&self, instance: &str) -> &Service {
         &self.services[instance]
     }

@@ -179,12 +179,16 @@ impl crate::Drill {
         }
     }
 
-    /// Starts the gateway on free ports (a lost race for a port is retried
-    /// with others).
+    /// Starts the gateway on free ports, its TLS listener's too (a lost
+    /// race for a port is retried with others; read the TLS port from
+    /// `Stack::tls_port` once it has started).
     pub fn start_gateway(&mut self) -> Result<(), Abort> {
         for attempt in 1..=3 {
-            let ports = free_ports(2);
+            let ports = free_ports(3);
             (self.stack.http_port, self.stack.admin_port) = (ports[0], ports[1]);
+            if let Some(tls) = self.stack.tls.as_mut() {
+                tls.addr = Some(format!("127.0.0.1:{}", ports[2]));
+            }
             self.write_gateway_config()?;
             match self.spawn_gateway() {
                 Ok(ready) => {
@@ -266,6 +270,31 @@ impl crate::Drill {
                 "upgrade did not name an old and a new pid: {said:?}"
             )),
         }
+    }
+
+    /// Writes the configuration of replica `name` on free ports and starts
+    /// it (`write_replica_config`, `start_replica`); a lost race for a port
+    /// is retried with others. The process, its configuration file and its
+    /// (http, admin, tls) ports (tls unused without a TLS listener).
+    pub fn start_replica_on_free_ports(
+        &self,
+        name: &str,
+    ) -> Result<(Process, std::path::PathBuf, [u16; 3]), Abort> {
+        let mut last = String::new();
+        for attempt in 1..=3 {
+            let p = free_ports(3);
+            let ports = [p[0], p[1], p[2]];
+            let tls = self.stack.tls.is_some().then_some(ports[2]);
+            let config = self.write_replica_config(name, ports[0], ports[1], tls)?;
+            match self.start_replica(name, &config) {
+                Ok(process) => return Ok((process, config, ports)),
+                Err(Abort(e)) => {
+                    eprintln!("{name} start attempt {attempt} failed ({e}); retrying");
+                    last = e;
+                }
+            }
+        }
+        self.run.abort(last)
     }
 
     /// Starts another replica of the gateway from its configuration file

@@ -52,7 +52,7 @@ use crate::Drill;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use stella_gateway::config::file::TlsSection;
-use stella_test_support::{curl_https, free_ports, try_request, Pki, TempDir, OPAQUE_AUDIENCE};
+use stella_test_support::{curl_https, try_request, Pki, TempDir, OPAQUE_AUDIENCE};
 
 /// Keys are fresh for this long after the last fetch (the smallest allowed).
 const REFRESH: u64 = 10;
@@ -95,9 +95,7 @@ pub fn run(d: &mut Drill) -> Outcome {
     // certificate and the SPIFFE X.509-SVID of the workload /svc/** admits.
     let pki_dir = TempDir::new("drill-pki");
     let pki = Pki::generate(&pki_dir);
-    let tls_port = free_ports(1)[0];
     d.stack.tls = Some(TlsSection {
-        addr: Some(format!("127.0.0.1:{tls_port}")),
         cert_file: Some(pki.server_cert.display().to_string()),
         key_file: Some(pki.server_key.display().to_string()),
         client_certificates: Some("optional".into()),
@@ -106,6 +104,7 @@ pub fn run(d: &mut Drill) -> Outcome {
         ..TlsSection::default()
     });
     d.stack_up()?;
+    let tls_port = d.stack.tls_port().unwrap_or_default();
     let tls = SocketAddr::from(([127, 0, 0, 1], tls_port));
     d.run.ok(format!(
         "keys fresh for {REFRESH}s after a fetch, then stale for at most {max_stale}s (max age {max_age}s); state folder {}",

@@ -49,7 +49,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use stella_gateway::config::file::TlsSection;
 use stella_test_support::{
-    free_ports, try_request, Metrics, Pki, Process, RedisServer, TempDir, OPAQUE_AUDIENCE,
+    try_request, Metrics, Pki, Process, RedisServer, TempDir, OPAQUE_AUDIENCE,
 };
 
 /// Keys are fresh this long after a fetch.
@@ -226,9 +226,9 @@ pub fn run(d: &mut Drill) -> Outcome {
     d.outage_ready_authority(REFRESH, max_stale, CACHE)?;
     let pki_dir = TempDir::new("drill-pki");
     let pki = Pki::generate(&pki_dir);
-    let ports = free_ports(4);
-    let tls_section = |port: u16| TlsSection {
-        addr: Some(format!("127.0.0.1:{port}")),
+    // The listeners' ports are chosen when each replica starts (retried
+    // with others when a port was taken meanwhile).
+    let tls_section = TlsSection {
         cert_file: Some(pki.server_cert.display().to_string()),
         key_file: Some(pki.server_key.display().to_string()),
         client_certificates: Some("optional".into()),
@@ -236,10 +236,10 @@ pub fn run(d: &mut Drill) -> Outcome {
         http2: Some(false),
         ..TlsSection::default()
     };
-    d.stack.tls = Some(tls_section(ports[0]));
+    d.stack.tls = Some(tls_section);
     d.stack_up()?;
-    let config_b = d.write_replica_config("gateway-b", ports[1], ports[2], Some(ports[3]))?;
-    let mut b_process = d.start_replica("gateway-b", &config_b)?;
+    let tls_a = d.stack.tls_port().unwrap_or_default();
+    let (mut b_process, config_b, ports) = d.start_replica_on_free_ports("gateway-b")?;
     let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let replicas = vec![
         Replica {
@@ -247,17 +247,17 @@ pub fn run(d: &mut Drill) -> Outcome {
             origin: d.stack.gw(),
             http: at(d.stack.http_port),
             admin: at(d.stack.admin_port),
-            tls: at(ports[0]),
+            tls: at(tls_a),
             pid: d.stack.gateway.as_ref().map_or(0, Process::pid),
             config: d.run.conf.join("gateway.yaml"),
             logs: vec!["gateway.out".into(), "gateway.err".into()],
         },
         Replica {
             name: "b",
-            origin: format!("http://127.0.0.1:{}", ports[1]),
-            http: at(ports[1]),
-            admin: at(ports[2]),
-            tls: at(ports[3]),
+            origin: format!("http://127.0.0.1:{}", ports[0]),
+            http: at(ports[0]),
+            admin: at(ports[1]),
+            tls: at(ports[2]),
             pid: b_process.pid(),
             config: config_b,
             logs: vec!["gateway-b.out".into(), "gateway-b.err".into()],
