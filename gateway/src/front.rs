@@ -26,9 +26,17 @@
 //! passed to Pingora counted, limited, and with their preface due within the
 //! handshake deadline ([`handshake::preface_within`]).
 
-/// `AsyncWrite` of a stream wrapper, passed to its `inner` stream.
-macro_rules! delegate_async_write {
+/// `AsyncWrite` and `Shutdown` of a stream wrapper, passed to its `inner`
+/// stream.
+macro_rules! delegate_write_and_shutdown {
     ($wrapper:ty) => {
+        #[async_trait]
+        impl Shutdown for $wrapper {
+            async fn shutdown(&mut self) {
+                Shutdown::shutdown(self.inner.as_mut()).await;
+            }
+        }
+
         impl AsyncWrite for $wrapper {
             fn poll_write(
                 mut self: Pin<&mut Self>,

@@ -107,14 +107,7 @@ impl AsyncRead for Counted {
     }
 }
 
-delegate_async_write!(Counted);
-
-#[async_trait]
-impl Shutdown for Counted {
-    async fn shutdown(&mut self) {
-        Shutdown::shutdown(self.inner.as_mut()).await;
-    }
-}
+delegate_write_and_shutdown!(Counted);
 
 delegate_stream_digests!(Counted);
 
@@ -203,14 +196,7 @@ impl AsyncRead for RawTcp {
     }
 }
 
-delegate_async_write!(RawTcp);
-
-#[async_trait]
-impl Shutdown for RawTcp {
-    async fn shutdown(&mut self) {
-        Shutdown::shutdown(self.inner.as_mut()).await;
-    }
-}
+delegate_write_and_shutdown!(RawTcp);
 
 delegate_stream_digests!(RawTcp);
 
