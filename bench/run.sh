@@ -4,7 +4,7 @@
 # ratios, RSS and cold start; or one of the other modes
 # (tests/drill/src/bench/; docs/performance.md).
 #   bench/run.sh [DURATION_SECONDS] [ROUNDS] [CONNECTIONS]
-#   bench/run.sh coldstart [STARTS] | tokens [N] | soak [MINUTES] [RATE]
+#   bench/run.sh coldstart [STARTS] | tokens [N] | connections [N] | soak [MINUTES] [RATE]
 # BENCH_TRACES=1: traces on, exported to a local sink; BENCH_LOG_LEVEL=warn:
 # no decision lines.
 exec "$(dirname "$0")/stella-drill.sh" bench run "$@"

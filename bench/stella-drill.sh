@@ -6,7 +6,7 @@
 # folder of stella-drill (${CARGO_TARGET_DIR:-target}/release); `bench
 # callgrind --gateway BIN` counts another gateway binary. Every bench/*.sh
 # but envelope-verify.sh is a one-line wrapper around this.
-#   bench/stella-drill.sh bench run|coldstart|tokens|soak|callgrind [ARGS...]
+#   bench/stella-drill.sh bench run|coldstart|tokens|connections|soak|callgrind [ARGS...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cargo build -q --release --manifest-path "$root/Cargo.toml" \

@@ -274,3 +274,69 @@ fn a_listener_over_its_connection_limit_answers_503_and_counts_it() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `VmRSS` of `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// After a burst of slow clients the gateway hands their memory back to
+/// the system (gateway/src/main.rs; docs/sizing.md, "Memory"): before, the
+/// RSS stayed at its peak for the life of the process. And it runs without
+/// transparent huge pages, which made each connection cost 2.5 times more.
+#[test]
+fn the_memory_of_slow_clients_goes_back_to_the_system_once_they_are_gone() {
+    let stack = limited("memory", json!({"request_head_timeout_ms": 1000}));
+    let addr = stack.gateway.http;
+    let pid = stack.gateway.process.pid();
+    assert_eq!(get_ok(addr), 200);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    // The line is there from Linux 6.x; where it is, huge pages are off.
+    if let Some(thp) = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")) {
+        assert_eq!(thp.trim(), "0", "transparent huge pages are off");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_kib(pid);
+
+    // 500 heads that never end, each answered 408 after a second.
+    let mut slow: Vec<TcpStream> = (0..500)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /public/x HTTP/1.1\r\nHost: gw\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let open = rss_kib(pid);
+    assert!(
+        open > before + 5 * 1024,
+        "500 open connections take memory: {before} KiB before, {open} KiB open"
+    );
+    for s in slow.iter_mut() {
+        let (reply, closed) = read_until_closed(s, Duration::from_secs(5));
+        assert!(closed && reply.starts_with(b"HTTP/1.1 408 "));
+    }
+    drop(slow);
+
+    // Back to at most half of the growth within 10 s (1 s purge delay,
+    // purged every second).
+    let limit = before + (open - before) / 2;
+    let started = Instant::now();
+    let mut now = rss_kib(pid);
+    while now > limit && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        now = rss_kib(pid);
+    }
+    assert!(
+        now <= limit,
+        "RSS {before} KiB before the slow clients, {open} KiB with them, {now} KiB 10 s \
+         after they were gone (wanted at most {limit} KiB)"
+    );
+    assert_eq!(get_ok(addr), 200);
+}

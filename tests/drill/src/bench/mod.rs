@@ -4,7 +4,8 @@
 //!
 //! - [`run`]: requests/s, latency and CPU per request of the gateway's
 //!   routes against HAProxy and a bare Pingora proxy, the target ratios;
-//! - [`coldstart`], [`tokens`], [`soak`], [`callgrind`]: the other modes;
+//! - [`coldstart`], [`tokens`], [`connections`], [`soak`], [`callgrind`]:
+//!   the other modes;
 //! - [`wrk`], [`procfs`], [`client`]: wrk and its report, `/proc`, a
 //!   keep-alive HTTP/1.1 client;
 //! - [`children`]: the end of a run (by its last line, an error or a
@@ -23,6 +24,7 @@ mod callgrind;
 mod children;
 mod client;
 mod coldstart;
+mod connections;
 mod procfs;
 mod run;
 mod soak;
@@ -52,7 +54,7 @@ pub enum BenchCommand {
     /// of the upstream, HAProxy (plain and jwt_verify), a bare Pingora
     /// proxy and the gateway's pass, Bearer, DPoP and mTLS routes, medians
     /// over ROUNDS; the target ratios; the gateway's RSS; the cold start.
-    /// `run coldstart|tokens|soak ...` runs that mode.
+    /// `run coldstart|tokens|connections|soak ...` runs that mode.
     Run {
         /// DURATION (seconds per target and round, default 5), ROUNDS
         /// (default 3), CONNECTIONS (default 32); or a mode and its
@@ -70,6 +72,13 @@ pub enum BenchCommand {
     /// 100000; target: under 100 MiB at 100,000).
     Tokens {
         #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        n: Option<u64>,
+    },
+    /// Resident memory per open client connection (N at once, default
+    /// 1000; idle, then after one request each) of the gateway and of a
+    /// bare Pingora proxy, and whether it goes back when they close.
+    Connections {
+        #[arg(value_parser = clap::value_parser!(u64).range(1..=15000))]
         n: Option<u64>,
     },
     /// Mixed Bearer / DPoP / anonymous load for MINUTES (default 10) at
@@ -137,7 +146,7 @@ fn dispatch(command: BenchCommand) -> Result<i32, Abort> {
         BenchCommand::Run { args } => {
             if matches!(
                 args.first().map(String::as_str),
-                Some("coldstart" | "tokens" | "soak")
+                Some("coldstart" | "tokens" | "connections" | "soak")
             ) {
                 let mode = ModeArgs::try_parse_from(
                     std::iter::once("stella-drill bench".to_owned()).chain(args),
@@ -153,6 +162,7 @@ fn dispatch(command: BenchCommand) -> Result<i32, Abort> {
         }
         BenchCommand::Coldstart { starts } => coldstart::main(starts.unwrap_or(5)),
         BenchCommand::Tokens { n } => tokens::main(n.unwrap_or(100_000)),
+        BenchCommand::Connections { n } => connections::main(n.unwrap_or(1000)),
         BenchCommand::Soak { minutes, rate } => soak::main(minutes.unwrap_or(10), rate),
         BenchCommand::Callgrind(options) => callgrind::main(options),
     }
