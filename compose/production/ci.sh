@@ -185,6 +185,11 @@ wait_until 60 "the Authority over https (from the gateway's container, its CA fi
   podman exec "$(c gateway)" curl -fsS --max-time 2 --cacert /etc/stella/tls/authority-ca.pem \
   https://authority:7443/.well-known/openid-configuration
 wait_until 90 "gateway (its healthcheck: /readyz on loopback)" healthy gateway
+# Readiness does not wait for redis (a shared store's outage must not take
+# every node out); DPoP does. The gateway connects to it at start and says
+# so in /readyz?verbose, as an operator would check before sending DPoP.
+wait_until 30 "the replay store, from the gateway (/readyz?verbose)" \
+  sh -c "podman exec $(c gateway) curl -fsS --max-time 3 'http://127.0.0.1:9090/readyz?verbose' | grep -q '\"replay_store_reachable\":true'"
 
 # ---------------------------------------------------------------------------
 phase "production checks"
@@ -250,7 +255,12 @@ from=$(($(wc -l <"$LOG") + 1))
 compose run --rm smoke </dev/null >>"$LOG" 2>&1 || true
 smoke_out=$(tail -n +"$from" "$LOG")
 printf '%s\n' "$smoke_out" | grep -E '^(ROUTE|sample-go|PASS|FAIL)' || true
-printf '%s\n' "$smoke_out" | tail -n 1 | grep -q '^exit code: 0' || { printf '%s\n' "$smoke_out" | tail -n 30 >&2; die "smoke over TLS failed"; }
+printf '%s\n' "$smoke_out" | tail -n 1 | grep -q '^exit code: 0' || {
+  printf '%s\n' "$smoke_out" | tail -n 30 >&2
+  echo "-- the gateway's lines about redis and the replay store --" >&2
+  podman logs "$(c gateway)" 2>&1 | grep -iE 'replay store|redis|revocation store' | tail -n 20 >&2 || true
+  die "smoke over TLS failed"
+}
 # Straight to sample-go without the gateway: no envelope, 401.
 direct=$(podman exec "$(c sample-go)" curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://127.0.0.1:8080/go/whoami)
 [ "$direct" = 401 ] || die "sample-go without an envelope: $direct, wanted 401"

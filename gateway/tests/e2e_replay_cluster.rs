@@ -279,6 +279,84 @@ fn a_replay_store_outage_keeps_every_node_ready_and_refuses_only_dpop() {
     }
 }
 
+/// How many log lines of `node` have `message`.
+fn logged(node: &Gateway, message: &str) -> usize {
+    node.log_lines()
+        .iter()
+        .filter(|l| l["message"] == message)
+        .count()
+}
+
+/// The replay store's connection is made when the gateway starts, not by
+/// the first DPoP request (which would otherwise pay for the name lookup,
+/// TCP and AUTH within its own deadline), and remade after the store
+/// restarts with no request in between; the upkeep's pings log when the
+/// store is lost and when it answers again. One node, its revocation list
+/// kept off Redis, so that the replay store's is the only connection.
+#[test]
+fn the_replay_store_connection_is_made_at_start_and_remade_after_a_restart() {
+    let dir = TempDir::new("replay-warm");
+    let mut redis = RedisServer::start();
+    let authority = Authority::start();
+    let echo = Echo::gateway_enforced();
+    let node = GatewaySetup::new(&authority.issuer)
+        .service("echo", echo.addr())
+        .public_origin(PUBLIC_ORIGIN)
+        .auth("dpop", json!({"replay_store": redis.url()}))
+        .gateway("revocation", json!({"store": "none"}))
+        .start(&dir);
+    assert!(
+        wait_until(Duration::from_secs(10), || redis.connected_clients()
+            == Some(1)),
+        "no DPoP request yet, yet the node should hold one connection: {:?}",
+        redis.connected_clients()
+    );
+    assert_eq!(logged(&node, "dpop replay store reachable"), 1);
+
+    redis.kill();
+    const UNREACHABLE: &str =
+        "dpop replay store unreachable; DPoP requests get 503 until it answers";
+    assert!(
+        wait_until(Duration::from_secs(15), || logged(&node, UNREACHABLE) == 1),
+        "the loss should be logged once"
+    );
+    let line = node
+        .log_lines()
+        .into_iter()
+        .find(|l| l["message"] == UNREACHABLE)
+        .unwrap();
+    assert_eq!(line["level"], "WARN");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot connect")),
+        "{line}"
+    );
+
+    redis.restart();
+    assert!(
+        wait_until(Duration::from_secs(15), || redis.connected_clients()
+            == Some(1)
+            && logged(&node, "dpop replay store reachable") == 2),
+        "the node should reconnect without a request: {:?}",
+        redis.connected_clients()
+    );
+    assert!(node.decision_lines().is_empty());
+
+    let key = DpopKey::generate();
+    let key_file = dir.join("dpop-key.json");
+    key.write_private_jwk(&key_file);
+    let token = authority.dpop_token(DPOP, &key_file);
+    let r = send(
+        &token,
+        &node,
+        "/dpop/warm",
+        &proof(&key, &token, "/dpop/warm"),
+    );
+    assert_dpop_reached(&r);
+    assert_eq!(logged(&node, UNREACHABLE), 1);
+}
+
 /// One request of the load: phase at its start and at its end, status,
 /// error code (empty for 200) and node.
 type Outcome = (u8, u8, u16, String, char);

@@ -1131,7 +1131,7 @@ pub const REASONS: &[Entry] = &[
         "replay_store_unavailable",
         "The replay store could not record the proof: Redis unreachable, slow past `replay_store_timeout_ms`, refusing the credentials or erroring, or the memory store full. The gateway fails closed with 503.",
         "A Redis outage or failover, a network partition, wrong Redis credentials, a memory store sized too small.",
-        "Check Redis and `stella_gateway_replay_store_errors_total{reason}` (`StellaGatewayReplayStoreErrors`); the store is used again as soon as it answers, without a restart.",
+        "Check Redis and `stella_gateway_replay_store_errors_total` (`StellaGatewayReplayStoreErrors`); the gateway's log line `dpop replay store unreachable` gives the failure's class (`cannot connect`, `timed out`, `authentication refused`, ...), and `/readyz?verbose` shows `replay_store_reachable`. The store is used again as soon as it answers, without a restart.",
     ),
     e(
         "authority_unavailable",

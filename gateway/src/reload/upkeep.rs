@@ -1,7 +1,7 @@
 //! Upkeep beside the proxy, following reloads: upstream resolution and
 //! active health checks, the JWKS refresh loop, the token cache sweep, the
-//! sweep of expired revocations; and [`RevocationSync`], which follows the
-//! shared revocation store.
+//! sweep of expired revocations, the DPoP replay store's connection kept
+//! warm; and [`RevocationSync`], which follows the shared revocation store.
 
 use crate::gateway::Gateway;
 use crate::upstream::{resolve_all, FIRST_RESOLVE_TIMEOUT};
@@ -21,6 +21,12 @@ const REVOCATION_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the introspection and claims caches are written to
 /// `state_dir` when they changed (and once more on shutdown).
 pub const CACHE_PERSIST_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the upkeep pings a Redis replay store. The connection (name
+/// lookup, TCP, TLS, AUTH) is made when the gateway starts and remade after
+/// a loss by these pings, so a DPoP request finds it open instead of paying
+/// for it within its own deadline.
+pub const REPLAY_PING_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Keeps upstream addresses fresh (a lookup every `resolve_interval`, off
 /// the request path), runs active health checks, and keeps the current
@@ -69,6 +75,7 @@ impl BackgroundService for Upkeep {
                 loops.iter().for_each(|l| l.abort());
             }
         });
+        let replay = tokio::spawn(keep_replay_store_warm(self.gateway.clone()));
         let mut last_resolve = std::time::Instant::now();
         let mut last_sweep = std::time::Instant::now();
         let mut last_revocation_sweep = std::time::Instant::now();
@@ -109,6 +116,42 @@ impl BackgroundService for Upkeep {
             }
         }
         jwks.abort();
+        replay.abort();
+    }
+}
+
+/// Pings the current Redis replay store at start and every
+/// [`REPLAY_PING_INTERVAL`], logging when it becomes unreachable (with the
+/// failure's class) and when it answers again. A memory store needs none.
+async fn keep_replay_store_warm(gateway: Arc<Gateway>) {
+    use crate::config::resolve::ReplayStoreConfig;
+    let mut reachable: Option<bool> = None;
+    loop {
+        let snapshot = gateway.current();
+        if matches!(
+            snapshot.config.dpop.replay_store,
+            ReplayStoreConfig::Redis { .. }
+        ) {
+            let store = snapshot.authn.replay.clone();
+            drop(snapshot);
+            match store.ping().await {
+                Ok(()) if reachable != Some(true) => {
+                    tracing::info!("dpop replay store reachable");
+                    reachable = Some(true);
+                }
+                Err(e) if reachable != Some(false) => {
+                    tracing::warn!(
+                        error = %e,
+                        "dpop replay store unreachable; DPoP requests get 503 until it answers"
+                    );
+                    reachable = Some(false);
+                }
+                _ => {}
+            }
+        } else {
+            reachable = None;
+        }
+        tokio::time::sleep(REPLAY_PING_INTERVAL).await;
     }
 }
 

@@ -130,6 +130,30 @@ impl RedisServer {
             .is_some_and(|line| line.starts_with(b"+PONG") || line.starts_with(b"-NOAUTH"))
     }
 
+    /// How many clients are connected, not counting the one asking
+    /// (`INFO clients`); `None` when the server does not answer.
+    pub fn connected_clients(&self) -> Option<usize> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        s.write_all(b"INFO clients\r\n").ok()?;
+        let mut reader = BufReader::new(s);
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let len: usize = header.trim_end().strip_prefix('$')?.parse().ok()?;
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).ok()?;
+        let body = String::from_utf8(body).ok()?;
+        let n: usize = body
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        n.checked_sub(1)
+    }
+
     fn first_reply_line(&self) -> Option<Vec<u8>> {
         use std::io::{Read, Write};
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
