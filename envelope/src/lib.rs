@@ -47,7 +47,7 @@ pub use error::EnvelopeError;
 pub use format::EnvelopeHeaders;
 pub use keys::{Alg, Key, KeyError, KeyId, Keyring};
 pub use reload::{ReloadOutcome, ReloadStatus, ServiceConfigHandle};
-pub use sign::{SignError, Signer, Target};
+pub use sign::{IdentityRef, SignError, Signer, Target};
 pub use trust::{decide, Action, EnvelopeCheck, Rejection, TrustMode};
 pub use txn_token::{TxnRequest, TxnTokenSigner};
 pub use verify::{RequestBinding, VerifiedEnvelope, Verifier, VerifierSettings};

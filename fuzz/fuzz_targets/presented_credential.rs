@@ -4,15 +4,17 @@
 //! `Authorization` field value (the rest of the line), one starting with `D`
 //! a `DPoP` field value; other lines are ignored. Values may hold any byte.
 //!
-//! Besides "never panics": a token handed on is a token68 taken from the
-//! single `Authorization` line after its scheme, a proof is the single
-//! `DPoP` line unchanged and holds no space or comma, and a request without
-//! credentials reads as none.
+//! Besides "never panics": a token handed on is taken from the single
+//! `Authorization` line after its scheme (a DPoP token checked to be a
+//! token68 at once, a Bearer token when its text is asked for, which gives
+//! it exactly when it is one), a proof is the single `DPoP` line unchanged
+//! and holds no space or comma, and a request without credentials reads as
+//! none.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stella_authn::presented::{presented, Presented, PresentedError};
+use stella_authn::presented::{presented, Presented, PresentedError, Token};
 
 fn is_token68(s: &str) -> bool {
     let body = s.trim_end_matches('=');
@@ -41,14 +43,33 @@ fuzz_target!(|data: &[u8]| {
         let scheme = line.split(' ').next().expect("a scheme");
         scheme.to_ascii_lowercase()
     };
+    let bearer = |token: Token| {
+        assert_eq!(authorization.len(), 1);
+        let line = authorization[0];
+        assert!(line.ends_with(token.as_bytes()), "token is not the end of the line");
+        assert!(!token.is_empty() && !token.as_bytes().starts_with(b" "));
+        let scheme = &line[..line.len() - token.len()];
+        assert!(scheme.trim_ascii_end().eq_ignore_ascii_case(b"bearer"), "{scheme:?}");
+        match (token.text(), std::str::from_utf8(token.as_bytes())) {
+            (Ok(text), Ok(raw)) => {
+                assert_eq!(text, raw);
+                assert!(is_token68(text));
+            }
+            (Err(e), raw) => {
+                assert_eq!(e, PresentedError::Malformed);
+                assert!(raw.map_or(true, |t| !is_token68(t)));
+            }
+            (Ok(_), Err(_)) => panic!("text of bytes that are not UTF-8"),
+        }
+    };
     match result {
         Ok(Presented::None) => assert!(authorization.is_empty() && dpop.is_empty()),
         Ok(Presented::Bearer(token)) => {
-            assert_eq!(token_of(token), "bearer");
+            bearer(token);
             assert!(dpop.is_empty());
         }
         Ok(Presented::BearerWithDpopHeader(token)) => {
-            assert_eq!(token_of(token), "bearer");
+            bearer(token);
             assert!(!dpop.is_empty());
         }
         Ok(Presented::Dpop { token, proof }) => {

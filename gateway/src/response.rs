@@ -415,6 +415,7 @@ impl From<AuthnError> for Refusal {
             AuthnError::Dpop(e) => Refusal::from(&e),
             AuthnError::UseNonce(nonce) => Refusal::UseDpopNonce { nonce },
             AuthnError::MultipleCredentials => Refusal::MultipleCredentials,
+            AuthnError::MalformedAuthorization => Refusal::MalformedAuthorization,
             AuthnError::Token(e) => Refusal::from(e),
             AuthnError::ReplayShareExceeded => Refusal::ReplayShareExceeded,
             AuthnError::ReplayStoreUnavailable => Refusal::ReplayStoreUnavailable,

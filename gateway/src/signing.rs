@@ -205,7 +205,7 @@ impl EnvelopeSigner {
                 .find(|(service, _)| service == target.audience)
                 .map_or(&self.signer, |(_, s)| s),
         };
-        signer.sign(who.authenticated().identity(), target, now)
+        signer.sign_ref(who.authenticated().identity_ref(), target, now)
     }
 
     /// The transaction token (the `Txn-Token` header's value) for `who` on
@@ -231,7 +231,7 @@ impl EnvelopeSigner {
             .ok_or_else(|| SignError::NoTxnTokenKey {
                 service: service.to_owned(),
             })?;
-        signer.sign(who.authenticated().identity(), request, now)
+        signer.sign(&who.authenticated().identity(), request, now)
     }
 
     /// A signer that fails every signature, as a key that cannot sign would.

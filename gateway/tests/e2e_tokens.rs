@@ -550,6 +550,46 @@ fn several_authorization_headers_are_a_bad_request() {
     assert_eq!(stack.echo.requests(), 0);
 }
 
+/// A Bearer value that is not a token68 is a 400 `invalid_request`
+/// (`malformed_authorization`) whether or not a good token was cached
+/// before; the check is skipped only for a token the cache knows, which is
+/// that token byte for byte.
+#[test]
+fn a_bearer_value_that_is_not_a_token68_is_a_bad_request_before_and_after_a_cached_token() {
+    let stack = Stack::start("malformed-bearer");
+    let gw = &stack.gateway;
+    let token = stack.authority.token(BEARER);
+    let malformed = [
+        format!("Bearer {token}\"x"),
+        format!("Bearer {}", &token[..20]) + " tail",
+        "Bearer ==".to_owned(),
+        "Bearer a=b".to_owned(),
+        format!("Bearer {token},{token}"),
+    ];
+    let refused = |label: &str| {
+        for value in &malformed {
+            let r = gw.get("/items/1", &[("Authorization", value)]);
+            assert_problem(&r, 400, "invalid_request");
+            assert_eq!(gw.reason_for(&r), "malformed_authorization", "{label}");
+        }
+    };
+    refused("nothing cached");
+    let r = gw.get_with_token("/items/1", &token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    refused("the token cached");
+    let r = gw.get_with_token("/items/1", &token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(stack.echo.requests(), 2);
+    // Non-ASCII bytes after the scheme: refused the same way.
+    let r = parse_response(&send_raw(
+        gw.http,
+        b"GET /items/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xc3\xa9t\xc3\xa9\r\nConnection: close\r\n\r\n",
+    ));
+    assert_problem(&r, 400, "invalid_request");
+    assert_eq!(gw.reason_for(&r), "malformed_authorization");
+    assert_eq!(stack.echo.requests(), 2);
+}
+
 #[test]
 fn refusals_never_echo_what_the_client_sent() {
     let stack = Stack::start("no-echo");

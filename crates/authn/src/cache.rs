@@ -37,7 +37,13 @@ pub struct TokenKey([u8; 32]);
 
 impl TokenKey {
     pub fn of(token: &str) -> TokenKey {
-        TokenKey(*blake3::hash(token.as_bytes()).as_bytes())
+        TokenKey::of_bytes(token.as_bytes())
+    }
+
+    /// The key of a token's bytes as presented (the same as [`TokenKey::of`]
+    /// of its text).
+    pub fn of_bytes(token: &[u8]) -> TokenKey {
+        TokenKey(*blake3::hash(token).as_bytes())
     }
 
     /// The hash itself.

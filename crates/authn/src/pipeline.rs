@@ -16,14 +16,14 @@
 use crate::dpop::{check_proof, DpopError, DpopRules, ProofInput};
 use crate::issuers::{looks_like_jws, Issuers};
 use crate::nonce::{NonceCheck, NonceIssuer};
-use crate::presented::Presented;
+use crate::presented::{Presented, PresentedError, Token};
 use crate::replay::{Admission, Fresh, ReplayStore};
 use crate::revocation::{Denylist, Identifiers, Kind};
 use crate::{verify_and_cache, TokenCache, TokenError, TokenKey};
 use std::sync::Arc;
 use stella_core::identity::{AuthenticatedCaller, Binding, Caller, TokenClaims};
 use stella_core::Clock;
-use stella_envelope::{AuthMethod, Confirmation, Identity};
+use stella_envelope::{AuthMethod, Confirmation, Identity, IdentityRef};
 use stella_routing::NormalizedPath;
 use subtle::ConstantTimeEq;
 
@@ -34,12 +34,24 @@ use subtle::ConstantTimeEq;
 #[derive(Debug)]
 pub struct Authenticated {
     caller: Caller,
-    identity: Identity,
+    /// What the caller's credential is bound to, as the envelope says it.
+    /// The rest of the identity is read from the caller when needed
+    /// ([`Authenticated::identity_ref`]): nothing is copied per request.
+    confirmation: Confirmation,
     /// A DPoP proof not yet recorded in the replay store.
     proof: Option<UnspentProof>,
 }
 
 impl Authenticated {
+    fn new(caller: Caller, client_cert: Option<&PresentedCertificate<'_>>) -> Authenticated {
+        let confirmation = confirmation_of(&caller, client_cert);
+        Authenticated {
+            caller,
+            confirmation,
+            proof: None,
+        }
+    }
+
     /// The DPoP proof to record once the policy allows the request
     /// ([`Authenticator::spend_proof`]).
     pub fn take_proof(&mut self) -> Option<UnspentProof> {
@@ -50,21 +62,58 @@ impl Authenticated {
         &self.caller
     }
 
-    /// The identity the envelope carries for this caller.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    /// What the caller's credential is bound to (the envelope's `cnf`).
+    pub fn confirmation(&self) -> &Confirmation {
+        &self.confirmation
+    }
+
+    /// The identity the envelope carries for this caller, borrowed from the
+    /// caller's claims.
+    pub fn identity_ref(&self) -> IdentityRef<'_, Arc<str>> {
+        let (subject, tenant, client_id, scopes, roles) = match &self.caller {
+            Caller::Anonymous => (None, None, None, &[][..], &[][..]),
+            Caller::Token { claims, .. } => (
+                claims.subject(),
+                claims.tenant(),
+                claims.client_id(),
+                claims.scopes(),
+                claims.roles(),
+            ),
+            Caller::Spiffe { spiffe_id } => {
+                (Some(spiffe_id.as_str()), None, None, &[][..], &[][..])
+            }
+        };
+        IdentityRef {
+            subject,
+            tenant,
+            client_id,
+            scopes,
+            roles,
+            auth_method: self.caller.auth_method(),
+            confirmation: &self.confirmation,
+        }
+    }
+
+    /// [`Authenticated::identity_ref`] copied into an [`Identity`] (the
+    /// transaction token's claims are written from one).
+    pub fn identity(&self) -> Identity {
+        let view = self.identity_ref();
+        Identity {
+            subject: view.subject.map(str::to_owned),
+            tenant: view.tenant.map(str::to_owned),
+            client_id: view.client_id.map(str::to_owned),
+            scopes: view.scopes.iter().map(|s| s.to_string()).collect(),
+            roles: view.roles.iter().map(|s| s.to_string()).collect(),
+            auth_method: view.auth_method,
+            confirmation: self.confirmation.clone(),
+        }
     }
 
     /// A caller as if authenticated, for tests of the later stages (other
     /// crates' with the `testing` feature, dev-dependencies only).
     #[cfg(any(test, feature = "testing"))]
     pub fn for_tests(caller: Caller) -> Authenticated {
-        let identity = envelope_identity(&caller, None);
-        Authenticated {
-            caller,
-            identity,
-            proof: None,
-        }
+        Authenticated::new(caller, None)
     }
 }
 
@@ -74,46 +123,37 @@ impl AuthenticatedCaller for Authenticated {
     }
 
     fn certificate_spiffe_id(&self) -> Option<&str> {
-        self.identity.confirmation.spiffe_id.as_deref()
+        self.confirmation.spiffe_id.as_deref()
     }
 }
 
-/// The identity the envelope carries for `caller`: its claims, how it
-/// authenticated and what its credential is bound to.
-fn envelope_identity(caller: &Caller, client_cert: Option<&PresentedCertificate<'_>>) -> Identity {
-    let mut identity = Identity::anonymous();
-    identity.auth_method = caller.auth_method();
+/// What `caller`'s credential is bound to, as the envelope says it: the
+/// DPoP key's thumbprint, or the certificate's (with its SPIFFE ID) for a
+/// certificate-bound token or a SPIFFE caller.
+fn confirmation_of(
+    caller: &Caller,
+    client_cert: Option<&PresentedCertificate<'_>>,
+) -> Confirmation {
     match caller {
-        Caller::Anonymous => {}
-        Caller::Token { claims, .. } => {
-            identity.subject = claims.subject().map(str::to_owned);
-            identity.tenant = claims.tenant().map(str::to_owned);
-            identity.client_id = claims.client_id().map(str::to_owned);
-            identity.scopes = claims.scopes().iter().map(|s| s.to_string()).collect();
-            identity.roles = claims.roles().iter().map(|s| s.to_string()).collect();
-            identity.confirmation = match claims.binding() {
-                Binding::Jkt(jkt) => Confirmation {
-                    jkt: Some(jkt.clone()),
-                    ..Confirmation::default()
-                },
-                Binding::X5tS256(x5t) => Confirmation {
-                    x5t_s256: Some(x5t.clone()),
-                    spiffe_id: client_cert.and_then(|c| c.spiffe_id.map(str::to_owned)),
-                    ..Confirmation::default()
-                },
-                Binding::Unbound | Binding::Unenforceable => Confirmation::default(),
-            };
-        }
-        Caller::Spiffe { spiffe_id } => {
-            identity.subject = Some(spiffe_id.clone());
-            identity.confirmation = Confirmation {
-                x5t_s256: client_cert.map(|c| c.thumbprint.to_owned()),
-                spiffe_id: Some(spiffe_id.clone()),
+        Caller::Anonymous => Confirmation::default(),
+        Caller::Token { claims, .. } => match claims.binding() {
+            Binding::Jkt(jkt) => Confirmation {
+                jkt: Some(jkt.clone()),
                 ..Confirmation::default()
-            };
-        }
+            },
+            Binding::X5tS256(x5t) => Confirmation {
+                x5t_s256: Some(x5t.clone()),
+                spiffe_id: client_cert.and_then(|c| c.spiffe_id.map(str::to_owned)),
+                ..Confirmation::default()
+            },
+            Binding::Unbound | Binding::Unenforceable => Confirmation::default(),
+        },
+        Caller::Spiffe { spiffe_id } => Confirmation {
+            x5t_s256: client_cert.map(|c| c.thumbprint.to_owned()),
+            spiffe_id: Some(spiffe_id.clone()),
+            ..Confirmation::default()
+        },
     }
-    identity
 }
 
 /// Why a request's credential was refused. The gateway turns each into its
@@ -131,6 +171,10 @@ pub enum AuthnError {
     UseNonce(String),
     /// More than one credential, or a token in two forms.
     MultipleCredentials,
+    /// The Bearer token is not a token68 (400 `invalid_request`, as
+    /// [`PresentedError::Malformed`]): found when it was not in the token
+    /// cache ([`Token`]).
+    MalformedAuthorization,
     /// The token was refused, or could not be checked (Authority down).
     Token(TokenError),
     /// The proof key holds its share of the replay store.
@@ -234,7 +278,9 @@ impl Authenticator {
         request: &RequestFacts<'_>,
     ) -> Result<Authenticated, AuthnError> {
         let (caller, proof) = self.caller(credential, request).await?;
-        let identity = envelope_identity(&caller, request.client_cert.as_ref());
+        let mut authenticated = Authenticated::new(caller, request.client_cert.as_ref());
+        authenticated.proof = proof;
+        let caller = &authenticated.caller;
         // Emergency revocation, on every request: after the token was
         // verified (a cache hit included), before the policy. An empty list
         // in date costs one atomic load.
@@ -245,8 +291,8 @@ impl Authenticator {
                 return Err(AuthnError::RevocationListStale);
             }
             let ids = CallerIds {
-                caller: &caller,
-                identity: &identity,
+                caller,
+                confirmation: &authenticated.confirmation,
                 cert: request.client_cert.as_ref(),
             };
             if let Some(hit) = self.revocations.check(&ids, self.clock.now()) {
@@ -257,11 +303,7 @@ impl Authenticator {
                 }));
             }
         }
-        Ok(Authenticated {
-            caller,
-            identity,
-            proof,
-        })
+        Ok(authenticated)
     }
 
     /// The caller behind a request's credential. Bindings are checked every
@@ -332,7 +374,7 @@ impl Authenticator {
             }
             Presented::Dpop { token, proof } => {
                 self.events.dpop_request();
-                let claims = self.verify_token(token).await?;
+                let claims = self.verify_token(token.into()).await?;
                 let Some(origin) = &self.public_origin else {
                     return Err(AuthnError::InvalidProof("dpop_not_configured"));
                 };
@@ -432,22 +474,22 @@ impl Authenticator {
     /// (verdicts cached by the token's hash), an opaque token by the
     /// introspecting Authority; then the Authority's claims are merged in
     /// (effective claims) and the tenant's issuer binding is checked.
-    async fn verify_token(&self, token: &str) -> Result<Arc<TokenClaims>, AuthnError> {
-        self.effective_claims(token)
-            .await
-            .map_err(AuthnError::Token)
+    async fn verify_token(&self, token: Token<'_>) -> Result<Arc<TokenClaims>, AuthnError> {
+        self.effective_claims(token).await
     }
 
-    async fn effective_claims(&self, token: &str) -> Result<Arc<TokenClaims>, TokenError> {
+    async fn effective_claims(&self, token: Token<'_>) -> Result<Arc<TokenClaims>, AuthnError> {
+        let malformed = |_: PresentedError| AuthnError::MalformedAuthorization;
         let first = self.issuers.first();
         let max_len = first.rules.max_token_len();
         if token.len() > max_len {
-            return Err(TokenError::Jose(stella_jose::JoseError::TooLong {
-                max: max_len,
-            }));
+            token.text().map_err(malformed)?;
+            return Err(AuthnError::Token(TokenError::Jose(
+                stella_jose::JoseError::TooLong { max: max_len },
+            )));
         }
         let now = self.clock.now();
-        let key = TokenKey::of(token);
+        let key = TokenKey::of_bytes(token.as_bytes());
         let cached = self.tokens.get(&key, now);
         stella_core::trace::note(|| {
             opentelemetry::KeyValue::new(
@@ -462,42 +504,56 @@ impl Authenticator {
                     _ => self
                         .issuers
                         .by_issuer(claims.issuer())
-                        .ok_or(TokenError::UnknownIssuer)?,
+                        .ok_or(AuthnError::Token(TokenError::UnknownIssuer))?,
                 };
                 (claims, issuer)
             }
-            None => match self.issuers.for_opaque() {
-                Some(issuer) if !looks_like_jws(token) => {
-                    let introspection =
-                        issuer
-                            .introspection
-                            .as_ref()
-                            .ok_or(TokenError::Unavailable {
-                                what: "introspection",
-                            })?;
-                    (introspection.check(token, &key).await?, issuer)
-                }
-                _ => {
-                    let issuer = self.issuers.for_jws(token)?;
-                    let claims = verify_and_cache(
-                        token,
-                        key,
-                        &issuer.rules,
-                        &issuer.jwks,
-                        &self.tokens,
-                        now,
-                    )
-                    .await?;
-                    (claims, issuer)
-                }
-            },
+            None => {
+                // Not a token verified before: only now is a kilobyte of
+                // text scanned for token68 ([`Token`]).
+                let token = token.text().map_err(malformed)?;
+                self.verify_uncached(token, key, now)
+                    .await
+                    .map_err(AuthnError::Token)?
+            }
         };
         let claims = match &issuer.claims {
-            Some(source) => source.effective(claims).await?,
+            Some(source) => source.effective(claims).await.map_err(AuthnError::Token)?,
             None => claims,
         };
-        self.issuers.check_tenant(&claims)?;
+        self.issuers
+            .check_tenant(&claims)
+            .map_err(AuthnError::Token)?;
         Ok(claims)
+    }
+
+    /// A token the cache does not know: introspected when it is opaque and
+    /// an Authority introspects, else verified as a JWS; cached either way.
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        key: TokenKey,
+        now: u64,
+    ) -> Result<(Arc<TokenClaims>, &Arc<crate::issuers::Issuer>), TokenError> {
+        match self.issuers.for_opaque() {
+            Some(issuer) if !looks_like_jws(token) => {
+                let introspection =
+                    issuer
+                        .introspection
+                        .as_ref()
+                        .ok_or(TokenError::Unavailable {
+                            what: "introspection",
+                        })?;
+                Ok((introspection.check(token, &key).await?, issuer))
+            }
+            _ => {
+                let issuer = self.issuers.for_jws(token)?;
+                let claims =
+                    verify_and_cache(token, key, &issuer.rules, &issuer.jwks, &self.tokens, now)
+                        .await?;
+                Ok((claims, issuer))
+            }
+        }
     }
 
     /// A bound token whose constraint was not proven: refused, unless the
@@ -517,7 +573,7 @@ impl Authenticator {
 /// the connection.
 struct CallerIds<'a> {
     caller: &'a Caller,
-    identity: &'a Identity,
+    confirmation: &'a Confirmation,
     cert: Option<&'a PresentedCertificate<'a>>,
 }
 
@@ -528,7 +584,7 @@ impl Identifiers for CallerIds<'_> {
 
     fn values(&self, kind: Kind) -> [Option<&str>; 2] {
         let claims = self.caller.claims();
-        let confirmation = &self.identity.confirmation;
+        let confirmation = self.confirmation;
         match kind {
             Kind::Jti => [claims.and_then(TokenClaims::jti), None],
             Kind::Sub => [claims.and_then(TokenClaims::subject), None],

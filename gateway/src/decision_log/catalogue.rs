@@ -1553,6 +1553,7 @@ mod tests {
             | AuthnError::Dpop(_)
             | AuthnError::UseNonce(_)
             | AuthnError::MultipleCredentials
+            | AuthnError::MalformedAuthorization
             | AuthnError::Token(_)
             | AuthnError::ReplayShareExceeded
             | AuthnError::ReplayStoreUnavailable

@@ -43,9 +43,10 @@ impl Proxy {
         ctx.route_id = Some(target.route_id.clone());
         ctx.service = gw.service_index(&target.service);
 
+        let (mut authorization, mut dpop) = ([&[][..]; 2], [&[][..]; 2]);
         let credential = presented(
-            &header_values(req, "authorization"),
-            &header_values(req, "dpop"),
+            header_values(req, &http::header::AUTHORIZATION, &mut authorization),
+            header_values(req, &DPOP, &mut dpop),
         )
         .map_err(Refusal::from)?;
         let facts = RequestFacts {
@@ -105,9 +106,8 @@ impl Proxy {
             target,
             &path,
             caller,
-            CallerIdentity::of(caller).with_certificate_spiffe_id(
-                authenticated.identity().confirmation.spiffe_id.as_deref(),
-            ),
+            CallerIdentity::of(caller)
+                .with_certificate_spiffe_id(authenticated.confirmation().spiffe_id.as_deref()),
             gw.config.on_missing_authorization,
         );
         let decision = authorize(

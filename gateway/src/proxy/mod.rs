@@ -105,13 +105,24 @@ pub struct Proxy {
     pub gateway: Arc<Gateway>,
 }
 
-fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a [u8]> {
-    req.headers
-        .get_all(name)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect()
+/// The first two values of the field `name` into `buf` (credential rules
+/// refuse a second line whatever it holds, so a third changes nothing):
+/// no allocation, and the name is not parsed again.
+fn header_values<'a, 'b>(
+    req: &'a RequestHeader,
+    name: &http::HeaderName,
+    buf: &'b mut [&'a [u8]; 2],
+) -> &'b [&'a [u8]] {
+    let mut n = 0;
+    for (slot, value) in buf.iter_mut().zip(req.headers.get_all(name)) {
+        *slot = value.as_bytes();
+        n += 1;
+    }
+    &buf[..n]
 }
+
+/// The `DPoP` request header (RFC 9449).
+static DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 
 /// Writes a refusal: the only way the gateway answers a request itself.
 /// `resource_metadata`: the url of the route's RFC 9728 metadata, which
