@@ -40,6 +40,19 @@ pub enum DecodeError {
 }
 
 /// Encodes bytes as unpadded base64url.
+/// Whether `bytes` go into a JSON string as they are: no `"`, `\\` or
+/// control character. Almost every value written on the request path is
+/// such: checked a block at a time, without an early exit, so that the
+/// compiler compares a block in a few vector instructions.
+pub fn json_plain(bytes: &[u8]) -> bool {
+    let plain = |b: u8| (b >= 0x20) & (b != b'"') & (b != b'\\');
+    let (blocks, tail) = bytes.as_chunks::<16>();
+    blocks
+        .iter()
+        .all(|block| block.iter().fold(true, |ok, &b| ok & plain(b)))
+        && tail.iter().all(|&b| plain(b))
+}
+
 pub fn b64url_encode(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -247,6 +247,13 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
+/// `n` in decimal, without `fmt` (every envelope has two).
+fn decimal(n: u64) -> String {
+    let mut out = Vec::with_capacity(20);
+    push_u64(&mut out, n);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 fn push_opt(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => push_str(out, s),
@@ -271,17 +278,7 @@ fn push_list<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    // Almost every value needs no escape: found a block at a time, without
-    // an early exit, so that the compiler compares a block in a few vector
-    // instructions; then copied at once.
-    let plain_byte = |b: u8| (b >= 0x20) & (b != b'"') & (b != b'\\');
-    let blocks = bytes.chunks_exact(16);
-    let tail = blocks.remainder();
-    let plain = blocks.into_iter().all(|block| {
-        let block: &[u8; 16] = block.try_into().unwrap_or(&[0; 16]);
-        block.iter().fold(true, |ok, &b| ok & plain_byte(b))
-    }) && tail.iter().all(|&b| plain_byte(b));
-    if plain {
+    if crate::encoding::json_plain(bytes) {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -324,7 +321,7 @@ pub(crate) fn seal(
     exp: u64,
 ) -> Result<EnvelopeHeaders, SignError> {
     let alg = key.alg().as_str();
-    let (iat, exp) = (iat.to_string(), exp.to_string());
+    let (iat, exp) = (decimal(iat), decimal(exp));
     let input = signing_input(alg, key.kid().as_str(), &iat, &exp, &envelope);
     // `Signer::new` refuses keys that cannot sign; should one get here
     // anyway, the answer is an error, never an empty signature.
@@ -444,6 +441,13 @@ mod tests {
                 String::from_utf8(borrowed.to_json()).unwrap(),
                 serde_json::to_string(&owned).unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        for n in [0, 7, 10, 99, 1_800_000_000, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string());
         }
     }
 

@@ -158,7 +158,7 @@ fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b"\":");
     // Nearly every value (ids, names, methods) needs no escaping: copied as
     // it is. Anything else is escaped by serde_json, as `tracing` would.
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if stella_envelope::encoding::json_plain(value.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(value.as_bytes());
         out.push(b'"');
@@ -169,7 +169,7 @@ fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// An IP address as `IpAddr` writes it; IPv4 without `fmt`'s machinery.
-fn address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+pub(crate) fn address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -183,6 +183,13 @@ fn address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
             let _ = write!(out, "{v6}");
         }
     }
+}
+
+/// `ip` as text (`Display`'s form), without `fmt` for IPv4.
+pub(crate) fn address_text(ip: std::net::IpAddr) -> String {
+    let mut out = Vec::with_capacity(15);
+    address(&mut out, ip);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `n` in decimal, without `fmt`'s machinery.
@@ -242,6 +249,22 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.89.1.45",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(address_text(ip), ip.to_string());
+        }
+    }
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -100,8 +100,22 @@ impl Shared {
     /// a counter (no system call per request).
     pub fn next_request_id(&self) -> String {
         let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:x}", self.request_prefix)
+        request_id(&self.request_prefix, n)
     }
+}
+
+/// `<prefix>-<n in lowercase hex>` (`format!("{prefix}-{n:x}")`), without
+/// `fmt`: one is made for every request.
+fn request_id(prefix: &str, n: u64) -> String {
+    let mut id = String::with_capacity(prefix.len() + 17);
+    id.push_str(prefix);
+    id.push('-');
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        let nibble = ((n >> (shift * 4)) & 0xf) as usize;
+        id.push(char::from(b"0123456789abcdef"[nibble]));
+    }
+    id
 }
 
 /// Authentication's events, counted in the gateway's metrics.
@@ -550,6 +564,24 @@ impl Gateway {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn request_ids_are_the_prefix_and_the_counter_in_lowercase_hex() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            0xabc_def,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            assert_eq!(request_id("3f2a9c1e", n), format!("3f2a9c1e-{n:x}"));
+        }
+    }
 
     fn config(extra_audience: &str, upstream: &str) -> Config {
         let text = format!(

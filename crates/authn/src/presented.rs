@@ -96,13 +96,11 @@ fn is_token68(s: &[u8]) -> bool {
     // A token is a kilobyte: checked a block of 32 bytes at a time, each
     // block without an early exit, so that the compiler compares a whole
     // block in a few vector instructions.
-    let blocks = body.chunks_exact(32);
-    let tail = blocks.remainder();
+    let (blocks, tail) = body.as_chunks::<32>();
     !body.is_empty()
-        && blocks.into_iter().all(|block| {
-            let block: &[u8; 32] = block.try_into().unwrap_or(&[0; 32]);
-            block.iter().fold(true, |ok, &b| ok & is_token68_char(b))
-        })
+        && blocks
+            .iter()
+            .all(|block| block.iter().fold(true, |ok, &b| ok & is_token68_char(b)))
         && tail.iter().all(|&b| is_token68_char(b))
 }
 

@@ -597,7 +597,11 @@ impl ProxyHttp for Proxy {
         if let Some(parent) = ctx.upstream_span.as_ref().and_then(otel::traceparent_of) {
             trace = parent;
         }
-        let client_ip = ctx.client.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let client_ip = ctx
+            .client
+            .ip
+            .map(crate::decision_log::address_text)
+            .unwrap_or_default();
 
         // The identity, in the service's format (docs/design.md §3.6). The
         // default, the envelope alone, does no other work.
