@@ -474,11 +474,9 @@ impl Authenticator {
     /// (verdicts cached by the token's hash), an opaque token by the
     /// introspecting Authority; then the Authority's claims are merged in
     /// (effective claims) and the tenant's issuer binding is checked.
+    /// A Bearer token's text is checked (token68) only when the cache does
+    /// not know it ([`Token`]).
     async fn verify_token(&self, token: Token<'_>) -> Result<Arc<TokenClaims>, AuthnError> {
-        self.effective_claims(token).await
-    }
-
-    async fn effective_claims(&self, token: Token<'_>) -> Result<Arc<TokenClaims>, AuthnError> {
         let malformed = |_: PresentedError| AuthnError::MalformedAuthorization;
         let first = self.issuers.first();
         let max_len = first.rules.max_token_len();
