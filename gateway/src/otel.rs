@@ -13,20 +13,18 @@
 //! service, decision, reason, method): never a token, proof or secret.
 
 use crate::config::{TraceSampler, Traces};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
     SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
 use std::sync::OnceLock;
-use std::time::Duration;
+
+mod otlp;
 
 pub use stella_core::trace::{
     current, enabled, end, in_child, in_child_of, in_span, note, run_in, set, set_error,
@@ -37,21 +35,19 @@ use stella_core::trace::{start_child, tracer};
 /// tracer is installed in `stella_core::trace`. Unset while traces are off.
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
-/// Largest OTLP response body read (the collector's partial-success note).
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
 /// Why the exporter could not be set up; reported at start.
 #[derive(Debug, thiserror::Error)]
 pub enum OtelError {
     #[error("otlp exporter: {0}")]
     Exporter(String),
-    #[error("export runtime: {0}")]
-    Runtime(String),
+    #[error("otlp exporter: {0}")]
+    Target(#[from] otlp::TargetError),
 }
 
 /// Installs the tracer when `config.enabled` (and `OTEL_SDK_DISABLED` is not
 /// `true`). The standard `OTEL_EXPORTER_OTLP_ENDPOINT`,
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_SERVICE_NAME`,
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`,
+/// `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`, `OTEL_SERVICE_NAME`,
 /// `OTEL_TRACES_SAMPLER` (and `_ARG`) and `OTEL_BSP_*` variables take
 /// precedence over the file's values when set.
 pub fn init(config: &Traces) -> Result<bool, OtelError> {
@@ -61,22 +57,8 @@ pub fn init(config: &Traces) -> Result<bool, OtelError> {
     if !config.enabled || sdk_disabled || PROVIDER.get().is_some() {
         return Ok(false);
     }
-    let client = ExportClient::new(config.export_timeout)?;
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .with_http_client(client);
-    if !env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") && !env_set("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        if let Some(base) = &config.endpoint {
-            exporter = exporter.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
-        }
-    }
-    if !env_set("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") && !env_set("OTEL_EXPORTER_OTLP_TIMEOUT") {
-        exporter = exporter.with_timeout(config.export_timeout);
-    }
-    let exporter = exporter
-        .build()
-        .map_err(|e| OtelError::Exporter(e.to_string()))?;
+    let exporter =
+        otlp::Exporter::new(otlp::Target::resolve(config)?).map_err(OtelError::Exporter)?;
 
     let mut batch = BatchConfigBuilder::default();
     if !env_set("OTEL_BSP_MAX_QUEUE_SIZE") {
@@ -253,82 +235,6 @@ pub fn traceparent_of(cx: &Context) -> Option<crate::forward::TraceParent> {
         parent_id: crate::forward::hex(&sc.span_id().to_bytes()),
         flags: crate::forward::hex(&[sc.trace_flags().to_u8()]),
     })
-}
-
-/// The OTLP/HTTP client: hyper over rustls with the ring provider (the
-/// tree's only TLS backend) and the platform roots, on a one-thread runtime
-/// of its own. The SDK's batch thread calls it outside any runtime, and an
-/// export must never take a worker of the proxy's.
-struct ExportClient {
-    client: stella_authority::http::HttpClient,
-    runtime: tokio::runtime::Handle,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for ExportClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExportClient")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ExportClient {
-    fn new(timeout: Duration) -> Result<ExportClient, OtelError> {
-        // The platform's roots; plain http too (a collector beside the
-        // gateway); connections kept, on the exporter's own runtime.
-        let client = stella_authority::http::client(
-            stella_authority::http::platform_roots(),
-            None,
-            true,
-            true,
-        )
-        .map_err(|e| OtelError::Exporter(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| OtelError::Runtime(e.to_string()))?;
-        let handle = runtime.handle().clone();
-        // Lives as long as the process: the runtime is never dropped.
-        std::thread::Builder::new()
-            .name("stella-otlp".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
-            .map_err(|e| OtelError::Runtime(e.to_string()))?;
-        Ok(ExportClient {
-            client,
-            runtime: handle,
-            timeout,
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl opentelemetry_http::HttpClient for ExportClient {
-    async fn send_bytes(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, opentelemetry_http::HttpError> {
-        let client = self.client.clone();
-        let timeout = self.timeout;
-        let task = self.runtime.spawn(async move {
-            let (parts, body) = request.into_parts();
-            let request = http::Request::from_parts(parts, Full::new(body));
-            let exchange = async {
-                let response = client.request(request).await?;
-                let (parts, body) = response.into_parts();
-                let body = Limited::new(body, MAX_RESPONSE_BYTES)
-                    .collect()
-                    .await?
-                    .to_bytes();
-                Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, body))
-            };
-            match tokio::time::timeout(timeout, exchange).await {
-                Ok(result) => result,
-                Err(_) => Err("otlp export timed out".into()),
-            }
-        });
-        task.await?
-    }
 }
 
 #[cfg(test)]

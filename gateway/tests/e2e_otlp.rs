@@ -34,6 +34,11 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Receiver::start_with(&[])
+    }
+
+    /// A receiver with `OTLP_RECEIVER_FAIL` and the like (tests/otlp/receiver.py).
+    fn start_with(env: &[(&str, &str)]) -> Receiver {
         let dir = TempDir::new("otlp-receiver");
         let spans = dir.join("spans.jsonl");
         let python = repo_root().join("tests/.venv/bin/python");
@@ -44,7 +49,8 @@ impl Receiver {
         );
         let mut cmd = Command::new(python);
         cmd.arg(repo_root().join("tests/otlp/receiver.py"))
-            .arg(&spans);
+            .arg(&spans)
+            .envs(env.iter().copied());
         let process = Process::start("otlp receiver", cmd, "OTLP_READY", Duration::from_secs(30));
         Receiver {
             process,
@@ -63,6 +69,16 @@ impl Receiver {
             .unwrap_or_default()
             .lines()
             .map(|line| serde_json::from_str(line).expect("a span as json"))
+            .collect()
+    }
+
+    /// Every POST the receiver answered: status, body_sha256, headers.
+    fn requests(&self) -> Vec<Value> {
+        let path = format!("{}.requests", self.spans.display());
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a request as json"))
             .collect()
     }
 
@@ -394,4 +410,88 @@ fn with_traces_off_nothing_is_exported_and_traceparent_is_continued_as_before() 
     // A traced gateway exports within about 100 ms; this one never does.
     std::thread::sleep(Duration::from_secs(2));
     assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
+}
+
+#[test]
+fn a_busy_collector_gets_the_same_batch_again_with_the_configured_headers() {
+    // The first two exports answered 503 (with `Retry-After: 0`), as a
+    // collector under load does: the exporter retries the same body.
+    let receiver = Receiver::start_with(&[("OTLP_RECEIVER_FAIL", "2:503:0")]);
+    let stack = Stack::start_with("otlp-retry", |s| {
+        traced(s, &receiver).env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Basic%20c3BhbnM6c2VjcmV0,x-tenant=team-a",
+        )
+    });
+    let incoming = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let r = stack
+        .gateway
+        .get("/public/x", &[("traceparent", &incoming)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = receiver.wait_for_trace(TRACE_ID, &["upstream"]);
+    assert!(!spans.is_empty());
+
+    let requests = receiver.requests();
+    let statuses: Vec<&Value> = requests.iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [503, 503, 200], "{requests:#?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["body_sha256"] == requests[0]["body_sha256"]),
+        "the same batch each time: {requests:#?}"
+    );
+    for r in &requests {
+        let headers = &r["headers"];
+        assert_eq!(headers["authorization"], "Basic c3BhbnM6c2VjcmV0", "{r}");
+        assert_eq!(headers["x-tenant"], "team-a", "{r}");
+        assert_eq!(headers["content-type"], "application/x-protobuf", "{r}");
+        let agent = headers["user-agent"].as_str().unwrap_or_default();
+        assert!(agent.starts_with("stella-gateway/"), "{r}");
+    }
+    let log = stack.gateway.process.stderr_lines().join("\n");
+    assert!(
+        !log.contains("c3BhbnM6c2VjcmV0"),
+        "a header value was logged: {log}"
+    );
+}
+
+#[test]
+fn a_refused_export_is_not_retried_and_the_next_batch_is_sent() {
+    // 400: the collector cannot take this body; retrying cannot help.
+    let receiver = Receiver::start_with(&[("OTLP_RECEIVER_FAIL", "1:400")]);
+    let stack = Stack::start_with("otlp-refused", |s| traced(s, &receiver));
+    let first = "33333333333333333333333333333333";
+    let r = stack.gateway.get(
+        "/public/x",
+        &[("traceparent", &format!("00-{first}-{CLIENT_SPAN}-01"))],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        wait_until(Duration::from_secs(30), || !receiver.requests().is_empty()),
+        "no export"
+    );
+    let r = stack.gateway.get(
+        "/public/y",
+        &[("traceparent", &format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    receiver.wait_for_trace(TRACE_ID, &["upstream"]);
+
+    let requests = receiver.requests();
+    let statuses: Vec<&Value> = requests.iter().map(|r| &r["status"]).collect();
+    assert_eq!(
+        statuses,
+        [400, 200],
+        "one attempt for the refused batch: {requests:#?}"
+    );
+    assert_ne!(requests[0]["body_sha256"], requests[1]["body_sha256"]);
+    assert!(
+        !receiver.spans().iter().any(|s| s["trace_id"] == first),
+        "the refused batch is dropped, not sent again"
+    );
+    let log = stack.gateway.process.stderr_lines().join("\n");
+    assert!(
+        log.contains("HTTP 400 after 1 attempts"),
+        "the failure is logged: {log}"
+    );
 }

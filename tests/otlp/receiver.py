@@ -12,11 +12,20 @@ Prints `OTLP_READY {"addr": "127.0.0.1:PORT"}` once it accepts requests.
 With `--discard` instead of a file, spans are accepted and dropped without
 decoding (the benchmark's collector, bench/lib.sh BENCH_TRACES).
 
+Otherwise every POST is also recorded in OUTPUT_FILE.requests, one JSON line
+each: the status answered, the sha256 of the body and the request headers
+(names lowercased). `OTLP_RECEIVER_FAIL=N:STATUS[:RETRY_AFTER]` answers the
+first N POSTs with STATUS (and that `Retry-After`) without decoding them:
+a collector that is busy or refuses.
+
 Usage: receiver.py OUTPUT_FILE|--discard [PORT]
 """
 
+import hashlib
 import json
+import os
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -55,6 +64,13 @@ def spans_of(request):
 def main():
     output = sys.argv[1]
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    fail = os.environ.get("OTLP_RECEIVER_FAIL", "")
+    fail_left, fail_status, retry_after = 0, 0, None
+    if fail:
+        parts = fail.split(":")
+        fail_left, fail_status = int(parts[0]), int(parts[1])
+        retry_after = parts[2] if len(parts) > 2 else None
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -65,6 +81,25 @@ def main():
                 return
             if output == "--discard":
                 self.reply()
+                return
+            nonlocal fail_left
+            with lock:
+                failing = fail_left > 0
+                if failing:
+                    fail_left -= 1
+            status = fail_status if failing else 200
+            with open(output + ".requests", "a", encoding="utf-8") as out:
+                out.write(json.dumps({
+                    "status": status,
+                    "body_sha256": hashlib.sha256(body).hexdigest(),
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                }) + "\n")
+            if failing:
+                self.send_response(fail_status)
+                if retry_after is not None:
+                    self.send_header("retry-after", retry_after)
+                self.send_header("content-length", "0")
+                self.end_headers()
                 return
             request = trace_service_pb2.ExportTraceServiceRequest()
             try:
