@@ -107,10 +107,11 @@ impl Shared {
 /// `<prefix>-<n in lowercase hex>` (`format!("{prefix}-{n:x}")`), without
 /// `fmt`: one is made for every request.
 fn request_id(prefix: &str, n: u64) -> String {
-    let mut id = String::with_capacity(prefix.len() + 17);
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    // Exactly its length: a trace attribute takes it as it is.
+    let mut id = String::with_capacity(prefix.len() + 1 + digits as usize);
     id.push_str(prefix);
     id.push('-');
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
     for shift in (0..digits).rev() {
         let nibble = ((n >> (shift * 4)) & 0xf) as usize;
         id.push(char::from(b"0123456789abcdef"[nibble]));

@@ -6,24 +6,24 @@
 //! Off unless `traces.enabled`: then no tracer is installed, [`server_span`]
 //! returns `None` and no span object exists on the request path; the
 //! gateway's own `traceparent` handling (`forward::next_trace`) runs as
-//! before. On, export never blocks or fails a request: a finished span goes
-//! into the SDK's bounded queue (dropped when full, the count logged at
-//! shutdown), and a batch processor thread sends it through its own small
-//! runtime. Attributes are fixed names with values from fixed sets (route,
-//! service, decision, reason, method): never a token, proof or secret.
+//! before. On, export never blocks or fails a request: a finished span is
+//! written into a bounded batch (`otel/batch.rs`; dropped when full, the
+//! count logged), and a batch thread sends it as OTLP/HTTP protobuf
+//! (`otel/otlp.rs`) through a small runtime of its own. Attributes are
+//! fixed names with values from fixed sets (route, service, decision,
+//! reason, method): never a token, proof or secret.
 
 use crate::config::{TraceSampler, Traces};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
-    SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+    SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
-};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use std::sync::OnceLock;
 
+mod batch;
 mod otlp;
 
 pub use stella_core::trace::{
@@ -57,16 +57,10 @@ pub fn init(config: &Traces) -> Result<bool, OtelError> {
     if !config.enabled || sdk_disabled || PROVIDER.get().is_some() {
         return Ok(false);
     }
-    let exporter =
-        otlp::Exporter::new(otlp::Target::resolve(config)?).map_err(OtelError::Exporter)?;
-
-    let mut batch = BatchConfigBuilder::default();
-    if !env_set("OTEL_BSP_MAX_QUEUE_SIZE") {
-        batch = batch.with_max_queue_size(config.max_queue_size);
-    }
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(batch.build())
-        .build();
+    let collector =
+        otlp::Collector::new(otlp::Target::resolve(config)?).map_err(OtelError::Exporter)?;
+    let processor = batch::Processor::new(batch::Settings::resolve(config), collector)
+        .map_err(OtelError::Exporter)?;
     let mut resource = opentelemetry_sdk::Resource::builder();
     if !env_set("OTEL_SERVICE_NAME") {
         resource = resource.with_service_name(config.service_name.clone());
@@ -80,9 +74,19 @@ pub fn init(config: &Traces) -> Result<bool, OtelError> {
     let provider = provider.build();
     let tracer = provider.tracer("stella-gateway");
     if PROVIDER.set(provider).is_ok() {
-        stella_core::trace::install(opentelemetry::global::BoxedTracer::new(Box::new(tracer)));
+        stella_core::trace::install(Box::new(Starter(tracer)));
     }
     Ok(true)
+}
+
+/// The SDK's tracer as `stella_core::trace` starts spans with it: the
+/// SDK's span put into the context as it is (boxed once, by the context).
+struct Starter(opentelemetry_sdk::trace::SdkTracer);
+
+impl stella_core::trace::Starter for Starter {
+    fn start(&self, builder: SpanBuilder, parent: &Context) -> Context {
+        parent.with_span(self.0.build_with_context(builder, parent))
+    }
 }
 
 /// Sends what is queued and stops the exporter; call before the process
@@ -157,15 +161,17 @@ pub fn server_span(
         traceparent,
         tracestate,
     });
-    let span = tracer
-        .span_builder(method)
-        .with_kind(SpanKind::Server)
-        .with_attributes([KeyValue::new("http.request.method", method)])
-        .start_with_context(tracer, &parent);
-    Some(RequestTrace {
-        cx: parent.with_span(span),
-        method,
-    })
+    // Room for the eight attributes `finish` adds: the SDK keeps this
+    // vector, which would otherwise grow three times.
+    let mut attributes = Vec::with_capacity(9);
+    attributes.push(KeyValue::new("http.request.method", method));
+    let cx = tracer.start(
+        SpanBuilder::from_name(method)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes),
+        &parent,
+    );
+    Some(RequestTrace { cx, method })
 }
 
 impl RequestTrace {
@@ -186,7 +192,7 @@ impl RequestTrace {
     }
 
     /// Ends the server span with what the decision log records.
-    pub fn finish(self, summary: &Summary<'_>) {
+    pub fn finish(self, summary: Summary<'_>) {
         let span = self.cx.span();
         // `METHOD route`, without `format!`.
         let mut name = String::with_capacity(self.method.len() + 1 + summary.route.len());
@@ -204,7 +210,7 @@ impl RequestTrace {
             KeyValue::new("stella.decision", summary.decision),
             KeyValue::new("stella.reason", summary.reason),
             KeyValue::new("stella.auth_method", summary.auth_method),
-            KeyValue::new("stella.request_id", summary.request_id.to_owned()),
+            KeyValue::new("stella.request_id", summary.request_id),
         ]);
         if summary.status >= 500 || summary.status == 0 {
             span.set_status(Status::error(summary.reason));
@@ -221,7 +227,8 @@ pub struct Summary<'a> {
     pub reason: &'static str,
     pub auth_method: &'static str,
     pub status: u16,
-    pub request_id: &'a str,
+    /// Handed over: the request's last use of it.
+    pub request_id: String,
 }
 
 /// The `traceparent` a span's context gives the next hop.

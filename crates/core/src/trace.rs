@@ -1,40 +1,46 @@
 //! Span helpers on the OpenTelemetry API only: the domain crates put their
 //! work (key fetches, introspection, the replay store) into the request's
 //! trace through these, without knowing about the exporter. The gateway
-//! shell builds the SDK tracer and the OTLP exporter and hands the tracer
-//! to [`install`]; until then (traces off) every helper is a cheap no-op
-//! and no span object exists.
+//! shell builds the SDK tracer and the OTLP exporter and hands a
+//! [`Starter`] to [`install`]; until then (traces off) every helper is a
+//! cheap no-op and no span object exists.
 
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use std::future::Future;
 use std::sync::OnceLock;
 
-/// The installed tracer; unset while traces are off.
-static TRACER: OnceLock<BoxedTracer> = OnceLock::new();
-
-/// Installs the process's tracer; `false` if one was installed already.
-pub fn install(tracer: BoxedTracer) -> bool {
-    TRACER.set(tracer).is_ok()
+/// Starts spans: the gateway's SDK tracer behind one object-safe call.
+///
+/// Not the API's `global::BoxedTracer`: its spans are boxed once by the
+/// tracer and again by the `Context` holding them, so every attribute set
+/// and every end went through two dynamic calls (about 2k instructions a
+/// request with three spans, docs/performance.md). A starter puts the
+/// SDK's span into the context directly: one box, one dynamic call.
+pub trait Starter: Send + Sync {
+    /// `parent` with a new span from `builder` as its active span.
+    fn start(&self, builder: SpanBuilder, parent: &Context) -> Context;
 }
 
-/// The installed tracer, if traces are on.
-pub fn tracer() -> Option<&'static BoxedTracer> {
-    TRACER.get()
+/// The installed starter; unset while traces are off.
+static TRACER: OnceLock<Box<dyn Starter>> = OnceLock::new();
+
+/// Installs the process's span starter; `false` if one was installed
+/// already.
+pub fn install(starter: Box<dyn Starter>) -> bool {
+    TRACER.set(starter).is_ok()
+}
+
+/// The installed starter, if traces are on.
+pub fn tracer() -> Option<&'static dyn Starter> {
+    TRACER.get().map(|t| &**t)
 }
 
 /// A child span `name` of `parent`, started now; end it with [`end`].
 pub fn start_child(parent: &Context, name: &'static str, kind: SpanKind) -> Context {
     match tracer() {
-        Some(tracer) => {
-            let span = tracer
-                .span_builder(name)
-                .with_kind(kind)
-                .start_with_context(tracer, parent);
-            parent.with_span(span)
-        }
+        Some(tracer) => tracer.start(SpanBuilder::from_name(name).with_kind(kind), parent),
         None => parent.clone(),
     }
 }
@@ -48,14 +54,12 @@ pub fn start_child_with(
     attributes: Vec<KeyValue>,
 ) -> Context {
     match tracer() {
-        Some(tracer) => {
-            let span = tracer
-                .span_builder(name)
+        Some(tracer) => tracer.start(
+            SpanBuilder::from_name(name)
                 .with_kind(kind)
-                .with_attributes(attributes)
-                .start_with_context(tracer, parent);
-            parent.with_span(span)
-        }
+                .with_attributes(attributes),
+            parent,
+        ),
         None => parent.clone(),
     }
 }

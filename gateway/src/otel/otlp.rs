@@ -24,11 +24,9 @@ use http::{HeaderName, HeaderValue, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::{Array, KeyValue, Value};
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest OTLP response body read (the collector's partial-success note).
@@ -224,32 +222,27 @@ fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// The HTTP side: hyper over rustls with the ring provider (the tree's only
-/// TLS backend) and the platform roots, on a one-thread runtime of its own.
-/// The SDK's batch thread calls the exporter outside any runtime, and an
-/// export must never take a worker of the proxy's.
-pub(super) struct Exporter {
+/// The collector: where request bodies go, over hyper and rustls with the
+/// ring provider (the tree's only TLS backend) and the platform roots, on
+/// a one-thread runtime of its own. An export must never take a worker of
+/// the proxy's.
+pub(super) struct Collector {
     client: stella_authority::http::HttpClient,
     runtime: tokio::runtime::Handle,
     target: std::sync::Arc<Target>,
-    /// `resource` (field 1 of `ResourceSpans`) with its tag and length,
-    /// and `schema_url` (field 3): the same for every batch.
-    resource: Vec<u8>,
-    schema_url: Vec<u8>,
-    shut_down: AtomicBool,
 }
 
-impl std::fmt::Debug for Exporter {
+impl std::fmt::Debug for Collector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exporter")
+        f.debug_struct("Collector")
             .field("endpoint", &self.target.endpoint.path())
             .field("timeout", &self.target.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl Exporter {
-    pub fn new(target: Target) -> Result<Exporter, String> {
+impl Collector {
+    pub fn new(target: Target) -> Result<Collector, String> {
         // The platform's roots; plain http too (a collector beside the
         // gateway); connections kept, on the exporter's own runtime.
         let client = stella_authority::http::client(
@@ -264,39 +257,32 @@ impl Exporter {
             .build()
             .map_err(|e| e.to_string())?;
         let handle = runtime.handle().clone();
-        // Lives as long as the process: the runtime is never dropped.
+        // Lives as long as the process: the runtime is never dropped. It
+        // keeps the pooled connection to the collector served between
+        // exports.
         std::thread::Builder::new()
             .name("stella-otlp".into())
             .spawn(move || runtime.block_on(std::future::pending::<()>()))
             .map_err(|e| e.to_string())?;
-        Ok(Exporter {
+        Ok(Collector {
             client,
             runtime: handle,
             target: std::sync::Arc::new(target),
-            resource: encode_resource(&Resource::builder_empty().build()),
-            schema_url: Vec::new(),
-            shut_down: AtomicBool::new(false),
         })
     }
 }
 
-impl SpanExporter for Exporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        if self.shut_down.load(Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let spans = batch.len();
-        let body = Bytes::from(encode_request(&self.resource, &self.schema_url, &batch));
-        drop(batch);
+impl super::batch::Post for Collector {
+    /// Sends one request body and waits for the outcome (with retries,
+    /// within the export timeout); called from the batch thread, outside
+    /// any runtime.
+    fn post(&self, body: Bytes, spans: usize) -> Result<(), String> {
         let client = self.client.clone();
         let target = self.target.clone();
         let sent = self
             .runtime
             .spawn(async move { send(&client, &target, body).await });
-        match sent.await {
+        match self.runtime.block_on(sent) {
             Ok(Ok(response)) => {
                 if let Some((rejected, message)) = partial_success(&response) {
                     tracing::warn!(
@@ -307,27 +293,8 @@ impl SpanExporter for Exporter {
                 }
                 Ok(())
             }
-            Ok(Err(failure)) => Err(OTelSdkError::InternalFailure(format!(
-                "otlp export of {spans} spans failed: {failure}"
-            ))),
-            Err(e) => Err(OTelSdkError::InternalFailure(format!(
-                "otlp export task: {e}"
-            ))),
-        }
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        if self.shut_down.swap(true, Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = encode_resource(resource);
-        self.schema_url.clear();
-        if let Some(url) = resource.schema_url() {
-            Pb(&mut self.schema_url).string(3, url);
+            Ok(Err(failure)) => Err(format!("otlp export of {spans} spans failed: {failure}")),
+            Err(e) => Err(format!("otlp export task: {e}")),
         }
     }
 }
@@ -505,6 +472,7 @@ fn read_fields(mut b: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
 struct Pb<'a>(&'a mut Vec<u8>);
 
 impl Pb<'_> {
+    #[inline]
     fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.0.push((v as u8) | 0x80);
@@ -513,27 +481,32 @@ impl Pb<'_> {
         self.0.push(v as u8);
     }
 
+    #[inline]
     fn key(&mut self, field: u32, wire: u8) {
         self.varint(u64::from(field << 3 | u32::from(wire)));
     }
 
     /// A length-delimited field, written even when empty (a oneof member).
+    #[inline]
     fn bytes_always(&mut self, field: u32, b: &[u8]) {
         self.key(field, 2);
         self.varint(b.len() as u64);
         self.0.extend_from_slice(b);
     }
 
+    #[inline]
     fn bytes(&mut self, field: u32, b: &[u8]) {
         if !b.is_empty() {
             self.bytes_always(field, b);
         }
     }
 
+    #[inline]
     fn string(&mut self, field: u32, s: &str) {
         self.bytes(field, s.as_bytes());
     }
 
+    #[inline]
     fn uint(&mut self, field: u32, v: u64) {
         if v != 0 {
             self.key(field, 0);
@@ -541,6 +514,7 @@ impl Pb<'_> {
         }
     }
 
+    #[inline]
     fn fixed64(&mut self, field: u32, v: u64) {
         if v != 0 {
             self.key(field, 1);
@@ -548,6 +522,7 @@ impl Pb<'_> {
         }
     }
 
+    #[inline]
     fn fixed32(&mut self, field: u32, v: u32) {
         if v != 0 {
             self.key(field, 5);
@@ -588,14 +563,72 @@ impl Pb<'_> {
 
     fn attributes<'k>(&mut self, field: u32, attributes: impl IntoIterator<Item = &'k KeyValue>) {
         for kv in attributes {
-            self.message(field, |m| {
-                m.string(1, kv.key.as_str());
-                m.message(2, |v| v.any_value(&kv.value));
-            });
+            self.attribute(field, kv);
         }
     }
 
+    /// One `KeyValue`. For a scalar value (every attribute the gateway
+    /// sets) the lengths are known before writing, so nothing is patched,
+    /// and the few bytes around the key and the value go in as one slice
+    /// each.
+    #[inline]
+    fn attribute(&mut self, field: u32, kv: &KeyValue) {
+        let key = kv.key.as_str().as_bytes();
+        let text: &[u8];
+        let mut value = Head::new();
+        match &kv.value {
+            Value::String(s) => {
+                text = s.as_str().as_bytes();
+                value.byte(1 << 3 | 2);
+                value.varint(text.len() as u64);
+            }
+            Value::Bool(b) => {
+                text = &[];
+                value.byte(2 << 3);
+                value.byte(u8::from(*b));
+            }
+            Value::I64(i) => {
+                text = &[];
+                value.byte(3 << 3);
+                value.varint(*i as u64);
+            }
+            Value::F64(f) => {
+                text = &[];
+                value.byte(4 << 3 | 1);
+                value.bytes(&f.to_le_bytes());
+            }
+            _ => {
+                return self.message(field, |m| {
+                    m.bytes(1, key);
+                    m.message(2, |v| v.any_value(&kv.value));
+                });
+            }
+        }
+        let value_len = value.len + text.len();
+        let mut head = Head::new();
+        let key_len = if key.is_empty() {
+            0
+        } else {
+            1 + varint_len(key.len() as u64) + key.len()
+        };
+        head.varint(u64::from(field << 3 | 2));
+        head.varint((key_len + 1 + varint_len(value_len as u64) + value_len) as u64);
+        if !key.is_empty() {
+            head.byte(1 << 3 | 2);
+            head.varint(key.len() as u64);
+        }
+        self.0.extend_from_slice(head.as_slice());
+        self.0.extend_from_slice(key);
+        let mut middle = Head::new();
+        middle.byte(2 << 3 | 2);
+        middle.varint(value_len as u64);
+        middle.bytes(value.as_slice());
+        self.0.extend_from_slice(middle.as_slice());
+        self.0.extend_from_slice(text);
+    }
+
     /// `AnyValue`: a oneof, so a default value is written too.
+    #[inline]
     fn any_value(&mut self, value: &Value) {
         match value {
             Value::String(s) => self.bytes_always(1, s.as_str().as_bytes()),
@@ -687,6 +720,54 @@ impl Pb<'_> {
     }
 }
 
+/// A few bytes of protobuf framing put together before they are copied.
+struct Head {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Head {
+    #[inline]
+    fn new() -> Head {
+        Head {
+            bytes: [0; 32],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    #[inline]
+    fn bytes(&mut self, b: &[u8]) {
+        self.bytes[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Bytes of `v` as a varint.
+#[inline]
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// `Span.flags`: the W3C trace flags, and whether the parent is remote
 /// (`SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK` 0x100, `..._IS_REMOTE_MASK`
 /// 0x200).
@@ -710,8 +791,10 @@ fn nanos(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// `ResourceSpans.resource` (field 1) with its key and length.
-fn encode_resource(resource: &Resource) -> Vec<u8> {
+/// `ResourceSpans.resource` (field 1) with its key and length, and
+/// `ResourceSpans.schema_url` (field 3) with its key: the parts of every
+/// request body that come from the resource.
+pub(super) fn encode_resource(resource: &Resource) -> (Vec<u8>, Vec<u8>) {
     let mut out = Vec::new();
     Pb(&mut out).message(1, |r| {
         for (key, value) in resource.iter() {
@@ -721,39 +804,123 @@ fn encode_resource(resource: &Resource) -> Vec<u8> {
             });
         }
     });
+    let mut schema_url = Vec::new();
+    if let Some(url) = resource.schema_url() {
+        Pb(&mut schema_url).string(3, url);
+    }
+    (out, schema_url)
+}
+
+/// Appends `span` as a `ScopeSpans.spans` member (field 2, with its key
+/// and length).
+pub(super) fn encode_span(out: &mut Vec<u8>, span: &SpanData) {
+    Pb(out).message(2, |s| s.span(span));
+}
+
+/// `a == b`, without the sorted copies of the attribute lists that
+/// `InstrumentationScope`'s `eq` makes when both lists are empty (the
+/// gateway's one scope).
+pub(super) fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    if a.attributes().next().is_none() && b.attributes().next().is_none() {
+        a.name() == b.name() && a.version() == b.version() && a.schema_url() == b.schema_url()
+    } else {
+        a == b
+    }
+}
+
+/// `ScopeSpans.scope` (field 1) and `ScopeSpans.schema_url` (field 3) of
+/// `scope`, each with its key: what surrounds a scope's spans.
+fn scope_parts(scope: &InstrumentationScope) -> (Vec<u8>, Vec<u8>) {
+    let mut head = Vec::new();
+    Pb(&mut head).message(1, |s| {
+        s.string(1, scope.name());
+        s.string(2, scope.version().unwrap_or_default());
+        s.attributes(3, scope.attributes());
+    });
+    let mut tail = Vec::new();
+    Pb(&mut tail).string(3, scope.schema_url().unwrap_or_default());
+    (head, tail)
+}
+
+fn framed(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// The request body (`ExportTraceServiceRequest`): one `ResourceSpans`
+/// with `resource` and `schema_url` from [`encode_resource`], and one
+/// `ScopeSpans` per `(scope, spans)`, `spans` being members written by
+/// [`encode_span`]. Every length is known, so each is written once.
+pub(super) fn encode_body(
+    resource: &[u8],
+    schema_url: &[u8],
+    scopes: &[(&InstrumentationScope, &[u8])],
+) -> Vec<u8> {
+    let parts: Vec<(Vec<u8>, Vec<u8>, usize)> = scopes
+        .iter()
+        .map(|(scope, spans)| {
+            let (head, tail) = scope_parts(scope);
+            let len = head.len() + spans.len() + tail.len();
+            (head, tail, len)
+        })
+        .collect();
+    let inner = resource.len()
+        + parts.iter().map(|(_, _, len)| framed(*len)).sum::<usize>()
+        + schema_url.len();
+    let mut out = Vec::with_capacity(framed(inner) + 8);
+    let mut pb = Pb(&mut out);
+    pb.key(1, 2);
+    pb.varint(inner as u64);
+    pb.0.extend_from_slice(resource);
+    for ((head, tail, len), (_, spans)) in parts.iter().zip(scopes) {
+        pb.key(2, 2);
+        pb.varint(*len as u64);
+        pb.0.extend_from_slice(head);
+        pb.0.extend_from_slice(spans);
+        pb.0.extend_from_slice(tail);
+    }
+    pb.0.extend_from_slice(schema_url);
     out
 }
 
-/// The request body: one `ResourceSpans`, and in it one `ScopeSpans` per
-/// instrumentation scope in the order the scopes first appear in `batch`.
-fn encode_request(resource: &[u8], schema_url: &[u8], batch: &[SpanData]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + batch.len() * 320);
-    let mut written = vec![false; batch.len()];
-    Pb(&mut out).message(1, |rs| {
-        rs.0.extend_from_slice(resource);
-        for first in 0..batch.len() {
-            if written[first] {
-                continue;
-            }
-            let scope = &batch[first].instrumentation_scope;
-            rs.message(2, |ss| {
-                ss.message(1, |s| {
-                    s.string(1, scope.name());
-                    s.string(2, scope.version().unwrap_or_default());
-                    s.attributes(3, scope.attributes());
-                });
-                for (i, span) in batch.iter().enumerate().skip(first) {
-                    if !written[i] && span.instrumentation_scope == *scope {
-                        written[i] = true;
-                        ss.message(2, |s| s.span(span));
-                    }
-                }
-                ss.string(3, scope.schema_url().unwrap_or_default());
-            });
-        }
-        rs.0.extend_from_slice(schema_url);
-    });
-    out
+/// [`encode_body`] for one scope, around spans already in `buffer` after
+/// `headroom` unused bytes: what comes before the spans is written into
+/// the headroom and what comes after is appended, so the spans are not
+/// copied (a batch is up to hundreds of kilobytes). The body is
+/// `buffer[start..]`, `start` returned with it; `None` when the headroom
+/// is too small (the caller copies instead).
+pub(super) fn body_in_place(
+    resource: &[u8],
+    schema_url: &[u8],
+    scope: &InstrumentationScope,
+    mut buffer: Vec<u8>,
+    headroom: usize,
+) -> Result<(Vec<u8>, usize), Vec<u8>> {
+    let (head, tail) = scope_parts(scope);
+    let spans = buffer.len() - headroom;
+    let scope_len = head.len() + spans + tail.len();
+    let inner = resource.len() + framed(scope_len) + schema_url.len();
+    let mut prefix = Vec::with_capacity(16 + resource.len() + head.len());
+    let mut pb = Pb(&mut prefix);
+    pb.key(1, 2);
+    pb.varint(inner as u64);
+    pb.0.extend_from_slice(resource);
+    pb.key(2, 2);
+    pb.varint(scope_len as u64);
+    pb.0.extend_from_slice(&head);
+    let Some(start) = headroom.checked_sub(prefix.len()) else {
+        return Err(buffer);
+    };
+    buffer[start..headroom].copy_from_slice(&prefix);
+    buffer.extend_from_slice(&tail);
+    buffer.extend_from_slice(schema_url);
+    Ok((buffer, start))
+}
+
+/// The headroom [`body_in_place`] needs for `scope` with `resource`.
+pub(super) fn headroom(resource: &[u8], scope: &InstrumentationScope) -> usize {
+    let (head, _) = scope_parts(scope);
+    // Two keys and two lengths of at most five bytes each.
+    12 + resource.len() + head.len()
 }
 
 #[cfg(test)]
@@ -823,12 +990,27 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// The spans grouped by scope in the order the scopes first appear,
+    /// as the batch processor keeps them, then the body.
     fn our_body(resource: &Resource, batch: &[SpanData]) -> Vec<u8> {
-        let mut schema_url = Vec::new();
-        if let Some(url) = resource.schema_url() {
-            Pb(&mut schema_url).string(3, url);
+        let mut scopes: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
+        for span in batch {
+            let at = match scopes
+                .iter()
+                .position(|(s, _)| same_scope(s, &span.instrumentation_scope))
+            {
+                Some(at) => at,
+                None => {
+                    scopes.push((&span.instrumentation_scope, Vec::new()));
+                    scopes.len() - 1
+                }
+            };
+            encode_span(&mut scopes[at].1, span);
         }
-        encode_request(&encode_resource(resource), &schema_url, batch)
+        let (resource, schema_url) = encode_resource(resource);
+        let scopes: Vec<(&InstrumentationScope, &[u8])> =
+            scopes.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+        encode_body(&resource, &schema_url, &scopes)
     }
 
     fn every_kind_of_span() -> (Resource, Vec<SpanData>) {

@@ -455,7 +455,8 @@ impl ProxyHttp for Proxy {
         match (&ctx.trace, &ctx.upstream_span) {
             // The first try: the span starts with its attributes.
             (Some(trace), None) => {
-                let mut attributes = Vec::with_capacity(3);
+                // Three now, the status code when the response comes.
+                let mut attributes = Vec::with_capacity(4);
                 attributes.push(KeyValue::new("stella.service", pool.service.name.clone()));
                 attributes.extend(address());
                 ctx.upstream_span =
@@ -807,7 +808,8 @@ impl ProxyHttp for Proxy {
             if let Some(cx) = ctx.upstream_span.take() {
                 otel::end(&cx);
             }
-            trace.finish(&otel::Summary {
+            let request_id = std::mem::take(&mut ctx.request_id);
+            trace.finish(otel::Summary {
                 route,
                 service: ctx
                     .pool()
@@ -821,7 +823,7 @@ impl ProxyHttp for Proxy {
                     .map(|c| c.auth_method().as_str())
                     .unwrap_or("none"),
                 status,
-                request_id: &ctx.request_id,
+                request_id,
             });
         }
     }
