@@ -710,7 +710,7 @@ pub struct TracesSection {
     pub sampler_arg: Option<f64>,
     /// Finished spans waiting for export; more are dropped.
     pub max_queue_size: Option<u64>,
-    /// Deadline of one export to the collector.
+    /// Deadline of one export to the collector, its retries included.
     pub export_timeout_ms: Option<u64>,
 }
 
