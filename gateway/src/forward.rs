@@ -242,6 +242,18 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// `00-<trace id>-<parent id>-<flags>`, in lowercase hex, in one string.
+pub fn traceparent(trace_id: &[u8; 16], parent_id: &[u8; 8], flags: u8) -> String {
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, trace_id);
+    out.push('-');
+    push_hex(&mut out, parent_id);
+    out.push('-');
+    push_hex(&mut out, &[flags]);
+    out
+}
+
 /// Written as bytes into a buffer and appended once a block: pushing the
 /// digits one `char` at a time costs several times more.
 fn push_hex(out: &mut String, bytes: &[u8]) {
@@ -257,6 +269,14 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
             out.push_str(text);
         }
     }
+}
+
+/// The `tracestate` passed on: the client's, when its `traceparent` is
+/// valid (the one [`next_trace`] returns, without making new ids).
+pub fn continued_state(incoming: Option<&str>, incoming_state: Option<&str>) -> Option<String> {
+    incoming
+        .and_then(TraceParent::parse)
+        .and(incoming_state.map(str::to_owned))
 }
 
 /// The trace context for the upstream hop: the client's trace continued
@@ -451,6 +471,25 @@ mod tests {
         assert_eq!(next.flags, "01");
         assert_eq!(state.as_deref(), Some("congo=t61rcWkgMzE"));
         assert!(TraceParent::parse(&next.header()).is_some());
+        // With traces on the ids come from the span; the state is the same.
+        assert_eq!(
+            continued_state(Some(incoming), Some("congo=t61rcWkgMzE")),
+            state
+        );
+        assert_eq!(continued_state(Some(incoming), None), None);
+        assert_eq!(continued_state(None, Some("congo=t61rcWkgMzE")), None);
+        // The span's ids written as one header value.
+        let ids = TraceParent::parse(incoming).unwrap();
+        let written = traceparent(
+            &[
+                0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+                0x47, 0x36,
+            ],
+            &[0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
+            1,
+        );
+        assert_eq!(written, incoming);
+        assert_eq!(written, ids.header());
     }
 
     #[test]
@@ -465,6 +504,7 @@ mod tests {
             let (next, state) = next_trace(Some(bad), Some("x=y"));
             assert_ne!(next.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
             assert_eq!(state, None, "{bad}");
+            assert_eq!(continued_state(Some(bad), Some("x=y")), None, "{bad}");
             assert!(TraceParent::parse(&next.header()).is_some());
         }
     }

@@ -192,21 +192,20 @@ impl RequestTrace {
     }
 
     /// Ends the server span with what the decision log records.
-    pub fn finish(self, summary: Summary<'_>) {
+    pub fn finish(self, summary: Summary) {
         let span = self.cx.span();
         // `METHOD route`, without `format!`.
         let mut name = String::with_capacity(self.method.len() + 1 + summary.route.len());
         name.push_str(self.method);
         name.push(' ');
-        name.push_str(summary.route);
+        name.push_str(&summary.route);
         span.update_name(name);
-        // `http.route` and `stella.route` share one copy of the route.
-        let route: std::sync::Arc<str> = summary.route.into();
+        // The route's and the service's names are shared, not copied.
         span.set_attributes([
-            KeyValue::new("http.route", route.clone()),
+            KeyValue::new("http.route", summary.route.clone()),
             KeyValue::new("http.response.status_code", i64::from(summary.status)),
-            KeyValue::new("stella.route", route),
-            KeyValue::new("stella.service", summary.service.to_owned()),
+            KeyValue::new("stella.route", summary.route),
+            KeyValue::new("stella.service", summary.service),
             KeyValue::new("stella.decision", summary.decision),
             KeyValue::new("stella.reason", summary.reason),
             KeyValue::new("stella.auth_method", summary.auth_method),
@@ -220,9 +219,11 @@ impl RequestTrace {
 }
 
 /// The facts of a finished request a server span carries.
-pub struct Summary<'a> {
-    pub route: &'a str,
-    pub service: &'a str,
+pub struct Summary {
+    /// The route's id (shared with the route table).
+    pub route: std::sync::Arc<str>,
+    /// The service's name (shared with its upstream pool).
+    pub service: std::sync::Arc<str>,
     pub decision: &'static str,
     pub reason: &'static str,
     pub auth_method: &'static str,
@@ -231,16 +232,18 @@ pub struct Summary<'a> {
     pub request_id: String,
 }
 
-/// The `traceparent` a span's context gives the next hop.
-pub fn traceparent_of(cx: &Context) -> Option<crate::forward::TraceParent> {
+/// The `traceparent` header value a span's context gives the next hop.
+pub fn traceparent_of(cx: &Context) -> Option<String> {
     let span = cx.span();
     let sc: &SpanContext = span.span_context();
-    // Hex by hand: `to_string` goes through `fmt` (about 1.5k instructions
-    // a request, docs/performance.md).
-    sc.is_valid().then(|| crate::forward::TraceParent {
-        trace_id: crate::forward::hex(&sc.trace_id().to_bytes()),
-        parent_id: crate::forward::hex(&sc.span_id().to_bytes()),
-        flags: crate::forward::hex(&[sc.trace_flags().to_u8()]),
+    // Hex by hand into one string: `to_string` goes through `fmt` (about
+    // 1.5k instructions a request, docs/performance.md).
+    sc.is_valid().then(|| {
+        crate::forward::traceparent(
+            &sc.trace_id().to_bytes(),
+            &sc.span_id().to_bytes(),
+            sc.trace_flags().to_u8(),
+        )
     })
 }
 

@@ -102,6 +102,9 @@ fn parse_target(text: &str) -> Option<Target> {
 /// The endpoints of one service.
 pub struct UpstreamPool {
     pub service: Service,
+    /// The service's name as trace attributes take it: shared, not copied
+    /// per request.
+    pub trace_name: Arc<str>,
     /// The service's TLS material, shared by its peers.
     tls: Option<Arc<UpstreamTls>>,
     targets: Vec<Target>,
@@ -193,6 +196,7 @@ impl UpstreamPool {
             .collect();
         UpstreamPool {
             service: service.clone(),
+            trace_name: service.name.as_str().into(),
             tls,
             targets,
             endpoints: ArcSwap::from_pointee(endpoints),

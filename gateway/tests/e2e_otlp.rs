@@ -170,9 +170,18 @@ fn a_bearer_request_continues_the_clients_trace_with_authentication_and_upstream
     let incoming = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
     let r = gw.get(
         "/items/1",
-        &[("Authorization", &auth), ("traceparent", &incoming)],
+        &[
+            ("Authorization", &auth),
+            ("traceparent", &incoming),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ],
     );
     let body = assert_reached_via_envelope(&r);
+    assert_eq!(
+        received_values(&body, "tracestate"),
+        ["congo=t61rcWkgMzE"],
+        "the client's tracestate is passed on with the span's traceparent"
+    );
 
     let spans = receiver.wait_for_trace(TRACE_ID, &["authenticate", "upstream"]);
     let (server, authn) = server_and_child(&spans, CLIENT_SPAN, "authenticate");

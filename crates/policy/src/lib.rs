@@ -251,7 +251,8 @@ impl TenantRules {
 pub struct RouteTarget {
     /// The service name, as in the gateway config's `services[].name`.
     pub service: String,
-    pub route_id: String,
+    /// Shared: every request of the route holds it (decision line, traces).
+    pub route_id: Arc<str>,
     /// `None`: no policy block, `Router__OnMissingAuthorization` decides.
     pub policy: Option<Requirements>,
     /// Tenant rules for this route's service (shared by its routes).

@@ -370,7 +370,7 @@ pub fn main(args: &SmokeArgs) -> i32 {
         let mut note = None;
         if let Ok(path) = normalize_path(probe.path.as_bytes()) {
             match policies.lookup(probe.host.as_deref(), &probe.method, &path) {
-                Lookup::Matched(route) if route.value().route_id == probe.route => {}
+                Lookup::Matched(route) if *route.value().route_id == *probe.route => {}
                 Lookup::Matched(route) => {
                     note = Some(format!(
                         "probe reaches route {}; set smoke.path",

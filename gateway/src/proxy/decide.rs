@@ -28,7 +28,7 @@ impl Proxy {
         let host = req
             .uri
             .host()
-            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
+            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()));
         let gw = ctx.snap.clone();
         let route = match gw.policies.lookup(host, req.method.as_str(), &path) {
             Lookup::Matched(route) => route,

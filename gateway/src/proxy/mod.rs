@@ -37,7 +37,7 @@ pub struct Ctx {
     snap: Arc<Snapshot>,
     started: Instant,
     request_id: String,
-    route_id: Option<String>,
+    route_id: Option<std::sync::Arc<str>>,
     service: Option<usize>,
     path: Option<NormalizedPath>,
     query: Option<String>,
@@ -123,6 +123,10 @@ fn header_values<'a, 'b>(
 
 /// The `DPoP` request header (RFC 9449).
 static DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+/// W3C Trace Context, looked up by name made once: a lookup by `&str`
+/// parses the name on every request.
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+static TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// Writes a refusal: the only way the gateway answers a request itself.
 /// `resource_metadata`: the url of the route's RFC 9728 metadata, which
@@ -370,11 +374,12 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         if otel::enabled() {
             let req = session.req_header();
-            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+            let header =
+                |name: &http::HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
             ctx.trace = otel::server_span(
                 req.method.as_str(),
-                header("traceparent"),
-                header("tracestate"),
+                header(&TRACEPARENT),
+                header(&TRACESTATE),
             );
         }
         if let Some(ssl) = session.digest().and_then(|d| d.ssl_digest.as_ref()) {
@@ -457,7 +462,7 @@ impl ProxyHttp for Proxy {
             (Some(trace), None) => {
                 // Three now, the status code when the response comes.
                 let mut attributes = Vec::with_capacity(4);
-                attributes.push(KeyValue::new("stella.service", pool.service.name.clone()));
+                attributes.push(KeyValue::new("stella.service", pool.trace_name.clone()));
                 attributes.extend(address());
                 ctx.upstream_span =
                     Some(trace.child_with("upstream", SpanKind::Client, attributes));
@@ -555,17 +560,17 @@ impl ProxyHttp for Proxy {
         };
         let incoming_trace = upstream
             .headers
-            .get("traceparent")
+            .get(&TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let incoming_state = upstream
             .headers
-            .get("tracestate")
+            .get(&TRACESTATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let original_host = upstream
             .headers
-            .get("host")
+            .get(http::header::HOST)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let strip: Vec<HeaderName> = upstream
@@ -592,12 +597,19 @@ impl ProxyHttp for Proxy {
             upstream.set_uri(uri);
         }
 
-        let (mut trace, tracestate) =
-            forward::next_trace(incoming_trace.as_deref(), incoming_state.as_deref());
-        // Traces on: the upstream continues from the upstream call's span.
-        if let Some(parent) = ctx.upstream_span.as_ref().and_then(otel::traceparent_of) {
-            trace = parent;
-        }
+        let (trace, tracestate) = match ctx.upstream_span.as_ref().and_then(otel::traceparent_of) {
+            // Traces on: the upstream continues from the upstream call's
+            // span (no ids of our own are made, only to be replaced).
+            Some(parent) => (
+                parent,
+                forward::continued_state(incoming_trace.as_deref(), incoming_state.as_deref()),
+            ),
+            None => {
+                let (next, state) =
+                    forward::next_trace(incoming_trace.as_deref(), incoming_state.as_deref());
+                (next.header(), state)
+            }
+        };
         let client_ip = ctx
             .client
             .ip
@@ -648,7 +660,7 @@ impl ProxyHttp for Proxy {
             },
             forwarded_host: original_host,
             request_id: ctx.request_id.clone(),
-            traceparent: trace.header(),
+            traceparent: trace,
             tracestate,
         };
         // Room for every header added, in one step (not one growth of both
@@ -810,11 +822,14 @@ impl ProxyHttp for Proxy {
             }
             let request_id = std::mem::take(&mut ctx.request_id);
             trace.finish(otel::Summary {
-                route,
+                route: ctx
+                    .route_id
+                    .clone()
+                    .unwrap_or_else(|| std::sync::Arc::from(route)),
                 service: ctx
                     .pool()
-                    .map(|p| p.service.name.as_str())
-                    .unwrap_or("none"),
+                    .map(|p| p.trace_name.clone())
+                    .unwrap_or_else(|| std::sync::Arc::from("none")),
                 decision,
                 reason: ctx.reason,
                 auth_method: ctx

@@ -159,7 +159,7 @@ pub(super) fn check_route(
         methods,
         value: RouteTarget {
             service: service.to_owned(),
-            route_id: route.id.clone(),
+            route_id: route.id.as_str().into(),
             policy,
             tenant_rules: Arc::new(TenantRules::new()),
             source: format!("{name} {prefix}"),

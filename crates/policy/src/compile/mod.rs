@@ -499,7 +499,7 @@ routes:
         };
         let target = b.value();
         assert_eq!(target.service, "echo");
-        assert_eq!(target.route_id, "b");
+        assert_eq!(&*target.route_id, "b");
         assert_eq!(target.source, "policies/echo.yaml routes[1]");
         let Some(Requirements::Caller(req)) = &target.policy else {
             panic!("route b has requirements")
