@@ -39,7 +39,6 @@ pub enum DecodeError {
     TooDeep,
 }
 
-/// Encodes bytes as unpadded base64url.
 /// Whether `bytes` go into a JSON string as they are: no `"`, `\\` or
 /// control character. Almost every value written on the request path is
 /// such: checked a block at a time, without an early exit, so that the
@@ -53,6 +52,7 @@ pub fn json_plain(bytes: &[u8]) -> bool {
         && tail.iter().all(|&b| plain(b))
 }
 
+/// Encodes bytes as unpadded base64url.
 pub fn b64url_encode(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
