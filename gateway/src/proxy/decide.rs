@@ -25,10 +25,11 @@ impl Proxy {
             return Err(Refusal::TokenInQuery);
         }
         ctx.query = query.map(|q| String::from_utf8_lossy(q).into_owned());
-        let host = req
-            .uri
-            .host()
-            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()));
+        let host = req.uri.host().or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
         let gw = ctx.snap.clone();
         let route = match gw.policies.lookup(host, req.method.as_str(), &path) {
             Lookup::Matched(route) => route,
