@@ -235,13 +235,6 @@ pub fn random_hex(bytes: usize) -> String {
     out
 }
 
-/// `bytes` in lowercase hex (trace and span ids), without `fmt`.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
-}
-
 /// `00-<trace id>-<parent id>-<flags>`, in lowercase hex, in one string.
 pub fn traceparent(trace_id: &[u8; 16], parent_id: &[u8; 8], flags: u8) -> String {
     let mut out = String::with_capacity(55);
@@ -438,6 +431,12 @@ mod tests {
     fn client_certificate_headers_pass_only_from_a_trusted_tls_terminator() {
         assert!(!is_stripped("Client-Cert", false, true));
         assert!(is_stripped("X-StellaOps-Identity-Envelope", false, true));
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        push_hex(&mut out, bytes);
+        out
     }
 
     #[test]

@@ -412,7 +412,6 @@ fn bodies(
             count,
         ));
     }
-    drop(parts);
     (out, scopes)
 }
 
