@@ -16,19 +16,18 @@
 
 pub mod catalogue;
 
+use crate::log_queue::LogQueue;
 use std::io::Write as _;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tracing_appender::non_blocking::NonBlocking;
-use tracing_subscriber::fmt::MakeWriter;
 
 pub const TARGET: &str = "stella_gateway::decision";
 
 /// Where JSON decision lines go when JSON logging is on.
-static JSON_WRITER: OnceLock<NonBlocking> = OnceLock::new();
+static JSON_WRITER: OnceLock<LogQueue> = OnceLock::new();
 
 /// Sends decision lines straight to `writer` (the JSON log's writer).
-pub(crate) fn write_json_to(writer: NonBlocking) {
+pub(crate) fn write_json_to(writer: LogQueue) {
     let _ = JSON_WRITER.set(writer);
 }
 
@@ -59,6 +58,11 @@ pub struct Decision<'a> {
     pub latency_us: u64,
 }
 
+thread_local! {
+    /// Each worker's line buffer, reused: a line costs no allocation.
+    static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+}
+
 /// Logs `d` if the filter wants decision lines.
 pub fn log(d: &Decision<'_>) {
     if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
@@ -66,10 +70,12 @@ pub fn log(d: &Decision<'_>) {
     }
     match JSON_WRITER.get() {
         Some(writer) => {
-            let mut line = Vec::with_capacity(512);
-            json_line(d, SystemTime::now(), &mut line);
-            // A full queue drops the line and counts it, like any line.
-            let _ = writer.make_writer().write_all(&line);
+            LINE.with_borrow_mut(|line| {
+                line.clear();
+                json_line(d, SystemTime::now(), line);
+                // A full queue drops the line and counts it, like any line.
+                writer.push(line);
+            });
         }
         None => event(d),
     }

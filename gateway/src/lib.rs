@@ -11,6 +11,7 @@ pub mod forward;
 pub mod front;
 pub mod gateway;
 pub mod keyset;
+pub mod log_queue;
 pub mod openapi;
 pub mod otel;
 pub mod proxy;

@@ -343,20 +343,22 @@ pub fn init_logging(json: bool, level: &str) {
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     // Workers never write to stderr themselves: a slow or blocked stderr
     // (a full pipe, a stalled log shipper) must not stall requests. Lines
-    // go through a bounded queue to one writer thread; when it is full they
-    // are dropped and counted (`stella_gateway_log_lines_dropped_total`).
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("stella-log")
-        // Buffered: the writer thread drains every queued line, then
-        // flushes, so a busy gateway writes many lines per syscall while an
-        // idle one still writes each line at once.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
-    let dropped = writer.error_counter();
+    // gather in a bounded buffer that one writer thread writes out in
+    // batches; when it is full they are dropped and counted
+    // (`stella_gateway_log_lines_dropped_total`; crate::log_queue).
+    let (writer, guard) = match crate::log_queue::LogQueue::start(
+        std::io::stderr(),
+        crate::log_queue::DEFAULT_LIMIT,
+        crate::log_queue::BATCH_DELAY,
+        "stella-log",
+    ) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("cannot start the log writer thread: {e}");
+            return;
+        }
+    };
+    let queue = writer.clone();
     if json {
         crate::decision_log::write_json_to(writer.clone());
     }
@@ -375,30 +377,26 @@ pub fn init_logging(json: bool, level: &str) {
     };
     if installed {
         let _ = LEVEL.set(Box::new(move |f| handle.reload(f).is_ok()));
-        let _ = DROPPED.set(dropped);
+        let _ = QUEUE.set(queue);
         *LOG_GUARD.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
     }
 }
 
-/// Lines the log queue holds before it drops (about 16 MiB at ~300 bytes
-/// per decision line).
-const LOG_QUEUE_LINES: usize = 65_536;
+static QUEUE: std::sync::OnceLock<crate::log_queue::LogQueue> = std::sync::OnceLock::new();
 
-static DROPPED: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
-    std::sync::OnceLock::new();
-
-static LOG_GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
-    std::sync::Mutex::new(None);
+static LOG_GUARD: std::sync::Mutex<Option<crate::log_queue::Writer>> = std::sync::Mutex::new(None);
 
 /// Log lines dropped because the queue to stderr was full.
 pub fn dropped_log_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    QUEUE.get().map_or(0, |q| q.dropped())
 }
 
 /// Writes out every queued log line; call before the process exits.
 pub fn flush_logs() {
-    let guard = LOG_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take();
-    drop(guard);
+    let writer = LOG_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(writer) = writer {
+        writer.close();
+    }
 }
 
 type LevelReloader = Box<dyn Fn(tracing_subscriber::EnvFilter) -> bool + Send + Sync>;
