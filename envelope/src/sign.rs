@@ -4,7 +4,7 @@ use crate::claims::{AuthMethod, Confirmation, Identity};
 use crate::encoding::b64url_encode;
 #[cfg(doc)]
 use crate::format::Payload;
-use crate::format::{signing_input, EnvelopeHeaders, VERSION};
+use crate::format::{signing_input, EnvelopeHeaders, SIGNING_DOMAIN, VERSION};
 use crate::keys::{Key, KeyError};
 use serde::Serialize;
 
@@ -251,6 +251,9 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 fn decimal(n: u64) -> String {
     let mut out = Vec::with_capacity(20);
     push_u64(&mut out, n);
+    // Exactly its length: a header value made from it then takes the
+    // buffer as it is, without another allocation.
+    out.shrink_to_fit();
     String::from_utf8(out).unwrap_or_default()
 }
 
@@ -321,18 +324,39 @@ pub(crate) fn seal(
     exp: u64,
 ) -> Result<EnvelopeHeaders, SignError> {
     let alg = key.alg().as_str();
+    let kid = key.kid().as_str();
     let (iat, exp) = (decimal(iat), decimal(exp));
-    let input = signing_input(alg, key.kid().as_str(), &iat, &exp, &envelope);
+    // The signing input's first five lines, on the stack when they fit
+    // (always, for kids of the usual length); the payload follows them.
+    let mut head = [0u8; 192];
+    let mut len = 0;
+    for part in [SIGNING_DOMAIN, alg, kid, &iat, &exp] {
+        match head.get_mut(len..len + part.len() + 1) {
+            Some(slot) => {
+                slot[..part.len()].copy_from_slice(part.as_bytes());
+                slot[part.len()] = b'\n';
+                len += part.len() + 1;
+            }
+            None => {
+                len = usize::MAX;
+                break;
+            }
+        }
+    }
+    let signature = match head.get(..len) {
+        Some(head) => key.sign_b64(head, envelope.as_bytes()),
+        None => key.sign_b64(&signing_input(alg, kid, &iat, &exp, &envelope), b""),
+    };
     // `Signer::new` refuses keys that cannot sign; should one get here
     // anyway, the answer is an error, never an empty signature.
-    let signature = key.sign(&input).ok_or_else(|| SignError::KeyCannotSign {
-        kid: key.kid().to_string(),
+    let signature = signature.ok_or_else(|| SignError::KeyCannotSign {
+        kid: kid.to_owned(),
     })?;
     Ok(EnvelopeHeaders {
         envelope,
-        signature: b64url_encode(signature),
+        signature,
         alg: alg.to_owned(),
-        kid: key.kid().to_string(),
+        kid: kid.to_owned(),
         iat,
         exp,
     })
@@ -342,6 +366,53 @@ pub(crate) fn seal(
 mod tests {
     use super::*;
     use crate::keys::KeyId;
+
+    /// The signature over the signing input fed in two parts is the one
+    /// over the joined input, for both algorithms and a kid of the longest
+    /// length.
+    #[test]
+    fn the_seal_signs_the_documented_signing_input() {
+        let long_kid = "k".repeat(crate::keys::MAX_KID_LEN);
+        for (kid, spec) in [
+            (
+                "k1",
+                "hs256:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0",
+            ),
+            (
+                long_kid.as_str(),
+                "hs256:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0",
+            ),
+            (
+                "ed",
+                "ed25519-private:nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+            ),
+            (
+                long_kid.as_str(),
+                "ed25519-private:nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+            ),
+        ] {
+            let key = Key::parse(KeyId::new(kid).unwrap(), spec).unwrap();
+            for (iat, exp) in [(0, 60), (1_800_000_000, u64::MAX)] {
+                let headers = seal(&key, "eyJ2ZXIiOjF9".into(), iat, exp).unwrap();
+                let input = signing_input(
+                    key.alg().as_str(),
+                    kid,
+                    &iat.to_string(),
+                    &exp.to_string(),
+                    "eyJ2ZXIiOjF9",
+                );
+                assert_eq!(
+                    headers.signature,
+                    b64url_encode(key.sign(&input).unwrap()),
+                    "{kid} {iat}"
+                );
+                assert_eq!(
+                    (headers.iat, headers.exp),
+                    (iat.to_string(), exp.to_string())
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_key_that_cannot_sign_is_an_error_never_an_empty_signature() {

@@ -195,6 +195,9 @@ pub(crate) fn address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
 pub(crate) fn address_text(ip: std::net::IpAddr) -> String {
     let mut out = Vec::with_capacity(15);
     address(&mut out, ip);
+    // Exactly its length: a header value made from it then takes the
+    // buffer as it is, without another allocation.
+    out.shrink_to_fit();
     String::from_utf8(out).unwrap_or_default()
 }
 

@@ -4,6 +4,7 @@
 //!
 //! Pure functions over header names and values; the proxy applies the plan.
 
+use http::HeaderValue;
 use pingora::http::CasedHeaderName;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::sync::LazyLock;
@@ -81,26 +82,35 @@ pub fn query_has_access_token(query: &[u8]) -> bool {
 pub struct Added {
     pub forwarded_for: String,
     pub forwarded_proto: &'static str,
-    pub forwarded_host: Option<String>,
+    /// The client's `Host`, passed on as it came (no copy).
+    pub forwarded_host: Option<HeaderValue>,
     pub request_id: String,
     pub traceparent: String,
-    /// Kept only when the incoming `traceparent` was valid.
-    pub tracestate: Option<String>,
+    /// Kept only when the incoming `traceparent` was valid; the client's
+    /// value as it came.
+    pub tracestate: Option<HeaderValue>,
+}
+
+/// A value for a header the gateway sets: made for this request, or one
+/// the request brought (shared, not copied or checked again).
+pub enum Value {
+    Made(String),
+    Kept(HeaderValue),
 }
 
 impl Added {
-    pub fn into_pairs(self) -> impl Iterator<Item = (&'static CasedHeaderName, String)> {
+    pub fn into_pairs(self) -> impl Iterator<Item = (&'static CasedHeaderName, Value)> {
         let names = &*NAMES;
         [
-            (&names.forwarded_for, Some(self.forwarded_for)),
+            (&names.forwarded_for, Some(Value::Made(self.forwarded_for))),
             (
                 &names.forwarded_proto,
-                Some(self.forwarded_proto.to_owned()),
+                Some(Value::Kept(HeaderValue::from_static(self.forwarded_proto))),
             ),
-            (&names.request_id, Some(self.request_id)),
-            (&names.traceparent, Some(self.traceparent)),
-            (&names.forwarded_host, self.forwarded_host),
-            (&names.tracestate, self.tracestate),
+            (&names.request_id, Some(Value::Made(self.request_id))),
+            (&names.traceparent, Some(Value::Made(self.traceparent))),
+            (&names.forwarded_host, self.forwarded_host.map(Value::Kept)),
+            (&names.tracestate, self.tracestate.map(Value::Kept)),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name, value?)))
@@ -266,35 +276,40 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// The `tracestate` passed on: the client's, when its `traceparent` is
 /// valid (the one [`next_trace`] returns, without making new ids).
-pub fn continued_state(incoming: Option<&str>, incoming_state: Option<&str>) -> Option<String> {
+pub fn continued_state(
+    incoming: Option<&str>,
+    incoming_state: Option<&HeaderValue>,
+) -> Option<HeaderValue> {
     incoming
         .and_then(TraceParent::parse)
-        .and(incoming_state.map(str::to_owned))
+        .and(incoming_state.cloned())
 }
 
-/// The trace context for the upstream hop: the client's trace continued
-/// with a new span id when valid, otherwise a new trace.
+/// The trace context for the upstream hop, as the `traceparent` value and
+/// the `tracestate` to pass on: the client's trace continued with a new
+/// span id when valid, otherwise a new trace. Written in one string.
 pub fn next_trace(
     incoming: Option<&str>,
-    incoming_state: Option<&str>,
-) -> (TraceParent, Option<String>) {
+    incoming_state: Option<&HeaderValue>,
+) -> (String, Option<HeaderValue>) {
+    let parent_id = next_u64().to_le_bytes();
     match incoming.and_then(TraceParent::parse) {
-        Some(parent) => (
-            TraceParent {
-                trace_id: parent.trace_id,
-                parent_id: random_hex(8),
-                flags: parent.flags,
-            },
-            incoming_state.map(str::to_owned),
-        ),
-        None => (
-            TraceParent {
-                trace_id: random_hex(16),
-                parent_id: random_hex(8),
-                flags: "01".into(),
-            },
-            None,
-        ),
+        Some(parent) => {
+            let mut out = String::with_capacity(55);
+            out.push_str("00-");
+            out.push_str(&parent.trace_id);
+            out.push('-');
+            push_hex(&mut out, &parent_id);
+            out.push('-');
+            out.push_str(&parent.flags);
+            (out, incoming_state.cloned())
+        }
+        None => {
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&next_u64().to_le_bytes());
+            trace_id[8..].copy_from_slice(&next_u64().to_le_bytes());
+            (traceparent(&trace_id, &parent_id, 1), None)
+        }
     }
 }
 
@@ -320,10 +335,10 @@ mod tests {
         let added = Added {
             forwarded_for: "192.0.2.1".into(),
             forwarded_proto: "https",
-            forwarded_host: Some("h".into()),
+            forwarded_host: Some(HeaderValue::from_static("h")),
             request_id: "r".into(),
             traceparent: "t".into(),
-            tracestate: Some("s".into()),
+            tracestate: Some(HeaderValue::from_static("s")),
         };
         assert_eq!(added.into_pairs().count() + pairs.len() + 1, MAX_ADDED);
     }
@@ -464,19 +479,24 @@ mod tests {
     #[test]
     fn valid_traceparent_is_continued_with_a_new_span() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let (next, state) = next_trace(Some(incoming), Some("congo=t61rcWkgMzE"));
+        let congo = HeaderValue::from_static("congo=t61rcWkgMzE");
+        let (header, state) = next_trace(Some(incoming), Some(&congo));
+        assert_eq!(header.len(), 55);
+        let next = TraceParent::parse(&header).unwrap();
         assert_eq!(next.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(next.parent_id, "00f067aa0ba902b7");
         assert_eq!(next.flags, "01");
-        assert_eq!(state.as_deref(), Some("congo=t61rcWkgMzE"));
-        assert!(TraceParent::parse(&next.header()).is_some());
-        // With traces on the ids come from the span; the state is the same.
-        assert_eq!(
-            continued_state(Some(incoming), Some("congo=t61rcWkgMzE")),
-            state
+        assert_eq!(state.as_ref(), Some(&congo));
+        // A new span id each time.
+        let (again, _) = next_trace(Some(incoming), None);
+        assert_ne!(
+            TraceParent::parse(&again).unwrap().parent_id,
+            next.parent_id
         );
+        // With traces on the ids come from the span; the state is the same.
+        assert_eq!(continued_state(Some(incoming), Some(&congo)), state);
         assert_eq!(continued_state(Some(incoming), None), None);
-        assert_eq!(continued_state(None, Some("congo=t61rcWkgMzE")), None);
+        assert_eq!(continued_state(None, Some(&congo)), None);
         // The span's ids written as one header value.
         let ids = TraceParent::parse(incoming).unwrap();
         let written = traceparent(
@@ -500,11 +520,13 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "garbage",
         ] {
-            let (next, state) = next_trace(Some(bad), Some("x=y"));
+            let state = HeaderValue::from_static("x=y");
+            let (header, kept) = next_trace(Some(bad), Some(&state));
+            let next = TraceParent::parse(&header).expect("a valid new traceparent");
             assert_ne!(next.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
-            assert_eq!(state, None, "{bad}");
-            assert_eq!(continued_state(Some(bad), Some("x=y")), None, "{bad}");
-            assert!(TraceParent::parse(&next.header()).is_some());
+            assert_eq!((next.flags.as_str(), header.len()), ("01", 55), "{bad}");
+            assert_eq!(kept, None, "{bad}");
+            assert_eq!(continued_state(Some(bad), Some(&state)), None, "{bad}");
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::tls::ClientCert;
 use crate::upstream::{Endpoint, UpstreamPool};
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
@@ -558,21 +558,16 @@ impl ProxyHttp for Proxy {
             // Unreachable: request_filter answers every request it does not allow.
             return Error::e_explain(ErrorType::InternalError, "forwarding an undecided request");
         };
-        let incoming_trace = upstream
-            .headers
-            .get(&TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let incoming_state = upstream
-            .headers
-            .get(&TRACESTATE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        // Shared with the request, not copied: the headers change below.
+        let text = |v: &&HeaderValue| v.to_str().is_ok();
+        let incoming_trace = upstream.headers.get(&TRACEPARENT).filter(text).cloned();
+        let incoming_state = upstream.headers.get(&TRACESTATE).filter(text).cloned();
         let original_host = upstream
             .headers
             .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .filter(text)
+            .cloned();
+        let incoming_trace = incoming_trace.as_ref().and_then(|v| v.to_str().ok());
         let strip: Vec<HeaderName> = upstream
             .headers
             .keys()
@@ -602,13 +597,9 @@ impl ProxyHttp for Proxy {
             // span (no ids of our own are made, only to be replaced).
             Some(parent) => (
                 parent,
-                forward::continued_state(incoming_trace.as_deref(), incoming_state.as_deref()),
+                forward::continued_state(incoming_trace, incoming_state.as_ref()),
             ),
-            None => {
-                let (next, state) =
-                    forward::next_trace(incoming_trace.as_deref(), incoming_state.as_deref());
-                (next.header(), state)
-            }
+            None => forward::next_trace(incoming_trace, incoming_state.as_ref()),
         };
         let client_ip = ctx
             .client
@@ -667,7 +658,10 @@ impl ProxyHttp for Proxy {
         // header maps at a time).
         upstream.reserve_headers(forward::MAX_ADDED);
         for (name, value) in added.into_pairs() {
-            upstream.insert_header(name, value)?;
+            match value {
+                forward::Value::Made(text) => upstream.insert_header(name, text)?,
+                forward::Value::Kept(value) => upstream.insert_header(name, value)?,
+            }
         }
         let names = &*forward::NAMES;
         if let Some(envelope) = envelope {
