@@ -567,8 +567,14 @@ impl<T> RouteTable<T> {
     /// `MethodNotAllowed`.
     pub fn lookup(&self, host: Option<&str>, method: &str, path: &NormalizedPath) -> Lookup<'_, T> {
         let host = host.and_then(request_host);
+        // A route whose pattern starts with another literal segment is
+        // skipped after one comparison (most routes, in a table of many).
+        let first = path.segments().next();
+        let candidate = |r: &&Route<T>| {
+            r.pattern.first_literal().is_none_or(|l| Some(l) == first) && r.serves(host, path)
+        };
         let mut path_matched = false;
-        for route in self.routes.iter().filter(|r| r.serves(host, path)) {
+        for route in self.routes.iter().filter(candidate) {
             if route.allows(method) {
                 return Lookup::Matched(route);
             }
@@ -578,7 +584,7 @@ impl<T> RouteTable<T> {
             return Lookup::NotFound;
         }
         let mut allowed: Vec<&str> = Vec::new();
-        for route in self.routes.iter().filter(|r| r.serves(host, path)) {
+        for route in self.routes.iter().filter(candidate) {
             // Every candidate has a method list here, or it would have matched.
             for m in route.methods().unwrap_or(&[]) {
                 allowed.push(m.as_str());
