@@ -119,7 +119,10 @@ impl Signer {
     ) -> Result<EnvelopeHeaders, SignError> {
         let exp = now.saturating_add(self.lifetime_secs);
         let payload = PayloadRef::new(&self.issuer, identity, target, now, exp);
-        seal(&self.key, b64url_encode(payload.to_json()), now, exp)
+        // `iat` and `exp` in decimal once, for the payload and the headers.
+        let (iat, exp) = (decimal(now), decimal(exp));
+        let json = payload.to_json_with(&iat, &exp);
+        seal_texts(&self.key, b64url_encode(json), iat, exp)
     }
 }
 
@@ -178,7 +181,13 @@ impl<S: AsRef<str>> PayloadRef<'_, S> {
     /// The payload's JSON, compact, members in the order of [`Payload`]:
     /// byte for byte what `serde_json` writes for it, without its
     /// per-member machinery (the payload is written on every request).
+    #[cfg(test)]
     fn to_json(&self) -> Vec<u8> {
+        self.to_json_with(&decimal(self.iat), &decimal(self.exp))
+    }
+
+    /// The JSON, with `iat` and `exp` already written in decimal.
+    fn to_json_with(&self, iat: &str, exp: &str) -> Vec<u8> {
         let strings = [self.iss, self.aud, self.method, self.path, self.request_id]
             .iter()
             .map(|s| s.len())
@@ -225,9 +234,9 @@ impl<S: AsRef<str>> PayloadRef<'_, S> {
         out.extend_from_slice(b",\"request_id\":");
         push_str(&mut out, self.request_id);
         out.extend_from_slice(b",\"iat\":");
-        push_u64(&mut out, self.iat);
+        out.extend_from_slice(iat.as_bytes());
         out.extend_from_slice(b",\"exp\":");
-        push_u64(&mut out, self.exp);
+        out.extend_from_slice(exp.as_bytes());
         out.push(b'}');
         out
     }
@@ -314,18 +323,28 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Signs an already encoded payload. Used by [`Signer::sign`] and by the
-/// test-vector generator, which needs payloads a well-behaved signer would
-/// never write.
+/// Signs an already encoded payload: for the test-vector generator, which
+/// needs payloads a well-behaved signer would never write ([`Signer::sign`]
+/// uses [`seal_texts`]).
+#[cfg(test)]
 pub(crate) fn seal(
     key: &Key,
     envelope: String,
     iat: u64,
     exp: u64,
 ) -> Result<EnvelopeHeaders, SignError> {
+    seal_texts(key, envelope, decimal(iat), decimal(exp))
+}
+
+/// [`seal`] with `iat` and `exp` already in decimal.
+fn seal_texts(
+    key: &Key,
+    envelope: String,
+    iat: String,
+    exp: String,
+) -> Result<EnvelopeHeaders, SignError> {
     let alg = key.alg().as_str();
     let kid = key.kid().as_str();
-    let (iat, exp) = (decimal(iat), decimal(exp));
     // The signing input's first five lines, on the stack when they fit
     // (always, for kids of the usual length); the payload follows them.
     let mut head = [0u8; 192];
