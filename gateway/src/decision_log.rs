@@ -112,25 +112,25 @@ fn json_line(d: &Decision<'_>, now: SystemTime, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     rfc3339_micros(now, out);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"decision\"");
-    for (name, value) in [
-        ("request_id", d.request_id),
-        ("route", d.route),
-        ("service", d.service),
-        ("method", d.method),
-        ("decision", d.decision),
+    for (key, value) in [
+        (",\"request_id\":\"", d.request_id),
+        (",\"route\":\"", d.route),
+        (",\"service\":\"", d.service),
+        (",\"method\":\"", d.method),
+        (",\"decision\":\"", d.decision),
     ] {
-        string_field(out, name, value);
+        string_field(out, key, value);
     }
     out.extend_from_slice(b",\"status\":");
     decimal(out, u64::from(d.status));
-    for (name, value) in [
-        ("reason", d.reason),
-        ("auth_method", d.auth_method),
-        ("tenant", d.tenant),
-        ("client_id", d.client_id),
-        ("cnf", d.cnf),
+    for (key, value) in [
+        (",\"reason\":\"", d.reason),
+        (",\"auth_method\":\"", d.auth_method),
+        (",\"tenant\":\"", d.tenant),
+        (",\"client_id\":\"", d.client_id),
+        (",\"cnf\":\"", d.cnf),
     ] {
-        string_field(out, name, value);
+        string_field(out, key, value);
     }
     // An address's text needs no escaping; written without a String.
     out.extend_from_slice(b",\"client\":\"");
@@ -150,7 +150,7 @@ fn json_line(d: &Decision<'_>, now: SystemTime, out: &mut Vec<u8>) {
         decimal(out, u64::from(addr.port()));
     }
     out.push(b'"');
-    string_field(out, "upstream_error", d.upstream_error);
+    string_field(out, ",\"upstream_error\":\"", d.upstream_error);
     out.extend_from_slice(b",\"latency_us\":");
     decimal(out, d.latency_us);
     out.extend_from_slice(b",\"target\":\"");
@@ -158,18 +158,19 @@ fn json_line(d: &Decision<'_>, now: SystemTime, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"}\n");
 }
 
-fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+/// A string member: `key` is written as it is, `,"name":"` (the value's
+/// opening quote included, so a plain value costs three copies).
+fn string_field(out: &mut Vec<u8>, key: &str, value: &str) {
     // Nearly every value (ids, names, methods) needs no escaping: copied as
     // it is. Anything else is escaped by serde_json, as `tracing` would.
     if stella_envelope::encoding::json_plain(value.as_bytes()) {
-        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(value.as_bytes());
         out.push(b'"');
     } else {
-        // Writing a str into a Vec cannot fail.
+        // The key without the value's opening quote; serde_json writes the
+        // quoted, escaped value (into a Vec: cannot fail).
+        out.extend_from_slice(&key.as_bytes()[..key.len() - 1]);
         let _ = serde_json::to_writer(&mut *out, value);
     }
 }

@@ -771,9 +771,10 @@ impl ProxyHttp for Proxy {
         m.requests
             .with_label_values(&[route, decision, status_label(status)])
             .inc();
+        let elapsed = ctx.started.elapsed();
         m.latency
             .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
         if decision == "deny" {
             m.refusals.with_label_values(&[route, ctx.reason]).inc();
         }
@@ -808,7 +809,7 @@ impl ProxyHttp for Proxy {
             client: ctx.client.ip,
             upstream,
             upstream_error: ctx.upstream_error,
-            latency_us: ctx.started.elapsed().as_micros() as u64,
+            latency_us: elapsed.as_micros() as u64,
         });
         if let Some(trace) = ctx.trace.take() {
             if let Some(cx) = ctx.upstream_span.take() {
