@@ -8,20 +8,22 @@
 //! buffer holds [`LogQueue::limit`] bytes, further lines are dropped and
 //! counted (`stella_gateway_log_lines_dropped_total`), never waited for.
 //!
-//! The writer thread sleeps until a line arrives in an empty buffer, then
-//! waits [`BATCH_DELAY`] so that a busy gateway's lines gather: one wake-up
-//! and one `write` for many lines, where a queue of lines (the
-//! `tracing-appender` crate, before) woke the writer and copied each line
-//! separately. An idle gateway's line reaches stderr within the delay.
-//! docs/dependencies.md ("Logging") has the measurement.
+//! The writer thread sleeps until a line arrives in an empty buffer. On a
+//! quiet gateway it writes the line at once. On a busy one (the line came
+//! within [`BATCH_DELAY`] of the last write) it first waits that delay, so
+//! that the lines gather: one wake-up and one `write` for many lines, where
+//! a queue of lines (the `tracing-appender` crate, before) woke the writer
+//! and copied each line separately. A line reaches stderr at most
+//! [`BATCH_DELAY`] after it is logged. docs/dependencies.md
+//! (`tracing-appender`) has the measurement.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long the writer lets lines gather after the first one arrives.
+/// How long a busy gateway's lines gather before they are written.
 pub const BATCH_DELAY: Duration = Duration::from_millis(5);
 
 /// The buffered bytes past which lines are dropped (about 55,000 decision
@@ -150,6 +152,7 @@ impl LogQueue {
 /// The writer thread: waits for lines, lets them gather, writes them.
 fn write_out(shared: &Shared, mut sink: Sink, delay: Duration) {
     let mut spare: Vec<u8> = Vec::new();
+    let mut last_write: Option<Instant> = None;
     loop {
         let closed = {
             let mut state = lock(&shared.state);
@@ -158,10 +161,12 @@ fn write_out(shared: &Shared, mut sink: Sink, delay: Duration) {
                 state = shared.ready.wait(state).unwrap_or_else(|e| e.into_inner());
             }
             state.sleeping = false;
-            // Let the lines gather; closing cuts the wait short.
-            let deadline = std::time::Instant::now() + delay;
+            // Busy (the last write was less than `delay` ago): let the
+            // lines gather; closing cuts the wait short. Quiet: at once.
+            let busy = last_write.is_some_and(|at| at.elapsed() < delay);
+            let deadline = Instant::now() + if busy { delay } else { Duration::ZERO };
             while !state.closed {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
@@ -177,6 +182,7 @@ fn write_out(shared: &Shared, mut sink: Sink, delay: Duration) {
         if !spare.is_empty() {
             let _ = sink.write_all(&spare);
             let _ = sink.flush();
+            last_write = Some(Instant::now());
         }
         spare.clear();
         if spare.capacity() > KEPT_CAPACITY {
@@ -360,12 +366,29 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_line_is_written_within_the_delay() {
+    fn a_quiet_gateways_line_is_written_at_once_and_a_busy_ones_lines_gather() {
         let sink = Collect::default();
+        // A long delay: a quiet line does not wait for it.
         let (queue, _writer) =
-            LogQueue::start(sink.clone(), DEFAULT_LIMIT, BATCH_DELAY, "t").unwrap();
+            LogQueue::start(sink.clone(), DEFAULT_LIMIT, Duration::from_secs(2), "t").unwrap();
+        let start = Instant::now();
         queue.push(b"alone\n");
         wait_for(|| sink.text() == "alone\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "a quiet line waited"
+        );
+        // Right after a write: the next lines wait for the delay, together.
+        queue.push(b"busy 1\n");
+        queue.push(b"busy 2\n");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(sink.text(), "alone\n", "a busy line was not held back");
+        wait_for(|| sink.text() == "alone\nbusy 1\nbusy 2\n");
+        assert_eq!(
+            sink.writes.load(Ordering::Relaxed),
+            2,
+            "busy lines in one write"
+        );
     }
 
     #[test]

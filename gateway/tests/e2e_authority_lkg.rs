@@ -142,6 +142,10 @@ fn persisted_jwks_from_another_issuer_is_ignored_and_tokens_get_503() {
     assert_problem(&r, 503, "temporarily_unavailable");
     assert_eq!(o.echo.requests(), upstream_before);
 
+    gw.wait_for_log(|line| {
+        line.to_string()
+            .contains("persisted authority jwks ignored")
+    });
     let ignored = gw.log_lines().into_iter().find(|line| {
         line.to_string()
             .contains("persisted authority jwks ignored")

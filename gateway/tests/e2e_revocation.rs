@@ -144,7 +144,7 @@ fn assert_logged_by_hash_only(gw: &Gateway, value: &str) {
         }
         assert!(!text.contains(value), "a log line holds the value: {text}");
     }
-    assert!(gw.log_lines().iter().any(|l| l["message"]
+    assert!(gw.wait_for_log(|l| l["message"]
         == "request refused: the caller's identity is revoked"
         && l["value_sha256"] == hash[..12]));
 }
@@ -426,10 +426,7 @@ fn a_revocation_lets_the_identity_back_in_once_it_expires() {
     assert!(wait_until(Duration::from_secs(15), || {
         admin(gw, "GET", "/revocations", Some(OPERATOR_TOKEN), None).json()["count"] == 0
     }));
-    assert!(gw
-        .log_lines()
-        .iter()
-        .any(|l| l["target"] == "stella_gateway::audit" && l["action"] == "expire"));
+    assert!(gw.wait_for_log(|l| l["target"] == "stella_gateway::audit" && l["action"] == "expire"));
 }
 
 #[test]
@@ -516,7 +513,7 @@ fn without_an_operator_token_admin_calls_work_as_before_and_the_start_warns() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["revocation"]["operator"], "operator");
     assert_revoked(gw, &stack.echo, || gw.get_with_token("/items/1", &token));
-    assert!(gw.log_lines().iter().any(|l| l["level"] == "WARN"
+    assert!(gw.wait_for_log(|l| l["level"] == "WARN"
         && l["message"]
             .as_str()
             .is_some_and(|m| m.contains("without a credential"))));
@@ -921,7 +918,7 @@ fn past_its_bound_a_node_cut_off_from_the_store_refuses_credentials_only_when_to
     }
     assert_eq!(p.echo.requests(), before, "the service was called");
     assert_eq!(refusing.get("/public/x", &[]).status, 200);
-    assert!(refusing.log_lines().iter().any(|l| l["message"]
+    assert!(refusing.wait_for_log(|l| l["message"]
         .as_str()
         .is_some_and(|m| m.starts_with("revocation list stale"))
         && l["when_stale"] == "refuse"));

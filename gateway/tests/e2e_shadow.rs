@@ -35,7 +35,7 @@ fn a_shadow_policy_is_counted_and_logged_but_never_enforced() {
     assert_eq!(s.echo.requests(), upstream + 1);
     assert_eq!(shadow("allow", "deny"), 1.0);
     let request_id = r.header("x-request-id").unwrap_or_default().to_owned();
-    let logged = gw.log_lines().into_iter().any(|line| {
+    let logged = gw.wait_for_log(|line| {
         line["message"] == "shadow policy decides otherwise"
             && line["request_id"] == request_id.as_str()
             && line["shadow_reason"] == "insufficient_scope"

@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use stella_authority::test_server::{Reply, TestServer};
 use stella_jose::testing::{jwks, TestKey};
 
@@ -228,6 +228,7 @@ fn a_session_revoked_event_refuses_the_subjects_cached_token_at_once() {
     let lifetime = entry["expires_in_seconds"].as_u64().unwrap();
     assert!((590..=600).contains(&lifetime), "{entry}");
     // The audit line names the transmitter, never the subject.
+    s.gw.wait_for_log(|l| l["target"] == "stella_gateway::audit" && l["action"] == "revoke");
     let audit =
         s.gw.log_lines()
             .into_iter()
@@ -384,6 +385,10 @@ fn sets_that_fail_a_check_are_refused_with_their_rfc_8935_error_and_revoke_nothi
         );
     }
     // Refusals are logged with their code, never with the SET.
+    let refused = |l: &Value| l["message"] == "security event token refused";
+    wait_until(Duration::from_secs(10), || {
+        s.gw.log_lines().iter().filter(|l| refused(l)).count() >= 10
+    });
     let refusals: Vec<Value> =
         s.gw.log_lines()
             .into_iter()

@@ -107,6 +107,9 @@ fn assert_refused_for_tls(stack: &TlsStack, expected_errors: f64) -> Value {
     );
     assert_eq!(stack.echo.requests(), before, "the service was reached");
     let request_id = r.header("x-request-id").unwrap().to_owned();
+    gw.wait_for_log(|l| {
+        l["message"] == "tls with the upstream failed" && l["request_id"] == request_id.as_str()
+    });
     gw.log_lines()
         .into_iter()
         .find(|l| {

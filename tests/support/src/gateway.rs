@@ -440,6 +440,15 @@ impl Gateway {
             .collect()
     }
 
+    /// Whether a JSON log line `matches`, waiting up to 10 s for one: lines
+    /// reach stderr through the log queue, up to 5 ms after they are logged
+    /// on a busy gateway.
+    pub fn wait_for_log(&self, matches: impl Fn(&Value) -> bool) -> bool {
+        wait_until(Duration::from_secs(10), || {
+            self.log_lines().iter().any(&matches)
+        })
+    }
+
     /// The decision line of `request_id`, waiting for it: the line is
     /// written after the response, so it may lag a little.
     pub fn wait_for_decision(&self, request_id: &str) -> Value {
