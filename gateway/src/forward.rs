@@ -186,6 +186,9 @@ impl TraceParent {
         }
     }
 
+    /// The value written back (the request path writes it in one string
+    /// with [`traceparent`] and [`next_trace`]; tests compare the two).
+    #[cfg(test)]
     pub fn header(&self) -> String {
         let mut out = String::with_capacity(
             3 + self.trace_id.len() + 1 + self.parent_id.len() + 1 + self.flags.len(),
