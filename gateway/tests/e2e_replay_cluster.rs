@@ -374,9 +374,10 @@ fn a_redis_restart_under_load_fails_closed_only_while_it_is_down() {
         |_| RedisServer::start(),
         |redis, _| json!({"replay_store": redis.url(), "replay_store_timeout_ms": 5000}),
     );
-    // Phases: 0 up, 1 down (after the kill returned), 2 restarting (Redis
-    // may already answer; until a second after the restart returned), 3
-    // back. Between them a request may straddle a change.
+    // Phases: 0 up, 1 killing (Redis may be gone before the kill returns),
+    // 2 down (after the kill returned), 3 restarting (Redis may already
+    // answer; until a second after the restart returned), 4 back. Between
+    // them a request may straddle a change.
     let phase = AtomicU8::new(0);
     let stop = AtomicBool::new(false);
     let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
@@ -434,25 +435,26 @@ fn a_redis_restart_under_load_fails_closed_only_while_it_is_down() {
             });
         }
         wait_for(0, 40);
-        c.redis.kill();
         phase.store(1, Ordering::SeqCst);
-        wait_for(1, 40);
+        c.redis.kill();
         phase.store(2, Ordering::SeqCst);
+        wait_for(2, 40);
+        phase.store(3, Ordering::SeqCst);
         c.redis.restart();
         // A second for the nodes' connections to the new process to settle
         // (either answer is right meanwhile); from then on only 200.
         std::thread::sleep(Duration::from_secs(1));
-        phase.store(3, Ordering::SeqCst);
-        wait_for(3, 80);
+        phase.store(4, Ordering::SeqCst);
+        wait_for(4, 80);
         stop.store(true, Ordering::SeqCst);
     });
 
     let results = results.into_inner().unwrap();
-    let mut seen = [[0usize; 2]; 4];
+    let mut seen = [[0usize; 2]; 5];
     for (start, end, status, code, node) in &results {
-        if start != end || *start == 2 {
-            // Straddled a kill or a restart, or ran while Redis was coming
-            // back: either answer is right, but nothing else is.
+        if start != end || *start == 1 || *start == 3 {
+            // Straddled a change, or ran while Redis was being killed or
+            // coming back: either answer is right, but nothing else is.
             assert!(
                 *status == 200 || (*status == 503 && code == "temporarily_unavailable"),
                 "{status} {code} on {node}"
@@ -460,7 +462,7 @@ fn a_redis_restart_under_load_fails_closed_only_while_it_is_down() {
             continue;
         }
         match start {
-            0 | 3 => assert_eq!(
+            0 | 4 => assert_eq!(
                 (*status, code.as_str()),
                 (200, ""),
                 "phase {start} on {node}"
@@ -473,8 +475,9 @@ fn a_redis_restart_under_load_fails_closed_only_while_it_is_down() {
         }
         seen[usize::from(*start)][usize::from(*node == 'b')] += 1;
     }
-    // Both nodes saw each phase (the short restarting one aside).
-    for phase in [0, 1, 3] {
+    // Both nodes saw each phase (the short killing and restarting ones
+    // aside).
+    for phase in [0, 2, 4] {
         let nodes = seen[phase];
         assert!(nodes[0] > 0 && nodes[1] > 0, "phase {phase}: {nodes:?}");
     }
