@@ -12,6 +12,20 @@ use std::sync::LazyLock;
 /// Whether a client-sent header must not reach the upstream. Names are
 /// compared case-insensitively; the caller removes every duplicate.
 pub fn is_stripped(name: &str, forward_credentials: bool, trusted_tls_terminator: bool) -> bool {
+    // Most fields (`host`, `accept`, `user-agent`, `content-type`) are
+    // told apart by their first byte and length alone: every name below
+    // starts with `x`, or is one of these few lengths with its first byte.
+    let first = name.as_bytes().first().map_or(0, u8::to_ascii_lowercase);
+    let candidate = first == b'x'
+        || matches!(
+            (name.len(), first),
+            (4, b'd') | (9, b't' | b'f') | (10, b't') | (11, b'c' | b't') | (13, b'a') | (17, b'c')
+        );
+    candidate && is_stripped_name(name, forward_credentials, trusted_tls_terminator)
+}
+
+/// [`is_stripped`] without the first-byte-and-length shortcut.
+fn is_stripped_name(name: &str, forward_credentials: bool, trusted_tls_terminator: bool) -> bool {
     // `_` is folded to `-`: CGI/WSGI-style frameworks read `X_Stella_Tenant`
     // and `X-Stella-Tenant` as the same variable. Folded on the stack, for
     // every field of every request: each name below and each prefix is
@@ -434,6 +448,75 @@ mod tests {
         }
         for name in ["Txn-Tokens", "Txn-Token-Id", "X-Txn-Token", "Txn"] {
             assert!(!is_stripped(name, false, false), "{name}");
+        }
+    }
+
+    /// Every name the full check strips, in the spellings a client may
+    /// send, and names one byte away from them.
+    fn spellings() -> Vec<String> {
+        let names = [
+            "x-stellaops-identity-envelope",
+            "x-stella-tenant",
+            "txn-token",
+            "client-cert",
+            "client-cert-chain",
+            "x-ssl-client-cert",
+            "forwarded",
+            "x-forwarded-for",
+            "x-real-ip",
+            "x-request-id",
+            "traceparent",
+            "tracestate",
+            "authorization",
+            "dpop",
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+            "x-original-url",
+            "x-rewrite-url",
+            "host",
+            "accept",
+            "user-agent",
+            "content-type",
+            "content-length",
+            "cookie",
+        ];
+        let mut out = Vec::new();
+        for name in names {
+            out.push(name.to_owned());
+            out.push(name.to_ascii_uppercase());
+            out.push(name.replace('-', "_"));
+            out.push(format!("{name}s"));
+            out.push(name[1..].to_owned());
+            out.push(name[..name.len() - 1].to_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn the_shortcut_never_changes_what_is_stripped() {
+        for name in spellings() {
+            for (credentials, terminator) in [(false, false), (true, false), (false, true)] {
+                assert_eq!(
+                    is_stripped(&name, credentials, terminator),
+                    is_stripped_name(&name, credentials, terminator),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_name_is_stripped_as_the_full_check_says(
+            name in "[a-zA-Z_-]{0,40}",
+            credentials: bool,
+            terminator: bool,
+        ) {
+            proptest::prop_assert_eq!(
+                is_stripped(&name, credentials, terminator),
+                is_stripped_name(&name, credentials, terminator)
+            );
         }
     }
 

@@ -568,14 +568,14 @@ impl Pb<'_> {
     }
 
     /// One `KeyValue`. For a scalar value (every attribute the gateway
-    /// sets) the lengths are known before writing, so nothing is patched,
-    /// and the few bytes around the key and the value go in as one slice
-    /// each.
+    /// sets) the lengths are known before writing, so nothing is patched:
+    /// the framing, the key and the value's framing are put together on
+    /// the stack and go in as one slice, the value's text as another.
     #[inline]
     fn attribute(&mut self, field: u32, kv: &KeyValue) {
         let key = kv.key.as_str().as_bytes();
         let text: &[u8];
-        let mut value = Head::new();
+        let mut value = Head::<16>::new();
         match &kv.value {
             Value::String(s) => {
                 text = s.as_str().as_bytes();
@@ -605,25 +605,32 @@ impl Pb<'_> {
             }
         }
         let value_len = value.len + text.len();
-        let mut head = Head::new();
         let key_len = if key.is_empty() {
             0
         } else {
             1 + varint_len(key.len() as u64) + key.len()
         };
+        // At most 10 + 10 + 1 + 10 bytes of framing before the key and
+        // 1 + 10 + 16 after it.
+        let mut head = Head::<{ 58 + INLINE_KEY }>::new();
         head.varint(u64::from(field << 3 | 2));
         head.varint((key_len + 1 + varint_len(value_len as u64) + value_len) as u64);
         if !key.is_empty() {
             head.byte(1 << 3 | 2);
             head.varint(key.len() as u64);
         }
+        if key.len() <= INLINE_KEY {
+            head.bytes(key);
+        } else {
+            self.0.extend_from_slice(head.as_slice());
+            self.0.extend_from_slice(key);
+            head.len = 0;
+        }
+        head.byte(2 << 3 | 2);
+        head.varint(value_len as u64);
+        head.bytes(value.as_slice());
+        self.0.reserve(head.len + text.len());
         self.0.extend_from_slice(head.as_slice());
-        self.0.extend_from_slice(key);
-        let mut middle = Head::new();
-        middle.byte(2 << 3 | 2);
-        middle.varint(value_len as u64);
-        middle.bytes(value.as_slice());
-        self.0.extend_from_slice(middle.as_slice());
         self.0.extend_from_slice(text);
     }
 
@@ -720,17 +727,21 @@ impl Pb<'_> {
     }
 }
 
+/// Attribute keys up to this long are copied with the framing around
+/// them (every key the gateway sets is shorter).
+const INLINE_KEY: usize = 64;
+
 /// A few bytes of protobuf framing put together before they are copied.
-struct Head {
-    bytes: [u8; 32],
+struct Head<const N: usize> {
+    bytes: [u8; N],
     len: usize,
 }
 
-impl Head {
+impl<const N: usize> Head<N> {
     #[inline]
-    fn new() -> Head {
+    fn new() -> Head<N> {
         Head {
-            bytes: [0; 32],
+            bytes: [0; N],
             len: 0,
         }
     }
@@ -1161,7 +1172,8 @@ mod tests {
     proptest! {
         #[test]
         fn any_attribute_is_encoded_as_prost_does(
-            key in ".{0,40}",
+            // Past INLINE_KEY bytes too (the key copied on its own).
+            key in ".{0,90}",
             text in proptest::collection::vec(any::<char>(), 0..400),
             number in any::<i64>(),
             real in any::<f64>(),
@@ -1178,6 +1190,28 @@ mod tests {
             let resource = Resource::builder_empty().build();
             let batch = [one];
             prop_assert_eq!(our_body(&resource, &batch), prost_body(&resource, &batch));
+        }
+    }
+
+    #[test]
+    fn keys_on_both_sides_of_the_inline_length_are_encoded_as_prost_does() {
+        let scope = InstrumentationScope::builder("s").build();
+        let resource = Resource::builder_empty().build();
+        for len in [0, 1, INLINE_KEY - 1, INLINE_KEY, INLINE_KEY + 1, 200] {
+            let mut one = span("n", &scope);
+            let key = "k".repeat(len);
+            one.attributes = vec![
+                KeyValue::new(key.clone(), "v".repeat(130)),
+                KeyValue::new(key.clone(), -1i64),
+                KeyValue::new(key.clone(), true),
+                KeyValue::new(key, 0.5),
+            ];
+            let batch = [one];
+            assert_eq!(
+                our_body(&resource, &batch),
+                prost_body(&resource, &batch),
+                "{len}"
+            );
         }
     }
 

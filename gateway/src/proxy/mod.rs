@@ -568,13 +568,21 @@ impl ProxyHttp for Proxy {
             .filter(text)
             .cloned();
         let incoming_trace = incoming_trace.as_ref().and_then(|v| v.to_str().ok());
-        let strip: Vec<HeaderName> = upstream
+        // The names to remove, on the stack for the usual one or two (a
+        // credential, a stray forwarding header); more spill into a Vec.
+        let mut strip: [Option<HeaderName>; 4] = Default::default();
+        let mut more_strip = Vec::new();
+        let stripped = upstream
             .headers
             .keys()
-            .filter(|name| forward::is_stripped(name.as_str(), service.forward_credentials, false))
-            .cloned()
-            .collect();
-        for name in &strip {
+            .filter(|name| forward::is_stripped(name.as_str(), service.forward_credentials, false));
+        for name in stripped {
+            match strip.iter_mut().find(|slot| slot.is_none()) {
+                Some(slot) => *slot = Some(name.clone()),
+                None => more_strip.push(name.clone()),
+            }
+        }
+        for name in strip.iter().flatten().chain(&more_strip) {
             upstream.remove_header(name);
         }
 
