@@ -24,12 +24,25 @@ fn watched(config_path: &Path, snapshot: &Snapshot) -> Vec<PathBuf> {
 }
 
 /// Whether an event on `path` concerns one of `watched` (a watched file, or
-/// anything inside a watched folder).
+/// anything inside a watched folder). Event paths are a watched folder
+/// (resolved) and a name, so only a name that is itself a link needs
+/// resolving: another file in the folder (a busy log) costs one `lstat`,
+/// not a `readlink` per path component.
 fn concerns(path: &Path, watched: &[PathBuf]) -> bool {
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    watched
-        .iter()
-        .any(|w| path == *w || path.parent() == Some(w.as_path()) || path.starts_with(w))
+    let inside = |path: &Path| {
+        watched
+            .iter()
+            .any(|w| path == w || path.parent() == Some(w.as_path()) || path.starts_with(w))
+    };
+    if inside(path) {
+        return true;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            std::fs::canonicalize(path).is_ok_and(|target| inside(&target))
+        }
+        _ => false,
+    }
 }
 
 /// Reloads when a watched file changes. Watches the parent folders (editors
@@ -43,6 +56,9 @@ pub struct ConfigWatcher {
 const DEBOUNCE: Duration = Duration::from_millis(250);
 /// A file that keeps changing is reloaded at least this often.
 const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
+/// Events on other files in the watched folders (a busy log) rebuild the
+/// list of watched files at most this often; a reload rebuilds it at once.
+const REBUILD_AT_MOST: Duration = Duration::from_secs(1);
 
 #[async_trait]
 impl BackgroundService for ConfigWatcher {
@@ -67,33 +83,42 @@ impl BackgroundService for ConfigWatcher {
             }
         };
         let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
+        // When the list of watched files was last built (None: build it).
+        let mut built: Option<tokio::time::Instant> = None;
         let mut generation = self.gateway.reload.subscribe();
         loop {
             // Watch what the current snapshot reads.
-            let snapshot = self.gateway.current();
-            let files = watched(&self.gateway.config_path, &snapshot);
-            let mut want: Vec<PathBuf> = files
-                .iter()
-                .flat_map(|f| {
-                    let parent = f.parent().map(Path::to_path_buf);
-                    [Some(f.clone()).filter(|f| f.is_dir()), parent]
-                })
-                .flatten()
-                .collect();
-            want.sort();
-            want.dedup();
-            for dir in dirs.iter().filter(|d| !want.contains(d)) {
-                let _ = watcher.unwatch(dir);
-            }
-            for dir in want.iter().filter(|d| !dirs.contains(d)) {
-                if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
+            if built.is_none_or(|at| at.elapsed() >= REBUILD_AT_MOST) {
+                let snapshot = self.gateway.current();
+                files = watched(&self.gateway.config_path, &snapshot);
+                let mut want: Vec<PathBuf> = files
+                    .iter()
+                    .flat_map(|f| {
+                        let parent = f.parent().map(Path::to_path_buf);
+                        [Some(f.clone()).filter(|f| f.is_dir()), parent]
+                    })
+                    .flatten()
+                    .collect();
+                want.sort();
+                want.dedup();
+                for dir in dirs.iter().filter(|d| !want.contains(d)) {
+                    let _ = watcher.unwatch(dir);
                 }
+                for dir in want.iter().filter(|d| !dirs.contains(d)) {
+                    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
+                    }
+                }
+                dirs = want;
+                built = Some(tokio::time::Instant::now());
             }
-            dirs = want;
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = generation.changed() => continue,
+                _ = generation.changed() => {
+                    built = None;
+                    continue;
+                }
                 Some(path) = rx.recv() => {
                     if !concerns(&path, &files) {
                         continue;
@@ -118,6 +143,7 @@ impl BackgroundService for ConfigWatcher {
                         }
                     }
                     self.gateway.reload(Trigger::FileChange).await;
+                    built = None;
                 }
             }
         }
@@ -135,5 +161,32 @@ mod tests {
         assert!(concerns(&dir.join("gateway.yaml"), &watched));
         assert!(concerns(&dir.join("policies").join("a.yaml"), &watched));
         assert!(!concerns(&dir.join("other.yaml"), &watched));
+    }
+
+    #[test]
+    fn a_link_concerns_us_by_its_target_and_another_file_only_by_its_path() {
+        let root = std::env::temp_dir().join(format!("stella-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (real, links) = (root.join("..2026_12_07"), root.join("mounted"));
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::create_dir_all(&links).unwrap();
+        let config = real.join("gateway.yaml");
+        std::fs::write(&config, "gateway: {}\n").unwrap();
+        std::fs::write(real.join("other.yaml"), "").unwrap();
+        std::fs::write(links.join("gateway.err"), "").unwrap();
+        std::os::unix::fs::symlink(&config, links.join("gateway.yaml")).unwrap();
+        std::os::unix::fs::symlink(real.join("other.yaml"), links.join("other.yaml")).unwrap();
+        let watched = vec![std::fs::canonicalize(&config).unwrap()];
+        // A link to a watched file, in a folder watched for another file.
+        assert!(concerns(&links.join("gateway.yaml"), &watched));
+        // A link elsewhere, a plain file, a file gone: none of ours.
+        assert!(!concerns(&links.join("other.yaml"), &watched));
+        assert!(!concerns(&links.join("gateway.err"), &watched));
+        assert!(!concerns(&links.join("gone.yaml"), &watched));
+        // The watched file itself, also once deleted (its event comes after).
+        assert!(concerns(&watched[0], &watched));
+        std::fs::remove_file(&config).unwrap();
+        assert!(concerns(&watched[0], &watched));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
