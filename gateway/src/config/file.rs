@@ -45,7 +45,8 @@ pub struct GatewaySection {
     /// Proxy worker threads (default: one per core).
     pub threads: Option<u64>,
     /// Let idle workers steal tasks from busy ones (default false: each
-    /// connection stays on its thread, fewer cross-thread wake-ups).
+    /// client connection stays on the worker that accepted it; upstream
+    /// connections are pooled for all workers either way).
     pub work_stealing: Option<bool>,
     /// On SIGTERM or SIGINT: stop accepting, let requests in flight finish
     /// for at most this long, then exit (default 10).
