@@ -182,6 +182,24 @@ pub fn request_accepted() {
     let _ = CONNECTION.try_with(|w| w.accepted.store(true, Ordering::Release));
 }
 
+/// The connection a request arrived on, for what lasts across its
+/// requests: the cache key of the last token it presented
+/// ([`stella_authn::KeyMemo`]). `None` on connections the front does not
+/// wrap (HTTP/2).
+pub fn connection() -> Option<Connection> {
+    CONNECTION.try_with(|w| Connection(w.clone())).ok()
+}
+
+/// A handle on the current connection ([`connection`]).
+pub struct Connection(Arc<Watch>);
+
+impl Connection {
+    /// The connection's memo of its last token's cache key.
+    pub fn token_keys(&self) -> &stella_authn::KeyMemo {
+        &self.0.token_keys
+    }
+}
+
 /// Per-listener counters.
 struct ListenerMetrics {
     open: IntGauge,
@@ -437,6 +455,9 @@ struct Watch {
     generation: AtomicU32,
     /// The gateway has taken the current request.
     accepted: AtomicBool,
+    /// The last token's cache key; its bytes are zeroed when the
+    /// connection ends.
+    token_keys: stella_authn::KeyMemo,
 }
 
 impl Watch {

@@ -85,6 +85,45 @@ fn valid_token_reaches_the_hybrid_service_with_the_callers_identity() {
     assert_eq!(hybrid.requests(), 1);
 }
 
+/// A connection remembers its last token's cache key (docs/design.md,
+/// "Verified-token cache"): on one keep-alive connection each request is
+/// still answered for its own token, a forged token of the same length
+/// right after the genuine one included.
+#[test]
+fn each_token_on_a_keep_alive_connection_is_answered_as_its_own() {
+    let stack = Stack::start("keep-alive-tokens");
+    stack.authority.prefetch(&[BEARER, READONLY]);
+    let gw = &stack.gateway;
+    let bearer = stack.authority.token(BEARER);
+    let readonly = stack.authority.token(READONLY);
+    // One signature character changed (not the last, whose low bits may
+    // be unused): the same length, a signature that does not verify.
+    let mut forged = bearer.clone().into_bytes();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert_eq!(forged.len(), bearer.len());
+
+    let mut conn = KeepAlive::open(gw.http);
+    let mut send = |token: &str| {
+        let auth = format!("Bearer {token}");
+        conn.send("GET", "/items/1", &[("Authorization", &auth)])
+    };
+    let subject = |r: &Response| assert_reached_via_envelope(r)["identity"]["subject"].clone();
+    assert_eq!(subject(&send(&bearer)), "svc-bearer");
+    assert_eq!(subject(&send(&bearer)), "svc-bearer");
+    let r = send(&forged);
+    assert_invalid_token(&r);
+    assert_eq!(r.json()["token_error"], "bad_signature", "{}", r.text());
+    assert_eq!(subject(&send(&readonly)), "svc-readonly");
+    assert_eq!(subject(&send(&bearer)), "svc-bearer");
+    let r = send(&forged);
+    assert_invalid_token(&r);
+    assert_eq!(subject(&send(&readonly)), "svc-readonly");
+    // Only the genuine tokens reached the service.
+    assert_eq!(stack.echo.requests(), 5);
+}
+
 #[test]
 fn expired_token_is_refused_even_after_it_was_accepted_and_cached() {
     let dir = TempDir::new("expired");

@@ -1,13 +1,15 @@
 //! Verified access tokens by hash, so a token seen again skips signature
 //! verification and claims parsing.
 //!
-//! - The key is BLAKE3 of the token bytes: the raw token (a bearer
-//!   credential) is never kept, and equal hashes mean equal tokens (BLAKE3
+//! - The key is BLAKE3 of the token bytes: the cache never keeps the raw
+//!   token (a bearer credential), and equal hashes mean equal tokens (BLAKE3
 //!   is a cryptographic hash: 128-bit collision resistance, like SHA-256).
 //!   It is looked up on every request, so its cost counts: under callgrind
 //!   about a quarter of SHA-256's instructions for a 900-byte token
 //!   (docs/dependencies.md). A DPoP proof's `ath` is SHA-256 by RFC 9449
-//!   and is computed where it is checked.
+//!   and is computed where it is checked. A connection remembers the key
+//!   of its last token ([`KeyMemo`]), so a client that sends one token
+//!   request after request on a keep-alive connection has it hashed once.
 //! - An entry serves until the token's `exp` plus leeway, never longer, and
 //!   at most `token_cache_max_entries` entries are kept (`quick_cache`
 //!   evicts the least useful, CLOCK-Pro). A hit found past its `exp` +
@@ -58,6 +60,94 @@ impl std::fmt::Debug for TokenKey {
         // handle on one; keep it out of logs.
         f.write_str("TokenKey(..)")
     }
+}
+
+/// The key of the last token one connection presented.
+///
+/// A client on a keep-alive connection sends the same token request after
+/// request; the key of bytes equal to the last ones is the key computed for
+/// them, so BLAKE3 runs once per token per connection instead of once per
+/// request (3,700 of a Bearer request's 145,000 instructions under
+/// callgrind; docs/performance.md). Nothing else is skipped: the cache
+/// lookup, the expiry, the binding and the policy run on every request.
+///
+/// - Equal means byte for byte, the whole token, compared without an early
+///   exit: the time taken does not say how much of a token matched the last
+///   one (connections behind a load balancer carry several clients' tokens).
+/// - The token's bytes are kept while the connection is open, like the
+///   request buffers that held them; they are zeroed when replaced and when
+///   the connection ends. Tokens longer than [`KeyMemo::MAX_TOKEN_BYTES`] are
+///   not kept (their key is computed every time), which bounds what an idle
+///   connection holds.
+/// - Used by one connection's requests, one at a time; a lock that is busy
+///   (never, in practice) means the key is computed.
+#[derive(Default)]
+pub struct KeyMemo {
+    last: std::sync::Mutex<Option<(zeroize::Zeroizing<Vec<u8>>, TokenKey)>>,
+}
+
+impl KeyMemo {
+    /// The longest token whose bytes are kept.
+    pub const MAX_TOKEN_BYTES: usize = 4096;
+
+    /// [`TokenKey::of_bytes`] of `token`, from the last token when equal.
+    pub fn key_of(&self, token: &[u8]) -> TokenKey {
+        let Ok(mut last) = self.last.try_lock() else {
+            return TokenKey::of_bytes(token);
+        };
+        if let Some((bytes, key)) = last.as_ref() {
+            if same_bytes(bytes, token) {
+                return *key;
+            }
+        }
+        let key = TokenKey::of_bytes(token);
+        if token.len() <= Self::MAX_TOKEN_BYTES {
+            let (bytes, memo) =
+                last.get_or_insert_with(|| (zeroize::Zeroizing::new(Vec::new()), key));
+            if token.len() > bytes.capacity() {
+                // A new buffer (in steps of 256 bytes, so tokens a few
+                // bytes apart share one); the old one is zeroed as it is
+                // dropped, never left to a reallocation.
+                *bytes =
+                    zeroize::Zeroizing::new(Vec::with_capacity(token.len().next_multiple_of(256)));
+            } else if token.len() < bytes.len() {
+                // The old token's bytes past the new one's length.
+                zeroize::Zeroize::zeroize(&mut bytes[token.len()..]);
+            }
+            // The new token over the old one.
+            bytes.clear();
+            bytes.extend_from_slice(token);
+            *memo = key;
+        } else {
+            *last = None;
+        }
+        key
+    }
+}
+
+impl std::fmt::Debug for KeyMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyMemo(..)")
+    }
+}
+
+/// `a == b` without an early exit: every byte of the shorter-or-equal
+/// inputs is read whatever the first difference (a length difference
+/// answers at once; a token's length is not its secret).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (a_words, a_rest) = a.as_chunks::<8>();
+    let (b_words, b_rest) = b.as_chunks::<8>();
+    let words = a_words.iter().zip(b_words).fold(0u64, |diff, (x, y)| {
+        diff | (u64::from_ne_bytes(*x) ^ u64::from_ne_bytes(*y))
+    });
+    let rest = a_rest
+        .iter()
+        .zip(b_rest)
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y));
+    std::hint::black_box(words | u64::from(rest)) == 0
 }
 
 /// Distinct names [`TokenCache::compact`] shares, and the longest.
@@ -205,6 +295,107 @@ mod tests {
         assert_eq!(hex, expected);
         assert_ne!(TokenKey::of("abc"), TokenKey::of("abd"));
         assert_eq!(format!("{key:?}"), "TokenKey(..)");
+    }
+
+    #[test]
+    fn the_memo_gives_each_token_its_own_key() {
+        let memo = KeyMemo::default();
+        let token = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl".to_vec();
+        let check = |bytes: &[u8]| assert_eq!(memo.key_of(bytes), TokenKey::of_bytes(bytes));
+        check(&token);
+        check(&token);
+        // The same length, one byte different, at every position: each
+        // its own key, and the genuine token's again after it.
+        for at in 0..token.len() {
+            let mut other = token.clone();
+            other[at] ^= 0x01;
+            check(&other);
+            check(&token);
+        }
+        check(&token[..token.len() - 1]);
+        check(b"");
+        check(&token);
+        let long = vec![b'a'; KeyMemo::MAX_TOKEN_BYTES + 1];
+        check(&long);
+        check(&long);
+        check(&token);
+    }
+
+    #[test]
+    fn the_memo_keeps_one_token_and_never_a_long_one() {
+        let memo = KeyMemo::default();
+        let kept = |memo: &KeyMemo| {
+            let last = memo.last.lock().unwrap();
+            last.as_ref().map(|(bytes, key)| (bytes.to_vec(), *key))
+        };
+        memo.key_of(b"first");
+        memo.key_of(b"second");
+        assert_eq!(
+            kept(&memo),
+            Some((b"second".to_vec(), TokenKey::of("second")))
+        );
+        let longest = vec![b'b'; KeyMemo::MAX_TOKEN_BYTES];
+        memo.key_of(&longest);
+        assert_eq!(kept(&memo).map(|(bytes, _)| bytes), Some(longest));
+        memo.key_of(&[b'c'; KeyMemo::MAX_TOKEN_BYTES + 1]);
+        assert_eq!(
+            kept(&memo),
+            None,
+            "a longer token is not kept, nor the one before"
+        );
+        // A shorter token leaves nothing of the longer one before it.
+        memo.key_of(b"a longer token than the next");
+        memo.key_of(b"short");
+        let last = memo.last.lock().unwrap();
+        let (bytes, _) = last.as_ref().unwrap();
+        assert_eq!(&bytes[..], b"short");
+        assert!(bytes.capacity() >= 28);
+        // SAFETY: within the allocation, and every one of these bytes was
+        // written (the longer token, then zeros).
+        let tail = unsafe { std::slice::from_raw_parts(bytes.as_ptr().add(5), 23) };
+        assert!(tail.iter().all(|&b| b == 0), "{tail:?}");
+    }
+
+    #[test]
+    fn a_busy_memo_computes_the_key() {
+        let memo = KeyMemo::default();
+        memo.key_of(b"first");
+        let _held = memo.last.lock().unwrap();
+        assert_eq!(memo.key_of(b"second"), TokenKey::of("second"));
+        assert_eq!(memo.key_of(b"first"), TokenKey::of("first"));
+    }
+
+    #[test]
+    fn same_bytes_is_equality() {
+        for len in 0..40usize {
+            let a: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "{len}");
+            if len > 0 {
+                assert!(!same_bytes(&a, &a[..len - 1]), "{len}");
+            }
+            for at in 0..len {
+                for bit in 0..8 {
+                    let mut b = a.clone();
+                    b[at] ^= 1 << bit;
+                    assert!(!same_bytes(&a, &b), "byte {at} bit {bit} of {len}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_sequence_of_tokens_gets_the_keys_blake3_gives(
+            tokens in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(b"ab.".to_vec()), 0..12),
+                1..40,
+            )
+        ) {
+            let memo = KeyMemo::default();
+            for token in &tokens {
+                proptest::prop_assert_eq!(memo.key_of(token), TokenKey::of_bytes(token));
+            }
+        }
     }
 
     #[test]

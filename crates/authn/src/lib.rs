@@ -40,7 +40,7 @@ pub use bearer::{
     authenticate_bearer, authenticate_bearer_keyed, parse_token, verify_and_cache, verify_claims,
     ClaimProblem, ParsedToken, RulesError, TokenError, TokenRules,
 };
-pub use cache::{TokenCache, TokenKey};
+pub use cache::{KeyMemo, TokenCache, TokenKey};
 pub use pipeline::{
     Authenticated, Authenticator, AuthnError, AuthnEvents, PresentedCertificate, RequestFacts,
     Revoked, UnspentProof,

@@ -19,7 +19,7 @@ use crate::nonce::{NonceCheck, NonceIssuer};
 use crate::presented::{Presented, PresentedError, Token};
 use crate::replay::{Admission, Fresh, ReplayStore};
 use crate::revocation::{Denylist, Identifiers, Kind};
-use crate::{verify_and_cache, TokenCache, TokenError, TokenKey};
+use crate::{verify_and_cache, KeyMemo, TokenCache, TokenError, TokenKey};
 use std::sync::Arc;
 use stella_core::identity::{AuthenticatedCaller, Binding, Caller, TokenClaims};
 use stella_core::Clock;
@@ -243,6 +243,9 @@ pub struct RequestFacts<'a> {
     /// Whether the matched route requires a DPoP server nonce from a
     /// caller of this tenant.
     pub dpop_nonce_required: &'a (dyn Fn(Option<&str>) -> bool + Sync),
+    /// The connection's memo of its last token's cache key ([`KeyMemo`]);
+    /// `None`: the key is computed for each request.
+    pub token_keys: Option<&'a KeyMemo>,
 }
 
 /// Everything authentication uses, built once per configuration snapshot.
@@ -328,7 +331,7 @@ impl Authenticator {
                 None,
             )),
             Presented::Bearer(token) => {
-                let claims = self.verify_token(token).await?;
+                let claims = self.verify_token(token, request.token_keys).await?;
                 let method = match claims.binding() {
                     Binding::Unbound => AuthMethod::Bearer,
                     // docs/design.md §3.3: a DPoP-bound token presented as Bearer.
@@ -366,7 +369,7 @@ impl Authenticator {
                 Ok((Caller::Token { claims, method }, None))
             }
             Presented::BearerWithDpopHeader(token) => {
-                let claims = self.verify_token(token).await?;
+                let claims = self.verify_token(token, request.token_keys).await?;
                 Err(match claims.binding() {
                     Binding::Jkt(_) => AuthnError::InvalidToken("dpop_bound_token_as_bearer"),
                     _ => AuthnError::MultipleCredentials,
@@ -374,7 +377,7 @@ impl Authenticator {
             }
             Presented::Dpop { token, proof } => {
                 self.events.dpop_request();
-                let claims = self.verify_token(token.into()).await?;
+                let claims = self.verify_token(token.into(), request.token_keys).await?;
                 let Some(origin) = &self.public_origin else {
                     return Err(AuthnError::InvalidProof("dpop_not_configured"));
                 };
@@ -476,7 +479,11 @@ impl Authenticator {
     /// (effective claims) and the tenant's issuer binding is checked.
     /// A Bearer token's text is checked (token68) only when the cache does
     /// not know it ([`Token`]).
-    async fn verify_token(&self, token: Token<'_>) -> Result<Arc<TokenClaims>, AuthnError> {
+    async fn verify_token(
+        &self,
+        token: Token<'_>,
+        keys: Option<&KeyMemo>,
+    ) -> Result<Arc<TokenClaims>, AuthnError> {
         let malformed = |_: PresentedError| AuthnError::MalformedAuthorization;
         let first = self.issuers.first();
         let max_len = first.rules.max_token_len();
@@ -487,7 +494,10 @@ impl Authenticator {
             )));
         }
         let now = self.clock.now();
-        let key = TokenKey::of_bytes(token.as_bytes());
+        let key = match keys {
+            Some(memo) => memo.key_of(token.as_bytes()),
+            None => TokenKey::of_bytes(token.as_bytes()),
+        };
         let cached = self.tokens.get(&key, now);
         stella_core::trace::note(|| {
             opentelemetry::KeyValue::new(

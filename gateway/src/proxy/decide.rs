@@ -50,6 +50,12 @@ impl Proxy {
             header_values(req, &DPOP, &mut dpop),
         )
         .map_err(Refusal::from)?;
+        // A token's cache key is remembered per connection (the same token
+        // comes again on a keep-alive connection).
+        let connection = match credential {
+            stella_authn::presented::Presented::None => None,
+            _ => crate::front::connection(),
+        };
         let facts = RequestFacts {
             method: req.method.as_str(),
             path: &path,
@@ -60,6 +66,7 @@ impl Proxy {
                 spiffe_id: c.spiffe.as_ref().ok().and_then(|id| id.as_deref()),
             }),
             dpop_nonce_required: &|tenant| target.requires_dpop_nonce(tenant),
+            token_keys: connection.as_ref().map(|c| c.token_keys()),
         };
         let auth_span = ctx
             .trace

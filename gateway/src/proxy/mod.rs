@@ -20,7 +20,7 @@ use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Session};
 use pingora::proxy::{FailToProxy, ProxyHttp};
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, OrErr, Result};
 use std::sync::Arc;
 use std::time::Instant;
 use stella_authn::presented::presented;
@@ -665,20 +665,27 @@ impl ProxyHttp for Proxy {
         // Room for every header added, in one step (not one growth of both
         // header maps at a time).
         upstream.reserve_headers(forward::MAX_ADDED);
+        let made = |text: String| {
+            forward::made_value(text).or_err(
+                ErrorType::InvalidHTTPHeader,
+                "a header value the gateway made",
+            )
+        };
         for (name, value) in added.into_pairs() {
-            match value {
-                forward::Value::Made(text) => upstream.insert_header(name, text)?,
-                forward::Value::Kept(value) => upstream.insert_header(name, value)?,
-            }
+            let value = match value {
+                forward::Value::Made(text) => made(text)?,
+                forward::Value::Kept(value) => value,
+            };
+            upstream.insert_header(name, value)?;
         }
         let names = &*forward::NAMES;
         if let Some(envelope) = envelope {
             for ((_, value), name) in envelope.into_pairs().into_iter().zip(&names.envelope) {
-                upstream.insert_header(name, value)?;
+                upstream.insert_header(name, made(value)?)?;
             }
         }
         if let Some(token) = txn_token {
-            upstream.insert_header(&names.txn_token, token)?;
+            upstream.insert_header(&names.txn_token, made(token)?)?;
         }
         Ok(())
     }

@@ -102,6 +102,68 @@ pub fn try_request(
     Ok(parse_response(&raw))
 }
 
+/// One keep-alive HTTP/1.1 connection: requests are sent one after the
+/// other on it, each answer read whole (Content-Length or chunked) before
+/// the next request.
+pub struct KeepAlive {
+    stream: TcpStream,
+    addr: SocketAddr,
+}
+
+impl KeepAlive {
+    pub fn open(addr: SocketAddr) -> KeepAlive {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        KeepAlive { stream, addr }
+    }
+
+    /// `method target` with `headers` as given; panics when the server
+    /// closes the connection before a whole answer.
+    pub fn send(&mut self, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream
+            .write_all(head.as_bytes())
+            .expect("write request");
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 16384];
+        loop {
+            if let Some(end) = answer_end(&raw) {
+                assert_eq!(end, raw.len(), "bytes past the answer to {target}");
+                return parse_response(&raw);
+            }
+            let n = self.stream.read(&mut chunk).expect("read answer");
+            assert!(
+                n > 0,
+                "{target}: the connection closed after {:?}",
+                String::from_utf8_lossy(&raw)
+            );
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Where the whole answer in `raw` ends, once it has arrived.
+fn answer_end(raw: &[u8]) -> Option<usize> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match length {
+        Some(n) => (raw.len() >= split + n).then_some(split + n),
+        None if head.contains("transfer-encoding: chunked") => {
+            raw.ends_with(b"\r\n0\r\n\r\n").then_some(raw.len())
+        }
+        None => Some(split),
+    }
+}
+
 /// Writes `raw` (a whole request, exactly as given) and returns every byte
 /// the server sent until it closed the connection: empty when it closed
 /// without answering.

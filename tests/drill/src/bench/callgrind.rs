@@ -45,7 +45,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use stella_test_support::free_ports;
 
-const ROUTES: [&str; 4] = ["bare", "pass", "bearer", "dpop"];
+/// `bearer-mixed`: the Bearer route with two tokens of one client taking
+/// turns on the connection, so no request presents the token before it (a
+/// connection carrying several clients' tokens, as from a load balancer).
+const ROUTES: [&str; 5] = ["bare", "pass", "bearer", "bearer-mixed", "dpop"];
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -83,7 +86,7 @@ pub struct Options {
     /// HEAD (a deliberate step: commit it with the reason).
     #[arg(long, value_name = "FILE")]
     write_baseline: Option<PathBuf>,
-    /// bare, pass, bearer, dpop (default: bare pass bearer).
+    /// bare, pass, bearer, bearer-mixed, dpop (default: bare pass bearer).
     #[arg(value_parser = ROUTES)]
     routes: Vec<String>,
 }
@@ -155,10 +158,10 @@ pub fn main(o: Options) -> Result<i32, Abort> {
     b.start_upstream()?;
     let ports = free_ports(2);
     let (gw, admin) = (ports[0], ports[1]);
-    let token = if has("bearer") {
-        b.token("svc-bearer", &[])?
-    } else {
-        String::new()
+    let tokens = match (has("bearer"), has("bearer-mixed")) {
+        (_, true) => vec![b.token("svc-bearer", &[])?, b.token("svc-bearer", &[])?],
+        (true, false) => vec![b.token("svc-bearer", &[])?],
+        (false, false) => Vec::new(),
     };
     let (dpop_token, proofs) = if has("dpop") {
         let (key, token) = b.dpop_token()?;
@@ -255,7 +258,7 @@ pub fn main(o: Options) -> Result<i32, Abort> {
             deadline: route_started + budget,
         };
         window
-            .count(o.warmup, o.requests, &token, &dpop_token, &mut proofs)
+            .count(o.warmup, o.requests, &tokens, &dpop_token, &mut proofs)
             .map_err(|e| {
                 Abort(format!(
                     "{route} failed: {e}; the gateway's stderr ends with:\n{}",
@@ -389,17 +392,19 @@ impl Window<'_> {
         &self,
         warmup: u64,
         n: u64,
-        token: &str,
+        tokens: &[String],
         dpop_token: &str,
         proofs: &mut impl Iterator<Item = &'p str>,
     ) -> Result<(), String> {
         // The bare proxy gets the pass route's request.
         let path = match self.route {
             "bare" => "/pass/x".to_owned(),
+            "bearer-mixed" => "/bearer/x".to_owned(),
             r => format!("/{r}/x"),
         };
         let mut client = KeepAlive::new(self.addr, Duration::from_secs(120));
-        let bearer = format!("Bearer {token}");
+        let bearer: Vec<String> = tokens.iter().map(|t| format!("Bearer {t}")).collect();
+        let mut turn = 0;
         let dpop = format!("DPoP {dpop_token}");
         let mut send = |client: &mut KeepAlive, count: u64| -> Result<(), String> {
             for _ in 0..count {
@@ -407,7 +412,11 @@ impl Window<'_> {
                     return Err("out of time".into());
                 }
                 let headers: Vec<(&str, &str)> = match self.route {
-                    "bearer" => vec![("Authorization", &bearer)],
+                    "bearer" => vec![("Authorization", &bearer[0])],
+                    "bearer-mixed" => {
+                        turn += 1;
+                        vec![("Authorization", &bearer[turn % 2])]
+                    }
                     "dpop" => vec![
                         ("Authorization", &dpop),
                         ("DPoP", proofs.next().ok_or("out of DPoP proofs")?),
@@ -642,10 +651,15 @@ pub fn report(r: &Report) -> String {
             }
         }
     }
-    let ratios: Vec<(&str, &str)> = [("pass", "bare"), ("bearer", "pass"), ("dpop", "pass")]
-        .into_iter()
-        .filter(|(a, b)| totals.contains_key(a) && totals.contains_key(b))
-        .collect();
+    let ratios: Vec<(&str, &str)> = [
+        ("pass", "bare"),
+        ("bearer", "pass"),
+        ("bearer-mixed", "pass"),
+        ("dpop", "pass"),
+    ]
+    .into_iter()
+    .filter(|(a, b)| totals.contains_key(a) && totals.contains_key(b))
+    .collect();
     if !ratios.is_empty() {
         let _ = writeln!(
             out,
@@ -660,7 +674,7 @@ pub fn report(r: &Report) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<15}{:.3}{extra}   {a} {} Ir/req, {b} {} Ir/req",
+                "{:<22}{:.3}{extra}   {a} {} Ir/req, {b} {} Ir/req",
                 format!("{a} / {b}"),
                 tb / ta,
                 commas(ta / n),
