@@ -674,7 +674,7 @@ pub fn report(r: &Report) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<22}{:.3}{extra}   {a} {} Ir/req, {b} {} Ir/req",
+                "{:<15}{:.3}{extra}   {a} {} Ir/req, {b} {} Ir/req",
                 format!("{a} / {b}"),
                 tb / ta,
                 commas(ta / n),
