@@ -132,8 +132,8 @@ impl Added {
 }
 
 /// A header value the gateway made, without `HeaderValue`'s byte-by-byte
-/// check when every byte is visible ASCII (checked here sixteen at a
-/// time): the envelope, its signature and the other values the gateway
+/// check when every byte is visible ASCII (checked here in one loop the
+/// compiler vectorizes): the envelope, its signature and the other values the gateway
 /// sets are a kilobyte a request, and that check was 1,200 of a forwarded
 /// request's instructions (docs/performance.md). Any other value gets
 /// `HeaderValue`'s own check and its answer.
